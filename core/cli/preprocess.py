@@ -1,0 +1,77 @@
+"""``python -m core preprocess FILE --size S --out OUT.png``: one file's model input.
+
+Writes exactly what training and prediction feed the model (window → 8-bit →
+square stretch → CLAHE), so a user can check the preprocessing of any file.
+The shared cache is not used: a one-off look should neither need nor fill it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+
+from core.errors import MammoError
+from core.preprocess import MAX_SIZE, PreprocessParams, load_preprocessed
+
+
+def _size(text: str) -> int:
+    value = int(text)
+    if not 8 <= value <= MAX_SIZE:
+        raise argparse.ArgumentTypeError(f"must be between 8 and {MAX_SIZE}")
+    return value
+
+
+def _clip(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError("must be between 0 (CLAHE off) and 100")
+    return value
+
+
+def _tiles(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError("must be between 1 and 64")
+    return value
+
+
+def register(subparsers) -> None:
+    """Add the ``preprocess`` command."""
+    p = subparsers.add_parser("preprocess", help="write one image's preprocessed model input",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("file", type=Path, help="DICOM, PNG, JPEG, PGM or TIFF file")
+    p.add_argument("--size", type=_size, required=True, help="output side in pixels, e.g. 384")
+    p.add_argument("--out", type=Path, required=True, help="PNG to write")
+    p.add_argument("--clahe-clip", type=_clip, default=2.0, help="CLAHE clip limit (0 = off)")
+    p.add_argument("--clahe-tiles", type=_tiles, default=8, help="CLAHE tiles per side")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    params = PreprocessParams(size=args.size, clahe_clip=args.clahe_clip,
+                              clahe_tiles=args.clahe_tiles)
+    img = load_preprocessed(args.file, params, cache=None)
+    _write_png(args.out, img)
+    print(f"wrote {args.out} ({img.shape[1]}x{img.shape[0]}) from {args.file}")
+    return 0
+
+
+def _write_png(out: Path, img) -> None:
+    """Encode, then write atomically: a failed run leaves no half-written PNG."""
+    ok, data = cv2.imencode(".png", img)
+    if not ok:
+        raise MammoError("PNG encoding failed", out)
+    tmp = None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".tmp-", suffix=".png")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.tobytes())
+        os.replace(tmp, out)
+    except OSError as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise MammoError(f"cannot write ({err.strerror or err})", out) from None

@@ -1,0 +1,80 @@
+"""Strict readers for the annotation tables the adapters consume.
+
+Every problem (unreadable file, wrong encoding, missing column) becomes a
+:class:`~core.errors.ManifestError` naming the file, so the command line and
+the UI show one line instead of a pandas traceback.
+"""
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from core.errors import ManifestError
+
+
+def read_csv_strict(path: str | Path, required: Iterable[str] = ()) -> pd.DataFrame:
+    """Read a UTF-8 CSV as text columns (no NaN guessing) and check its columns.
+
+    Everything is read as ``str`` so identifiers such as ``007`` keep their
+    zeros and empty cells stay empty strings.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ManifestError(f"cannot read ({err.strerror})", path) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ManifestError(f"not UTF-8 text (byte {err.start})", path) from None
+    try:
+        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise ManifestError(f"not a readable CSV ({str(err).splitlines()[0]})", path) from None
+    df.columns = [str(c).strip() for c in df.columns]
+    require_columns(df, required, path)
+    return df
+
+
+def require_columns(df: pd.DataFrame, required: Iterable[str], path: str | Path) -> None:
+    """Name every missing column at once, not just the first."""
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise ManifestError(f"missing columns: {', '.join(missing)}", path)
+
+
+def column_key(name: object) -> str:
+    """Case-, space- and punctuation-blind key, e.g. ``Pathology Classification/ Follow up``
+    and ``pathology classification / follow-up`` both → ``pathologyclassificationfollowup``."""
+    return re.sub(r"[^a-z0-9]", "", str(name).lower())
+
+
+def match_columns(df: pd.DataFrame, wanted: dict[str, str], path: str | Path) -> pd.DataFrame:
+    """Rename columns whose :func:`column_key` matches ``wanted`` (key → new name).
+
+    Sheets typed by hand drift in spelling; this tolerates that while still
+    naming every column that cannot be found at all.
+    """
+    by_key = {column_key(c): c for c in df.columns}
+    renames, missing = {}, []
+    for key, new in wanted.items():
+        if key in by_key:
+            renames[by_key[key]] = new
+        else:
+            missing.append(new)
+    if missing:
+        raise ManifestError(f"missing columns: {', '.join(missing)}", path)
+    return df.rename(columns=renames)
+
+
+def list_missing_files(paths: Iterable[Path], source: str | Path) -> None:
+    """Raise one error listing every missing file (first five shown, then a count)."""
+    missing = [str(p) for p in paths if not Path(p).is_file()]
+    if missing:
+        shown = "; ".join(missing[:5])
+        more = f"; … {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise ManifestError(f"{len(missing)} listed file(s) missing: {shown}{more}", source)

@@ -1,0 +1,468 @@
+"""Read one mammogram (DICOM or an image file) into a float image in [0, 1].
+
+Whatever the source, the result follows one convention so the rest of the
+code never has to ask: ``pixels`` is a 2-D float32 array in [0, 1] after
+windowing, **tissue is bright** and background / padding is dark.
+
+DICOM path (PS3.3 C.11): stored values → modality LUT (Rescale Slope /
+Intercept) → VOI (the first VOI LUT Sequence item, else the first Window
+Center/Width with its VOI LUT Function, else a robust percentile window) →
+MONOCHROME1 inverted → padding pixels set to 0.  Image files (PNG, JPEG, PGM,
+TIFF): 8-bit is scaled by 255 (such files are already rendered for display,
+e.g. CDD-CESM JPEGs); 16-bit and float files are raw detector values more often
+than not, so they get the same percentile window as a DICOM without one.
+
+Decisions a caller must know:
+
+* **Multi-frame DICOM is refused** (tomosynthesis, cine): frame 0 of a stack is
+  not a 2-D mammogram, and silently showing one slice would mislead.
+* Colour (RGB, YBR, palette) is converted to grey by luminance.
+* Constant images are refused ("nothing to show"), as are images with a side
+  under :data:`MIN_SIDE` and, *before decoding*, images above
+  :data:`MAX_PIXELS` (a decompression-bomb guard read from the header).
+* Every failure on bad bytes is an :class:`~core.errors.ImageReadError` naming
+  the file; no pydicom / OpenCV exception escapes.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from core.errors import ImageReadError
+
+MAX_PIXELS = 80_000_000  # largest FFDM detectors are ~30 MP; anything above is refused
+MAX_SIDE = 32_767  # OpenCV's own hard limit on one side
+MIN_SIDE = 16  # smaller is a thumbnail or an icon, not a mammogram
+PERCENTILES = (0.5, 99.5)  # robust window when the file carries none
+PERCENTILE_SAMPLES = 1_000_000  # percentiles on a strided sample: same answer, 10x faster
+DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
+_IMAGE_VIEW_CODES = {  # ViewCodeSequence fallback: SNOMED-RT and SNOMED-CT codes
+    "R-10242": "CC", "399162004": "CC", "R-10226": "MLO", "399368009": "MLO",
+}
+
+
+@dataclass(frozen=True)
+class MammoImage:
+    """A decoded mammogram: windowed pixels, the original shape and what was read.
+
+    ``tags`` holds ``laterality`` (L/R/None), ``view_position`` (CC/MLO/None),
+    ``photometric``, ``bits_stored``, ``format`` ("dicom" or "image") and
+    ``window`` = ``(center, width, kind)`` with kind one of ``LINEAR``,
+    ``LINEAR_EXACT``, ``SIGMOID`` (from the file), ``percentile`` (computed;
+    center/width describe the range used), ``voi_lut`` or ``dtype`` (8-bit
+    image scaled by 255); center/width are ``None`` for the last two.
+    """
+
+    pixels: np.ndarray
+    source_shape: tuple[int, int]
+    tags: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- entry points
+
+def read_image(path: str | Path) -> MammoImage:
+    """Read a DICOM or image file; see the module docstring for the contract."""
+    path = Path(path)
+    head = _read_head(path)
+    if _looks_like_dicom(head, path):
+        return _read_dicom(path, head)
+    return _read_picture(path, head)
+
+
+def read_view_tags(path: str | Path) -> tuple[str | None, str | None]:
+    """``(laterality, view)`` from a DICOM header only (pixels are not read).
+
+    Used to assign views when the manifest lacks them; a non-DICOM file has
+    no such tags and gives ``(None, None)``.
+    """
+    path = Path(path)
+    head = _read_head(path)
+    if not _looks_like_dicom(head, path):
+        return None, None
+    ds = _dcmread(path, head, stop_before_pixels=True)
+    return _laterality(ds), _view_position(ds)
+
+
+# --------------------------------------------------------------------------- sniffing
+
+def _read_head(path: Path) -> bytes:
+    """The first bytes of the file; refuses missing, unreadable and empty files."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except FileNotFoundError:
+        raise ImageReadError("file not found", path) from None
+    except IsADirectoryError:
+        raise ImageReadError("is a folder, not an image file", path) from None
+    except OSError as err:
+        raise ImageReadError(f"cannot be read ({err.strerror or err})", path) from None
+    if not head:
+        raise ImageReadError("empty file (0 bytes)", path)
+    return head
+
+
+def _looks_like_dicom(head: bytes, path: Path) -> bool:
+    """DICM marker, a DICOM file name, or a preamble-less dataset's first group."""
+    if head[128:132] == b"DICM":
+        return True
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return True
+    return head[:2] in (b"\x02\x00", b"\x08\x00") and len(head) >= 8
+
+
+def _content_hint(head: bytes) -> str:
+    """Name obvious non-DICOM contents, so the error says what the file really is."""
+    for magic, name in ((b"%PDF", "a PDF document"), (b"\x89PNG", "a PNG image"),
+                        (b"\xff\xd8\xff", "a JPEG image"), (b"PK\x03\x04", "a ZIP archive")):
+        if head.startswith(magic):
+            return name
+    if all(32 <= b < 127 or b in (9, 10, 13) for b in head[:128]):
+        return "a text file"
+    return "unrecognised bytes"
+
+
+# --------------------------------------------------------------------------- DICOM
+
+def _dcmread(path: Path, head: bytes, stop_before_pixels: bool = False):
+    """pydicom's reader with every failure turned into an ImageReadError."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    has_marker = head[128:132] == b"DICM"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, force=not has_marker, stop_before_pixels=stop_before_pixels)
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError,
+            AttributeError, IndexError, OverflowError, MemoryError, NotImplementedError) as err:
+        if not has_marker:
+            raise ImageReadError(f"not a DICOM file (no 'DICM' marker; looks like "
+                                 f"{_content_hint(head)})", path) from None
+        raise ImageReadError(f"unreadable or truncated DICOM ({_short(err)})", path) from None
+    if not has_marker and not _has_image_header(ds):
+        raise ImageReadError(f"not a DICOM file (no 'DICM' marker; looks like "
+                             f"{_content_hint(head)})", path)
+    return ds
+
+
+def _has_image_header(ds) -> bool:
+    """A force-read dataset is only believed when it parsed into real image tags."""
+    try:
+        return ("Rows" in ds and "Columns" in ds) or "SOPClassUID" in ds
+    except Exception:  # garbage that pydicom parsed lazily and cannot even list
+        return False
+
+
+def _read_dicom(path: Path, head: bytes) -> MammoImage:
+    ds = _dcmread(path, head)
+    if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        raise ImageReadError("DICOM has no pixel data (not an image, e.g. a report)", path)
+    rows, cols = _tag_int(ds, "Rows", path), _tag_int(ds, "Columns", path)
+    _check_size(rows, cols, path)
+    frames = _tag_int(ds, "NumberOfFrames", path, default=1)
+    if frames > 1:
+        raise ImageReadError(f"multi-frame DICOM ({frames} frames, e.g. tomosynthesis or cine) "
+                             "is not supported; export one 2-D view", path)
+    stored = _decode(ds, path)
+    padding = _padding_mask(ds, stored)
+    values = _modality(ds, stored, path)
+    if values.ndim == 3:
+        values = _to_grey(values, str(ds.get("PhotometricInterpretation", "RGB")))
+    if not np.isfinite(values).all():
+        padding = padding | ~np.isfinite(values)
+    pixels, window = _apply_voi(ds, values, padding, path)
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
+    if photometric == "MONOCHROME1":
+        pixels = 1.0 - pixels
+    pixels[padding] = 0.0
+    tags = {
+        "format": "dicom",
+        "laterality": _laterality(ds),
+        "view_position": _view_position(ds),
+        "photometric": photometric or None,
+        "bits_stored": _tag_int(ds, "BitsStored", path, default=0) or None,
+        "window": window,
+    }
+    return MammoImage(np.ascontiguousarray(pixels, np.float32), (rows, cols), tags)
+
+
+def _tag_int(ds, keyword: str, path: Path, default: int | None = None) -> int:
+    value = ds.get(keyword, default)
+    if value is None or value == "":
+        if default is None:
+            raise ImageReadError(f"DICOM lacks {keyword}", path)
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ImageReadError(f"DICOM {keyword} is not a number ({value!r})", path) from None
+
+
+def _decode(ds, path: Path) -> np.ndarray:
+    """Decode the stored values (any transfer syntax a pydicom plugin handles)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            arr = ds.pixel_array
+    except NotImplementedError as err:
+        ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        name = f"{ts.name} ({ts})" if ts is not None else "unknown"
+        raise ImageReadError(f"no decoder for transfer syntax {name}: {_short(err)}",
+                             path) from None
+    except (ValueError, RuntimeError, AttributeError, KeyError, TypeError, IndexError,
+            EOFError, OSError, MemoryError, OverflowError) as err:
+        raise ImageReadError(f"pixel data cannot be decoded, truncated or corrupt "
+                             f"({_short(err)})", path) from None
+    if arr.ndim == 3 and arr.shape[-1] not in (3, 4):
+        raise ImageReadError(f"unexpected pixel array shape {arr.shape}", path)
+    return arr
+
+
+def _padding_mask(ds, stored: np.ndarray) -> np.ndarray:
+    """Pixels equal to PixelPaddingValue, or in [value, PixelPaddingRangeLimit].
+
+    Padding is the area outside the detector or the collimation: it must
+    neither stretch the window nor show up as tissue.
+    """
+    value = ds.get("PixelPaddingValue")
+    if value is None or stored.ndim != 2:  # padding is defined for grey images only
+        return np.zeros(stored.shape[:2], bool)
+    value = int(value)
+    limit = ds.get("PixelPaddingRangeLimit")
+    if limit is None:
+        return stored == value
+    lo, hi = sorted((value, int(limit)))
+    return (stored >= lo) & (stored <= hi)
+
+
+def _modality(ds, stored: np.ndarray, path: Path) -> np.ndarray:
+    """Modality LUT (rescale or LUT sequence) as float64 in output units."""
+    from pydicom.pixels import apply_modality_lut
+
+    try:
+        out = apply_modality_lut(stored, ds)
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as err:
+        raise ImageReadError(f"invalid modality LUT / rescale ({_short(err)})", path) from None
+    return np.asarray(out, np.float64)
+
+
+def _to_grey(values: np.ndarray, photometric: str) -> np.ndarray:
+    """Luminance of colour pixels (pydicom already turned YBR into RGB)."""
+    rgb = values[..., :3]
+    if photometric.startswith("PALETTE"):
+        return rgb.mean(axis=-1)
+    return rgb @ np.array([0.299, 0.587, 0.114])
+
+
+def _apply_voi(ds, values: np.ndarray, padding: np.ndarray,
+               path: Path) -> tuple[np.ndarray, tuple[float | None, float | None, str]]:
+    """First VOI LUT item, else first window, else a percentile window."""
+    seq = ds.get("VOILUTSequence")
+    if seq:
+        return _voi_lut(ds, seq[0], values, path), (None, None, "voi_lut")
+    center, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
+    function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").strip().upper()
+    if function not in ("LINEAR", "LINEAR_EXACT", "SIGMOID"):
+        function = "LINEAR"
+    if center is not None and width is not None and _valid_width(width, function):
+        return window(values, center, width, function), (center, width, function)
+    return percentile_window(values, padding, path)
+
+
+def _first(value: Any) -> float | None:
+    """The first of a multi-valued window tag (the file's preferred one)."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, (str, bytes, int, float)) and hasattr(value, "__len__"):
+        if len(value) == 0:
+            return None
+        value = value[0]
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _valid_width(width: float, function: str) -> bool:
+    return width >= 1 if function == "LINEAR" else width > 0
+
+
+def window(values: np.ndarray, center: float, width: float, function: str = "LINEAR") -> np.ndarray:
+    """PS3.3 C.11.2.1.2 windowing, output scaled to [0, 1] (float32).
+
+    LINEAR: below ``c - 0.5 - (w-1)/2`` → 0, above ``c - 0.5 + (w-1)/2`` → 1,
+    else ``((x - (c - 0.5)) / (w - 1) + 0.5)``.  LINEAR_EXACT: ``(x - c) / w + 0.5``
+    clipped.  SIGMOID: ``1 / (1 + exp(-4 (x - c) / w))``.
+    """
+    x = np.asarray(values, np.float64)
+    if function == "SIGMOID":
+        with np.errstate(over="ignore"):
+            out = 1.0 / (1.0 + np.exp(-4.0 * (x - center) / width))
+    elif function == "LINEAR_EXACT":
+        out = (x - center) / width + 0.5
+    else:
+        out = (x - (center - 0.5)) / (width - 1.0) + 0.5 if width > 1 else \
+            (x > center - 0.5).astype(np.float64)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def _voi_lut(ds, item, values: np.ndarray, path: Path) -> np.ndarray:
+    """A VOI LUT Sequence item applied to modality values, scaled by its bit depth."""
+    try:
+        n, first, bits = (int(v) for v in item.LUTDescriptor)
+        n = n or 65536
+        raw = item["LUTData"].value
+        if isinstance(raw, (bytes, bytearray)):
+            lut = np.frombuffer(bytes(raw)[: 2 * n], dtype=_word_order(ds))
+        else:
+            lut = np.asarray(list(raw) if not np.isscalar(raw) else [raw], np.float64)
+    except (AttributeError, KeyError, TypeError, ValueError) as err:
+        raise ImageReadError(f"invalid VOI LUT Sequence ({_short(err)})", path) from None
+    if lut.size == 0:
+        raise ImageReadError("empty VOI LUT", path)
+    lut = lut.astype(np.float64)
+    index = np.clip(np.rint(np.nan_to_num(values)) - first, 0, lut.size - 1).astype(np.int64)
+    top = max(float(2 ** bits - 1) if 1 <= bits <= 16 else 0.0, float(lut.max()), 1.0)
+    return (lut[index] / top).astype(np.float32)
+
+
+def _word_order(ds) -> str:
+    """numpy dtype of an OW LUT's 16-bit words: the file's byte order."""
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    try:
+        return "<u2" if ts is None or ts.is_little_endian else ">u2"
+    except (AttributeError, ValueError):
+        return "<u2"
+
+
+def percentile_window(values: np.ndarray, padding: np.ndarray | None, path: str | Path
+                      ) -> tuple[np.ndarray, tuple[float, float, str]]:
+    """Window the 0.5–99.5 % range of the non-padding pixels onto [0, 1].
+
+    Used when the file has no window of its own: robust to a few hot pixels
+    and to large empty background, unlike min/max.
+    """
+    x = np.asarray(values, np.float64)
+    keep = np.isfinite(x) if padding is None else (~padding & np.isfinite(x))
+    sample = x[keep]
+    if sample.size == 0:
+        raise ImageReadError("every pixel is padding or not a number, nothing to show", path)
+    step = max(1, sample.size // PERCENTILE_SAMPLES)
+    lo, hi = (float(v) for v in np.percentile(sample[::step], PERCENTILES))
+    if hi <= lo:
+        lo, hi = float(sample.min()), float(sample.max())
+    if hi <= lo:
+        raise ImageReadError("constant image, nothing to show", path)
+    out = np.clip((np.nan_to_num(x, nan=lo) - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+    return out, ((lo + hi) / 2.0, hi - lo, "percentile")
+
+
+def _laterality(ds) -> str | None:
+    for keyword in ("ImageLaterality", "Laterality"):
+        value = str(ds.get(keyword, "") or "").strip().upper()
+        if value in ("L", "R"):
+            return value
+    return None
+
+
+def _view_position(ds) -> str | None:
+    value = str(ds.get("ViewPosition", "") or "").strip().upper()
+    if value in ("CC", "MLO"):
+        return value
+    try:
+        code = str(ds.ViewCodeSequence[0].CodeValue).strip()
+    except (AttributeError, IndexError, KeyError, TypeError):
+        return None
+    return _IMAGE_VIEW_CODES.get(code)
+
+
+# --------------------------------------------------------------------------- image files
+
+def _read_picture(path: Path, head: bytes) -> MammoImage:
+    """PNG / JPEG / PGM / TIFF through OpenCV, size checked from the header first."""
+    size = _picture_header_size(path)
+    if size is not None:
+        _check_size(*size, path)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+        arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except (cv2.error, OSError, ValueError, MemoryError) as err:
+        raise ImageReadError(f"image cannot be decoded ({_short(err)})", path) from None
+    if arr is None:
+        raise ImageReadError(f"not an image OpenCV can read (looks like {_content_hint(head)})",
+                             path)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 3:
+        arr = _picture_grey(arr)
+    if arr.ndim != 2:
+        raise ImageReadError(f"unexpected image shape {arr.shape}", path)
+    _check_size(arr.shape[0], arr.shape[1], path)
+    if arr.dtype == np.uint8:
+        if int(arr.max()) == int(arr.min()):
+            raise ImageReadError("constant image, nothing to show", path)
+        pixels, window_used = arr.astype(np.float32) / 255.0, (None, None, "dtype")
+    else:
+        pixels, window_used = percentile_window(arr, None, path)
+        pixels[~np.isfinite(arr)] = 0.0
+    bits = {np.dtype(np.uint8): 8, np.dtype(np.uint16): 16}.get(arr.dtype, arr.dtype.itemsize * 8)
+    tags = {"format": "image", "laterality": None, "view_position": None,
+            "photometric": "MONOCHROME2", "bits_stored": bits, "window": window_used}
+    return MammoImage(np.ascontiguousarray(pixels, np.float32), arr.shape[:2], tags)
+
+
+def _picture_grey(arr: np.ndarray) -> np.ndarray:
+    """BGR(A) → grey by luminance, keeping the bit depth (alpha is ignored)."""
+    bgr = arr[..., :3]
+    if arr.dtype in (np.uint8, np.uint16, np.float32):
+        return cv2.cvtColor(np.ascontiguousarray(bgr), cv2.COLOR_BGR2GRAY)
+    return (bgr.astype(np.float64) @ np.array([0.114, 0.587, 0.299])).astype(np.float32)
+
+
+def _picture_header_size(path: Path) -> tuple[int, int] | None:
+    """(rows, cols) from the image header without decoding, via Pillow.
+
+    Pillow reads only the header here; it is a dependency of Streamlit and
+    torchvision, so it is always installed with the app.  If it cannot tell
+    (a format it does not know), the size is checked again after decoding.
+    """
+    try:
+        from PIL import Image
+    except ImportError:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                width, height = im.size
+    except Image.DecompressionBombError:
+        raise ImageReadError(f"image larger than the {MAX_PIXELS // 1_000_000} megapixel limit",
+                             path) from None
+    except Exception:  # Pillow does not know the format: OpenCV may, sizes checked after
+        return None
+    return int(height), int(width)
+
+
+# --------------------------------------------------------------------------- shared checks
+
+def _check_size(rows: int, cols: int, path: str | Path) -> None:
+    """Refuse thumbnails and decompression bombs (before decoding where possible)."""
+    if rows < MIN_SIDE or cols < MIN_SIDE:
+        raise ImageReadError(f"image of {rows}×{cols} pixels is too small "
+                             f"(each side must be at least {MIN_SIDE})", path)
+    if rows > MAX_SIDE or cols > MAX_SIDE or rows * cols > MAX_PIXELS:
+        raise ImageReadError(f"image of {rows}×{cols} pixels exceeds the "
+                             f"{MAX_PIXELS // 1_000_000} megapixel limit", path)
+
+
+def _short(err: BaseException) -> str:
+    """One line of an underlying library's error, for the message."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 200 else text[:197] + "..."

@@ -1,0 +1,83 @@
+"""Cells and the routing rule: which model serves which image.
+
+The ROI-aware grid has one cell per (ROI present?, view); the baseline grid
+ignores ROI presence and has one cell per view.  Only the *presence* of an ROI
+routes; ROI pixels are never a model input.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+VIEWS: tuple[str, ...] = ("RCC", "LCC", "RMLO", "LMLO")
+MODES: tuple[str, ...] = ("baseline", "roi")
+Mode = Literal["baseline", "roi"]
+
+_ROI_PREFIX = {True: "roi", False: "noroi", None: "all"}
+_PREFIX_ROI = {v: k for k, v in _ROI_PREFIX.items()}
+
+
+@dataclass(frozen=True, order=False)
+class Cell:
+    """One model's territory. ``roi`` is None for baseline cells."""
+
+    roi: bool | None
+    view: str
+
+    def __post_init__(self) -> None:
+        if self.view not in VIEWS:
+            raise ValueError(f"unknown view {self.view!r}; expected one of {VIEWS}")
+
+    @property
+    def name(self) -> str:
+        """Stable text used in file names, logs and the UI, e.g. ``roi-LMLO``."""
+        return f"{_ROI_PREFIX[self.roi]}-{self.view}"
+
+    @property
+    def mode(self) -> Mode:
+        return "baseline" if self.roi is None else "roi"
+
+    @classmethod
+    def parse(cls, name: str) -> "Cell":
+        prefix, _, view = name.partition("-")
+        if prefix not in _PREFIX_ROI:
+            raise ValueError(f"not a cell name: {name!r}")
+        return cls(_PREFIX_ROI[prefix], view)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def view_name(laterality: str, view: str) -> str:
+    """``("L", "CC")`` → ``"LCC"``; the four standard views only."""
+    name = f"{str(laterality).strip().upper()}{str(view).strip().upper()}"
+    if name not in VIEWS:
+        raise ValueError(f"unknown view {laterality!r}/{view!r}")
+    return name
+
+
+def route_image(view: str, has_roi: bool, mode: Mode) -> Cell:
+    """The cell that serves an image of ``view`` under ``mode``."""
+    if mode == "baseline":
+        return Cell(None, view)
+    if mode == "roi":
+        return Cell(bool(has_roi), view)
+    raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+
+
+def plan(mode: Mode) -> list[Cell]:
+    """All cells of a grid, in a fixed order (views, then without/with ROI)."""
+    if mode == "baseline":
+        return [Cell(None, v) for v in VIEWS]
+    if mode == "roi":
+        return [Cell(roi, v) for roi in (False, True) for v in VIEWS]
+    raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+
+
+def modes_for(choice: str) -> list[Mode]:
+    """``"both"`` → both grids; otherwise the one named."""
+    if choice == "both":
+        return ["baseline", "roi"]
+    if choice in MODES:
+        return [choice]  # type: ignore[list-item]
+    raise ValueError(f"unknown mode {choice!r}; expected baseline, roi or both")

@@ -1,0 +1,233 @@
+"""Model factory, weight files and Grad-CAM targets.
+
+Every classifier is a timm backbone with one output logit (malignant), wrapped
+in :class:`MammoNet`, which takes a ``(B, 1, H, W)`` grey image in [0, 1],
+repeats it to three channels and applies the backbone's own normalisation on
+the device, so data loaders move uint8 and the ImageNet statistics a
+pretrained backbone expects are never forgotten.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from core.errors import CheckpointError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """How to build one architecture at a given image size."""
+
+    timm_name: str
+    family: str  # "swin" (NHWC features) or "convnext" / "generic" (NCHW)
+    kwargs: Callable[[int], dict[str, Any]] = field(default=lambda size: {})
+    paper: bool = False  # one of the paper's two architectures
+    min_multiple: int = 32  # image size must be a multiple of this
+
+
+def _swin_kwargs(size: int) -> dict[str, Any]:
+    # Swin-T ships for 224 px with window 7; at 384 px the paper-size model
+    # uses window 12, i.e. one window covers the last stage (size / 32).
+    return {"img_size": size, "window_size": max(1, size // 32)}
+
+
+def _swin_micro_kwargs(size: int) -> dict[str, Any]:
+    # A reduced Swin that trains at ~23 ms/image at 128 px on two CPU cores:
+    # same code path and NHWC feature layout as Swin-T, for tests and demos.
+    return {"img_size": size, "window_size": max(1, min(4, size // 32)), "embed_dim": 48,
+            "depths": (1, 1, 2, 1), "num_heads": (2, 4, 8, 16)}
+
+
+ARCHS: dict[str, ArchSpec] = {
+    "swin": ArchSpec("swin_tiny_patch4_window7_224", "swin", _swin_kwargs, paper=True),
+    "convnextv2": ArchSpec("convnextv2_tiny", "convnext", paper=True),
+    "swin_micro": ArchSpec("swin_tiny_patch4_window7_224", "swin", _swin_micro_kwargs),
+    "convnextv2_atto": ArchSpec("convnextv2_atto", "convnext"),
+}
+DEMO_ARCHS: tuple[str, ...] = ("convnextv2_atto", "swin_micro")
+PAPER_ARCHS: tuple[str, ...] = ("swin", "convnextv2")
+
+
+def arch_spec(arch: str) -> ArchSpec:
+    """The spec of an alias, or of any timm classifier name as a generic model."""
+    if arch in ARCHS:
+        return ARCHS[arch]
+    import timm
+
+    if not timm.is_model(arch):
+        raise CheckpointError(f"unknown architecture {arch!r}: not an alias "
+                              f"({', '.join(ARCHS)}) nor a timm model name")
+    family = "swin" if arch.startswith("swin") else "convnext" if "convnext" in arch else "generic"
+    return ArchSpec(arch, family, min_multiple=1)
+
+
+class MammoNet(nn.Module):
+    """Grey [0, 1] image in, one malignancy logit out (shape ``(B, 1)``)."""
+
+    def __init__(self, backbone: nn.Module, arch: str, img_size: int):
+        super().__init__()
+        self.backbone = backbone
+        self.arch = arch
+        self.img_size = img_size
+        cfg = getattr(backbone, "pretrained_cfg", {}) or {}
+        mean = cfg.get("mean", IMAGENET_MEAN)
+        std = cfg.get("std", IMAGENET_STD)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.expand(-1, 3, -1, -1)
+        return self.backbone((x - self.mean) / self.std)
+
+
+def create_model(arch: str, img_size: int, pretrained: str | Path | bool | None = None) -> MammoNet:
+    """Build ``arch`` for square images of ``img_size`` with a one-logit head.
+
+    ``pretrained`` is a local ``.safetensors`` file (the head is dropped and,
+    for Swin, relative-position tables are resized by timm's own filter),
+    ``True`` for the hub (needs a network), or None/False for random weights.
+    Pickled checkpoints are refused: weights are never unpickled here.
+    """
+    import timm
+
+    spec = arch_spec(arch)
+    if img_size % spec.min_multiple:
+        raise CheckpointError(f"image size {img_size} is not a multiple of {spec.min_multiple} "
+                              f"as {arch} needs")
+    kwargs: dict[str, Any] = {"num_classes": 1, **spec.kwargs(img_size)}
+    if pretrained in (None, False):
+        backbone = timm.create_model(spec.timm_name, pretrained=False, **kwargs)
+    elif pretrained is True:
+        backbone = timm.create_model(spec.timm_name, pretrained=True, **kwargs)
+    else:
+        path = Path(pretrained)
+        if path.suffix != ".safetensors":
+            raise CheckpointError("pretrained weights must be a .safetensors file "
+                                  "(pickled checkpoints are never loaded)", path)
+        if not path.is_file():
+            raise CheckpointError("pretrained weights file not found", path)
+        try:
+            backbone = timm.create_model(spec.timm_name, pretrained=True,
+                                         pretrained_cfg_overlay={"file": str(path)}, **kwargs)
+        except (RuntimeError, KeyError, ValueError) as err:
+            raise CheckpointError(f"weights do not fit {arch}: {str(err).splitlines()[0]}",
+                                  path) from None
+    return MammoNet(backbone, arch, img_size)
+
+
+def cam_target(model: MammoNet) -> tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor] | None]:
+    """The layer Grad-CAM should watch and how to turn its output into NCHW.
+
+    timm's Swin stages emit NHWC tensors; ConvNeXt stages are already NCHW.
+    The last feature stage (``feature_info[-1]``) is the usual choice: the
+    coarsest map that still has spatial extent.
+    """
+    backbone = model.backbone
+    module_name = backbone.feature_info[-1]["module"]
+    layer = backbone.get_submodule(module_name)
+    if arch_spec(model.arch).family == "swin":
+        return layer, lambda t: t.permute(0, 3, 1, 2)
+    return layer, None
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write-temp, fsync, rename: a reader sees the old file or the whole new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=str) + "\n").encode())
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path,
+                 metadata: dict[str, str] | None = None) -> str:
+    """Save tensors as safetensors atomically; returns the file's SHA-256."""
+    from safetensors.torch import save
+
+    data = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata)
+    atomic_write_bytes(path, data)
+    return _sha256(data)
+
+
+def load_tensors(path: str | Path, expected_sha256: str | None = None
+                 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Load a safetensors file, verifying its hash first when one is recorded."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise CheckpointError(f"cannot read weights ({err.strerror})", path) from None
+    if expected_sha256 is not None and _sha256(data) != expected_sha256:
+        raise CheckpointError("SHA-256 differs from the one recorded in run.json: "
+                              "the file was changed or truncated", path)
+    try:
+        tensors = load(data)
+        header_len = int.from_bytes(data[:8], "little")
+        metadata = json.loads(data[8:8 + header_len]).get("__metadata__", {}) or {}
+    except (SafetensorError, ValueError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"not a valid safetensors file ({err})", path) from None
+    return tensors, metadata
+
+
+def save_weights(model: MammoNet, path: str | Path) -> str:
+    """Store a model's weights with its architecture in the header; returns SHA-256."""
+    meta = {"arch": model.arch, "img_size": str(model.img_size), "format": "mammoroute-1"}
+    return save_tensors(model.state_dict(), path, meta)
+
+
+def load_weights(model: MammoNet, path: str | Path, expected_sha256: str | None = None) -> MammoNet:
+    """Fill ``model`` from a file, refusing tampered or foreign-architecture weights."""
+    tensors, meta = load_tensors(path, expected_sha256)
+    if meta.get("arch") != model.arch or meta.get("img_size") != str(model.img_size):
+        raise CheckpointError(
+            f"weights are for {meta.get('arch')} at {meta.get('img_size')} px, "
+            f"not {model.arch} at {model.img_size} px", path)
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"weights do not fit {model.arch}: {str(err).splitlines()[0]}",
+                              path) from None
+    return model
+
+
+def pick_device(choice: str = "auto") -> torch.device:
+    """``auto`` → CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise CheckpointError("--device cuda asked for, but no CUDA GPU is visible")
+    return torch.device(choice)

@@ -1,0 +1,112 @@
+"""The run folder: where a training run keeps everything, and how to read it.
+
+``checkpoints/<name>/``::
+
+    run.json            options, dataset + hash, code version, times, status,
+                        and per cell: status (done|skipped|pending), reason,
+                        weights SHA-256
+    progress.jsonl      one JSON object per line: cell, epoch, step, loss, img_s, eta_s
+    <cell>/weights.safetensors   best-epoch weights of that cell
+    <cell>/meta.json    n_train/n_val, threshold, validation metrics, history
+    <cell>/last.safetensors + <cell>/last.json   epoch checkpoint for --resume
+    predictions.csv     one row per (test image, mode); see core.evaluate
+    metrics.json        core.evaluate's output
+    cv.json             cross-validation results when --cv was given
+
+Every file is written atomically (core.models.atomic_write_*).  This module
+only reads; training writes through :mod:`core.train`.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.errors import CheckpointError
+
+RUN_FILE = "run.json"
+PROGRESS_FILE = "progress.jsonl"
+PREDICTIONS_FILE = "predictions.csv"
+METRICS_FILE = "metrics.json"
+CV_FILE = "cv.json"
+WEIGHTS_FILE = "weights.safetensors"
+META_FILE = "meta.json"
+LAST_WEIGHTS_FILE = "last.safetensors"
+LAST_STATE_FILE = "last.json"
+
+
+def checkpoints_root() -> Path:
+    """``$MAMMOROUTE_CHECKPOINTS`` or ``<repo>/checkpoints``."""
+    env = os.environ.get("MAMMOROUTE_CHECKPOINTS")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError("file not found", path) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"unreadable JSON ({err})", path) from None
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What the UI and the command line need to know of a run without loading it."""
+
+    path: Path
+    info: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def status(self) -> str:
+        return str(self.info.get("status", "unknown"))
+
+    @property
+    def synthetic(self) -> bool:
+        return bool(self.info.get("synthetic", False))
+
+    @property
+    def has_metrics(self) -> bool:
+        return (self.path / METRICS_FILE).is_file()
+
+    def cell_dir(self, cell_name: str) -> Path:
+        return self.path / cell_name
+
+
+def read_run(path: str | Path) -> RunSummary:
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError("run folder not found", path)
+    return RunSummary(path, read_json(path / RUN_FILE))
+
+
+def list_runs(root: str | Path | None = None) -> list[RunSummary]:
+    """All readable runs under ``root``, newest first; unreadable ones are skipped."""
+    root = Path(root) if root is not None else checkpoints_root()
+    runs = []
+    for child in sorted(root.glob("*/" + RUN_FILE)):
+        try:
+            runs.append(read_run(child.parent))
+        except CheckpointError:
+            continue
+    return sorted(runs, key=lambda r: str(r.info.get("started", "")), reverse=True)
+
+
+def read_progress(path: str | Path) -> list[dict[str, Any]]:
+    """Progress events of a run; a half-written last line (a live run) is ignored."""
+    file = Path(path) / PROGRESS_FILE
+    if not file.is_file():
+        return []
+    events = []
+    for line in file.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return events
