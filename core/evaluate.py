@@ -29,13 +29,13 @@ import os
 import tempfile
 import textwrap
 from collections.abc import Mapping, Sequence
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import sparse, stats
-from sklearn.metrics import roc_curve
+from scipy import sparse
 
 from core.errors import CheckpointError
 from core.grid import plan
@@ -250,12 +250,26 @@ def roc_auc(y_true: Any, score: Any) -> float:
 
 
 def roc_points(y_true: Any, score: Any) -> dict[str, list[float]]:
-    """ROC curve vertices (sklearn, intermediate points dropped) for plots."""
+    """ROC curve vertices for plots, collinear points dropped.
+
+    The same algorithm as sklearn's ``roc_curve(drop_intermediate=True)``,
+    written out so that importing this module stays light for the UI.
+    """
     y = _as_binary(y_true, "y_true")
     if len(np.unique(y)) < 2:
         return {"fpr": [], "tpr": []}
-    fpr, tpr, _ = roc_curve(y, np.asarray(score, dtype=float), drop_intermediate=True)
-    return {"fpr": [round(float(v), 6) for v in fpr], "tpr": [round(float(v), 6) for v in tpr]}
+    s = np.asarray(score, dtype=float)
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order]
+    last_of_level = np.r_[np.flatnonzero(np.diff(s)), y.size - 1]
+    tps = np.cumsum(y)[last_of_level].astype(float)
+    fps = 1.0 + last_of_level - tps
+    if fps.size > 2:
+        keep = np.flatnonzero(np.r_[True, np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), True])
+        fps, tps = fps[keep], tps[keep]
+    fps, tps = np.r_[0.0, fps], np.r_[0.0, tps]
+    return {"fpr": [round(float(v), 6) for v in fps / fps[-1]],
+            "tpr": [round(float(v), 6) for v in tps / tps[-1]]}
 
 
 # --------------------------------------------------------------------------
@@ -365,7 +379,9 @@ def mcnemar_exact(b: int, c: int) -> float:
     n = int(b) + int(c)
     if n == 0:
         return 1.0
-    return float(min(1.0, 2.0 * stats.binom.cdf(min(b, c), n, 0.5)))
+    # Exact integer arithmetic: no scipy import, no underflow for large n.
+    tail = sum(math.comb(n, i) for i in range(min(int(b), int(c)) + 1))
+    return float(min(Fraction(1), Fraction(2 * tail, 2 ** n)))
 
 
 def paired_mcnemar(correct_a: Any, correct_b: Any) -> dict[str, float | int]:
@@ -526,8 +542,11 @@ def evaluate_predictions(df: pd.DataFrame, train_counts: Mapping[str, Any] | Non
     }
 
     def add_system(key: str, rows: pd.DataFrame, pred_05: np.ndarray, pred_tuned: np.ndarray,
-                   score: np.ndarray | None) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Blocks at 0.5 and at the tuned threshold; fills confusion and ROC."""
+                   score: np.ndarray | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """Blocks at 0.5 and at the tuned threshold; fills confusion and ROC.
+
+        Reference rows have no threshold, so their tuned block is skipped.
+        """
         y = rows["label"].to_numpy()
         result["confusion"][key] = {"at_0.5": confusion_counts(y, pred_05),
                                     "at_tuned": confusion_counts(y, pred_tuned)}
@@ -536,8 +555,9 @@ def evaluate_predictions(df: pd.DataFrame, train_counts: Mapping[str, Any] | Non
             return _empty_block(), _empty_block()
         codes = patients.get_indexer(rows["patient_id"])
         auc = auc_samples(y, score, codes, boot)
+        tuned = key in MODE_KEYS.values()
         return (metric_block(y, pred_05, codes, boot, auc),
-                metric_block(y, pred_tuned, codes, boot, auc))
+                metric_block(y, pred_tuned, codes, boot, auc) if tuned else None)
 
     for mode, key in MODE_KEYS.items():
         rows = df[df["mode"] == mode]
@@ -586,11 +606,18 @@ def read_predictions(path: str | Path) -> pd.DataFrame:
     return df
 
 
+def _is_count(name: str) -> bool:
+    """Fold bookkeeping (fold index, n, n_malignant, n_unserved), not a metric."""
+    return name in ("fold", "n") or name.startswith("n_")
+
+
 def summarize_cv(cv: Any, source: Any = None) -> dict[str, dict[str, dict[str, Any]]]:
     """Mean ± sd (n − 1) per mode and metric of per-fold cross-validation results.
 
     Accepts ``{mode: [fold_metrics, ...]}`` or a list of fold dicts that each
-    carry a ``mode`` key; non-numeric fields are skipped.
+    carry a ``mode`` key; non-numeric fields (and None, i.e. an undefined
+    metric in that fold) and fold bookkeeping (``fold``, ``n``, ``n_*``) are
+    skipped.
     """
     if isinstance(cv, Mapping) and isinstance(cv.get("folds"), list):
         cv = cv["folds"]
@@ -610,7 +637,7 @@ def summarize_cv(cv: Any, source: Any = None) -> dict[str, dict[str, dict[str, A
         key = MODE_KEYS.get(_MODE_ALIASES.get(str(mode).lower(), ""), str(mode))
         metrics: dict[str, dict[str, Any]] = {}
         names = [k for f in folds for k, v in f.items()
-                 if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "fold"]
+                 if isinstance(v, (int, float)) and not isinstance(v, bool) and not _is_count(k)]
         for name in dict.fromkeys(names):
             vals = np.array([float(f[name]) for f in folds if isinstance(f.get(name), (int, float))
                              and not isinstance(f.get(name), bool)])
