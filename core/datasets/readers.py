@@ -53,24 +53,6 @@ def column_key(name: object) -> str:
     return re.sub(r"[^a-z0-9]", "", str(name).lower())
 
 
-def match_columns(df: pd.DataFrame, wanted: dict[str, str], path: str | Path) -> pd.DataFrame:
-    """Rename columns whose :func:`column_key` matches ``wanted`` (key → new name).
-
-    Sheets typed by hand drift in spelling; this tolerates that while still
-    naming every column that cannot be found at all.
-    """
-    by_key = {column_key(c): c for c in df.columns}
-    renames, missing = {}, []
-    for key, new in wanted.items():
-        if key in by_key:
-            renames[by_key[key]] = new
-        else:
-            missing.append(new)
-    if missing:
-        raise ManifestError(f"missing columns: {', '.join(missing)}", path)
-    return df.rename(columns=renames)
-
-
 def list_missing_files(paths: Iterable[Path], source: str | Path) -> None:
     """Raise one error listing every missing file (first five shown, then a count)."""
     missing = [str(p) for p in paths if not Path(p).is_file()]

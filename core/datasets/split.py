@@ -17,7 +17,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold
 
 
 def grouped_folds(df: pd.DataFrame, k: int, seed: int = 0,
@@ -28,22 +27,32 @@ def grouped_folds(df: pd.DataFrame, k: int, seed: int = 0,
     """
     k = int(k)
     groups = df[group].astype(str).to_numpy()
+    labels = df[label].astype(str).to_numpy()
     n_groups = len(np.unique(groups))
     if k < 2:
         raise ValueError(f"need at least 2 folds, got {k}")
     if n_groups < k:
         raise ValueError(f"cannot make {k} patient-grouped folds from {n_groups} patient(s)")
-    order = np.lexsort((df[label].astype(str).to_numpy(), groups))
+    order = np.lexsort((labels, groups))
     folds = np.empty(len(df), dtype=int)
-    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=int(seed))
+    splitter = _splitter(k, int(seed), labels)
     with warnings.catch_warnings():
         # "least populated class has fewer members than n_splits" is expected on small sets
         warnings.simplefilter("ignore", UserWarning)
-        parts = splitter.split(np.zeros(len(df)), df[label].astype(str).to_numpy()[order],
-                               groups[order])
+        parts = splitter.split(np.zeros(len(df)), labels[order], groups[order])
         for fold, (_, test_idx) in enumerate(parts):
             folds[order[test_idx]] = fold
     return pd.Series(folds, index=df.index, name="fold")
+
+
+def _splitter(k: int, seed: int, labels: np.ndarray):
+    """Stratified when any class has at least ``k`` images; on smaller sets, where
+    no fold can hold every class anyway, grouped and shuffled only."""
+    from sklearn.model_selection import GroupKFold, StratifiedGroupKFold  # slow import
+
+    if np.unique(labels, return_counts=True)[1].max() >= k:
+        return StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    return GroupKFold(n_splits=k, shuffle=True, random_state=seed)
 
 
 def grouped_split(df: pd.DataFrame, test_fraction: float, seed: int = 0,
