@@ -26,6 +26,7 @@ Decisions a caller must know:
 from __future__ import annotations
 
 import math
+import struct
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,9 +71,16 @@ def read_image(path: str | Path) -> MammoImage:
     """Read a DICOM or image file; see the module docstring for the contract."""
     path = Path(path)
     head = _read_head(path)
-    if _looks_like_dicom(head, path):
-        return _read_dicom(path, head)
-    return _read_picture(path, head)
+    reader = _read_dicom if _looks_like_dicom(head, path) else _read_picture
+    try:
+        with warnings.catch_warnings():  # pydicom warns on every odd tag; errors say what matters
+            warnings.simplefilter("ignore")
+            return reader(path, head)
+    except ImageReadError:
+        raise
+    except Exception as err:  # bad bytes surfacing somewhere unforeseen inside pydicom / cv2
+        raise ImageReadError(f"corrupt or unsupported file ({type(err).__name__}: {_short(err)})",
+                             path) from err
 
 
 def read_view_tags(path: str | Path) -> tuple[str | None, str | None]:
@@ -85,8 +93,16 @@ def read_view_tags(path: str | Path) -> tuple[str | None, str | None]:
     head = _read_head(path)
     if not _looks_like_dicom(head, path):
         return None, None
-    ds = _dcmread(path, head, stop_before_pixels=True)
-    return _laterality(ds), _view_position(ds)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = _dcmread(path, head, stop_before_pixels=True)
+            return _laterality(ds), _view_position(ds)
+    except ImageReadError:
+        raise
+    except Exception as err:  # a garbled tag that pydicom only converts on access
+        raise ImageReadError(f"corrupt DICOM header ({type(err).__name__}: {_short(err)})",
+                             path) from err
 
 
 # --------------------------------------------------------------------------- sniffing
@@ -132,15 +148,11 @@ def _content_hint(head: bytes) -> str:
 def _dcmread(path: Path, head: bytes, stop_before_pixels: bool = False):
     """pydicom's reader with every failure turned into an ImageReadError."""
     import pydicom
-    from pydicom.errors import InvalidDicomError
 
     has_marker = head[128:132] == b"DICM"
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, force=not has_marker, stop_before_pixels=stop_before_pixels)
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError,
-            AttributeError, IndexError, OverflowError, MemoryError, NotImplementedError) as err:
+        ds = pydicom.dcmread(path, force=not has_marker, stop_before_pixels=stop_before_pixels)
+    except Exception as err:  # pydicom raises a dozen types on bad bytes; all mean "unreadable"
         if not has_marker:
             raise ImageReadError(f"not a DICOM file (no 'DICM' marker; looks like "
                                  f"{_content_hint(head)})", path) from None
@@ -160,6 +172,7 @@ def _has_image_header(ds) -> bool:
 
 
 def _read_dicom(path: Path, head: bytes) -> MammoImage:
+    """Header checks (before any decoding), decode, modality, VOI, polarity, padding."""
     ds = _dcmread(path, head)
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise ImageReadError("DICOM has no pixel data (not an image, e.g. a report)", path)
@@ -170,26 +183,32 @@ def _read_dicom(path: Path, head: bytes) -> MammoImage:
         raise ImageReadError(f"multi-frame DICOM ({frames} frames, e.g. tomosynthesis or cine) "
                              "is not supported; export one 2-D view", path)
     stored = _decode(ds, path)
+    if str(ds.get("PhotometricInterpretation", "")).startswith("PALETTE"):
+        stored = _palette_to_rgb(ds, stored, path)
     padding = _padding_mask(ds, stored)
     values = _modality(ds, stored, path)
     if values.ndim == 3:
-        values = _to_grey(values, str(ds.get("PhotometricInterpretation", "RGB")))
-    if not np.isfinite(values).all():
+        values = _to_grey(values)
+    if values.dtype.kind == "f" and stored.dtype.kind == "f" and not np.isfinite(values).all():
         padding = padding | ~np.isfinite(values)
-    pixels, window = _apply_voi(ds, values, padding, path)
-    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
-    if photometric == "MONOCHROME1":
-        pixels = 1.0 - pixels
+    pixels, window_used = _apply_voi(ds, values, padding, path)
+    if str(ds.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1":
+        np.subtract(np.float32(1.0), pixels, out=pixels)
     pixels[padding] = 0.0
-    tags = {
+    return MammoImage(np.ascontiguousarray(pixels, np.float32), (rows, cols),
+                      _dicom_tags(ds, window_used, path))
+
+
+def _dicom_tags(ds, window_used: tuple, path: Path) -> dict[str, Any]:
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
+    return {
         "format": "dicom",
         "laterality": _laterality(ds),
         "view_position": _view_position(ds),
         "photometric": photometric or None,
         "bits_stored": _tag_int(ds, "BitsStored", path, default=0) or None,
-        "window": window,
+        "window": window_used,
     }
-    return MammoImage(np.ascontiguousarray(pixels, np.float32), (rows, cols), tags)
 
 
 def _tag_int(ds, keyword: str, path: Path, default: int | None = None) -> int:
@@ -204,24 +223,45 @@ def _tag_int(ds, keyword: str, path: Path, default: int | None = None) -> int:
         raise ImageReadError(f"DICOM {keyword} is not a number ({value!r})", path) from None
 
 
+def _check_decoder(ds, path: Path) -> None:
+    """Refuse, by name, a transfer syntax no installed pydicom plugin can decode."""
+    from pydicom.pixels import get_decoder
+
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if not ts:
+        return  # a preamble-less file: pydicom infers the encoding while decoding
+    try:
+        available = get_decoder(ts).is_available
+    except Exception:  # pydicom has no decoder at all for this syntax
+        available = False
+    if not available:
+        label = str(ts) if ts.name == str(ts) else f"{ts.name} ({ts})"
+        raise ImageReadError(f"no decoder for transfer syntax {label}: not supported, or its "
+                             "pylibjpeg plugin is not installed", path)
+
+
 def _decode(ds, path: Path) -> np.ndarray:
     """Decode the stored values (any transfer syntax a pydicom plugin handles)."""
+    _check_decoder(ds, path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            arr = ds.pixel_array
-    except NotImplementedError as err:
-        ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        name = f"{ts.name} ({ts})" if ts is not None else "unknown"
-        raise ImageReadError(f"no decoder for transfer syntax {name}: {_short(err)}",
-                             path) from None
+        arr = ds.pixel_array
     except (ValueError, RuntimeError, AttributeError, KeyError, TypeError, IndexError,
-            EOFError, OSError, MemoryError, OverflowError) as err:
+            EOFError, OSError, MemoryError, OverflowError, struct.error) as err:
         raise ImageReadError(f"pixel data cannot be decoded, truncated or corrupt "
                              f"({_short(err)})", path) from None
     if arr.ndim == 3 and arr.shape[-1] not in (3, 4):
         raise ImageReadError(f"unexpected pixel array shape {arr.shape}", path)
     return arr
+
+
+def _palette_to_rgb(ds, indices: np.ndarray, path: Path) -> np.ndarray:
+    """PALETTE COLOR stores indices: look them up, then they are grey-converted like RGB."""
+    from pydicom.pixels import apply_color_lut
+
+    try:
+        return apply_color_lut(indices, ds)
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as err:
+        raise ImageReadError(f"invalid palette colour lookup table ({_short(err)})", path) from None
 
 
 def _padding_mask(ds, stored: np.ndarray) -> np.ndarray:
@@ -242,22 +282,31 @@ def _padding_mask(ds, stored: np.ndarray) -> np.ndarray:
 
 
 def _modality(ds, stored: np.ndarray, path: Path) -> np.ndarray:
-    """Modality LUT (rescale or LUT sequence) as float64 in output units."""
-    from pydicom.pixels import apply_modality_lut
+    """Modality LUT (rescale or LUT sequence) as float32 in output units.
 
-    try:
-        out = apply_modality_lut(stored, ds)
-    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as err:
-        raise ImageReadError(f"invalid modality LUT / rescale ({_short(err)})", path) from None
-    return np.asarray(out, np.float64)
+    float32 holds every 16-bit value exactly and halves the memory of a 30 MP
+    image compared with pydicom's float64.
+    """
+    if "ModalityLUTSequence" in ds:
+        from pydicom.pixels import apply_modality_lut
+
+        try:
+            return np.asarray(apply_modality_lut(stored, ds), np.float32)
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as err:
+            raise ImageReadError(f"invalid modality LUT ({_short(err)})", path) from None
+    slope = _first(ds.get("RescaleSlope"))
+    intercept = _first(ds.get("RescaleIntercept"))
+    values = stored.astype(np.float32)  # always a fresh array: edited in place below
+    if slope is not None and slope != 1.0:
+        values *= np.float32(slope)
+    if intercept:
+        values += np.float32(intercept)
+    return values
 
 
-def _to_grey(values: np.ndarray, photometric: str) -> np.ndarray:
-    """Luminance of colour pixels (pydicom already turned YBR into RGB)."""
-    rgb = values[..., :3]
-    if photometric.startswith("PALETTE"):
-        return rgb.mean(axis=-1)
-    return rgb @ np.array([0.299, 0.587, 0.114])
+def _to_grey(values: np.ndarray) -> np.ndarray:
+    """Luminance (BT.601) of colour pixels; pydicom has already turned YBR into RGB."""
+    return values[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
 
 
 def _apply_voi(ds, values: np.ndarray, padding: np.ndarray,
@@ -301,16 +350,22 @@ def window(values: np.ndarray, center: float, width: float, function: str = "LIN
     else ``((x - (c - 0.5)) / (w - 1) + 0.5)``.  LINEAR_EXACT: ``(x - c) / w + 0.5``
     clipped.  SIGMOID: ``1 / (1 + exp(-4 (x - c) / w))``.
     """
-    x = np.asarray(values, np.float64)
+    x = np.array(values, np.float32)  # a copy, transformed in place
     if function == "SIGMOID":
+        x -= np.float32(center)
+        x *= np.float32(-4.0 / width)
         with np.errstate(over="ignore"):
-            out = 1.0 / (1.0 + np.exp(-4.0 * (x - center) / width))
-    elif function == "LINEAR_EXACT":
-        out = (x - center) / width + 0.5
-    else:
-        out = (x - (center - 0.5)) / (width - 1.0) + 0.5 if width > 1 else \
-            (x > center - 0.5).astype(np.float64)
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
+            np.exp(x, out=x)
+        x += 1.0
+        np.reciprocal(x, out=x)
+    elif function == "LINEAR_EXACT" or width > 1:
+        offset, scale = (center, width) if function == "LINEAR_EXACT" else (center - 0.5, width - 1.0)
+        x -= np.float32(offset)
+        x *= np.float32(1.0 / scale)
+        x += 0.5
+    else:  # LINEAR with width 1: a threshold
+        x = (x > center - 0.5).astype(np.float32)
+    return np.clip(x, 0.0, 1.0, out=x)
 
 
 def _voi_lut(ds, item, values: np.ndarray, path: Path) -> np.ndarray:
@@ -349,8 +404,9 @@ def percentile_window(values: np.ndarray, padding: np.ndarray | None, path: str 
     Used when the file has no window of its own: robust to a few hot pixels
     and to large empty background, unlike min/max.
     """
-    x = np.asarray(values, np.float64)
-    keep = np.isfinite(x) if padding is None else (~padding & np.isfinite(x))
+    x = np.asarray(values)
+    finite = np.isfinite(x) if x.dtype.kind == "f" else np.ones(x.shape, bool)
+    keep = finite if padding is None else (~padding & finite)
     sample = x[keep]
     if sample.size == 0:
         raise ImageReadError("every pixel is padding or not a number, nothing to show", path)
@@ -360,8 +416,11 @@ def percentile_window(values: np.ndarray, padding: np.ndarray | None, path: str 
         lo, hi = float(sample.min()), float(sample.max())
     if hi <= lo:
         raise ImageReadError("constant image, nothing to show", path)
-    out = np.clip((np.nan_to_num(x, nan=lo) - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
-    return out, ((lo + hi) / 2.0, hi - lo, "percentile")
+    out = np.array(x, np.float32)
+    out[~finite] = lo
+    out -= np.float32(lo)
+    out *= np.float32(1.0 / (hi - lo))
+    return np.clip(out, 0.0, 1.0, out=out), ((lo + hi) / 2.0, hi - lo, "percentile")
 
 
 def _laterality(ds) -> str | None:

@@ -28,6 +28,7 @@ import os
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -304,11 +305,23 @@ def _split_hits(paths: list[str], params: PreprocessParams,
 
 
 def _run_jobs(jobs: list[tuple[str, PreprocessParams, str]], n_workers: int):
-    """Yield ``(path, error)`` per job: in this process for one worker, else a pool."""
+    """Yield ``(path, error)`` per job: in this process for one worker, else a pool.
+
+    If the pool cannot run at all (workers killed, a ``__main__`` that spawn
+    cannot re-import), the remaining jobs are done here rather than lost.
+    """
     if n_workers <= 1 or len(jobs) <= 1:
         yield from map(_fill_one, jobs)
         return
+    finished = 0
     chunk = max(1, len(jobs) // (n_workers * 8))
-    with ProcessPoolExecutor(max_workers=n_workers, initializer=_worker_init,
-                             mp_context=multiprocessing.get_context("spawn")) as pool:
-        yield from pool.map(_fill_one, jobs, chunksize=chunk)
+    try:
+        with ProcessPoolExecutor(max_workers=n_workers, initializer=_worker_init,
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+            for result in pool.map(_fill_one, jobs, chunksize=chunk):
+                finished += 1
+                yield result
+    except BrokenProcessPool as err:
+        _log.warning("preprocess pool broke (%s); finishing %d files in this process",
+                     err, len(jobs) - finished)
+        yield from map(_fill_one, jobs[finished:])
