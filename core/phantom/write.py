@@ -1,0 +1,71 @@
+"""The entry point: check arguments, write a profile's layout beside the
+target folder, and move it into place.
+
+Building beside ``out`` and renaming at the end means a failed run never
+leaves half a dataset, and an earlier phantom is replaced only when the new
+one is complete.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from core.errors import MammoError
+from core.phantom.cddcesm import write_cdd
+from core.phantom.profiles import PROFILES, SYNTHETIC_NAME, difficulty_value
+from core.phantom.summary import PhantomSummary
+from core.phantom.vindr import write_vindr
+
+
+MARKER_FILE = "phantom.json"
+
+
+def _check_args(profile: str, studies: int, size: int) -> None:
+    if profile not in PROFILES:
+        raise MammoError(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
+    if studies < 1:
+        raise MammoError(f"--studies must be at least 1 (got {studies})")
+    if not 64 <= size <= 4096:
+        raise MammoError(f"--size must be within 64..4096 pixels (got {size})")
+
+
+def _prepare_out(out: Path) -> Path:
+    """A fresh temporary folder beside ``out``; refuse to replace a folder that
+    holds anything but an earlier phantom, so no real data is ever overwritten."""
+    if out.exists():
+        if not out.is_dir():
+            raise MammoError("exists and is not a folder", out)
+        if any(out.iterdir()) and not (out / MARKER_FILE).is_file():
+            raise MammoError("folder is not empty and holds no earlier phantom; choose another --out", out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+
+
+def write_phantom(out: str | Path, profile: str, studies: int, size: int = 512, seed: int = 0,
+                  difficulty: float | str = "moderate", workers: int | None = None) -> PhantomSummary:
+    """Write a seeded synthetic dataset in the real layout of ``profile``.
+
+    The same arguments give the same bytes.  The folder is built beside
+    ``out`` and moved into place at the end, replacing an earlier phantom.
+    """
+    out = Path(out)
+    _check_args(profile, studies, size)
+    diff = difficulty_value(difficulty)
+    prof = PROFILES[profile]
+    tmp = _prepare_out(out)
+    try:
+        writer = write_vindr if profile == "vindr" else write_cdd
+        records, files = writer(tmp, prof, studies, size, seed, diff, workers)
+        summary = PhantomSummary(profile, str(out), studies, size, seed, diff, files + 1, records)
+        marker = {k: v for k, v in summary.to_dict().items() if k not in ("records", "out")}
+        marker["note"] = f"{SYNTHETIC_NAME}: synthetic images, not patient data"
+        (tmp / MARKER_FILE).write_text(json.dumps(marker, indent=1, sort_keys=True) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return summary
