@@ -1,0 +1,257 @@
+"""core.train: skip rules, the run folder, checkpoints, exact resume, lock, CLI, real learning.
+
+Everything runs on the CPU with a tiny model (convnextv2_atto at 32 px) on a
+synthetic manifest written here (a bright blob = malignant, one view so a
+baseline run trains one model).  Fast enough for two shared cores.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from core import runs
+from core.errors import TrainingError
+from core.grid import Cell
+from core.models import create_model, load_weights
+from core.train import (CellResult, TrainConfig, load_optimizer_tensors, optimizer_tensors,
+                        run_lock, skip_reason, train_cell, train_grid)
+
+SIZE = 32
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("MAMMOROUTE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def write_blobs(root: Path, n_train: int, n_test: int, seed: int = 0,
+                shuffle_labels: bool = False) -> Path:
+    """A manifest of 64-px PNGs: smooth noise; malignant images carry sharp stripes.
+
+    Stripes, not a bright blob: CLAHE (part of preprocessing) equalises local
+    brightness away, but keeps edges.
+    """
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n_train + n_test):
+        malignant = i % 2 == 1
+        img = cv2.GaussianBlur(rng.normal(110, 40, (64, 64)), (0, 0), 3)
+        if malignant:
+            phase = int(rng.integers(0, 8))
+            img[(np.arange(64) + phase) % 8 < 3, :] += 90
+        img = np.clip(img, 0, 255)
+        name = f"img{i:04d}.png"
+        cv2.imwrite(str(root / name), img.astype(np.uint8))
+        rows.append({"image_path": name, "patient_id": f"p{i // 2}", "study_id": f"s{i // 2}",
+                     "laterality": "R", "view": "CC",
+                     "label": "malignant" if malignant else "benign", "mask_path": "",
+                     "split": "train" if i < n_train else "test"})
+    df = pd.DataFrame(rows)
+    if shuffle_labels:
+        df["label"] = rng.permutation(df["label"].to_numpy())
+    df.to_csv(root / "manifest.csv", index=False)
+    return root / "manifest.csv"
+
+
+def tiny(**kw) -> TrainConfig:
+    base = dict(arch="convnextv2_atto", img_size=SIZE, epochs=3, batch_size=8, lr=1e-3,
+                seed=0, device="cpu", mode="baseline", log_every=2)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def blobs(tmp_path_factory) -> Path:
+    return write_blobs(tmp_path_factory.mktemp("blobs"), 40, 24)
+
+
+@pytest.fixture(scope="module")
+def reference_run(blobs, tmp_path_factory) -> tuple[Path, list[dict]]:
+    events: list[dict] = []
+    out = tmp_path_factory.mktemp("runs") / "ref"
+    train_grid(blobs, out, tiny(), progress=events.append)
+    return out, events
+
+
+# ------------------------------------------------------------------ skip rules
+
+def _rows(benign: int, malignant: int) -> pd.DataFrame:
+    labels = ["benign"] * benign + ["malignant"] * malignant
+    return pd.DataFrame({"label": labels, "patient_id": [f"p{i}" for i in range(len(labels))],
+                         "image_path": [f"x{i}" for i in range(len(labels))]})
+
+
+@pytest.mark.parametrize("benign,malignant,skipped", [
+    (3, 4, True),    # 7 images < 8
+    (10, 0, True),   # one class only
+    (10, 1, True),   # one malignant image
+    (6, 2, False),   # 8 images, 2 of each class
+    (40, 3, False),
+])
+def test_skip_rule(benign, malignant, skipped):
+    assert (skip_reason(_rows(benign, malignant)) is not None) == skipped
+
+
+def test_train_cell_skips_without_building_a_model(tmp_path):
+    result = train_cell(Cell(None, "RCC"), _rows(12, 1), _rows(0, 0), tiny(), tmp_path)
+    assert isinstance(result, CellResult) and result.status == "skipped"
+    assert "malignant" in result.reason and not (tmp_path / "all-RCC").exists()
+
+
+# ------------------------------------------------------------------ the run folder
+
+def test_run_folder_is_complete(reference_run, blobs):
+    out, events = reference_run
+    info = runs.read_run(out).info
+    assert info["status"] == "complete" and info["synthetic"] is False
+    for key in ("dataset_hash", "arch", "img_size", "epochs", "lr", "batch_size", "balanced",
+                "seed", "device", "modes", "split_counts", "train_counts", "code_version",
+                "started", "finished"):
+        assert key in info, key
+    assert info["train_counts"] == {"benign": 20, "malignant": 20}
+    assert info["cells"]["all-LCC"]["status"] == "skipped"  # no LCC images at all
+    cell = info["cells"]["all-RCC"]
+    assert cell["status"] == "done"
+    import hashlib
+    assert hashlib.sha256((out / "all-RCC" / runs.WEIGHTS_FILE).read_bytes()).hexdigest() \
+        == cell["sha256"]
+    meta = json.loads((out / "all-RCC" / runs.META_FILE).read_text())
+    assert meta["n_train"] + meta["n_val"] == 40 and meta["threshold_source"] in ("val", "train")
+    assert [h["epoch"] for h in meta["history"]] == [1, 2, 3]
+    assert set(meta["history"][0]) == {"epoch", "train_loss", "val_loss", "val_auc", "seconds"}
+    assert not (out / "all-RCC" / runs.LAST_WEIGHTS_FILE).exists()
+    for name in (runs.PREDICTIONS_FILE, runs.METRICS_FILE, runs.PROGRESS_FILE):
+        assert (out / name).is_file(), name
+    assert not (out / ".lock").exists()
+    kinds = [e["event"] for e in runs.read_progress(out)]
+    assert {"step", "epoch", "cell_done", "cell_skipped"} <= set(kinds)
+    assert kinds[-1] == "run_done" and [e["event"] for e in events] == kinds
+    assert all({"cell", "epoch", "loss", "img_s", "eta_s"} <= set(e)
+               for e in events if e["event"] == "step")
+
+
+def test_checkpoint_round_trips_to_identical_outputs(reference_run):
+    out, _ = reference_run
+    info = runs.read_run(out).info
+    x = torch.rand(4, 1, SIZE, SIZE)
+    outputs = []
+    for _ in range(2):
+        model = create_model("convnextv2_atto", SIZE)
+        load_weights(model, out / "all-RCC" / runs.WEIGHTS_FILE, info["cells"]["all-RCC"]["sha256"])
+        with torch.no_grad():
+            outputs.append(model.eval()(x))
+    assert torch.equal(outputs[0], outputs[1])
+
+
+def test_optimizer_state_flattens_and_restores():
+    model = create_model("convnextv2_atto", SIZE)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(torch.rand(2, 1, SIZE, SIZE)).sum().backward()
+    opt.step()
+    tensors, groups = optimizer_tensors(opt)
+    opt2 = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    load_optimizer_tensors(opt2, tensors, json.loads(json.dumps(groups)))
+    a, b = opt.state_dict()["state"], opt2.state_dict()["state"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k]["exp_avg"], b[k]["exp_avg"]) for k in a)
+
+
+# ------------------------------------------------------------------ resume
+
+def test_resume_after_interruption_equals_uninterrupted(reference_run, blobs, tmp_path):
+    ref, _ = reference_run
+    out = tmp_path / "resumed"
+
+    def crash_after_epoch_2(event):
+        if event["event"] == "epoch" and event["epoch"] == 2:
+            raise RuntimeError("simulated power cut")
+
+    with pytest.raises(RuntimeError):
+        train_grid(blobs, out, tiny(), progress=crash_after_epoch_2)
+    info = runs.read_run(out).info
+    assert info["status"] == "failed" and info["cells"]["all-RCC"]["status"] == "pending"
+    assert json.loads((out / "all-RCC" / runs.LAST_STATE_FILE).read_text())["epoch"] == 2
+    with pytest.raises(TrainingError, match="--resume"):
+        train_grid(blobs, out, tiny())
+    with pytest.raises(TrainingError, match="different options"):
+        train_grid(blobs, out, tiny(resume=True, lr=5e-4))
+    train_grid(blobs, out, tiny(resume=True))
+    a = pd.read_csv(ref / runs.PREDICTIONS_FILE)
+    b = pd.read_csv(out / runs.PREDICTIONS_FILE)
+    assert len(a) == 24
+    np.testing.assert_array_equal(a["p_malignant"].to_numpy(), b["p_malignant"].to_numpy())
+
+
+# ------------------------------------------------------------------ lock and CLI
+
+def test_second_start_is_refused_while_one_runs(blobs, tmp_path, capsys):
+    from core.__main__ import main
+
+    out = tmp_path / "locked"
+    out.mkdir()
+    with run_lock(out):
+        rc = main(["train", "--dataset", str(blobs), "--out", str(out), "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error:") and "pid" in err[0]
+
+
+def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    (tmp_path / ".lock").write_text(json.dumps({"pid": int(dead), "start": "1"}))
+    with run_lock(tmp_path):
+        assert json.loads((tmp_path / ".lock").read_text())["pid"] != int(dead)
+    assert not (tmp_path / ".lock").exists()
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "--dataset", "/no/such/dataset", "--out", "OUT"],
+    ["train", "--dataset", "DATA", "--out", "OUT", "--cv", "1"],
+    ["train", "--dataset", "DATA", "--out", "OUT", "--arch", "no_such_arch", "--epochs", "1"],
+])
+def test_cli_bad_input_is_one_error_line(argv, blobs, tmp_path, capsys):
+    from core.__main__ import main
+
+    argv = [str(blobs) if a == "DATA" else str(tmp_path / "o") if a == "OUT" else a for a in argv]
+    rc = main(argv + ["--device", "cpu", "--img-size", str(SIZE)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error:"), err
+
+
+def test_cli_rejects_bad_numbers():
+    from core.__main__ import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--dataset", "d", "--out", "o", "--epochs", "0"])
+    assert exc.value.code == 2
+
+
+# ------------------------------------------------------------------ learning is real
+
+def _test_auc(out: Path) -> float:
+    from core.evaluate import roc_auc
+
+    pred = pd.read_csv(out / runs.PREDICTIONS_FILE)
+    return roc_auc(pred["label"].astype(int), pred["p_malignant"])
+
+
+def test_learning_is_real(tmp_path):
+    data = write_blobs(tmp_path / "easy", 48, 60, seed=1)
+    out = tmp_path / "easy-run"
+    train_grid(data, out, tiny(epochs=5, batch_size=4))
+    assert _test_auc(out) >= 0.85
+
+
+def test_shuffled_labels_learn_nothing(tmp_path):
+    data = write_blobs(tmp_path / "noise", 48, 60, seed=1, shuffle_labels=True)
+    out = tmp_path / "noise-run"
+    train_grid(data, out, tiny(epochs=5, batch_size=4))
+    assert abs(_test_auc(out) - 0.5) <= 0.15
