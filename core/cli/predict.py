@@ -1,0 +1,162 @@
+"""``python -m core predict checkpoints/NAME IMAGE... [--mask IMAGE=MASK] [--view IMAGE=RCC]``.
+
+Routes every image to its cell in both grids of a run and prints, per image,
+the view, whether it had an ROI, the model that served it (and whether that
+was a fallback) and P(malignant).  ``--cam OUTDIR`` writes Grad-CAM overlays.
+A bad image is reported on its own line; the command fails (one ``error:``
+line) only when no image at all could be predicted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+from core.errors import MammoError
+
+RESULT_KEYS: tuple[str, ...] = (
+    "image", "view", "roi", "cell", "fallback", "p_malignant_roi_aware", "p_malignant_baseline",
+    "threshold_roi_aware", "threshold_baseline", "cell_baseline", "view_source",
+    "fallback_reason", "warnings", "error",
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "predict", help="routed prediction (both grids) for one study's images",
+        description="Predict P(malignant) for images with a trained run; each image goes to "
+                    "the model of its (ROI?, view) cell.")
+    p.add_argument("run_dir", help="run folder, e.g. checkpoints/NAME (or just NAME)")
+    p.add_argument("images", nargs="+", help="DICOM or image files (PNG, JPEG, PGM, TIFF)")
+    p.add_argument("--mask", action="append", default=[], metavar="IMAGE=MASK",
+                   help="ROI mask file for IMAGE (same size as the image); repeatable")
+    p.add_argument("--view", action="append", default=[], metavar="IMAGE=VIEW",
+                   help="force the view of IMAGE (RCC, LCC, RMLO, LMLO); repeatable")
+    p.add_argument("--cam", type=Path, default=None, metavar="OUTDIR",
+                   help="write Grad-CAM overlay PNGs (one per image per grid) into OUTDIR")
+    p.add_argument("--json", action="store_true", help="print the results as a JSON list")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where the models run (default: CUDA when present)")
+    p.set_defaults(func=run)
+
+
+def _run_path(text: str) -> Path:
+    """A run folder as given, else a run of that name under the checkpoints root."""
+    from core.runs import checkpoints_root
+
+    path = Path(text)
+    if path.is_dir() or path.is_absolute() or len(path.parts) > 1:
+        return path
+    return checkpoints_root() / text
+
+
+def _pairs(items: list[str], option: str, images: list[str]) -> dict[str, str]:
+    """``IMAGE=VALUE`` options keyed by the image argument they name.
+
+    IMAGE may be the argument as typed, the same file by another path, or a
+    unique file name; naming no listed image is a usage error.
+    """
+    out: dict[str, str] = {}
+    for item in items:
+        splits = [i for i, ch in enumerate(item) if ch == "="]
+        if not splits:
+            raise MammoError(f"{option} {item!r}: expected IMAGE=VALUE")
+        # an "=" may sit inside a file name: take the first split whose left side is an image
+        at = next((i for i in splits if item[:i] in images), splits[0])
+        key, value = item[:at], item[at + 1:]
+        if not key or not value:
+            raise MammoError(f"{option} {item!r}: expected IMAGE=VALUE")
+        out[_match_image(key, images, option)] = value
+    return out
+
+
+def _match_image(key: str, images: list[str], option: str) -> str:
+    if key in images:
+        return key
+    same = [i for i in images if Path(i).resolve() == Path(key).resolve()]
+    if not same:
+        same = [i for i in images if Path(i).name == Path(key).name]
+    if len(same) != 1:
+        raise MammoError(f"{option}: {key!r} names {'no' if not same else 'more than one'} "
+                         "of the images given")
+    return same[0]
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.predict import Predictor, ViewInput, normalise_view
+
+    masks = _pairs(args.mask, "--mask", args.images)
+    views = {k: normalise_view(v) for k, v in _pairs(args.view, "--view", args.images).items()}
+    predictor = Predictor(_run_path(args.run_dir), device=args.device)
+    inputs = [ViewInput(name=image, path=image, view=views.get(image), mask_path=masks.get(image))
+              for image in args.images]
+    results = predictor.predict_study(inputs, cam=args.cam is not None)
+    if all(r.error for r in results):
+        raise MammoError("nothing could be predicted: "
+                         + "; ".join(str(r.error) for r in results))
+    if args.cam is not None:
+        _write_cams(args.cam, results)
+    if args.json:
+        rows = [{k: r.summary().get(k) for k in RESULT_KEYS} for r in results]
+        print(json.dumps(rows, indent=2))
+    else:
+        print(format_table(results))
+    return 0
+
+
+def _write_cams(outdir: Path, results: list) -> None:
+    """One overlay per image per grid, named ``<image stem>_<grid>.png``."""
+    import cv2
+
+    from core.predict import cam_overlay
+
+    outdir.mkdir(parents=True, exist_ok=True)
+    used: set[str] = set()
+    for r in results:
+        if r.error or r.preprocessed is None:
+            continue
+        stem = _unique(re.sub(r"[^0-9A-Za-z_.-]+", "_", Path(r.image).stem) or "image", used)
+        for grid, cam in (("roi_aware", r.cam_roi_aware), ("baseline", r.cam_baseline)):
+            if cam is None:
+                continue
+            rgb = cam_overlay(r.preprocessed, cam, r.mask)
+            target = outdir / f"{stem}_{grid}.png"
+            if not cv2.imwrite(str(target), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+                raise MammoError("cannot write overlay", target)
+
+
+def _unique(stem: str, used: set[str]) -> str:
+    name, n = stem, 2
+    while name in used:
+        name, n = f"{stem}-{n}", n + 1
+    used.add(name)
+    return name
+
+
+def _prob(p: float | None, threshold: float | None) -> str:
+    if p is None:
+        return "–"
+    call = "malignant" if threshold is not None and p >= threshold else "benign"
+    return f"{p:.3f} ({call} @ {threshold:.2f})"
+
+
+def format_table(results: list) -> str:
+    """A readable table, then the notes (fallbacks, warnings, errors) per image."""
+    header = ("image", "view", "ROI", "ROI-aware cell", "P(mal) ROI-aware",
+              "baseline cell", "P(mal) baseline")
+    rows = [header]
+    for r in results:
+        cell = (r.cell_roi_aware or "–") + (" (fallback)" if r.fallback else "")
+        rows.append((Path(r.image).name, r.view or "?", "yes" if r.roi else "no", cell,
+                     _prob(r.p_malignant_roi_aware, r.threshold_roi_aware),
+                     r.cell_baseline or "–",
+                     _prob(r.p_malignant_baseline, r.threshold_baseline)))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
+    for r in results:
+        name = Path(r.image).name
+        if r.error:
+            lines.append(f"{name}: error: {r.error}")
+        lines.extend(f"{name}: {w}" for w in r.warnings if not r.error or w not in r.error)
+    return "\n".join(lines)

@@ -1,0 +1,675 @@
+"""Routed inference: one study (up to four views) or a whole manifest, with Grad-CAM.
+
+Every image goes to the model of its cell (:func:`core.grid.route_image`):
+the ROI-aware grid by (ROI present?, view), the baseline grid by view.  Only
+the *presence* of an ROI routes; its pixels are never a model input, and they
+are kept here only to draw an outline.
+
+Why the pieces look as they do:
+
+* A run may lack a cell (too few images → ``skipped``).  A clinician still
+  needs an answer for that view, so :data:`FALLBACK_ORDER` says which model
+  stands in, and every result says that it did (``fallback``,
+  ``fallback_reason``) — a silent substitution would misreport the method.
+* A new study usually has no mask, so the view and the ROI decide the model;
+  both are reported per image, and contradictions between DICOM tags and the
+  file name are warned about rather than resolved silently.
+* One unreadable view must not cost the other three: every
+  :class:`~core.errors.MammoError` is caught per view and shown as that
+  view's ``error``.
+* Models are loaded once, verified by SHA-256, and Grad-CAM hooks are
+  attached only while a CAM is computed, so memory stays flat across calls.
+"""
+from __future__ import annotations
+
+import copy
+import re
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Literal, Sequence
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+
+from core.errors import CheckpointError, ImageReadError, MammoError, MaskError
+from core.grid import MODES, VIEWS, Cell, Mode, modes_for, plan, route_image
+from core.models import MammoNet, cam_target, create_model, load_weights, pick_device
+from core.roi import read_mask
+from core.runs import META_FILE, WEIGHTS_FILE, RunSummary, read_json, read_run
+
+FALLBACK_ORDER: tuple[str, ...] = ("baseline", "other_roi")
+"""Who serves an ROI-aware image whose own cell has no model, in order.
+
+``baseline``: the baseline model of the same view (it saw every image of that
+view, with and without ROI, so it is the closest stand-in); ``other_roi``:
+the other ROI-aware cell of the same view.  If neither exists the image gets
+no ROI-aware prediction.  A baseline cell without a model has no stand-in:
+substituting an ROI-aware model would blur the very comparison the app makes.
+"""
+DEFAULT_THRESHOLD = 0.5  # used when a cell's meta.json records none
+BATCH_SIZE = 32
+ViewSource = Literal["dicom", "filename", "manifest", "user"]
+PREDICTION_COLUMNS: tuple[str, ...] = (
+    "image_path", "patient_id", "study_id", "view", "roi", "label", "mode", "cell",
+    "fallback", "p_malignant", "threshold",
+)
+SUMMARY_KEYS: tuple[str, ...] = (
+    "image", "view", "view_source", "roi", "cell", "cell_baseline", "fallback",
+    "fallback_reason", "p_malignant_roi_aware", "p_malignant_baseline",
+    "threshold_roi_aware", "threshold_baseline", "warnings", "error",
+)
+
+
+# --------------------------------------------------------------------------- views
+
+_LATERALITY_TOKENS = {"L": "L", "LEFT": "L", "LT": "L", "R": "R", "RIGHT": "R", "RT": "R"}
+_POSITION_TOKENS = {"CC": "CC", "MLO": "MLO"}
+_IDENTIFIER = re.compile(r"^[0-9a-f]{12,}$", re.IGNORECASE)  # hashes / UIDs: never a view
+
+
+def _name_tokens(text: str) -> list[str]:
+    """Words of a file name: split on punctuation, digit/letter and camel-case boundaries.
+
+    Long hexadecimal chunks (VinDr image ids) are dropped: a "cc" inside a hash
+    is not a view.
+    """
+    tokens: list[str] = []
+    for chunk in re.split(r"[^0-9A-Za-z]+", text):
+        if not chunk or _IDENTIFIER.match(chunk):
+            continue
+        for part in re.findall(r"[0-9]+|[A-Z]+(?![a-z])|[A-Z]?[a-z]+", chunk):
+            tokens.append(part.upper())
+    return tokens
+
+
+def parse_view_name(text: str) -> tuple[str | None, str | None]:
+    """``(laterality, position)`` named by a file name or a typed view, each or both None.
+
+    Recognises ``RCC``, ``L_CC``, ``P2_L_DM_MLO``, ``left_mlo``, ``RightCC``
+    (any case).  A part named twice with different values (``L_CC_R``) is
+    ambiguous and gives None for that part.
+    """
+    lats: set[str] = set()
+    poss: set[str] = set()
+    for token in _name_tokens(str(text)):
+        if token in VIEWS:
+            lats.add(token[0])
+            poss.add(token[1:])
+        elif token in _LATERALITY_TOKENS:
+            lats.add(_LATERALITY_TOKENS[token])
+        elif token in _POSITION_TOKENS:
+            poss.add(_POSITION_TOKENS[token])
+    return (lats.pop() if len(lats) == 1 else None, poss.pop() if len(poss) == 1 else None)
+
+
+def normalise_view(text: str) -> str:
+    """A typed view (``rcc``, ``R-CC``, ``left mlo``) → one of :data:`VIEWS`, or MammoError."""
+    lat, pos = parse_view_name(str(text))
+    if lat is None or pos is None:
+        raise MammoError(f"unknown view {text!r}; expected one of {', '.join(VIEWS)}")
+    return lat + pos
+
+
+def _merge_part(what: str, tag: str | None, name: str | None, warnings: list[str]) -> str | None:
+    """Tags win over the file name; a disagreement is reported, never hidden."""
+    if tag and name and tag != name:
+        warnings.append(f"DICOM tags give {what} {tag} but the file name says {name}; "
+                        f"using the tags ({tag})")
+    return tag or name
+
+
+def combine_view(tag_laterality: str | None, tag_position: str | None, name: str,
+                 given: str | None = None, given_source: ViewSource = "manifest",
+                 warnings: list[str] | None = None) -> tuple[str | None, ViewSource | None]:
+    """Decide a view from a given value, DICOM tags and a file name, in that order of trust.
+
+    A view given explicitly (manifest row, ``--view``, the UI) wins: the person
+    may be correcting a wrong tag; a contradiction is still warned about.
+    """
+    warnings = warnings if warnings is not None else []
+    name_lat, name_pos = parse_view_name(name) if name else (None, None)
+    lat = _merge_part("laterality", tag_laterality, name_lat, warnings)
+    pos = _merge_part("view position", tag_position, name_pos, warnings)
+    found = lat + pos if lat and pos else None
+    if given is not None:
+        chosen = normalise_view(given)
+        if found and found != chosen:
+            said_by = ("the DICOM tags say" if tag_laterality and tag_position
+                       else "the file name says")
+            warnings.append(f"view set to {chosen} although {said_by} {found}")
+        return chosen, given_source
+    if found is None:
+        return None, None
+    return found, "dicom" if tag_laterality and tag_position else "filename"
+
+
+def assign_view(path: str | Path | None, name_hint: str | None = None,
+                given: str | None = None, warnings: list[str] | None = None
+                ) -> tuple[str | None, ViewSource | None]:
+    """The view of an image file: ``(view or None, source)``.
+
+    Reads only the DICOM header (ImageLaterality / ViewPosition); otherwise
+    parses ``name_hint`` (an upload's original name) or the file's own name.
+    Tags win over the name and a contradiction is appended to ``warnings``;
+    ``given`` (a manifest's view) wins over both, with source ``"manifest"``.
+    """
+    from core.dicom import read_view_tags
+
+    lat = pos = None
+    if path is not None:
+        try:
+            lat, pos = read_view_tags(path)
+        except MammoError as err:
+            if warnings is not None:
+                warnings.append(f"view tags not readable: {err}")
+    name = name_hint or (Path(path).name if path is not None else "")
+    return combine_view(lat, pos, name, given, "manifest", warnings)
+
+
+# --------------------------------------------------------------------------- data types
+
+@dataclass
+class ViewInput:
+    """One image of a study, as a file or as pixels already read.
+
+    ``pixels`` are what :func:`core.dicom.read_image` returns (float in
+    [0, 1], tissue bright); integer arrays are scaled by their dtype's range.
+    ``tags`` may carry ``laterality`` / ``view_position`` of pre-read pixels.
+    ``view`` forces the view.  A mask (array or file) must have the size of
+    the mammogram; only whether it is non-empty routes.
+    """
+
+    name: str = ""
+    path: str | Path | None = None
+    pixels: np.ndarray | None = None
+    view: str | None = None
+    mask: np.ndarray | None = None
+    mask_path: str | Path | None = None
+    tags: dict[str, Any] | None = None
+
+    @property
+    def label(self) -> str:
+        """The name shown for this image."""
+        if self.name:
+            return self.name
+        return Path(self.path).name if self.path is not None else "image"
+
+
+@dataclass
+class ViewResult:
+    """Everything the UI and the command line show about one view.
+
+    ``cam_*`` are float32 ``(size, size)`` maps in [0, 1] over ``preprocessed``
+    (the model's input); ``mask`` is the ROI at that size (0/1) or None.
+    ``cell_roi_aware`` is the model that actually served the ROI-aware
+    prediction, which differs from the routed cell when ``fallback`` is True.
+    """
+
+    image: str
+    view: str | None = None
+    view_source: ViewSource | None = None
+    roi: bool = False
+    cell_roi_aware: str | None = None
+    cell_baseline: str | None = None
+    fallback: bool = False
+    fallback_reason: str | None = None
+    p_malignant_roi_aware: float | None = None
+    p_malignant_baseline: float | None = None
+    threshold_roi_aware: float | None = None
+    threshold_baseline: float | None = None
+    cam_roi_aware: np.ndarray | None = None
+    cam_baseline: np.ndarray | None = None
+    preprocessed: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready fields (no arrays), as ``--json`` prints them; ``cell`` is ROI-aware."""
+        out = {k: getattr(self, k) for k in SUMMARY_KEYS if hasattr(self, k)}
+        out["cell"] = self.cell_roi_aware
+        out["warnings"] = list(self.warnings)
+        return {k: out[k] for k in SUMMARY_KEYS}
+
+
+@dataclass(frozen=True)
+class Route:
+    """Which model serves an image: ``cell`` is None when none can."""
+
+    wanted: str
+    cell: str | None
+    fallback: bool = False
+    reason: str | None = None
+
+
+@dataclass
+class _Prepared:
+    """A view after reading: the model input and what routes it."""
+
+    index: int
+    image: np.ndarray
+    view: str
+    roi: bool
+
+
+# --------------------------------------------------------------------------- predictor
+
+def _preprocess_params(info: dict[str, Any], size: int):
+    """The run's CLAHE settings (``run.json`` ``preprocess`` block), else the defaults."""
+    from core.preprocess import PreprocessParams
+
+    block = info.get("preprocess") if isinstance(info.get("preprocess"), dict) else info
+    kwargs = {k: block[k] for k in ("clahe_clip", "clahe_tiles") if k in block}
+    return PreprocessParams(size, **kwargs)
+
+
+class Predictor:
+    """The models of one run, loaded once, and routed prediction over them.
+
+    Every cell whose ``run.json`` status is ``done`` is loaded with its
+    weights verified against the recorded SHA-256 (a changed file raises
+    :class:`CheckpointError` here, before anything is predicted).  Cells not
+    done are remembered with their reason, for the fallback rule
+    (:data:`FALLBACK_ORDER`): an ROI-aware image whose cell has no model goes
+    to the baseline model of its view, else the other ROI-aware cell of its
+    view (flagged ``fallback``), else gets no prediction; a baseline image
+    whose cell has no model gets no prediction.
+    """
+
+    def __init__(self, run_dir: str | Path, device: str | torch.device = "cpu"):
+        self.run: RunSummary = read_run(run_dir)
+        info = self.run.info
+        try:
+            self.arch = str(info["arch"])
+            self.img_size = int(info["img_size"])
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError("run.json lacks a valid 'arch' / 'img_size'",
+                                  self.run.path / "run.json") from None
+        modes = info.get("modes", MODES)
+        modes = modes_for(modes) if isinstance(modes, str) else modes
+        self.modes: tuple[Mode, ...] = tuple(m for m in MODES if m in modes)
+        self.params = _preprocess_params(info, self.img_size)
+        self.device = device if isinstance(device, torch.device) else pick_device(device)
+        self.models: dict[str, MammoNet] = {}
+        self.thresholds: dict[str, float] = {}
+        self.unavailable: dict[str, str] = {}
+        self._cams: dict[str, Any] = {}
+        self._template: MammoNet | None = None
+        # One model call at a time: Grad-CAM hooks are module-wide, so a plain forward
+        # running beside a CAM (two UI sessions sharing a Predictor) would corrupt it.
+        self._lock = threading.RLock()
+        for mode in self.modes:
+            for cell in plan(mode):
+                self._load_cell(cell.name, info.get("cells", {}).get(cell.name))
+        self._template = None
+        if not self.models:
+            raise CheckpointError("no trained cell in this run", self.run.path)
+
+    def _load_cell(self, name: str, entry: dict[str, Any] | None) -> None:
+        if not entry or entry.get("status") != "done":
+            status = (entry or {}).get("status", "missing from run.json")
+            reason = (entry or {}).get("reason")
+            self.unavailable[name] = f"{status}: {reason}" if reason else str(status)
+            return
+        model = self._blank_model()
+        load_weights(model, self.run.path / name / WEIGHTS_FILE, entry.get("sha256"))
+        model.requires_grad_(False)  # Grad-CAM differentiates w.r.t. the input instead
+        self.models[name] = model.to(self.device).eval()
+        self.thresholds[name] = self._threshold(name)
+
+    def _blank_model(self) -> MammoNet:
+        """A fresh model to fill: timm's weight init is built once, then copied (5x faster)."""
+        if self._template is None:
+            self._template = create_model(self.arch, self.img_size)
+        return copy.deepcopy(self._template)
+
+    def _threshold(self, name: str) -> float:
+        meta_path = self.run.path / name / META_FILE
+        if not meta_path.is_file():
+            return DEFAULT_THRESHOLD
+        value = read_json(meta_path).get("threshold")
+        try:
+            return float(value) if value is not None else DEFAULT_THRESHOLD
+        except (TypeError, ValueError):
+            raise CheckpointError(f"threshold {value!r} is not a number", meta_path) from None
+
+    # ------------------------------------------------------------------ routing
+
+    def route(self, view: str, has_roi: bool, mode: Mode) -> Route:
+        """The model serving an image of ``view`` under ``mode``, with the fallback rule."""
+        wanted = route_image(view, has_roi, mode).name
+        if mode not in self.modes:
+            return Route(wanted, None, reason=f"this run has no {mode} grid")
+        if wanted in self.models:
+            return Route(wanted, wanted)
+        why = f"{wanted} has no model ({self.unavailable.get(wanted, 'not trained')})"
+        if mode == "baseline":
+            return Route(wanted, None, reason=why)
+        stand_ins = {"baseline": Cell(None, view).name, "other_roi": Cell(not has_roi, view).name}
+        for key in FALLBACK_ORDER:
+            if stand_ins[key] in self.models:
+                return Route(wanted, stand_ins[key], True, f"{why}; served by {stand_ins[key]}")
+        return Route(wanted, None, reason=f"{why} and no stand-in for {view} was trained")
+
+    # ------------------------------------------------------------------ models
+
+    def _tensor(self, images: np.ndarray, grad: bool = False) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
+        x = x.unsqueeze(1).float().div_(255.0)
+        return x.requires_grad_(True) if grad else x
+
+    def probabilities(self, cell: str, images: np.ndarray) -> np.ndarray:
+        """P(malignant) of uint8 ``(N, size, size)`` images under ``cell``'s model."""
+        out = []
+        with self._lock, torch.inference_mode():
+            for start in range(0, len(images), BATCH_SIZE):
+                logits = self.models[cell](self._tensor(images[start:start + BATCH_SIZE]))
+                out.append(torch.sigmoid(logits.float())[:, 0].cpu().numpy())
+        return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+
+    def _cam_object(self, cell: str):
+        """One GradCAM per model, made on first use; its hooks are detached between calls."""
+        if cell not in self._cams:
+            from pytorch_grad_cam import GradCAM
+
+            layer, reshape = cam_target(self.models[cell])
+            cam = GradCAM(model=self.models[cell], target_layers=[layer], reshape_transform=reshape)
+            cam.activations_and_grads.release()
+            self._cams[cell] = cam
+        return self._cams[cell]
+
+    def probabilities_and_cams(self, cell: str, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """P(malignant) and Grad-CAM maps (float32 ``(N, size, size)`` in [0, 1]).
+
+        The target is the single malignancy logit (``ClassifierOutputTarget(0)``),
+        so the map shows what pushes the model towards "malignant".
+        """
+        from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+        probs, maps = [], []
+        for start in range(0, len(images), BATCH_SIZE):
+            x = self._tensor(images[start:start + BATCH_SIZE], grad=True)
+            with self._lock:
+                cam = self._cam_object(cell)
+                cam.activations_and_grads = ActivationsAndGradients(
+                    cam.model, cam.target_layers, cam.reshape_transform)
+                try:
+                    with torch.enable_grad():
+                        grey = cam(input_tensor=x, targets=[ClassifierOutputTarget(0)] * len(x))
+                    probs.append(torch.sigmoid(cam.outputs.detach().float())[:, 0].cpu().numpy())
+                finally:
+                    cam.activations_and_grads.release()
+                    cam.outputs = None  # drops the retained autograd graph
+            maps.append(_unit_maps(grey, images.shape[1:]))
+        return np.concatenate(probs).astype(np.float64), np.concatenate(maps)
+
+    # ------------------------------------------------------------------ studies
+
+    def predict_study(self, inputs: Sequence[ViewInput], cam: bool = False) -> list[ViewResult]:
+        """Route and predict every view of a study; one bad view never stops the others.
+
+        Views served by the same model are batched.  ``cam=True`` adds Grad-CAM
+        maps for both grids.
+        """
+        results = [ViewResult(image=item.label) for item in inputs]
+        prepared: list[_Prepared] = []
+        for i, item in enumerate(inputs):
+            try:
+                prepared.append(self._prepare(i, item, results[i]))
+            except MammoError as err:
+                results[i].error = str(err)
+        for mode in self.modes:
+            self._predict_mode(mode, prepared, results, cam)
+        for p in prepared:
+            self._flag_unpredicted(results[p.index])
+        return results
+
+    def _prepare(self, index: int, item: ViewInput, result: ViewResult) -> _Prepared:
+        """Read, preprocess, assign the view and read the mask of one input."""
+        from core.preprocess import preprocess_array
+
+        pixels, source_shape, tags = _read_pixels(item)
+        result.preprocessed = preprocess_array(pixels, self.params)
+        view, source = combine_view(tags.get("laterality"), tags.get("view_position"),
+                                    item.name or (Path(item.path).name if item.path else ""),
+                                    item.view, "user", result.warnings)
+        if view is None:
+            raise MammoError("cannot tell the view (no DICOM laterality/view tags and none in "
+                             "the file name); give it, e.g. RCC", item.label)
+        result.view, result.view_source = view, source
+        full = _read_input_mask(item, source_shape)
+        result.roi = bool(full is not None and full.any())
+        if full is not None and not result.roi:
+            result.warnings.append("the mask is empty (all zero): routed as without ROI")
+        if result.roi:
+            result.mask = _shrink_mask(full, self.img_size)
+        return _Prepared(index, result.preprocessed, view, result.roi)
+
+    def _predict_mode(self, mode: Mode, prepared: list[_Prepared], results: list[ViewResult],
+                      cam: bool) -> None:
+        groups: dict[str, list[_Prepared]] = defaultdict(list)
+        for p in prepared:
+            route = self.route(p.view, p.roi, mode)
+            _record_route(results[p.index], mode, route)
+            if route.cell is not None:
+                groups[route.cell].append(p)
+        for cell, members in groups.items():
+            batch = np.stack([p.image for p in members])
+            if cam:
+                probs, maps = self.probabilities_and_cams(cell, batch)
+            else:
+                probs, maps = self.probabilities(cell, batch), [None] * len(members)
+            for p, prob, cam_map in zip(members, probs, maps):
+                _record_prediction(results[p.index], mode, float(prob),
+                                   self.thresholds[cell], cam_map)
+
+    @staticmethod
+    def _flag_unpredicted(result: ViewResult) -> None:
+        """A view no grid could predict is an error, with the routing reasons as its text."""
+        if result.p_malignant_roi_aware is None and result.p_malignant_baseline is None:
+            reasons = [w for w in result.warnings if w.startswith(_ROUTE_PREFIXES)]
+            result.error = "; ".join(reasons) or "no model serves this view"
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _read_pixels(item: ViewInput) -> tuple[np.ndarray, tuple[int, int], dict[str, Any]]:
+    """``(pixels in [0, 1], mammogram shape, tags)`` from a file or pre-read pixels."""
+    if item.pixels is None:
+        if item.path is None:
+            raise ImageReadError("neither a file nor pixels given", item.label)
+        from core.dicom import read_image
+
+        img = read_image(item.path)
+        return img.pixels, tuple(img.source_shape), dict(img.tags)
+    arr = np.asarray(item.pixels)
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        arr = cv2.cvtColor(np.ascontiguousarray(arr[..., :3]), cv2.COLOR_RGB2GRAY)
+    if arr.ndim != 2:
+        raise ImageReadError(f"pixels of shape {arr.shape} are not a 2-D image", item.label)
+    if np.issubdtype(arr.dtype, np.integer):
+        arr = arr.astype(np.float32) / float(np.iinfo(arr.dtype).max)
+    elif np.nanmin(arr) < 0 or np.nanmax(arr) > 1:
+        raise ImageReadError("float pixels must lie in [0, 1]", item.label)
+    shape = tuple(item.tags.get("source_shape", arr.shape)) if item.tags else arr.shape
+    return arr.astype(np.float32), (int(shape[0]), int(shape[1])), dict(item.tags or {})
+
+
+def _read_input_mask(item: ViewInput, shape: tuple[int, int]) -> np.ndarray | None:
+    """The mask at the mammogram's size (0/1), None when none is given."""
+    if item.mask is not None:
+        mask = np.asarray(item.mask)
+        if mask.ndim == 3:
+            mask = mask[..., 0]
+        if mask.shape != tuple(shape):
+            raise MaskError(f"mask size {mask.shape[1]}×{mask.shape[0]} differs from its "
+                            f"mammogram's {shape[1]}×{shape[0]}", item.label)
+        return (mask > 0).astype(np.uint8)
+    if item.mask_path is not None:
+        return read_mask(item.mask_path, expected_shape=shape)
+    return None
+
+
+def _shrink_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    """Area-resize then threshold, so a small ROI does not vanish when shrunk."""
+    small = cv2.resize(mask.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
+    return (small > 0).astype(np.uint8)
+
+
+def _unit_maps(maps: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Each map resized to ``shape`` and scaled to [0, 1] as float32."""
+    out = np.empty((len(maps), *shape), np.float32)
+    for i, m in enumerate(np.nan_to_num(np.asarray(maps, np.float32))):
+        if m.shape != tuple(shape):
+            m = cv2.resize(m, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+        m = m - m.min()
+        top = float(m.max())
+        out[i] = m / top if top > 0 else m
+    return np.clip(out, 0.0, 1.0)
+
+
+_ROUTE_PREFIXES = ("ROI-aware: ", "baseline: ")
+
+
+def _record_route(result: ViewResult, mode: Mode, route: Route) -> None:
+    if mode == "roi":
+        result.cell_roi_aware = route.cell
+        result.fallback = route.fallback
+        result.fallback_reason = route.reason if route.fallback else None
+    else:
+        result.cell_baseline = route.cell
+    if route.reason:
+        prefix = _ROUTE_PREFIXES[0] if mode == "roi" else _ROUTE_PREFIXES[1]
+        result.warnings.append(prefix + route.reason)
+
+
+def _record_prediction(result: ViewResult, mode: Mode, prob: float, threshold: float,
+                       cam_map: np.ndarray | None) -> None:
+    if mode == "roi":
+        result.p_malignant_roi_aware, result.threshold_roi_aware = prob, threshold
+        result.cam_roi_aware = cam_map
+    else:
+        result.p_malignant_baseline, result.threshold_baseline = prob, threshold
+        result.cam_baseline = cam_map
+
+
+def cam_overlay(image: np.ndarray, cam: np.ndarray | None, mask: np.ndarray | None = None,
+                alpha: float = 0.4) -> np.ndarray:
+    """RGB uint8: the grey image, the CAM as a JET colour map over it, the ROI outlined.
+
+    The outline is drawn in green, a colour the JET map uses little at its
+    ends, so the clinician can tell the ROI from a hot spot.
+    """
+    from core.roi import outline
+
+    rgb = cv2.cvtColor(np.asarray(image, np.uint8), cv2.COLOR_GRAY2RGB)
+    if cam is not None:
+        heat = cv2.applyColorMap(np.rint(np.clip(cam, 0, 1) * 255).astype(np.uint8),
+                                 cv2.COLORMAP_JET)
+        heat = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB)
+        rgb = cv2.addWeighted(rgb, 1.0 - alpha, heat, alpha, 0.0)
+    if mask is not None and mask.any():
+        contours = [c.reshape(-1, 1, 2).astype(np.int32) for c in outline(mask)]
+        cv2.drawContours(rgb, contours, -1, (0, 255, 0), max(1, image.shape[0] // 128))
+    return rgb
+
+
+# --------------------------------------------------------------------------- manifests
+
+def _label01(value: Any) -> int:
+    text = str(value).strip().lower()
+    mapping = {"benign": 0, "malignant": 1, "0": 0, "1": 1, "0.0": 0, "1.0": 1}
+    if text not in mapping:
+        raise MammoError(f"label {value!r} is neither benign nor malignant")
+    return mapping[text]
+
+
+def _manifest_records(df: pd.DataFrame) -> pd.DataFrame:
+    """The columns prediction needs: view name, ROI flag and 0/1 label per row."""
+    rec = pd.DataFrame({
+        "image_path": df["image_path"].astype(str),
+        "patient_id": df["patient_id"].astype(str),
+        "study_id": df["study_id"].astype(str),
+    })
+    if "view_name" in df.columns:
+        rec["view"] = df["view_name"].astype(str)
+    else:
+        rec["view"] = (df["laterality"].astype(str).str.strip().str.upper()
+                       + df["view"].astype(str).str.strip().str.upper())
+    if "roi" in df.columns:
+        rec["roi"] = df["roi"].astype(bool)
+    else:
+        shapes = df["roi_shapes"] if "roi_shapes" in df.columns else ""
+        rec["roi"] = (df["mask_path"].fillna("").astype(str) != "") | \
+            (pd.Series(shapes, index=df.index).fillna("").astype(str) != "")
+    rec["label"] = df["label"].map(_label01)
+    bad = sorted(set(rec["view"]) - set(VIEWS))
+    if bad:
+        raise MammoError(f"unknown view(s) {bad[:5]} in the manifest")
+    return rec.reset_index(drop=True)
+
+
+def _chunks(indices: Sequence[int], size: int) -> Iterable[list[int]]:
+    for start in range(0, len(indices), size):
+        yield list(indices[start:start + size])
+
+
+def predict_manifest(run_dir: str | Path | Predictor, df: pd.DataFrame,
+                     device: str | torch.device = "auto", batch_size: int = BATCH_SIZE
+                     ) -> pd.DataFrame:
+    """Long prediction table for every manifest row: one row per (image, mode).
+
+    Routing uses the row's ``roi`` flag (not mask pixels); images come through
+    :func:`core.preprocess.load_preprocessed` (cached).  Images are loaded once
+    per chunk of one view and shared by both grids.  Rows a mode cannot
+    predict (no model, no stand-in) are left out, because
+    :mod:`core.evaluate` refuses missing probabilities; their count is in
+    ``result.attrs["unpredicted"]``.  Columns: :data:`PREDICTION_COLUMNS`.
+    """
+    from core.preprocess import load_preprocessed
+
+    predictor = run_dir if isinstance(run_dir, Predictor) else Predictor(run_dir, device)
+    rec = _manifest_records(df)
+    rows: list[dict[str, Any]] = []
+    unpredicted = 0
+    for view in VIEWS:
+        order = rec.index[rec["view"] == view].tolist()
+        order.sort(key=lambda i: bool(rec.at[i, "roi"]))
+        for chunk in _chunks(order, batch_size):
+            images = np.stack([load_preprocessed(rec.at[i, "image_path"], predictor.params)
+                               for i in chunk])
+            for mode in predictor.modes:
+                unpredicted += _predict_chunk(predictor, rec, chunk, images, mode, rows)
+    out = pd.DataFrame(rows, columns=["_order", "_mode_order", *PREDICTION_COLUMNS])
+    out = out.sort_values(["_order", "_mode_order"]).drop(columns=["_order", "_mode_order"])
+    out = out.reset_index(drop=True)
+    out.attrs["unpredicted"] = unpredicted
+    return out
+
+
+def _predict_chunk(predictor: Predictor, rec: pd.DataFrame, chunk: list[int],
+                   images: np.ndarray, mode: Mode, rows: list[dict[str, Any]]) -> int:
+    """Append one mode's rows for a chunk; returns how many could not be predicted."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    routes: dict[int, Route] = {}
+    for pos, i in enumerate(chunk):
+        routes[i] = predictor.route(rec.at[i, "view"], bool(rec.at[i, "roi"]), mode)
+        if routes[i].cell is not None:
+            groups[routes[i].cell].append(pos)
+    for cell, positions in groups.items():
+        probs = predictor.probabilities(cell, images[positions])
+        for pos, prob in zip(positions, probs):
+            i = chunk[pos]
+            rows.append({
+                "_order": i, "_mode_order": MODES.index(mode),
+                **rec.loc[i, ["image_path", "patient_id", "study_id", "view"]].to_dict(),
+                "roi": bool(rec.at[i, "roi"]), "label": int(rec.at[i, "label"]),
+                "mode": mode, "cell": cell, "fallback": routes[i].fallback,
+                "p_malignant": float(prob), "threshold": predictor.thresholds[cell],
+            })
+    return sum(1 for i in chunk if routes[i].cell is None)
