@@ -1,0 +1,96 @@
+"""Compare: baseline vs ROI-aware for one or more runs, with honest references and CIs."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from core.errors import MammoError
+from core.evaluate import evaluate_run
+from core.runs import METRICS_FILE, PREDICTIONS_FILE, RunSummary
+from ui.common import RUN_KEY, runs, run_title, show_error, synthetic_notice
+from ui.metrics_view import (confusion_figure, cv_table, headline, mcnemar_text, paper_table,
+                             per_cell_table, roc_figure)
+
+st.title("Compare")
+st.caption("Baseline grid (one model per view) against the ROI-aware grid (routed by view and "
+           "ROI presence), on the run's held-out test split.")
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def load_metrics(path: str, mtime: float) -> dict[str, Any]:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def metrics_of(run: RunSummary) -> dict[str, Any] | None:
+    file = run.path / METRICS_FILE
+    if not file.is_file():
+        return None
+    return load_metrics(str(file), file.stat().st_mtime)
+
+
+found = [r for r in runs() if (r.path / METRICS_FILE).is_file()
+         or (r.path / PREDICTIONS_FILE).is_file()]
+if not found:
+    st.info("No run has test-set predictions yet. Train one (or build the demo on Home).")
+    st.stop()
+names = [r.name for r in found]
+default = [st.session_state[RUN_KEY]] if st.session_state.get(RUN_KEY) in names else names[:1]
+chosen = st.multiselect("Runs", names, default=default)
+threshold = st.segmented_control(
+    "Decision threshold", ["0.5", "tuned"], default="0.5", required=True,
+    format_func=lambda t: "p ≥ 0.5" if t == "0.5" else "each cell's validation-tuned threshold")
+tuned = threshold == "tuned"
+selected = [r for r in found if r.name in chosen]
+if any(r.synthetic for r in selected):
+    synthetic_notice()
+
+results: dict[str, dict[str, Any]] = {}
+for run in selected:
+    result = metrics_of(run)
+    if result is None:
+        st.caption(f"**{run.name}** has predictions but no metrics yet.")
+        if st.button(f"Evaluate {run.name}", key=f"eval-{run.name}"):
+            with st.spinner("Bootstrapping confidence intervals …"):
+                try:
+                    evaluate_run(run.path)
+                except MammoError as err:
+                    show_error(err)
+                else:
+                    st.rerun()
+        continue
+    results[run.name] = result
+
+if len(results) > 1:
+    st.subheader("Runs side by side")
+    st.dataframe(pd.DataFrame([headline(r) for r in results.values()]), hide_index=True)
+
+for name, result in results.items():
+    run = next(r for r in selected if r.name == name)
+    st.subheader(name)
+    st.caption(f"{run_title(run)} · {result.get('n_images')} test images, "
+               f"{result.get('n_patients')} patients, {result.get('n_malignant')} malignant")
+    table = paper_table(result, tuned)
+    st.table(table)
+    st.markdown(mcnemar_text(result, tuned))
+    st.caption("Values: estimate [95 % CI, patient-level bootstrap]. F-score = support-weighted F1 "
+               "(f1_weighted), the reading that fits the paper's numbers; F1 malignant is the "
+               "binary F1. ROI presence only = malignant iff an ROI exists. "
+               f"Majority class = {(result.get('majority_class') or {}).get('label', '–')}.")
+    c1, c2 = st.columns([3, 2])
+    c1.plotly_chart(roc_figure(result), key=f"roc-{name}")
+    with c2:
+        confusion = result.get("confusion") or {}
+        at = "at_tuned" if tuned else "at_0.5"
+        for key, title in (("baseline", "Baseline"), ("roi_aware", "ROI-aware")):
+            if key in confusion:
+                st.plotly_chart(confusion_figure(confusion[key][at], title),
+                                key=f"cm-{name}-{key}")
+    with st.expander("Per cell (threshold 0.5)"):
+        st.dataframe(per_cell_table(result), hide_index=True)
+    if result.get("cv"):
+        with st.expander("Cross-validation (mean ± sd over folds)"):
+            st.dataframe(cv_table(result), hide_index=True)

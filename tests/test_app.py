@@ -1,0 +1,383 @@
+"""The Streamlit app through streamlit.testing (AppTest), and core.jobs on its own.
+
+Runs and datasets are built in temporary folders: a small manifest dataset of
+PNG files, and a run folder whose cells hold freshly initialised (untrained)
+ConvNeXtV2-atto weights, so the real Predictor, routing and Grad-CAM run in a
+second instead of training for minutes.  Background jobs are replaced by a
+sleeping stand-in through ``$MAMMOROUTE_JOB_COMMAND``.
+
+AppTest loses the entrypoint's sidebar state after ``switch_page`` (a testing
+quirk; a browser keeps it, see test_browser.py), so pages other than Home are
+run from their own files with the selected run put into session state.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import jobs
+from core.errors import TrainingError
+from core.grid import plan
+from core.models import create_model, save_weights
+
+REPO = Path(__file__).resolve().parent.parent
+APP = str(REPO / "app.py")
+PAGES = REPO / "pages"
+TIMEOUT = 90
+SLEEPER = f'{sys.executable} -c "import time; time.sleep(60)"'
+RUN_NAME = "tiny-run"
+IMG = 64
+
+
+# --------------------------------------------------------------------------- fixtures
+
+@pytest.fixture
+def dirs(tmp_path, monkeypatch):
+    """Empty checkpoints and data folders, a stand-in job command; no job left behind."""
+    ck, data = tmp_path / "checkpoints", tmp_path / "data"
+    ck.mkdir()
+    data.mkdir()
+    monkeypatch.setenv("MAMMOROUTE_CHECKPOINTS", str(ck))
+    monkeypatch.setenv("MAMMOROUTE_DATA", str(data))
+    monkeypatch.setenv(jobs.COMMAND_ENV, SLEEPER)
+    yield ck, data
+    jobs.cancel_job(ck, grace_s=2)
+
+
+def _mammo(rng: np.random.Generator, view: str, lesion: bool) -> np.ndarray:
+    """A grey portrait image with a bright half-disc on the chest-wall side."""
+    h, w = 96, 72
+    yy, xx = np.mgrid[0:h, 0:w]
+    cx = 0 if view.startswith("L") else w - 1
+    img = np.where((xx - cx) ** 2 / (0.9 * w) ** 2 + (yy - h / 2) ** 2 / (0.45 * h) ** 2 < 1,
+                   120 + rng.integers(0, 40, (h, w)), 5).astype(np.uint8)
+    if lesion:
+        cv2.circle(img, (w // 2, h // 2), 6, 250, -1)
+    return img
+
+
+def write_dataset(root: Path, studies: int = 3) -> Path:
+    """A manifest dataset: ``studies`` four-view studies (the last one is the test split)."""
+    folder = root / "mini"
+    (folder / "img").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    rows = []
+    for s in range(studies):
+        for view in ("RCC", "LCC", "RMLO", "LMLO"):
+            lesion = view.startswith("L") and s % 2 == 0
+            name = f"img/p{s}_{view}.png"
+            cv2.imwrite(str(folder / name), _mammo(rng, view, lesion))
+            mask = ""
+            if lesion:
+                m = np.zeros((96, 72), np.uint8)
+                cv2.circle(m, (36, 48), 8, 255, -1)
+                mask = f"img/p{s}_{view}_mask.png"
+                cv2.imwrite(str(folder / mask), m)
+            rows.append({"image_path": name, "patient_id": f"P{s}", "study_id": f"S{s}",
+                         "laterality": view[0], "view": view[1:],
+                         "label": "malignant" if lesion else "benign", "mask_path": mask,
+                         "split": "test" if s == studies - 1 else "train"})
+    pd.DataFrame(rows).to_csv(folder / "manifest.csv", index=False)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def weights(tmp_path_factory) -> tuple[bytes, str]:
+    """One untrained ConvNeXtV2-atto, saved once and copied into every cell."""
+    path = tmp_path_factory.mktemp("weights") / "w.safetensors"
+    sha = save_weights(create_model("convnextv2_atto", IMG), path)
+    return path.read_bytes(), sha
+
+
+def write_run(ck: Path, dataset: Path, weights: tuple[bytes, str], name: str = RUN_NAME) -> Path:
+    """A run folder with untrained weights in every cell (real files, real hashes)."""
+    run = ck / name
+    cells = {}
+    data, sha = weights
+    for mode in ("baseline", "roi"):
+        for cell in plan(mode):
+            (run / cell.name).mkdir(parents=True)
+            (run / cell.name / "weights.safetensors").write_bytes(data)
+            (run / cell.name / "meta.json").write_text(json.dumps(
+                {"threshold": 0.5, "counts": {"train": {"benign": 30, "malignant": 1}}}))
+            cells[cell.name] = {"status": "done", "sha256": sha}
+    info = {"name": name, "dataset": "phantom-vindr", "dataset_path": str(dataset),
+            "synthetic": True, "arch": "convnextv2_atto", "img_size": IMG, "epochs": 1,
+            "modes": ["baseline", "roi"], "status": "complete", "cells": cells,
+            "started": "2026-01-01T00:00:00+00:00", "train_counts": {"benign": 9, "malignant": 3}}
+    (run / "run.json").write_text(json.dumps(info))
+    return run
+
+
+def write_predictions(run: Path) -> None:
+    """A small, plausible predictions.csv (40 images, both grids) for the Compare page."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(40):
+        label = int(i % 4 == 0)
+        roi = bool(label or i % 7 == 0)
+        view = ("RCC", "LCC", "RMLO", "LMLO")[i % 4]
+        for mode, p in (("baseline", 0.1 + 0.2 * rng.random()),
+                        ("roi", float(np.clip(0.6 * label + 0.3 * roi + 0.2 * rng.random(), 0, 1)))):
+            cell = f"all-{view}" if mode == "baseline" else f"{'roi' if roi else 'noroi'}-{view}"
+            rows.append({"image_path": f"img{i}.png", "patient_id": f"P{i // 2}",
+                         "study_id": f"S{i // 4}", "view": view, "roi": roi, "label": label,
+                         "mode": mode, "cell": cell, "fallback": False, "p_malignant": p,
+                         "threshold": 0.5})
+    pd.DataFrame(rows).to_csv(run / "predictions.csv", index=False)
+
+
+def page(name: str, run: str | None = RUN_NAME) -> AppTest:
+    at = AppTest.from_file(str(PAGES / name), default_timeout=TIMEOUT)
+    if run:
+        at.session_state["run_name"] = run
+    return at
+
+
+def texts(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
+    parts += [e.value for kind in (at.info, at.warning, at.error, at.success) for e in kind]
+    return "\n".join(str(p) for p in parts)
+
+
+def no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+# --------------------------------------------------------------------------- core.jobs
+
+def test_job_start_refuse_cancel(dirs):
+    ck, _ = dirs
+    job = jobs.start_job(["demo", "--tiny"], "demo", root=ck)
+    assert job.command[-2:] == ["demo", "--tiny"]
+    assert jobs.current_job(ck) == job
+    record = json.loads((ck / ".jobs" / "current.json").read_text())
+    assert record["pid"] == job.pid and record["start_ticks"] == jobs.process_start_ticks(job.pid)
+    with pytest.raises(TrainingError, match="already running"):
+        jobs.start_job(["demo"], "demo", root=ck)
+    done = jobs.cancel_job(ck, grace_s=3)
+    assert done is not None and done.cancelled
+    assert jobs.current_job(ck) is None
+    assert jobs.last_job(ck).id == job.id
+
+
+def test_stale_job_record_is_ignored(dirs):
+    ck, _ = dirs
+    folder = jobs.jobs_dir(ck)
+    me = os.getpid()
+    stale = {"id": "x", "kind": "train", "pid": me, "start_ticks": 1, "command": ["x"],
+             "run_dir": None, "started": "2026-01-01T00:00:00+00:00", "log": str(folder / "x.log")}
+    (folder / "current.json").write_text(json.dumps(stale))  # our pid, another start time
+    assert jobs.current_job(ck) is None
+    assert not (folder / "current.json").exists()
+    started = jobs.start_job(["demo"], "demo", root=ck)  # the stale record does not block
+    assert jobs.current_job(ck).id == started.id
+
+
+def test_cancel_escalates_to_sigkill(dirs, monkeypatch):
+    ck, _ = dirs
+    monkeypatch.setenv(jobs.COMMAND_ENV, 'sh -c "trap \\"\\" TERM; sleep 60"')
+    job = jobs.start_job(["x"], "train", root=ck)
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    done = jobs.cancel_job(ck, grace_s=1)
+    assert time.monotonic() - t0 < 5
+    assert jobs.process_start_ticks(job.pid) is None
+    assert done.returncode in (None, -9)
+
+
+def test_train_and_demo_arguments():
+    args = jobs.train_args("data/x", "swin", 384, 100, "both", "checkpoints/r", True, "cuda")
+    assert args == ["train", "--dataset", "data/x", "--arch", "swin", "--img-size", "384",
+                    "--epochs", "100", "--mode", "both", "--out", "checkpoints/r", "--balanced",
+                    "--device", "cuda"]
+    assert jobs.demo_args(tiny=True) == ["demo", "--tiny"]
+
+
+# --------------------------------------------------------------------------- Home
+
+def test_home_without_runs_offers_the_demo_and_starts_it(dirs):
+    ck, _ = dirs
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    no_exception(at)
+    assert [b.label for b in at.button] == ["Build demo data and train demo models"]
+    at.button[0].click().run()
+    no_exception(at)
+    job = jobs.current_job(ck)
+    assert job is not None and job.kind == "demo" and job.command[-1] == "demo"
+    assert "Building the demo" in texts(at)
+    assert not [b for b in at.button if b.label.startswith("Build demo")]
+
+
+def test_home_with_runs_summarises(dirs, weights):
+    ck, data = dirs
+    write_run(ck, write_dataset(data), weights)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    no_exception(at)
+    assert at.sidebar.selectbox[0].value == RUN_NAME
+    assert "synthetic" in texts(at).lower()
+    assert at.dataframe[0].value["run"].tolist() == [RUN_NAME]
+
+
+# --------------------------------------------------------------------------- Train
+
+def test_train_starts_a_job_and_refuses_a_second(dirs):
+    ck, data = dirs
+    write_dataset(data)
+    at = page("train.py", run=None).run()
+    no_exception(at)
+    at.selectbox[0].set_value("Other folder or manifest…").run()
+    at.text_input[0].input("../elsewhere").run()
+    assert any("outside the data folder" in e.value for e in at.error)
+    at.text_input[0].input("mini").run()
+    no_exception(at)
+    at.text_input[1].input("first-run").run()
+    at.button[0].click().run()
+    no_exception(at)
+    job = jobs.current_job(ck)
+    assert job is not None and job.kind == "train"
+    assert job.command[job.command.index("--dataset") + 1] == str((data / "mini").resolve())
+    assert job.run_dir == str(ck / "first-run")
+    assert "running" in texts(at)
+    at.text_input[1].input("second-run").run()
+    [b for b in at.button if b.label == "Start training"][0].click().run()
+    assert any("already running" in e.value for e in at.error)
+    assert jobs.current_job(ck).id == job.id
+    [b for b in at.button if b.label == "Cancel"][0].click().run()
+    assert jobs.current_job(ck) is None
+
+
+def test_train_shows_progress_of_a_run(dirs, weights):
+    ck, data = dirs
+    run = write_run(ck, write_dataset(data), weights)
+    events = [{"event": "step", "cell": "all-RCC", "epoch": 1, "epochs": 2, "step": 5,
+               "steps": 10, "loss": 0.7, "img_s": 12.5, "eta_s": 90},
+              {"event": "epoch", "cell": "all-RCC", "epoch": 1, "epochs": 2, "step": 10,
+               "steps": 10, "loss": 0.6, "val_loss": 0.65, "img_s": 13.0, "eta_s": 60}]
+    (run / "progress.jsonl").write_text("\n".join(json.dumps(e) for e in events) + "\n{half")
+    info = json.loads((run / "run.json").read_text())
+    info["status"] = "running"
+    info["cells"]["all-RCC"]["status"] = "running"
+    (run / "run.json").write_text(json.dumps(info))
+    at = page("train.py").run()
+    no_exception(at)
+    bars = {p.proto.text.split("**")[1]: p.value for p in at.get("progress")}
+    assert bars["all-RCC"] == 50  # epoch 1 of 2 done
+    assert bars["all-LCC"] == 100  # done
+    assert len(at.get("plotly_chart")) == 1  # loss curves
+    assert "no process is working on it" in texts(at)
+
+
+# --------------------------------------------------------------------------- Case review
+
+def _png(img: np.ndarray) -> bytes:
+    return cv2.imencode(".png", img)[1].tobytes()
+
+
+def test_case_review_upload_one_bad_view(dirs, weights):
+    ck, data = dirs
+    write_run(ck, write_dataset(data), weights)
+    rng = np.random.default_rng(3)
+    files = [(f"anon_{v}.png", _png(_mammo(rng, v, False)), "image/png")
+             for v in ("RCC", "LCC", "RMLO")]
+    files.append(("anon_LMLO.png", b"not an image at all", "image/png"))
+    at = page("case_review.py").run()
+    no_exception(at)
+    at.get("button_group")[0].set_value("upload").run()
+    at.file_uploader[0].set_value(files).run()
+    no_exception(at)
+    assert [s.value for s in at.selectbox[:3]] == ["RCC", "LCC", "RMLO"]
+    assert any("anon_LMLO.png" not in e.value and "file 4" in e.value for e in at.error)
+    [b for b in at.button if b.label == "Predict"][0].click().run()
+    no_exception(at)
+    shown = texts(at)
+    assert shown.count("ROI-aware: :") == 3 and shown.count("Baseline: :") == 3
+    assert "threshold 50 %" in shown
+    assert "without ROI" in shown  # the plain statement about noroi models
+    assert len(at.image) == 3
+    assert "anon_" not in shown  # identifiers hidden by default
+    csv = [d for d in at.get("download_button")]
+    assert len(csv) == 2
+
+
+def test_case_review_builtin_study_with_roi(dirs, weights):
+    ck, data = dirs
+    write_run(ck, write_dataset(data), weights)
+    at = page("case_review.py").run()
+    no_exception(at)
+    [b for b in at.button if b.label == "Predict"][0].click().run()
+    no_exception(at)
+    shown = texts(at)
+    assert len(at.image) == 4
+    assert "Routed to **roi-LCC**" in shown and "Routed to **noroi-RCC**" in shown
+    assert "Ground truth (dataset): **malignant**" in shown
+    assert at.table[0].value.index.tolist() == ["right", "left"]
+
+
+def test_upload_helpers_strip_identifiers_and_temp_paths():
+    from core.predict import ViewResult
+    from ui.case import box_mask, export_rows, read_upload, view_problems
+
+    bad = read_upload("Doe_John_RCC.png", b"\x89PNG broken")
+    assert bad.error and bad.error.startswith("Doe_John_RCC.png: ") and "/tmp" not in bad.error
+    good = read_upload("Doe_John_RCC.png", _png(_mammo(np.random.default_rng(0), "RCC", False)))
+    assert good.view == "RCC" and good.view_source == "filename" and good.pixels.dtype == np.uint8
+    twin = read_upload("x_RCC.png", _png(_mammo(np.random.default_rng(1), "RCC", True)))
+    assert any("assigned twice" in p for p in view_problems([good, twin]))
+    mask = box_mask(good.shape, (10, 20, 30, 50))
+    assert mask.sum() == 20 * 30 and mask[20, 10] == 1
+    rows = export_rows([ViewResult(image="Doe_John_RCC.png", view="RCC",
+                                   warnings=["Doe_John_RCC.png looks odd"],
+                                   p_malignant_roi_aware=0.7, threshold_roi_aware=0.4)], [good])
+    assert "Doe" not in json.dumps(rows)
+    assert rows[0]["call_roi_aware"] == "malignant"
+
+
+# --------------------------------------------------------------------------- Compare
+
+def test_compare_tables_references_and_paper_row(dirs, weights):
+    from core.evaluate import evaluate_run
+
+    ck, data = dirs
+    run = write_run(ck, data, weights)
+    write_predictions(run)
+    evaluate_run(run, n_boot=100)
+    at = page("compare.py").run()
+    no_exception(at)
+    table = at.table[0].value
+    systems = table.index.tolist()
+    assert systems[:4] == ["without ROI consideration (baseline)",
+                           "with ROI consideration (ROI-aware)",
+                           "reference: ROI presence only", "reference: majority class"]
+    assert any(s.startswith("paper (reported, not reproduced here)") for s in systems)
+    assert "F-score (f1_weighted)" in table.columns and "F1 malignant" in table.columns
+    assert "[" in table.loc["with ROI consideration (ROI-aware)", "Accuracy"]
+    assert "McNemar" in texts(at)
+    assert len(at.get("plotly_chart")) == 3  # ROC + two confusion matrices
+    assert "Synthetic phantom data" in texts(at)
+
+
+# --------------------------------------------------------------------------- Data
+
+def test_data_page_tables_and_gallery(dirs):
+    _, data = dirs
+    write_dataset(data)
+    at = page("data.py", run=None).run()
+    no_exception(at)
+    split = at.table[0].value
+    assert split.loc["total", "total"] == 12
+    assert split.loc["malignant", "training"] == 2
+    assert len(at.image) == 12
+    at.selectbox[1].set_value("with ROI").run()
+    assert len(at.image) == 4
+    at.multiselect[1].set_value(["benign"]).run()
+    assert len(at.image) == 0

@@ -1,0 +1,144 @@
+"""End to end in headless Chromium: empty folders → tiny demo from Home → case review → compare.
+
+Starts ``streamlit run app.py`` on a free port with its own checkpoints, data
+and cache folders and ``MAMMOROUTE_DEMO=tiny``, drives Debian's chromium
+through Playwright, and saves a screenshot of every page to
+``tests/artifacts/`` (git-ignored).  The server, the demo job and the browser
+are stopped in ``finally`` blocks whatever happens.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from core import jobs
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed"),
+]
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "tests" / "artifacts"
+DEMO_TIMEOUT_S = 240
+STEP_TIMEOUT_MS = 60_000
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"streamlit exited early:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"streamlit did not answer within {seconds}s:\n{log.read_text()[-3000:]}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+def test_demo_case_review_and_compare_in_a_browser(tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=STEP_TIMEOUT_MS)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    ck, data, cache = tmp_path / "checkpoints", tmp_path / "data", tmp_path / "cache"
+    for d in (ck, data, cache):
+        d.mkdir()
+    env = {**os.environ, "MAMMOROUTE_CHECKPOINTS": str(ck), "MAMMOROUTE_DATA": str(data),
+           "MAMMOROUTE_CACHE": str(cache), "MAMMOROUTE_DEMO": "tiny"}
+    env.pop(jobs.COMMAND_ENV, None)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "streamlit.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+             "--server.port", str(port), "--server.address", "127.0.0.1",
+             "--browser.gatherUsageStats", "false"],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_healthy(url, server, log)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(
+                executable_path=shutil.which("chromium"), headless=True,
+                args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"])
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 2200})
+                page.set_default_timeout(STEP_TIMEOUT_MS)
+                page.goto(url)
+                build = page.get_by_role("button", name="Build demo data and train demo models")
+                expect(build).to_be_visible()
+                page.screenshot(path=str(ARTIFACTS / "01-home-empty.png"), full_page=True)
+                build.click()
+                expect(page.get_by_text("Building the demo")).to_be_visible()
+                page.wait_for_timeout(8000)
+                page.screenshot(path=str(ARTIFACTS / "02-home-building.png"), full_page=True)
+
+                ready = page.get_by_text("Ready for case review")
+                expect(ready).to_be_visible(timeout=DEMO_TIMEOUT_S * 1000)
+                page.screenshot(path=str(ARTIFACTS / "03-home-ready.png"), full_page=True)
+
+                page.get_by_role("link", name="Open case review").click()
+                predict = page.get_by_role("button", name="Predict")
+                expect(predict).to_be_visible()
+                predict.click()
+                main = page.locator("section.stMain, [data-testid='stMain']").first
+                probabilities = main.locator("[data-testid='stMarkdownContainer']",
+                                             has_text=re.compile(r"ROI-aware: \d+ %"))
+                expect(probabilities).to_have_count(4)
+                expect(main.locator("[data-testid='stMarkdownContainer']",
+                                    has_text=re.compile(r"Baseline: \d+ %"))).to_have_count(4)
+                expect(main.locator("[data-testid='stImage'] img")).to_have_count(4)
+                page.wait_for_timeout(1500)  # images finish decoding
+                page.screenshot(path=str(ARTIFACTS / "04-case-review.png"), full_page=True)
+
+                page.get_by_role("link", name="Compare").click()
+                expect(page.get_by_text("with ROI consideration (ROI-aware)")).to_be_visible()
+                expect(page.get_by_text("reference: ROI presence only")).to_be_visible()
+                page.wait_for_timeout(1500)
+                page.screenshot(path=str(ARTIFACTS / "05-compare.png"), full_page=True)
+
+                page.get_by_role("link", name="Data").click()
+                expect(page.get_by_text("Presence of ROIs")).to_be_visible()
+                expect(main.locator("[data-testid='stImage'] img").first).to_be_visible()
+                page.wait_for_timeout(1500)
+                page.screenshot(path=str(ARTIFACTS / "06-data.png"), full_page=True)
+
+                page.get_by_role("link", name="Train").click()
+                expect(page.get_by_role("button", name="Start training")).to_be_visible()
+                page.wait_for_timeout(2500)
+                page.screenshot(path=str(ARTIFACTS / "07-train.png"), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        jobs.cancel_job(ck, grace_s=3)
+        _stop(server)

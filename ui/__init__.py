@@ -1,0 +1,1 @@
+"""Small shared helpers of the Streamlit pages: formatting, sidebar, figures, images."""

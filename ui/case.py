@@ -1,0 +1,258 @@
+"""Case review without Streamlit widgets: read uploads, build ROI masks, summarise results.
+
+Uploads are written to a :class:`tempfile.TemporaryDirectory` only long enough
+to decode them (pydicom and OpenCV read files) and the folder is removed at
+once; what stays in the session is the decoded 8-bit image.  Nothing exported
+carries a file name, patient or study identifier.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from core.dicom import read_image
+from core.errors import MammoError, MaskError
+from core.grid import VIEWS
+from core.predict import ViewInput, ViewResult, combine_view
+from core.preprocess import to_display, to_uint8
+from core.roi import read_mask, row_mask
+
+MAX_VIEWS = 4
+DISPLAY_SIDE = 512
+UPLOAD_TYPES: tuple[str, ...] = ("dcm", "dicom", "dic", "png", "jpg", "jpeg", "pgm", "tif",
+                                 "tiff", "bmp")
+SOURCE_TEXT: dict[str | None, str] = {"dicom": "DICOM tags", "filename": "file name",
+                                      "manifest": "dataset", "user": "set by hand", None: "unknown"}
+
+
+@dataclass
+class CaseView:
+    """One image of the study under review, decoded, with its view and optional ROI."""
+
+    key: str
+    name: str
+    pixels: np.ndarray | None = None  # uint8, full resolution (what preprocessing starts from)
+    display: np.ndarray | None = None  # uint8, aspect kept, long side DISPLAY_SIDE
+    view: str | None = None
+    view_source: str | None = None
+    mask: np.ndarray | None = None  # 0/1 at pixels' shape
+    dataset_mask: np.ndarray | None = None
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    label: str | None = None  # ground truth of a dataset study
+    patient_id: str | None = None
+    study_id: str | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.pixels.shape[:2]) if self.pixels is not None else (0, 0)
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name)[-120:] or "upload"
+
+
+def _problem(err: MammoError, name: str) -> str:
+    """``name: problem``: a temporary path must never reach the screen."""
+    return f"{name}: {getattr(err, 'problem', str(err))}"
+
+
+def _decoded(key: str, name: str, path: Path) -> CaseView:
+    view = CaseView(key=key, name=name)
+    try:
+        img = read_image(path)
+    except MammoError as err:
+        view.error = _problem(err, name)
+        return view
+    view.pixels = to_uint8(img.pixels)
+    view.display = to_display(img.pixels, DISPLAY_SIDE)
+    view.view, view.view_source = combine_view(img.tags.get("laterality"),
+                                               img.tags.get("view_position"), name,
+                                               warnings=view.warnings)
+    return view
+
+
+def read_upload(name: str, data: bytes, key: str | None = None) -> CaseView:
+    """Decode one uploaded file; its view from DICOM tags or the file name (maybe None)."""
+    key = key or hashlib.sha256(data).hexdigest()[:16]
+    with tempfile.TemporaryDirectory(prefix="mammoroute-") as tmp:
+        path = Path(tmp) / _safe_name(name)
+        path.write_bytes(data)
+        return _decoded(key, name, path)
+
+
+def read_mask_upload(name: str, data: bytes, shape: tuple[int, int]) -> np.ndarray:
+    """A mask file for a view: binary, the mammogram's size; ``MaskError`` otherwise."""
+    with tempfile.TemporaryDirectory(prefix="mammoroute-") as tmp:
+        path = Path(tmp) / _safe_name(name)
+        path.write_bytes(data)
+        try:
+            return read_mask(path, expected_shape=shape)
+        except MaskError as err:
+            raise MaskError(err.problem, name) from None
+
+
+def box_mask(shape: tuple[int, int], box: Sequence[float]) -> np.ndarray:
+    """A 0/1 mask of ``shape`` with the box ``(x0, y0, x1, y1)`` (image pixels) filled."""
+    h, w = shape
+    x0, x1 = sorted((float(box[0]), float(box[2])))
+    y0, y1 = sorted((float(box[1]), float(box[3])))
+    x0, y0 = int(np.clip(np.floor(x0), 0, w - 1)), int(np.clip(np.floor(y0), 0, h - 1))
+    x1, y1 = int(np.clip(np.ceil(x1), x0 + 1, w)), int(np.clip(np.ceil(y1), y0 + 1, h))
+    mask = np.zeros((h, w), np.uint8)
+    mask[y0:y1, x0:x1] = 1
+    return mask
+
+
+def study_choices(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """Test-split studies of a manifest (complete four-view studies first): id, number of
+    views, how many with ROI, how many malignant."""
+    test = df[df["split"] == "test"]
+    out = []
+    for study_id, rows in test.groupby("study_id", sort=True):
+        out.append({"study_id": str(study_id), "views": int(len(rows)),
+                    "with_roi": int(rows["roi"].sum()),
+                    "malignant": int((rows["label"] == "malignant").sum())})
+    return sorted(out, key=lambda s: -s["views"])
+
+
+def study_views(df: pd.DataFrame, study_id: str) -> list[CaseView]:
+    """The views of one dataset study, decoded, with the dataset's ROI as a mask."""
+    rows = df[df["study_id"].astype(str) == str(study_id)].head(MAX_VIEWS)
+    views = []
+    for _, row in rows.iterrows():
+        path = Path(row["image_path"])
+        view = _decoded(str(path), path.name, path)
+        view.view, view.view_source = str(row["view_name"]), "manifest"
+        view.label = str(row["label"])
+        view.patient_id, view.study_id = str(row["patient_id"]), str(row["study_id"])
+        if view.pixels is not None:
+            record = {k: ("" if pd.isna(row.get(k)) else row.get(k))
+                      for k in ("mask_path", "roi_shapes")}
+            try:
+                view.dataset_mask = row_mask(record, view.shape)
+            except MammoError as err:
+                view.warnings.append(f"dataset ROI not readable ({err}); routed as without ROI")
+            view.mask = view.dataset_mask
+        views.append(view)
+    return views
+
+
+def view_problems(views: Iterable[CaseView]) -> list[str]:
+    """What stops a prediction: too many files, a view missing or given twice."""
+    views = list(views)
+    problems = []
+    if len(views) > MAX_VIEWS:
+        problems.append(f"{len(views)} files: a study has at most {MAX_VIEWS} views")
+    usable = [v for v in views if v.error is None]
+    for v in usable:
+        if v.view is None:
+            problems.append(f"{v.name}: choose its view (no DICOM tags, nothing in the file name)")
+    seen: dict[str, str] = {}
+    for v in usable:
+        if v.view and v.view in seen:
+            problems.append(f"{v.view} is assigned twice ({seen[v.view]} and {v.name})")
+        elif v.view:
+            seen[v.view] = v.name
+    return problems
+
+
+def to_inputs(views: Iterable[CaseView]) -> list[ViewInput]:
+    """What :meth:`core.predict.Predictor.predict_study` takes (decoded, views fixed)."""
+    return [ViewInput(name=v.name, pixels=v.pixels, view=v.view, mask=v.mask,
+                      tags={"source_shape": v.shape})
+            for v in views if v.error is None and v.pixels is not None]
+
+
+def signature(views: Iterable[CaseView]) -> str:
+    """Changes whenever anything that would change the prediction changes."""
+    h = hashlib.sha256()
+    for v in views:
+        h.update(f"{v.key}|{v.view}|".encode())
+        if v.mask is not None:
+            h.update(np.packbits(v.mask.astype(bool)).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _call(p: float | None, threshold: float | None) -> str | None:
+    if p is None:
+        return None
+    return "malignant" if p >= (threshold if threshold is not None else 0.5) else "benign"
+
+
+def export_rows(results: Sequence[ViewResult], views: Sequence[CaseView] = ()) -> list[dict[str, Any]]:
+    """One row per view for CSV / JSON download: no file names, patient or study ids."""
+    names = {v.name: v.view for v in views}
+    rows = []
+    for r in results:
+        label = r.view or names.get(r.image) or "unknown view"
+        scrub = [r.image] + [v.name for v in views]
+
+        def clean(text: str | None) -> str | None:
+            if text is None:
+                return None
+            for name in scrub:
+                text = text.replace(name, label) if name else text
+            return text
+
+        rows.append({
+            "view": label, "roi_given": bool(r.roi),
+            "cell_roi_aware": r.cell_roi_aware, "cell_baseline": r.cell_baseline,
+            "fallback": bool(r.fallback), "fallback_reason": clean(r.fallback_reason),
+            "p_malignant_roi_aware": r.p_malignant_roi_aware,
+            "threshold_roi_aware": r.threshold_roi_aware,
+            "call_roi_aware": _call(r.p_malignant_roi_aware, r.threshold_roi_aware),
+            "p_malignant_baseline": r.p_malignant_baseline,
+            "threshold_baseline": r.threshold_baseline,
+            "call_baseline": _call(r.p_malignant_baseline, r.threshold_baseline),
+            "warnings": "; ".join(clean(w) or "" for w in r.warnings),
+            "error": clean(r.error),
+        })
+    return rows
+
+
+def breast_summary(results: Sequence[ViewResult]) -> list[dict[str, Any]]:
+    """Per breast: the highest P(malignant) of its views per grid and the resulting call.
+
+    A breast is called malignant by a grid when any of its views reaches that
+    view's cell threshold.
+    """
+    rows = []
+    for side, name in (("R", "right"), ("L", "left")):
+        own = [r for r in results if r.view and r.view.startswith(side) and r.error is None]
+        row: dict[str, Any] = {"breast": name, "views": ", ".join(sorted(r.view for r in own))}
+        for grid in ("roi_aware", "baseline"):
+            pairs = [(getattr(r, f"p_malignant_{grid}"), getattr(r, f"threshold_{grid}"))
+                     for r in own if getattr(r, f"p_malignant_{grid}") is not None]
+            row[f"max_p_{grid}"] = max((p for p, _ in pairs), default=None)
+            row[f"call_{grid}"] = (None if not pairs else "malignant"
+                                   if any(_call(p, t) == "malignant" for p, t in pairs) else "benign")
+        rows.append(row)
+    return rows
+
+
+def cell_counts(run_path: Path, cell: str | None) -> Mapping[str, int] | None:
+    """Training images of a cell by label (from its meta.json), for the "without ROI" note."""
+    if not cell:
+        return None
+    from core.runs import META_FILE, read_json
+
+    try:
+        meta = read_json(run_path / cell / META_FILE)
+    except MammoError:
+        return None
+    counts = (meta.get("counts") or {}).get("train") if isinstance(meta, dict) else None
+    return counts if isinstance(counts, dict) else None
+
+
+def hanging_order(views: Sequence[Any], key: str = "view") -> list[list[Any | None]]:
+    """``[[RCC, LCC], [RMLO, LMLO]]`` (None where a view is absent)."""
+    by_view = {getattr(v, key): v for v in views if getattr(v, key, None) in VIEWS}
+    return [[by_view.get("RCC"), by_view.get("LCC")], [by_view.get("RMLO"), by_view.get("LMLO")]]

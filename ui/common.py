@@ -1,0 +1,100 @@
+"""Formatting, colours, paths and the selected run, shared by every page."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from core.errors import MammoError, ManifestError
+from core.runs import RunSummary, checkpoints_root, list_runs, read_run
+
+BENIGN = "#2e7d32"
+MALIGNANT = "#c62828"
+LABEL_COLOURS: dict[str, str] = {"benign": BENIGN, "malignant": MALIGNANT}
+GRID_COLOURS: dict[str, str] = {"baseline": "#7f8c8d", "roi_aware": "#1f4e79",
+                                "roi_presence_only": "#e69f00", "majority": "#bbbbbb"}
+ROI_OUTLINE_RGB: tuple[int, int, int] = (0, 230, 255)
+SYNTHETIC_TEXT = ("Synthetic phantom data: these images and results demonstrate the software; "
+                  "they are not evidence about real patients.")
+RUN_KEY = "run_name"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def fmt2(x: Any) -> str:
+    """Two decimals; missing or NaN values are an en dash."""
+    try:
+        value = float(x)
+    except (TypeError, ValueError):
+        return "–"
+    return "–" if value != value else f"{value:.2f}"
+
+
+def pct(p: Any) -> str:
+    """A probability as a percentage with no decimals, ``"–"`` when missing."""
+    try:
+        value = float(p)
+    except (TypeError, ValueError):
+        return "–"
+    return "–" if value != value else f"{100 * value:.0f} %"
+
+
+def synthetic_notice(kind: str = "warning") -> None:
+    """The visible statement every page with phantom data or results carries."""
+    if kind == "warning":
+        st.warning(SYNTHETIC_TEXT, icon=":material/warning:")
+    else:
+        st.caption(f"⚠️ {SYNTHETIC_TEXT}")
+
+
+def show_error(err: MammoError | Exception) -> None:
+    """One line, no traceback: ``<file>: <problem>`` for the project's own errors."""
+    st.error(str(err), icon=":material/error:")
+
+
+def data_root() -> Path:
+    """``$MAMMOROUTE_DATA`` or ``<repo>/data``: the only place datasets are read from."""
+    env = os.environ.get("MAMMOROUTE_DATA")
+    return Path(env) if env else REPO_ROOT / "data"
+
+
+def resolve_dataset_path(text: str | Path) -> Path:
+    """A path typed by the user, relative to the data root or absolute inside it.
+
+    Anything that resolves outside the data root (``..``, symlinks, other
+    folders) is refused: the browser must not become a file browser.
+    """
+    root = data_root().resolve()
+    raw = Path(str(text).strip()).expanduser()
+    path = (raw if raw.is_absolute() else root / raw).resolve()
+    if path != root and root not in path.parents:
+        raise ManifestError(f"outside the data folder {root}; put the dataset under it "
+                            f"(or set MAMMOROUTE_DATA)", text)
+    if not path.exists():
+        raise ManifestError("no such file or folder under the data folder", path)
+    return path
+
+
+def runs() -> list[RunSummary]:
+    return list_runs(checkpoints_root())
+
+
+def selected_run() -> RunSummary | None:
+    """The run picked in the sidebar, read fresh from disk (None if there is none)."""
+    name = st.session_state.get(RUN_KEY)
+    if not name:
+        return None
+    try:
+        return read_run(checkpoints_root() / name)
+    except MammoError:
+        return None
+
+
+def run_title(run: RunSummary) -> str:
+    info = run.info
+    parts = [str(info.get("dataset", "?")), str(info.get("arch", "?")),
+             f"{info.get('img_size', '?')} px", f"{info.get('epochs', '?')} ep"]
+    if info.get("balanced"):
+        parts.append("balanced")
+    return " · ".join(parts)

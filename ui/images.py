@@ -1,0 +1,70 @@
+"""Pictures for the UI: grey → RGB, Grad-CAM overlays, ROI outlines, hanging orientation."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from core.roi import outline
+from ui.common import ROI_OUTLINE_RGB
+
+
+def to_rgb(grey: np.ndarray) -> np.ndarray:
+    img = np.asarray(grey)
+    if img.dtype != np.uint8:
+        img = np.clip(np.nan_to_num(img.astype(np.float32)) * 255.0, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB) if img.ndim == 2 else img
+
+
+def cam_overlay(grey: np.ndarray, cam: np.ndarray | None, opacity: float) -> np.ndarray:
+    """Blend a [0, 1] Grad-CAM map (jet colours) over a grey image; opacity 0 = image only.
+
+    The map is stretched to the image (the model saw a square stretch of the
+    whole image, so the map covers the whole image too); weak activations stay grey.
+    """
+    rgb = to_rgb(grey)
+    if cam is None or opacity <= 0:
+        return rgb
+    cam = np.clip(np.asarray(cam, np.float32), 0, 1)
+    if cam.shape != rgb.shape[:2]:
+        cam = cv2.resize(cam, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
+    heat = cv2.applyColorMap((cam * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    heat = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB).astype(np.float32)
+    weight = (opacity * cam)[..., None]
+    return (rgb * (1 - weight) + heat * weight).astype(np.uint8)
+
+
+def draw_outline(rgb: np.ndarray, mask: np.ndarray | None,
+                 colour: tuple[int, int, int] = ROI_OUTLINE_RGB) -> np.ndarray:
+    """The ROI's contour drawn over ``rgb`` (mask resized to it if needed)."""
+    if mask is None or not np.any(mask):
+        return rgb
+    if mask.shape[:2] != rgb.shape[:2]:  # area + "> 0": a small ROI survives shrinking
+        mask = (cv2.resize(mask.astype(np.float32), (rgb.shape[1], rgb.shape[0]),
+                           interpolation=cv2.INTER_AREA) > 0).astype(np.uint8)
+    out = rgb.copy()
+    thickness = max(1, round(max(rgb.shape[:2]) / 200))
+    cv2.polylines(out, [c.reshape(-1, 1, 2).astype(np.int32) for c in outline(mask)], True,
+                  colour, thickness, cv2.LINE_AA)
+    return out
+
+
+def fit_height(rgb: np.ndarray, height: int) -> np.ndarray:
+    """Resize to ``height`` pixels, aspect kept."""
+    h, w = rgb.shape[:2]
+    width = max(1, round(height * w / max(1, h)))
+    interp = cv2.INTER_AREA if height < h else cv2.INTER_LINEAR
+    return cv2.resize(rgb, (width, height), interpolation=interp)
+
+
+def tissue_on_left(grey: np.ndarray) -> bool:
+    """True when the breast lies mostly in the image's left half (chest wall on the left)."""
+    img = np.asarray(grey, np.float32)
+    half = img.shape[1] // 2
+    return float(img[:, :half].mean()) >= float(img[:, half:].mean())
+
+
+def needs_mirror(view: str, grey: np.ndarray) -> bool:
+    """Hanging convention: right views sit on the left of the screen, chest walls meet in
+    the middle, so a right view's chest wall must be on its right edge (and vice versa)."""
+    chest_left = tissue_on_left(grey)
+    return chest_left if view.startswith("R") else not chest_left

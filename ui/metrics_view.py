@@ -1,0 +1,152 @@
+"""Tables and figures of a run's metrics.json for the Compare page."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from core.evaluate import paper_reported
+from ui.common import GRID_COLOURS, fmt2
+
+METRICS: tuple[tuple[str, str], ...] = (
+    ("sensitivity", "Sensitivity"),
+    ("specificity", "Specificity"),
+    ("f1_weighted", "F-score (f1_weighted)"),
+    ("f1_malignant", "F1 malignant"),
+    ("accuracy", "Accuracy"),
+    ("balanced_accuracy", "Balanced accuracy"),
+    ("roc_auc", "ROC AUC"),
+)
+SYSTEMS: tuple[tuple[str, str], ...] = (
+    ("baseline", "without ROI consideration (baseline)"),
+    ("roi_aware", "with ROI consideration (ROI-aware)"),
+    ("roi_presence_only", "reference: ROI presence only"),
+    ("majority", "reference: majority class"),
+)
+PAPER_LABEL = "paper (reported, not reproduced here)"
+PAPER_KEYS: dict[str, str] = {"sensitivity": "sensitivity", "specificity": "specificity",
+                              "f1_weighted": "f_score", "accuracy": "accuracy"}
+
+
+def with_ci(entry: Mapping[str, Any] | None) -> str:
+    """``0.87 [0.80–0.93]``; missing is "–"."""
+    if not entry or entry.get("value") is None:
+        return "–"
+    if entry.get("ci_low") is None or entry.get("ci_high") is None:
+        return fmt2(entry["value"])
+    return f"{fmt2(entry['value'])} [{fmt2(entry['ci_low'])}–{fmt2(entry['ci_high'])}]"
+
+
+def paper_table(result: Mapping[str, Any], tuned: bool = False) -> pd.DataFrame:
+    """Systems as rows, the paper's metrics as columns, each a value with its 95 % CI.
+
+    The paper's own numbers (when the run's dataset / architecture match one of
+    its tables) follow as rows labelled as reported, not reproduced.
+    """
+    rows = []
+    for key, label in SYSTEMS:
+        block = (result.get("tuned") or {}).get(key) if tuned and key in ("baseline", "roi_aware") \
+            else result.get(key)
+        if not block or all(v.get("value") is None for v in block.values()):
+            continue
+        rows.append({"system": label, **{name: with_ci(block.get(m)) for m, name in METRICS}})
+    paper = result.get("paper_reported") or nearest_paper(result.get("run") or {})
+    if paper:
+        for key, side in (("baseline", "without ROI"), ("roi_aware", "with ROI")):
+            reported = paper.get(key) or {}
+            rows.append({"system": f"{PAPER_LABEL}, {side} — Table {paper.get('table')}",
+                         **{name: fmt2(reported[PAPER_KEYS[m]]) if m in PAPER_KEYS else "–"
+                            for m, name in METRICS}})
+    return pd.DataFrame(rows).set_index("system") if rows else pd.DataFrame()
+
+
+def nearest_paper(run: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The paper's table for a run's dataset family (a phantom of VinDr counts as VinDr)."""
+    dataset = str(run.get("dataset") or "").lower().removeprefix("phantom-")
+    return paper_reported(dataset, run.get("arch"))
+
+
+def per_cell_table(result: Mapping[str, Any]) -> pd.DataFrame:
+    rows = []
+    for grid, cells in (result.get("per_cell") or {}).items():
+        for cell, c in cells.items():
+            rows.append({"grid": "ROI-aware" if grid == "roi_aware" else "baseline", "cell": cell,
+                         "images": c.get("n"), "malignant": c.get("n_malignant"),
+                         "fallback": c.get("n_fallback"),
+                         "threshold": ", ".join(fmt2(t) for t in c.get("thresholds") or []),
+                         "sensitivity": fmt2(c.get("sensitivity")),
+                         "specificity": fmt2(c.get("specificity")),
+                         "accuracy": fmt2(c.get("accuracy")), "ROC AUC": fmt2(c.get("auc"))})
+    return pd.DataFrame(rows)
+
+
+def cv_table(result: Mapping[str, Any]) -> pd.DataFrame:
+    rows = []
+    for grid, metrics in (result.get("cv") or {}).items():
+        row: dict[str, Any] = {"grid": grid}
+        for name, m in metrics.items():
+            row[name] = f"{fmt2(m.get('mean'))} ± {fmt2(m.get('sd'))}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def mcnemar_text(result: Mapping[str, Any], tuned: bool = False) -> str:
+    mc = (result.get("mcnemar") or {}).get("at_tuned" if tuned else "at_0.5")
+    if not mc:
+        return "McNemar exact test: needs both grids."
+    p = mc.get("p")
+    p_txt = "–" if p is None else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+    return (f"McNemar exact test, baseline vs ROI-aware: **p = {p_txt}** "
+            f"({mc.get('n_pairs')} paired images; only baseline right: {mc.get('b')}, "
+            f"only ROI-aware right: {mc.get('c')}).")
+
+
+def roc_figure(result: Mapping[str, Any]) -> go.Figure:
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance",
+                             line={"dash": "dot", "color": "#cccccc"}, hoverinfo="skip"))
+    for key, label in SYSTEMS[:3]:
+        roc = (result.get("roc") or {}).get(key) or {}
+        if not roc.get("fpr"):
+            continue
+        auc = ((result.get(key) or {}).get("roc_auc") or {}).get("value")
+        fig.add_trace(go.Scatter(x=roc["fpr"], y=roc["tpr"], mode="lines",
+                                 name=f"{label.split(' (')[0].replace('reference: ', '')} "
+                                      f"(AUC {fmt2(auc)})",
+                                 line={"color": GRID_COLOURS[key], "shape": "hv"}))
+    fig.update_layout(height=400, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                      title={"text": "ROC curves (test set)", "font": {"size": 13}},
+                      xaxis={"title": "1 − specificity", "range": [0, 1]},
+                      yaxis={"title": "sensitivity", "range": [0, 1.02], "scaleanchor": "x"},
+                      legend={"orientation": "h", "y": -0.25, "font": {"size": 11}})
+    return fig
+
+
+def confusion_figure(counts: Mapping[str, int], title: str) -> go.Figure:
+    """2×2 counts: rows true label, columns predicted, malignant first like the paper."""
+    z = [[counts.get("tp", 0), counts.get("fn", 0)], [counts.get("fp", 0), counts.get("tn", 0)]]
+    fig = go.Figure(go.Heatmap(z=z, x=["pred. malignant", "pred. benign"],
+                               y=["malignant", "benign"], text=z, texttemplate="%{text}",
+                               colorscale=[[0, "#f4f6f8"], [1, "#1f4e79"]], showscale=False,
+                               hovertemplate="true %{y}, %{x}: %{z}<extra></extra>"))
+    fig.update_layout(height=220, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                      title={"text": title, "font": {"size": 13}},
+                      yaxis={"autorange": "reversed", "title": "true"})
+    return fig
+
+
+def headline(result: Mapping[str, Any]) -> dict[str, Any]:
+    """One line per run for the side-by-side table."""
+    run = result.get("run") or {}
+    row: dict[str, Any] = {"run": run.get("name"), "dataset": run.get("dataset"),
+                           "arch": run.get("arch"), "size": run.get("img_size"),
+                           "test images": result.get("n_images")}
+    for key, short in (("baseline", "baseline"), ("roi_aware", "ROI-aware"),
+                       ("roi_presence_only", "ROI presence")):
+        for metric, name in (("accuracy", "acc"), ("balanced_accuracy", "bal. acc"),
+                             ("roc_auc", "AUC")):
+            row[f"{short} {name}"] = with_ci((result.get(key) or {}).get(metric))
+    p = result.get("mcnemar_p")
+    row["McNemar p"] = "–" if p is None else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+    return row

@@ -1,0 +1,66 @@
+"""The sidebar every page shares: run picker, compute device, synthetic badge, job."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+from core.jobs import current_job
+from core.runs import RunSummary
+from ui.common import RUN_KEY, run_title, runs
+
+STATUS_MARK: dict[str, str] = {"complete": "●", "running": "◐", "cancelled": "○",
+                               "failed": "✕"}
+
+
+def device_label() -> str:
+    """GPU name when one is visible, else CPU, without importing torch on the first page.
+
+    torch is asked only once another page has loaded it; before that the
+    NVIDIA driver's /proc entry names the card.
+    """
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        if torch.cuda.is_available():
+            return f"GPU · {torch.cuda.get_device_name(0)}"
+        return f"CPU · {os.cpu_count()} cores"
+    for info in sorted(Path("/proc/driver/nvidia/gpus").glob("*/information")):
+        for line in info.read_text(errors="replace").splitlines():
+            if line.startswith("Model:"):
+                return f"GPU · {line.split(':', 1)[1].strip()}"
+    return f"CPU · {os.cpu_count()} cores"
+
+
+def _default_run(found: list[RunSummary]) -> str:
+    complete = [r for r in found if r.status == "complete"]
+    return (complete or found)[0].name
+
+
+def render_sidebar() -> RunSummary | None:
+    """Draw the sidebar; returns the selected run (None when there is none)."""
+    found = runs()
+    by_name = {r.name: r for r in found}
+    with st.sidebar:
+        st.markdown("### MammoRoute")
+        selected = None
+        if found:
+            if st.session_state.get(RUN_KEY) not in by_name:
+                st.session_state[RUN_KEY] = _default_run(found)
+            name = st.selectbox(
+                "Run", list(by_name), key=RUN_KEY,
+                format_func=lambda n: f"{STATUS_MARK.get(by_name[n].status, '·')} {n}",
+                help="A trained grid under the checkpoints folder. ● complete, ◐ running, "
+                     "○ cancelled, ✕ failed.")
+            selected = by_name[name]
+            st.caption(run_title(selected) + f" · {selected.status}")
+            if selected.synthetic:
+                st.markdown(":orange-badge[⚠️ synthetic data]")
+        else:
+            st.caption("No trained run yet.")
+        st.caption(f"Device: {device_label()}")
+        job = current_job()
+        if job is not None:
+            st.caption(f"◐ {job.kind} job running: {job.name}")
+    return selected
