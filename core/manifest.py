@@ -89,18 +89,7 @@ def finalize(df: pd.DataFrame, root: str | Path, source: str | Path | None = Non
 
 def read_manifest_csv(path: str | Path, check_files: bool = True) -> pd.DataFrame:
     """Read a user's manifest CSV; paths are relative to the CSV's folder."""
+    from core.datasets.readers import read_csv_strict  # core.datasets imports this module
+
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise ManifestError(f"cannot read ({err.strerror})", path) from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise ManifestError(f"not UTF-8 text (byte {err.start})", path) from None
-    import io
-    try:
-        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise ManifestError(f"not a readable CSV ({str(err).splitlines()[0]})", path) from None
-    return finalize(df, path.parent, source=path, check_files=check_files)
+    return finalize(read_csv_strict(path), path.parent, source=path, check_files=check_files)

@@ -96,7 +96,8 @@ def create_model(arch: str, img_size: int, pretrained: str | Path | bool | None 
 
     ``pretrained`` is a local ``.safetensors`` file (the head is dropped and,
     for Swin, relative-position tables are resized by timm's own filter),
-    ``True`` for the hub (needs a network), or None/False for random weights.
+    ``True`` or ``"hub"`` for timm's hub weights (needs a network), or
+    None/False for random weights.
     Pickled checkpoints are refused: weights are never unpickled here.
     """
     import timm
@@ -106,7 +107,9 @@ def create_model(arch: str, img_size: int, pretrained: str | Path | bool | None 
         raise CheckpointError(f"image size {img_size} is not a multiple of {spec.min_multiple} "
                               f"as {arch} needs")
     kwargs: dict[str, Any] = {"num_classes": 1, **spec.kwargs(img_size)}
-    if pretrained in (None, False):
+    if pretrained == "hub":
+        pretrained = True
+    if pretrained in (None, False, ""):
         backbone = timm.create_model(spec.timm_name, pretrained=False, **kwargs)
     elif pretrained is True:
         backbone = timm.create_model(spec.timm_name, pretrained=True, **kwargs)
@@ -148,16 +151,21 @@ def _sha256(data: bytes) -> str:
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write-temp, fsync, rename: a reader sees the old file or the whole new one."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:  # read-only folder, disk full: one clear line, not a traceback
+        raise CheckpointError(f"cannot write ({err.strerror or err})", path) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise CheckpointError(f"cannot write ({err.strerror or err})", path) from None
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:

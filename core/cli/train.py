@@ -62,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", default=None,
                    help="continue an interrupted run in --out")
     p.add_argument("--seed", type=int, help="default 0")
-    p.add_argument("--pretrained", help="local .safetensors backbone weights")
+    p.add_argument("--pretrained", help="backbone weights: a local .safetensors file, or 'hub' for timm's (needs a network)")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
     p.add_argument("--workers", type=_non_negative, help="preprocessing processes (0 = all cores)")
     p.add_argument("--synthetic", action="store_true", default=None,

@@ -43,8 +43,14 @@ class Lesion:
 
 
 def _lesion_strength(difficulty: float) -> tuple[float, float]:
-    """Contrast and size multipliers: an obvious lesion is big and bright."""
-    return 1.6 - 1.2 * difficulty, 1.3 - 0.6 * difficulty
+    """Contrast and size multipliers: an obvious lesion is big and bright.
+
+    "obvious" (0.15) must be learnable by a tiny model trained from scratch
+    on a few hundred 96-px images (the learning test); "subtle" (0.85) is
+    near the size and contrast of the faint findings a screening reader
+    misses.
+    """
+    return 2.2 - 1.6 * difficulty, 2.0 - 1.4 * difficulty
 
 
 def _place(scene: Scene, lesion: Lesion, radius: float) -> tuple[float, float]:
