@@ -44,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `python -m core evaluate RUN --json | head`
         sys.stderr.close()
         return 0
+    except OSError as err:  # e.g. disk full or a read-only folder outside the atomic writers
+        where = f"{err.filename}: " if getattr(err, "filename", None) else ""
+        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

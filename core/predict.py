@@ -315,8 +315,11 @@ class Predictor:
             reason = (entry or {}).get("reason")
             self.unavailable[name] = f"{status}: {reason}" if reason else str(status)
             return
+        if not entry.get("sha256"):  # unverifiable weights are refused, like changed ones
+            raise CheckpointError("run.json records no SHA-256 for these weights; refusing "
+                                  "to load unverified weights", self.run.path / name / WEIGHTS_FILE)
         model = self._blank_model()
-        load_weights(model, self.run.path / name / WEIGHTS_FILE, entry.get("sha256"))
+        load_weights(model, self.run.path / name / WEIGHTS_FILE, entry["sha256"])
         model.requires_grad_(False)  # Grad-CAM differentiates w.r.t. the input instead
         self.models[name] = model.to(self.device).eval()
         self.thresholds[name] = self._threshold(name)

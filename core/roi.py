@@ -78,6 +78,7 @@ def read_mask(path: str | Path, expected_shape: tuple[int, int] | None = None) -
         raise MaskError("file not found", path)
     if data.size == 0:
         raise MaskError("empty file (0 bytes)", path)
+    _check_header_size(path, expected_shape)
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if img is None:
         raise MaskError("not an image OpenCV can read", path)
@@ -95,6 +96,26 @@ def read_mask(path: str | Path, expected_shape: tuple[int, int] | None = None) -
             f"size {img.shape[1]}×{img.shape[0]} differs from its mammogram's "
             f"{expected_shape[1]}×{expected_shape[0]}", path)
     return (img > 0).astype(np.uint8)
+
+
+def _check_header_size(path: Path, expected_shape: tuple[int, int] | None) -> None:
+    """Refuse a decompression bomb, or a mask of the wrong size, from its header alone."""
+    from core.dicom import MAX_PIXELS, _picture_header_size
+    from core.errors import ImageReadError
+
+    try:
+        size = _picture_header_size(path)
+    except ImageReadError as err:
+        raise MaskError(err.problem, path) from None
+    if size is None:
+        return
+    h, w = size
+    if h * w > MAX_PIXELS:
+        raise MaskError(f"mask of {w}×{h} pixels exceeds the {MAX_PIXELS // 1_000_000} "
+                        "megapixel limit", path)
+    if expected_shape is not None and (h, w) != tuple(expected_shape):
+        raise MaskError(f"size {w}×{h} differs from its mammogram's "
+                        f"{expected_shape[1]}×{expected_shape[0]}", path)
 
 
 def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -21,11 +21,16 @@ def device_label() -> str:
     torch is asked only once another page has loaded it; before that the
     NVIDIA driver's /proc entry names the card.
     """
-    if "torch" in sys.modules:
-        torch = sys.modules["torch"]
-        if torch.cuda.is_available():
-            return f"GPU · {torch.cuda.get_device_name(0)}"
-        return f"CPU · {os.cpu_count()} cores"
+    torch = sys.modules.get("torch")
+    # another session's thread may be importing torch right now: a half-initialised
+    # module has no .cuda yet, so only a fully imported torch is asked
+    if torch is not None and not getattr(getattr(torch, "__spec__", None), "_initializing", False):
+        try:
+            if torch.cuda.is_available():
+                return f"GPU · {torch.cuda.get_device_name(0)}"
+            return f"CPU · {os.cpu_count()} cores"
+        except AttributeError:
+            pass
     for info in sorted(Path("/proc/driver/nvidia/gpus").glob("*/information")):
         for line in info.read_text(errors="replace").splitlines():
             if line.startswith("Model:"):

@@ -1,0 +1,413 @@
+"""Reliability of training runs: SIGKILL at random moments, disk full, cancel, locks, checkpoints.
+
+The training runs are tiny (convnextv2_atto at 32 px, baseline grid, two views
+→ two trained cells, 3 epochs each) on a manifest of PNGs written here.  The
+interrupted run is ``python -m core train --resume`` as a real subprocess,
+SIGKILLed ``KILLS`` times (default 10, env ``RELIABILITY_KILLS``) at seeded
+random moments, and resumed until complete; its predictions must equal an
+uninterrupted run's.  Figures are written to ``tests/artifacts/reliability-training.json``.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from core import jobs, runs
+from core.errors import CheckpointError, TrainingError
+from core.models import create_model, load_tensors, save_weights
+from core.train import TrainConfig, run_lock, train_grid
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "tests" / "artifacts"
+SIZE = 32
+EPOCHS = 3
+KILLS = int(os.environ.get("RELIABILITY_KILLS", "10"))
+SEED = 2026
+TRAIN_ARGS = ["--arch", "convnextv2_atto", "--img-size", str(SIZE), "--epochs", str(EPOCHS),
+              "--mode", "baseline", "--device", "cpu", "--batch-size", "8", "--seed", "0"]
+
+
+def _record(name: str, figures: dict) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / "reliability-training.json"
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data[name] = figures
+    path.write_text(json.dumps(data, indent=2))
+
+
+def write_two_view_blobs(root: Path, n_train: int = 16, n_test: int = 4, seed: int = 0) -> Path:
+    """RCC and LCC images (smooth noise; malignant ones carry stripes): two baseline cells."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for view in ("RCC", "LCC"):
+        for i in range(n_train + n_test):
+            malignant = i % 2 == 1
+            img = cv2.GaussianBlur(rng.normal(110, 40, (64, 64)), (0, 0), 3)
+            if malignant:
+                img[(np.arange(64) + int(rng.integers(0, 8))) % 8 < 3, :] += 90
+            name = f"{view}_{i:03d}.png"
+            cv2.imwrite(str(root / name), np.clip(img, 0, 255).astype(np.uint8))
+            rows.append({"image_path": name, "patient_id": f"p{view}{i // 2}",
+                         "study_id": f"s{view}{i // 2}", "laterality": view[0], "view": view[1:],
+                         "label": "malignant" if malignant else "benign", "mask_path": "",
+                         "split": "train" if i < n_train else "test"})
+    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return write_two_view_blobs(tmp_path_factory.mktemp("blobs"))
+
+
+@pytest.fixture(scope="module")
+def reference(data, tmp_path_factory) -> Path:
+    """An uninterrupted run through the same command line, in-process."""
+    from core.__main__ import main
+
+    out = tmp_path_factory.mktemp("ref") / "run"
+    assert main(["train", "--dataset", str(data), "--out", str(out), *TRAIN_ARGS]) == 0
+    return out
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+
+
+def _lines(path: Path) -> list[dict]:
+    try:
+        text = path.read_text()
+    except OSError:
+        return []
+    out = []
+    for line in text.splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass  # a line cut by SIGKILL
+    return out
+
+
+def _wait(pred, timeout: float, proc: subprocess.Popen | None = None, step: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        if proc is not None and proc.poll() is not None:
+            return False
+        time.sleep(step)
+    return False
+
+
+def _check_folder_after_kill(run: Path) -> int:
+    """Every *.safetensors loads (hash-checked where recorded); temp files are hidden .tmp."""
+    info = json.loads((run / runs.RUN_FILE).read_text()) if (run / runs.RUN_FILE).exists() else {}
+    loaded = 0
+    for weights in run.rglob("*.safetensors"):
+        sha = (info.get("cells", {}).get(weights.parent.name, {}).get("sha256")
+               if weights.name == runs.WEIGHTS_FILE and
+               info.get("cells", {}).get(weights.parent.name, {}).get("status") == "done" else None)
+        load_tensors(weights, sha)  # raises CheckpointError on a half-written file
+        loaded += 1
+    for state in run.rglob(runs.LAST_STATE_FILE):
+        json.loads(state.read_text())  # JSON written atomically too
+    for f in run.rglob("*"):
+        if f.is_file() and f.suffix == ".tmp":
+            assert f.name.startswith("."), f  # a reader globbing *.safetensors never sees it
+    return loaded
+
+
+# ------------------------------------------------------------------ SIGKILL and resume
+
+def _distinct(progress: Path) -> int:
+    """Distinct progress events so far (an epoch redone after a kill is not counted twice)."""
+    return len({(e.get("event"), e.get("cell"), e.get("epoch")) for e in _lines(progress)})
+
+
+def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(data, reference, tmp_path):
+    """Kill moments: KILLS seeded draws over the reference run's event sequence (so they
+    spread over both cells, every epoch and the predict step), each followed by a random
+    0–1 s delay; a draw already passed kills while the resumed process starts up."""
+    rng = np.random.default_rng(SEED)
+    n_events = _distinct(reference / runs.PROGRESS_FILE)
+    targets = sorted(int(t) for t in rng.integers(0, n_events - 1, size=KILLS))
+    run = tmp_path / "killed"
+    progress = run / runs.PROGRESS_FILE
+    cmd = [sys.executable, "-m", "core", "train", "--dataset", str(data), "--out", str(run),
+           *TRAIN_ARGS, "--resume"]
+    kills: list[dict] = []
+    loaded_total = 0
+    t_start = time.monotonic()
+    for target in targets + [None]:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, start_new_session=True)
+        if target is None:  # the last start runs to the end
+            _, err = proc.communicate(timeout=600)
+            assert proc.returncode == 0, err.decode()[-2000:]
+            break
+
+        def locked() -> bool:
+            try:
+                return json.loads((run / ".lock").read_text()).get("pid") == proc.pid
+            except (OSError, ValueError):
+                return False
+
+        during_startup = _distinct(progress) >= target
+        if during_startup:
+            _wait(locked, 300, proc)
+        else:
+            _wait(lambda: _distinct(progress) >= target, 300, proc)
+        jitter = float(rng.uniform(0.0, 1.0 if target < n_events - 3 else 0.2))
+        time.sleep(jitter)
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]  # not finished yet
+        try:
+            running = [c for c, v in json.loads((run / runs.RUN_FILE).read_text())["cells"].items()
+                       if v.get("status") == "running"]
+        except (OSError, ValueError, KeyError):
+            running = []
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        proc.stderr.close()
+        last = (_lines(progress) or [{}])[-1]
+        states = {p.parent.name: json.loads(p.read_text())["epoch"]
+                  for p in run.rglob(runs.LAST_STATE_FILE)}
+        kills.append({"target_event": target, "during_startup": during_startup,
+                      "jitter_s": round(jitter, 2), "after": f"{last.get('event')} "
+                      f"{last.get('cell') or ''} {last.get('epoch') or ''}".strip(),
+                      "running_cell": running[0] if running else None, "saved_epochs": states})
+        loaded_total += _check_folder_after_kill(run)
+        if (run / ".lock").exists():  # the dead holder's lock stays; the next start takes it
+            assert json.loads((run / ".lock").read_text())["pid"] == proc.pid
+    seconds = time.monotonic() - t_start
+    assert len(kills) >= KILLS, kills
+    assert len({k["running_cell"] for k in kills if k["running_cell"]}) >= 2, kills  # across cells
+    info = runs.read_run(run).info
+    assert info["status"] == "complete"
+    a = pd.read_csv(reference / runs.PREDICTIONS_FILE)
+    b = pd.read_csv(run / runs.PREDICTIONS_FILE)
+    assert len(a) == len(b) == 8
+    assert list(a["image_path"]) == list(b["image_path"]) and list(a["cell"]) == list(b["cell"])
+    np.testing.assert_allclose(a["p_malignant"].to_numpy(), b["p_malignant"].to_numpy(),
+                               rtol=0, atol=1e-6)
+    for name, cell in info["cells"].items():  # run.json records the hash of every weights file
+        if cell["status"] == "done":
+            digest = hashlib.sha256((run / name / runs.WEIGHTS_FILE).read_bytes()).hexdigest()
+            assert digest == cell["sha256"]
+    assert not list(run.rglob(runs.LAST_WEIGHTS_FILE)) and not (run / ".lock").exists()
+    cells_hit = {k["running_cell"] for k in kills if k["running_cell"]}
+    _record("sigkill", {"kills": len(kills), "safetensors_loaded_after_kills": loaded_total,
+                        "cells_hit": sorted(cells_hit), "seconds": round(seconds, 1),
+                        "leftover_hidden_tmp_files": len(list(run.rglob(".*.tmp"))),
+                        "detail": kills})
+    print(f"\nSIGKILL reliability: {len(kills)} kills survived, {loaded_total} weight files "
+          f"loaded after kills, {seconds:.0f} s")
+
+
+# ------------------------------------------------------------------ disk full / read-only
+
+def test_unwritable_checkpoint_folder_is_a_clear_error_and_keeps_earlier_cells(
+        data, tmp_path, capsys, monkeypatch):
+    """As a normal user: the second cell's folder is read-only.  As root (chmod has no
+    effect) the write of that cell's weights fails with ENOSPC instead."""
+    import core.models as models
+    from core.__main__ import main
+
+    out = tmp_path / "full"
+    args = ["train", "--dataset", str(data), "--out", str(out), *TRAIN_ARGS[:4], "--epochs", "1",
+            *TRAIN_ARGS[6:]]
+    as_root = os.geteuid() == 0
+    real_fdopen = os.fdopen
+
+    if as_root:
+        def fdopen(fd, *a, **kw):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            fh = real_fdopen(fd, *a, **kw)
+            if "/all-LCC/" in target and ".safetensors" in target:
+                def write(_data):
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                fh.write = write
+            return fh
+
+        proxy = types.SimpleNamespace(**{k: getattr(os, k) for k in dir(os) if not k.startswith("__")})
+        proxy.fdopen = fdopen
+        monkeypatch.setattr(models, "os", proxy)
+    else:
+        (out / "all-LCC").mkdir(parents=True)
+        (out / "all-LCC").chmod(0o500)
+    try:
+        rc = main(args)
+    finally:
+        if not as_root:
+            (out / "all-LCC").chmod(0o700)
+    stderr = capsys.readouterr().err
+    err = [line for line in stderr.splitlines() if line.startswith("error:")]  # after progress
+    assert rc == 2 and len(err) == 1 and stderr.strip().endswith(err[0]), stderr
+    assert "Traceback" not in stderr
+    assert ("No space left" if as_root else "Permission denied") in err[0] and "all-LCC" in err[0]
+    assert "Traceback" not in err[0]
+    info = runs.read_run(out).info
+    assert info["status"] == "failed"
+    rcc = info["cells"]["all-RCC"]
+    assert rcc["status"] == "done"
+    assert hashlib.sha256((out / "all-RCC" / runs.WEIGHTS_FILE).read_bytes()).hexdigest() \
+        == rcc["sha256"]
+    assert not [f for f in out.rglob("*.tmp")]  # the failed write removed its temp file
+    monkeypatch.undo()
+    assert main(args + ["--resume"]) == 0  # space back: the run completes, RCC is kept
+    info = runs.read_run(out).info
+    assert info["status"] == "complete" and info["cells"]["all-RCC"]["sha256"] == rcc["sha256"]
+    _record("unwritable", {"simulated": "ENOSPC" if as_root else "chmod 500",
+                           "message": err[0]})
+
+
+# ------------------------------------------------------------------ cancel and one-at-a-time
+
+def test_cancel_stops_within_seconds_and_lock_is_respected(data, tmp_path, capsys, monkeypatch):
+    from core.__main__ import main
+
+    ck = tmp_path / "checkpoints"
+    ck.mkdir()
+    monkeypatch.delenv(jobs.COMMAND_ENV, raising=False)
+    out = ck / "cancel-me"
+    args = jobs.train_args(data, "convnextv2_atto", SIZE, 40, "baseline", out, device="cpu")
+    job = jobs.start_job(args, "train", run_dir=out, root=ck)
+    try:
+        progress = out / runs.PROGRESS_FILE
+        assert _wait(lambda: any(e["event"] == "epoch" for e in _lines(progress)), 300), \
+            Path(job.log).read_text()[-2000:]
+        # one training at a time: core.jobs and a second command line start are both refused
+        with pytest.raises(TrainingError, match="already running"):
+            jobs.start_job(args, "train", run_dir=out, root=ck)
+        rc = main(["train", "--dataset", str(data), "--out", str(out), *TRAIN_ARGS])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1 and f"pid {job.pid}" in err[0], err
+        t0 = time.monotonic()
+        done = jobs.cancel_job(ck, grace_s=30)
+        stop_s = time.monotonic() - t0
+    finally:
+        jobs.cancel_job(ck, grace_s=2)
+    assert done is not None and done.cancelled and stop_s < 30, stop_s  # SIGTERM, not SIGKILL:
+    assert jobs.process_start_ticks(job.pid) is None
+    info = runs.read_run(out).info
+    assert info["status"] == "cancelled" and "cancelled" in info["error"]
+    assert not (out / ".lock").exists()
+    state = json.loads((out / "all-RCC" / runs.LAST_STATE_FILE).read_text())
+    assert state["epoch"] >= 1 and info["cells"]["all-RCC"]["status"] == "pending"
+    seen: list[int] = []
+
+    def stop_after_one_epoch(event):
+        if event["event"] == "epoch":
+            seen.append(event["epoch"])
+            raise RuntimeError("enough")
+
+    config = TrainConfig(arch="convnextv2_atto", img_size=SIZE, epochs=40, mode="baseline",
+                         device="cpu", resume=True)
+    with pytest.raises(RuntimeError, match="enough"):
+        train_grid(data, out, config, progress=stop_after_one_epoch)
+    assert seen == [state["epoch"] + 1]  # resumable: it continued after the saved epoch
+    _record("cancel", {"stop_seconds": round(stop_s, 2), "saved_epoch": state["epoch"]})
+
+
+def test_stale_lock_with_a_reused_pid_is_taken_over(tmp_path):
+    """A lock naming a live pid but another start time (the pid was reused) is stale."""
+    me = os.getpid()
+    (tmp_path / ".lock").write_text(json.dumps({"pid": me, "start": "1",
+                                                "host": socket.gethostname()}))
+    with run_lock(tmp_path):
+        assert json.loads((tmp_path / ".lock").read_text())["start"] != "1"
+    assert not (tmp_path / ".lock").exists()
+    # a live holder (this process, its real start time) is respected
+    with run_lock(tmp_path):
+        with pytest.raises(TrainingError, match=f"pid {me}"):
+            with run_lock(tmp_path):
+                pass
+
+
+# ------------------------------------------------------------------ checkpoint integrity
+
+def _tiny_run(root: Path, arch: str = "convnextv2_atto", size: int = 64) -> Path:
+    torch.manual_seed(0)
+    model = create_model(arch, size)
+    cells = {}
+    for view in ("RCC", "LCC", "RMLO", "LMLO"):
+        sha = save_weights(model, root / f"all-{view}" / runs.WEIGHTS_FILE)
+        cells[f"all-{view}"] = {"status": "done", "sha256": sha}
+    (root / runs.RUN_FILE).write_text(json.dumps({"arch": "convnextv2_atto", "img_size": 64,
+                                                  "modes": ["baseline"], "cells": cells}))
+    return root
+
+
+def _png(path: Path) -> Path:
+    cv2.imwrite(str(path), (np.random.default_rng(0).random((96, 80)) * 200 + 20).astype(np.uint8))
+    return path
+
+
+@pytest.mark.parametrize("damage, words", [
+    ("flip", "SHA-256 differs"),
+    ("truncate", "SHA-256 differs"),
+    ("foreign_arch", "weights are for swin_micro"),
+    ("foreign_size", "weights are for convnextv2_atto at 32 px"),
+    ("no_hash", "no SHA-256"),
+])
+def test_predictor_refuses_bad_checkpoints(tmp_path, capsys, damage, words):
+    from core.__main__ import main
+
+    run = _tiny_run(tmp_path / "run")
+    target = run / "all-LCC" / runs.WEIGHTS_FILE
+    info = json.loads((run / runs.RUN_FILE).read_text())
+    if damage == "flip":
+        blob = bytearray(target.read_bytes())
+        blob[len(blob) // 2] ^= 0x01
+        target.write_bytes(bytes(blob))
+    elif damage == "truncate":
+        target.write_bytes(target.read_bytes()[:-1000])
+    elif damage in ("foreign_arch", "foreign_size"):
+        arch, size = ("swin_micro", 64) if damage == "foreign_arch" else ("convnextv2_atto", 32)
+        info["cells"]["all-LCC"]["sha256"] = save_weights(create_model(arch, size), target)
+    else:
+        del info["cells"]["all-LCC"]["sha256"]
+    (run / runs.RUN_FILE).write_text(json.dumps(info))
+    from core.predict import Predictor
+
+    with pytest.raises(CheckpointError) as exc:
+        Predictor(run)
+    assert str(exc.value).startswith(str(target)) and words in str(exc.value)
+    rc = main(["predict", str(run), str(_png(tmp_path / "x_RCC.png")), "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and words in err[0] and "all-LCC" in err[0], err
+
+
+SOURCE_DIRS = ("core", "ui", "pages")
+
+
+def test_nothing_is_unpickled():
+    """No torch.load, pickle, joblib or np.load without allow_pickle=False in the app's code."""
+    files = [p for d in SOURCE_DIRS for p in (REPO / d).rglob("*.py")] + [REPO / "app.py"]
+    patterns = {
+        "torch.load": re.compile(r"\btorch\.load\s*\("),
+        "pickle import": re.compile(r"^\s*(import|from)\s+(c?pickle|dill|joblib|cloudpickle)\b", re.M),
+        "pickle call": re.compile(r"\b(pickle|dill|joblib)\.loads?\s*\(|read_pickle\s*\("),
+        "np.load without allow_pickle=False": re.compile(r"\bnp\.load\s*\((?![^\n]*allow_pickle\s*=\s*False)"),
+    }
+    found = [f"{f.relative_to(REPO)}: {name}" for f in files for name, rx in patterns.items()
+             if rx.search(f.read_text(encoding="utf-8"))]
+    assert not found, found
+    assert len(files) > 20
+    _record("unpickling", {"files_scanned": len(files)})
