@@ -117,7 +117,7 @@ def roc_figure(result: Mapping[str, Any]) -> go.Figure:
                                  line={"color": GRID_COLOURS[key], "shape": "hv"}))
     fig.update_layout(height=400, margin={"l": 10, "r": 10, "t": 30, "b": 10},
                       title={"text": "ROC curves (test set)", "font": {"size": 13}},
-                      xaxis={"title": "1 − specificity", "range": [0, 1]},
+                      xaxis={"title": "1 − specificity", "range": [0, 1], "constrain": "domain"},
                       yaxis={"title": "sensitivity", "range": [0, 1.02], "scaleanchor": "x"},
                       legend={"orientation": "h", "y": -0.25, "font": {"size": 11}})
     return fig
