@@ -255,3 +255,14 @@ def test_shuffled_labels_learn_nothing(tmp_path):
     out = tmp_path / "noise-run"
     train_grid(data, out, tiny(epochs=5, batch_size=4))
     assert abs(_test_auc(out) - 0.5) <= 0.15
+
+
+def test_cross_validation_writes_every_fold(blobs, tmp_path):
+    out = tmp_path / "cv-run"
+    train_grid(blobs, out, tiny(epochs=1, cv=2))
+    cv = json.loads((out / runs.CV_FILE).read_text())
+    assert [f["fold"] for f in cv["baseline"]] == [1, 2]
+    for fold in cv["baseline"]:
+        assert fold["n"] > 0 and 0.0 <= fold["accuracy"] <= 1.0
+    metrics = json.loads((out / runs.METRICS_FILE).read_text())
+    assert set(metrics["cv"]["baseline"]) >= {"accuracy", "sensitivity"}
