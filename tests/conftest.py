@@ -11,3 +11,14 @@ def _isolated_dirs(tmp_path_factory):
     os.environ["MAMMOROUTE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     os.environ.setdefault("MAMMOROUTE_CHECKPOINTS", str(tmp_path_factory.mktemp("checkpoints")))
     yield
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Two OpenMP threads on two shared cores spin-wait badly when other jobs run."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

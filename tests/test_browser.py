@@ -11,17 +11,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from core import jobs
+from helpers import start_streamlit, stop, wait_healthy
 
 pytestmark = [
     pytest.mark.browser,
@@ -32,37 +27,6 @@ REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "tests" / "artifacts"
 DEMO_TIMEOUT_S = 240
 STEP_TIMEOUT_MS = 60_000
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"streamlit exited early:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise AssertionError(f"streamlit did not answer within {seconds}s:\n{log.read_text()[-3000:]}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
 
 
 def test_demo_case_review_and_compare_in_a_browser(tmp_path):
@@ -76,17 +40,10 @@ def test_demo_case_review_and_compare_in_a_browser(tmp_path):
     env = {**os.environ, "MAMMOROUTE_CHECKPOINTS": str(ck), "MAMMOROUTE_DATA": str(data),
            "MAMMOROUTE_CACHE": str(cache), "MAMMOROUTE_DEMO": "tiny"}
     env.pop(jobs.COMMAND_ENV, None)
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
     log = tmp_path / "streamlit.log"
-    with open(log, "wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1",
-             "--browser.gatherUsageStats", "false"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    server, url = start_streamlit(env, log)
     try:
-        _wait_healthy(url, server, log)
+        wait_healthy(url, server, log)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(
                 executable_path=shutil.which("chromium"), headless=True,
@@ -141,4 +98,4 @@ def test_demo_case_review_and_compare_in_a_browser(tmp_path):
                 browser.close()
     finally:
         jobs.cancel_job(ck, grace_s=3)
-        _stop(server)
+        stop(server)

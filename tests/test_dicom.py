@@ -1,7 +1,6 @@
 """core.dicom: windowing maths, photometric handling, every file kind, every bad input."""
 from __future__ import annotations
 
-import importlib.util
 import struct
 import zlib
 from pathlib import Path
@@ -16,6 +15,7 @@ from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from helpers import dicom_real
 from core import dicom
 from core.dicom import MAX_PIXELS, read_image, read_view_tags
 from core.errors import ImageReadError
@@ -48,16 +48,6 @@ def dicom_write(path: Path, arr: np.ndarray = RAMP, *, transfer_syntax: str = Ex
     if pixel_bytes is not None and transfer_syntax != ExplicitVRLittleEndian:
         ds["PixelData"].VR = "OB"
     ds.save_as(path, enforce_file_format=preamble)
-    return path
-
-
-def dicom_real(name: str) -> str:
-    """A pydicom-data radiograph, skipped (never downloaded) when the package is absent."""
-    if importlib.util.find_spec("data_store") is None:
-        pytest.skip("pydicom-data is not installed (pip install -r requirements-dev.txt)")
-    path = get_testdata_file(name)
-    if path is None:
-        pytest.skip(f"{name} is not in this pydicom-data version")
     return path
 
 

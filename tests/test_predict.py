@@ -105,13 +105,7 @@ def write_dicom(path: Path, laterality: str, position: str, shape=(96, 80)) -> P
     return path
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two OpenMP threads on two shared cores spin-wait badly when other jobs run."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """core.preprocess and ``python -m core preprocess``: pixels, the cache, the batch filler."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 from pydicom.data import get_testdata_file
 
+from helpers import dicom_real
 from core import preprocess as pp
 from core.errors import ImageReadError
 from core.preprocess import (PreprocessCache, PreprocessParams, default_cache, load_preprocessed,
@@ -21,16 +21,6 @@ from core.preprocess import (PreprocessCache, PreprocessParams, default_cache, l
 
 REPO = Path(__file__).resolve().parents[1]
 P64 = PreprocessParams(size=64)
-
-
-def dicom_real(name: str) -> str:
-    """A pydicom-data radiograph, skipped (never downloaded) when the package is absent."""
-    if importlib.util.find_spec("data_store") is None:
-        pytest.skip("pydicom-data is not installed (pip install -r requirements-dev.txt)")
-    path = get_testdata_file(name)
-    if path is None:
-        pytest.skip(f"{name} is not in this pydicom-data version")
-    return path
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -95,19 +94,13 @@ def test_case_reviews_do_not_leak_memory(tmp_path):
 
 # --------------------------------------------------------------------------- browser
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.browser
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
 def test_concurrent_browser_sessions_during_training(tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     from test_app import write_dataset
-    from test_browser import _stop, _wait_healthy
+    from helpers import start_streamlit, stop, wait_healthy
     from test_reliability_training import TRAIN_ARGS, write_two_view_blobs
 
     ck, data, cache = tmp_path / "checkpoints", tmp_path / "data", tmp_path / "cache"
@@ -120,16 +113,9 @@ def test_concurrent_browser_sessions_during_training(tmp_path):
     (run / "run.json").write_text(json.dumps(info))
     env = {**os.environ, "MAMMOROUTE_CHECKPOINTS": str(ck), "MAMMOROUTE_DATA": str(data),
            "MAMMOROUTE_CACHE": str(cache), "PYTHONPATH": str(REPO)}
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
     log = tmp_path / "streamlit.log"
     blobs = write_two_view_blobs(tmp_path / "blobs")
-    with open(log, "wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1",
-             "--browser.gatherUsageStats", "false"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    server, url = start_streamlit(env, log)
     args = [a if a != "3" else "20" for a in TRAIN_ARGS]  # enough epochs to outlast the reviews
     training = subprocess.Popen(
         [sys.executable, "-m", "core", "train", "--dataset", str(blobs), "--out",
@@ -137,7 +123,7 @@ def test_concurrent_browser_sessions_during_training(tmp_path):
         stderr=subprocess.DEVNULL, start_new_session=True)
     answered = 0
     try:
-        _wait_healthy(url, server, log, seconds=120)
+        wait_healthy(url, server, log, seconds=120)
         assert _wait_for(lambda: (tmp_path / "training" / "progress.jsonl").exists(), 240)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=shutil.which("chromium"), headless=True,
@@ -170,7 +156,7 @@ def test_concurrent_browser_sessions_during_training(tmp_path):
     finally:
         training.kill()
         training.wait(30)
-        _stop(server)
+        stop(server)
     assert answered == SESSIONS
     _record(f"browser_{SESSIONS}", {"sessions": SESSIONS, "answered": answered,
                                     "seconds_all_answered": round(seconds, 1),
