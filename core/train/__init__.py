@@ -1,0 +1,93 @@
+"""Training: one cell's loop, the grid runner, resume, cancellation, CV.
+
+One cell = one model (DESIGN.md).  A run trains the cells of the chosen
+grids in order (baseline, then ROI-aware), then predicts the test split with
+:mod:`core.predict` and scores it with :mod:`core.evaluate`.  The run folder
+follows :mod:`core.runs` exactly; every file is written atomically.
+
+Decisions the paper leaves open, and what is done here:
+
+* **Skip rule.**  A cell is trained when its training rows hold at least
+  ``MIN_IMAGES`` (8) images and at least ``MIN_PER_CLASS`` (2) of each class;
+  otherwise it is skipped and the reason recorded in ``run.json`` (its test
+  images are then served by :mod:`core.predict`'s fallback).  Two per class
+  is the least that lets a model see a class twice; VinDr's ``noroi`` cells
+  (≈ 7 malignant training images each) pass, a phantom's may not.
+* **Validation.**  15 % of a cell's training rows, patient-grouped and
+  label-stratified (:func:`core.datasets.split.grouped_split`), select the
+  epoch (lowest validation loss by default) and the threshold (maximum
+  Youden's J).  When the carve leaves the training side without a class, or
+  the validation side is empty or one-class, the cell trains on all its rows,
+  keeps the last epoch (or the lowest-loss one if the validation side is
+  non-empty) and picks the threshold on its own training images; ``meta.json``
+  says so (``selection``, ``threshold_source``) because such a threshold is
+  optimistic.
+* **Balanced training** (``balanced``) uses a BCE ``pos_weight`` of
+  n_benign / n_malignant, not a sampler: every image is still seen once per
+  epoch and the batch order stays a pure function of the seed.
+* **Exact resume.**  Randomness never carries over an epoch boundary: the
+  global RNGs, the shuffle and the augmentation are re-seeded from
+  (seed, cell, epoch) at the start of each epoch, so an epoch repeated after
+  an interruption is the same epoch, and only model + optimizer tensors need
+  saving (``last.safetensors``).
+
+The modules, from the bottom up:
+
+- :mod:`~core.train.config`: training configuration, per-cell results, seeds, and the skip
+  / validation rules.
+- :mod:`~core.train.cancel`: cancellation: the shared cancel flag, SIGTERM / SIGINT
+  handling, :class:`TrainingCancelled`.
+- :mod:`~core.train.metrics`: small scoring helpers: Youden's threshold, ROC AUC, sigmoid
+  and BCE on numpy arrays.
+- :mod:`~core.train.data`: images and batches: the preprocessed :class:`ImageBank`, a
+  cell's staged data, batch order.
+- :mod:`~core.train.progress`: :class:`Progress`: progress.jsonl events, the run's ETA and
+  the terminal line.
+- :mod:`~core.train.device`: device set-up: per-cell memory scope, CPU threads, the
+  optimizer and autocast.
+- :mod:`~core.train.checkpoint`: resume checkpoints: ``last.*`` save / load, optimizer
+  tensors, a done cell's result.
+- :mod:`~core.train.loop`: one cell's training loop: epochs, selection, the threshold and
+  the cell's files.
+- :mod:`~core.train.runinfo`: the run folder's ``run.json``: manifest loading, dataset
+  hash, opening and writing a run.
+- :mod:`~core.train.lock`: the run lock: one writer per run folder, stale locks of dead
+  processes taken over.
+- :mod:`~core.train.planned`: planning the grid's cells (skip / validation per cell) and
+  training them in order.
+- :mod:`~core.train.cv`: patient-grouped K-fold cross-validation on the training split.
+- :mod:`~core.train.grid`: the grid runner: :func:`train_grid`, then prediction and
+  evaluation of the test split.
+"""
+from __future__ import annotations
+
+# Private helpers are re-exported too: tests/ and benchmarks/ import them from core.train.
+# ruff: noqa: F401
+
+from core.train.cancel import _CANCEL, TrainingCancelled, cancel_on_signals, request_cancel
+from core.train.checkpoint import (_done_result, _load_last, _save_last, load_optimizer_tensors,
+                                   optimizer_tensors)
+from core.train.config import (MIN_IMAGES, MIN_PER_CLASS, CellResult, TrainConfig, _generator,
+                               _labels, _now, _seed_everything, carve_validation, cell_rows,
+                               class_counts, derive_seed, skip_reason)
+from core.train.cv import _cv_complete, _cv_plan, _fold_metrics, cross_validate
+from core.train.data import ImageBank, _batches, _CellData, _file_sha256, steps_per_epoch
+from core.train.device import _autocast, _cell_scope, _make_optimizer, _setup_threads
+from core.train.grid import _close_run, _predict_and_evaluate, _run, train_grid
+from core.train.lock import LOCK_FILE, _holder_alive, _proc_start, run_lock
+from core.train.loop import (_better, _finish_cell, _Loop, _run_epoch, _selection_score,
+                             _train_cell_scoped, _train_epoch, predict_logits, train_cell)
+from core.train.metrics import _auc, _bce, _sigmoid, youden_threshold
+from core.train.planned import _PlannedCell, _total_steps, _train_planned, plan_cells
+from core.train.progress import Progress, ProgressCallback
+from core.train.runinfo import (PHANTOM_MARKERS, _dataset_hash, _git_commit, _is_phantom,
+                                _new_run_info, _open_run, _write_run, load_manifest)
+
+__all__ = [
+    "LOCK_FILE", "MIN_IMAGES", "MIN_PER_CLASS", "PHANTOM_MARKERS", "CellResult", "ImageBank",
+    "Progress", "ProgressCallback", "TrainConfig", "TrainingCancelled", "cancel_on_signals",
+    "carve_validation", "cell_rows", "class_counts", "cross_validate", "derive_seed",
+    "load_manifest", "load_optimizer_tensors", "optimizer_tensors", "plan_cells", "predict_logits",
+    "request_cancel", "run_lock", "skip_reason", "steps_per_epoch", "train_cell", "train_grid",
+    "youden_threshold",
+]

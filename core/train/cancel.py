@@ -1,0 +1,42 @@
+"""Cancellation: the shared cancel flag, SIGTERM / SIGINT handling, :class:`TrainingCancelled`."""
+from __future__ import annotations
+
+import signal
+import threading
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from core.errors import TrainingError
+
+_CANCEL = threading.Event()
+
+
+class TrainingCancelled(TrainingError):
+    """SIGTERM / SIGINT arrived: the run stopped after a step and can be resumed."""
+
+
+@contextmanager
+def cancel_on_signals() -> Iterator[None]:
+    """SIGTERM / SIGINT set a flag checked after every step; a second one stops at once."""
+    _CANCEL.clear()
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        if _CANCEL.is_set():
+            raise KeyboardInterrupt
+        _CANCEL.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        _CANCEL.clear()
+
+
+def request_cancel() -> None:
+    """Ask a training loop in this process to stop after its current step."""
+    _CANCEL.set()

@@ -1,0 +1,179 @@
+"""Training configuration, per-cell results, seeds, and the skip / validation rules."""
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from core.errors import CheckpointError, TrainingError
+from core.grid import Cell, modes_for
+from core.models import arch_spec
+
+MIN_IMAGES = 8
+MIN_PER_CLASS = 2
+
+
+@dataclass
+class TrainConfig:
+    """Every option of a run; the paper's values are the defaults (lr, epochs, size).
+
+    ``weight_decay`` is torch's AdamW default (the paper keeps "defaults").
+    ``batch_size`` is not in the paper.  ``workers`` bounds preprocessing
+    processes (0 = all cores).
+    """
+
+    arch: str = "convnextv2"
+    img_size: int = 384
+    epochs: int = 100
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    batch_size: int = 16
+    val_fraction: float = 0.15
+    balanced: bool = False
+    seed: int = 0
+    device: str = "auto"
+    mode: str = "both"
+    pretrained: str | None = None
+    compile: bool = False
+    workers: int = 0
+    cv: int = 0
+    resume: bool = False
+    augment: bool = True
+    select: str = "val_loss"  # or "val_auc"
+    log_every: int = 10
+    synthetic: bool | None = None
+    clahe_clip: float = 2.0
+    clahe_tiles: int = 8
+
+    def check(self) -> None:
+        """Refuse nonsense before any work starts (one clear message)."""
+        problems = []
+        if self.epochs < 1:
+            problems.append(f"epochs must be ≥ 1 (got {self.epochs})")
+        if self.batch_size < 1:
+            problems.append(f"batch size must be ≥ 1 (got {self.batch_size})")
+        if not self.lr > 0:
+            problems.append(f"learning rate must be > 0 (got {self.lr})")
+        if not 0 < self.val_fraction <= 0.5:
+            problems.append(f"validation fraction must be in (0, 0.5] (got {self.val_fraction})")
+        if self.cv == 1 or self.cv < 0:
+            problems.append(f"--cv needs K ≥ 2 folds (got {self.cv})")
+        if self.select not in ("val_loss", "val_auc"):
+            problems.append(f"select must be val_loss or val_auc (got {self.select!r})")
+        try:
+            modes_for(self.mode)
+        except ValueError as err:
+            problems.append(str(err))
+        try:
+            multiple = arch_spec(self.arch).min_multiple
+            if self.img_size < 8 or self.img_size % multiple:
+                problems.append(f"image size {self.img_size} is not a multiple of {multiple} "
+                                f"as {self.arch} needs")
+        except CheckpointError as err:
+            problems.append(str(err))
+        if problems:
+            raise TrainingError("; ".join(problems))
+
+    def identity(self) -> dict[str, Any]:
+        """The options a resumed run must share with the interrupted one."""
+        keys = ("arch", "img_size", "epochs", "lr", "weight_decay", "batch_size",
+                "val_fraction", "balanced", "seed", "mode", "augment", "select", "cv",
+                "clahe_clip", "clahe_tiles")
+        return {k: getattr(self, k) for k in keys}
+
+
+@dataclass
+class CellResult:
+    """What run.json records for one cell."""
+
+    cell: str
+    status: str  # done | skipped
+    reason: str | None = None
+    sha256: str | None = None
+    n_train: int = 0
+    n_val: int = 0
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    threshold: float | None = None
+    best_epoch: int | None = None
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        data = {k: v for k, v in asdict(self).items() if v is not None and k != "cell"}
+        if self.status == "skipped":
+            return {"status": "skipped", "reason": self.reason, "counts": self.counts}
+        return data
+
+
+def derive_seed(seed: int, *parts: Any) -> int:
+    """A 63-bit seed from the run seed and a path of names (cell, epoch, purpose)."""
+    text = "/".join([str(seed), *map(str, parts)])
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
+
+
+def _generator(seed: int, *parts: Any) -> torch.Generator:
+    return torch.Generator().manual_seed(derive_seed(seed, *parts))
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _labels(df: pd.DataFrame) -> np.ndarray:
+    return (df["label"].astype(str) == "malignant").to_numpy(dtype=np.float32)
+
+
+def class_counts(df: pd.DataFrame) -> dict[str, int]:
+    """``{"benign": n, "malignant": m}`` of a manifest slice."""
+    y = _labels(df)
+    return {"benign": int((y == 0).sum()), "malignant": int((y == 1).sum())}
+
+
+def cell_rows(df: pd.DataFrame, cell: Cell) -> pd.DataFrame:
+    """The rows a cell trains on or serves (baseline cells ignore ROI presence)."""
+    mask = df["view_name"] == cell.view
+    if cell.roi is not None:
+        mask &= df["roi"].astype(bool) == cell.roi
+    return df[mask]
+
+
+def skip_reason(train_df: pd.DataFrame) -> str | None:
+    """Why a cell's training rows cannot make a model, or None when they can."""
+    counts = class_counts(train_df)
+    n = len(train_df)
+    if n < MIN_IMAGES:
+        return f"{n} training image(s), fewer than {MIN_IMAGES}"
+    few = [f"{counts[c]} {c}" for c in ("benign", "malignant") if counts[c] < MIN_PER_CLASS]
+    if few:
+        return f"only {' and '.join(few)} training image(s) (need ≥ {MIN_PER_CLASS} of each class)"
+    return None
+
+
+def carve_validation(df: pd.DataFrame, fraction: float, seed: int
+                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Patient-grouped validation rows; empty when a usable carve is impossible.
+
+    "Usable" means the training side keeps both classes; otherwise all rows
+    train and the caller falls back as the module docstring says.
+    """
+    from core.datasets.split import grouped_split
+
+    try:
+        side = grouped_split(df, fraction, seed)
+    except ValueError:
+        return df, df.iloc[:0]
+    fit, val = df[side == "train"], df[side == "test"]
+    if min(class_counts(fit).values()) < 1:
+        return df, df.iloc[:0]
+    return fit, val

@@ -1,0 +1,96 @@
+"""Patient-grouped K-fold cross-validation on the training split."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from core import runs
+from core.errors import CheckpointError, TrainingError
+from core.grid import modes_for, plan
+from core.models import create_model, load_weights
+from core.train.config import TrainConfig, _labels, cell_rows
+from core.train.data import ImageBank
+from core.train.loop import predict_logits
+from core.train.metrics import _sigmoid
+from core.train.planned import _PlannedCell, _train_planned, plan_cells
+from core.train.progress import Progress
+
+
+def _cv_complete(out_dir: Path, config: TrainConfig) -> bool:
+    try:
+        cv = runs.read_json(out_dir / runs.CV_FILE)
+    except CheckpointError:
+        return False
+    return config.resume and all(len(cv.get(m, [])) == config.cv for m in modes_for(config.mode))
+
+
+def _cv_plan(train_df: pd.DataFrame, config: TrainConfig
+             ) -> list[tuple[int, list[_PlannedCell], pd.DataFrame]]:
+    """(fold, planned cells on the other folds, held-out rows) for each fold."""
+    from core.datasets.split import grouped_folds
+
+    try:
+        fold_of = grouped_folds(train_df, config.cv, config.seed)
+    except ValueError as err:
+        raise TrainingError(f"--cv {config.cv}: {err}") from None
+    out = []
+    for k in range(config.cv):
+        fit, held = train_df[fold_of != k], train_df[fold_of == k]
+        out.append((k, plan_cells(fit, config), held))
+    return out
+
+
+def _fold_metrics(y: np.ndarray, p: np.ndarray, thr: np.ndarray, fold: int,
+                  n_unserved: int) -> dict[str, Any]:
+    from core import evaluate as ev
+
+    pred = (p >= thr).astype(int)
+    out: dict[str, Any] = {"fold": fold, "n": int(len(y)), "n_malignant": int(y.sum()),
+                           "n_unserved": n_unserved}
+    for name in ("sensitivity", "specificity", "f1_malignant", "f1_weighted", "accuracy",
+                 "balanced_accuracy"):
+        out[name] = getattr(ev, name)(y, pred) if len(y) else None
+    out["roc_auc"] = ev.roc_auc(y, p) if len(y) else None
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()}
+
+
+def cross_validate(folds: list[tuple[int, list[_PlannedCell], pd.DataFrame]], out_dir: Path,
+                   config: TrainConfig, bank: ImageBank, progress: Progress,
+                   device: torch.device) -> dict[str, list[dict[str, Any]]]:
+    """Patient-grouped K-fold CV on the training split → ``{mode: [per-fold metrics]}``.
+
+    Each fold trains every cell on the other folds (same skip / validation
+    rules), predicts its held-out rows at the cell's threshold and is scored
+    with :mod:`core.evaluate`'s metric functions.  Held-out images whose cell
+    was skipped are counted as ``n_unserved`` and left out of the metrics.
+    Fold weights are deleted afterwards; only their meta.json stays.
+    """
+    result: dict[str, list[dict[str, Any]]] = {m: [] for m in modes_for(config.mode)}
+    for k, planned, held in folds:
+        fold_dir = out_dir / "cv" / f"fold-{k + 1}"
+        trained = _train_planned(planned, fold_dir, config, progress, bank, None)
+        for mode in result:
+            ys, ps, ts, unserved = [], [], [], 0
+            for cell in plan(mode):  # type: ignore[arg-type]
+                rows = cell_rows(held, cell)
+                res = trained[cell.name]
+                if res.status != "done":
+                    unserved += len(rows)
+                    continue
+                if rows.empty:
+                    continue
+                model = create_model(config.arch, config.img_size).to(device)
+                load_weights(model, fold_dir / cell.name / runs.WEIGHTS_FILE, res.sha256)
+                p = _sigmoid(predict_logits(model, bank.take(rows["image_path"]), device))
+                ys.append(_labels(rows)), ps.append(p), ts.append(np.full(len(p), res.threshold))
+            cat = (lambda a: np.concatenate(a) if a else np.zeros(0))
+            result[mode].append(_fold_metrics(cat(ys).astype(int), cat(ps), cat(ts), k + 1,
+                                              unserved))
+        for weights in fold_dir.glob(f"*/{runs.WEIGHTS_FILE}"):
+            weights.unlink()
+    return result

@@ -1,0 +1,49 @@
+"""Device set-up: per-cell memory scope, CPU threads, the optimizer and autocast."""
+from __future__ import annotations
+
+import os
+import random
+from contextlib import contextmanager, nullcontext
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.train.config import TrainConfig
+
+
+@contextmanager
+def _cell_scope(device: torch.device) -> Iterator[None]:
+    """Forked RNG state and deterministic kernels (CPU) for one cell, restored after."""
+    devices = [device.index or 0] if device.type == "cuda" else []
+    prev_det = torch.are_deterministic_algorithms_enabled()
+    with torch.random.fork_rng(devices=devices):
+        np_state, py_state = np.random.get_state(), random.getstate()
+        if device.type == "cpu":
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(prev_det)
+            np.random.set_state(np_state)
+            random.setstate(py_state)
+
+
+def _setup_threads(device: torch.device) -> None:
+    if device.type == "cpu":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        torch.set_num_threads(max(1, int(cores or 1)))
+
+
+def _make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device
+                    ) -> torch.optim.Optimizer:
+    fused = device.type == "cuda"
+    return torch.optim.AdamW(model.parameters(), lr=config.lr,
+                             weight_decay=config.weight_decay, fused=fused or None)
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()

@@ -1,0 +1,117 @@
+"""The grid runner: :func:`train_grid`, then prediction and evaluation of the test split."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from core import runs
+from core.errors import MammoError
+from core.grid import Cell
+from core.models import atomic_write_bytes, atomic_write_json, pick_device
+from core.train.cancel import TrainingCancelled, cancel_on_signals
+from core.train.checkpoint import _done_result
+from core.train.config import TrainConfig, _now
+from core.train.cv import _cv_complete, _cv_plan, cross_validate
+from core.train.data import ImageBank
+from core.train.device import _setup_threads
+from core.train.lock import run_lock
+from core.train.planned import _total_steps, _train_planned, plan_cells
+from core.train.progress import Progress, ProgressCallback
+from core.train.runinfo import _open_run, _write_run, load_manifest
+
+
+def _predict_and_evaluate(out_dir: Path, test_df: pd.DataFrame, info: dict[str, Any],
+                          device: torch.device) -> None:
+    """predictions.csv via core.predict, metrics.json via core.evaluate (clear notes if absent)."""
+    if test_df.empty:
+        info["evaluation"] = "no test images in the dataset: nothing predicted"
+        return
+    if not any(c.get("status") == "done" for c in info["cells"].values()):
+        info["evaluation"] = "no cell was trained: nothing to predict"
+        return
+    try:
+        from core.predict import predict_manifest
+    except ImportError as err:
+        info["evaluation"] = f"core.predict is not available ({err}); no predictions.csv"
+        return
+    _write_run(out_dir, info)  # the predictor reads the finished cells from run.json
+    predictions = predict_manifest(out_dir, test_df, device=device)
+    info["unpredicted"] = int(predictions.attrs.get("unpredicted", 0))
+    atomic_write_bytes(out_dir / runs.PREDICTIONS_FILE, predictions.to_csv(index=False).encode())
+    try:
+        from core.evaluate import evaluate_run
+    except ImportError as err:
+        info["evaluation"] = f"core.evaluate is not available ({err}); no metrics.json"
+        return
+    evaluate_run(out_dir)
+    info["evaluation"] = "complete"
+
+
+def train_grid(dataset: str | Path | pd.DataFrame, out_dir: str | Path,
+               config: TrainConfig, progress: ProgressCallback | None = None) -> runs.RunSummary:
+    """Train a whole run (CV first when asked), predict its test split, evaluate it.
+
+    Holds the run folder's lock throughout.  On SIGTERM/SIGINT the run is
+    marked ``cancelled``, on any error ``failed`` (both resumable with
+    ``config.resume``), and the exception propagates.
+    """
+    config.check()
+    df, source = load_manifest(dataset)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(out_dir), cancel_on_signals():
+        device = pick_device(config.device)
+        info = _open_run(out_dir, df, source, config, device)
+        _write_run(out_dir, info)
+        reporter = Progress(out_dir, 1, progress)
+        try:
+            _run(df, out_dir, config, device, info, reporter)
+        except TrainingCancelled as err:
+            _close_run(out_dir, info, "cancelled", reporter, str(err), "cancelled")
+            raise TrainingCancelled("training cancelled; continue it with --resume", out_dir) from None
+        except BaseException as err:
+            message = str(err) if isinstance(err, MammoError) else f"{type(err).__name__}: {err}"
+            _close_run(out_dir, info, "failed", reporter, message, "run_failed")
+            raise
+        _close_run(out_dir, info, "complete", reporter, None, "run_done")
+    return runs.read_run(out_dir)
+
+
+def _close_run(out_dir: Path, info: dict[str, Any], status: str, reporter: Progress,
+               message: str | None, event: str) -> None:
+    info.update(status=status, finished=_now())
+    for entry in info["cells"].values():
+        if entry.get("status") == "running":
+            entry["status"] = "pending"
+    if message:
+        info["error"] = message
+    _write_run(out_dir, info)
+    reporter.emit(event, message=message)
+
+
+def _run(df: pd.DataFrame, out_dir: Path, config: TrainConfig, device: torch.device,
+         info: dict[str, Any], reporter: Progress) -> None:
+    _setup_threads(device)
+    train_df = df[df["split"] == "train"].reset_index(drop=True)
+    test_df = df[df["split"] == "test"].reset_index(drop=True)
+    planned = plan_cells(train_df, config)
+    for p in planned:
+        info["cells"].setdefault(p.cell.name, {"status": "pending"})
+    _write_run(out_dir, info)
+    folds = _cv_plan(train_df, config) if config.cv and not _cv_complete(out_dir, config) else []
+    reporter.total = max(1, _total_steps(planned, config)
+                         + sum(_total_steps(fp, config) for _, fp, _ in folds))
+    bank = ImageBank(list(train_df["image_path"]), config.img_size, config.clahe_clip,
+                     config.clahe_tiles, config.workers)
+    if folds:
+        atomic_write_json(out_dir / runs.CV_FILE,
+                          cross_validate(folds, out_dir, config, bank, reporter, device))
+    for name, res in info["cells"].items():  # a done cell is kept only if its hash still holds
+        if res.get("status") == "done" and _done_result(Cell.parse(name), out_dir / name,
+                                                        res.get("sha256")) is None:
+            res["status"] = "pending"
+    _train_planned(planned, out_dir, config, reporter, bank, info)
+    _predict_and_evaluate(out_dir, test_df, info, device)

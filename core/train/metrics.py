@@ -1,0 +1,33 @@
+"""Small scoring helpers: Youden's threshold, ROC AUC, sigmoid and BCE on numpy arrays."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def youden_threshold(y: np.ndarray, p: np.ndarray) -> float:
+    """The probability cut maximising sensitivity + specificity − 1 (malignant iff p ≥ t)."""
+    from sklearn.metrics import roc_curve
+
+    if len(np.unique(y)) < 2:
+        return 0.5
+    fpr, tpr, thr = roc_curve(y, p)
+    best = int(np.argmax(tpr - fpr))
+    return float(min(thr[best], 1.0))
+
+
+def _auc(y: np.ndarray, p: np.ndarray) -> float | None:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else None
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z.astype(np.float64)))
+
+
+def _bce(logits: np.ndarray, y: np.ndarray, pos_weight: float) -> float:
+    z = torch.from_numpy(logits.astype(np.float32))
+    return float(nn.functional.binary_cross_entropy_with_logits(
+        z, torch.from_numpy(y), pos_weight=torch.tensor(pos_weight)))

@@ -1,0 +1,67 @@
+"""Planning the grid's cells (skip / validation per cell) and training them in order."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from core.grid import Cell, modes_for, plan
+from core.train.config import (CellResult, TrainConfig, carve_validation, cell_rows, class_counts,
+                               derive_seed, skip_reason)
+from core.train.data import ImageBank, steps_per_epoch
+from core.train.loop import train_cell
+from core.train.progress import Progress
+from core.train.runinfo import _write_run
+
+
+@dataclass
+class _PlannedCell:
+    cell: Cell
+    fit: pd.DataFrame
+    val: pd.DataFrame
+    reason: str | None
+
+
+def plan_cells(train_df: pd.DataFrame, config: TrainConfig) -> list[_PlannedCell]:
+    """Every cell of the chosen grids with its training / validation rows or skip reason."""
+    planned = []
+    for mode in modes_for(config.mode):
+        for cell in plan(mode):
+            rows = cell_rows(train_df, cell)
+            reason = skip_reason(rows)
+            fit, val = (rows, rows.iloc[:0]) if reason else carve_validation(
+                rows, config.val_fraction, derive_seed(config.seed, cell, "val") % 2**31)
+            planned.append(_PlannedCell(cell, fit, val, reason))
+    return planned
+
+
+def _total_steps(planned: list[_PlannedCell], config: TrainConfig) -> int:
+    return sum(config.epochs * steps_per_epoch(len(p.fit), config.batch_size)
+               for p in planned if p.reason is None)
+
+
+def _train_planned(planned: list[_PlannedCell], out_dir: Path, config: TrainConfig,
+                   progress: Progress, bank: ImageBank, info: dict[str, Any] | None
+                   ) -> dict[str, CellResult]:
+    """Train (or keep, or skip) each planned cell, recording it in ``info`` as it goes."""
+    results = {}
+    for p in planned:
+        name = p.cell.name
+        if p.reason is not None:
+            result = CellResult(name, "skipped", reason=p.reason,
+                                counts={"train": class_counts(p.fit), "val": class_counts(p.val)})
+            progress.emit("cell_skipped", cell=name, mode=p.cell.mode, reason=p.reason)
+        else:
+            if info is not None:
+                info["cells"][name] = {**info["cells"].get(name, {}), "status": "running"}
+                _write_run(out_dir, info)
+            result = train_cell(p.cell, p.fit, p.val, config, out_dir, progress, bank)
+            progress.emit("cell_done", cell=name, mode=p.cell.mode, threshold=result.threshold,
+                          best_epoch=result.best_epoch)
+        results[name] = result
+        if info is not None:
+            info["cells"][name] = result.to_json()
+            _write_run(out_dir, info)
+    return results

@@ -1,0 +1,84 @@
+""":class:`Progress`: progress.jsonl events, the run's ETA and the terminal line."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from core import runs
+from core.train.config import _now
+
+ProgressCallback = Callable[[dict[str, Any]], None]
+
+
+class Progress:
+    """progress.jsonl events, an ETA for the whole run and a terminal line.
+
+    ``callback`` (the UI, a test) receives every event; an exception it raises
+    stops training like a crash would (that is how tests interrupt a run).
+    """
+
+    def __init__(self, run_dir: Path | None, total_steps: int,
+                 callback: ProgressCallback | None = None, stream: Any = None):
+        self.file = run_dir / runs.PROGRESS_FILE if run_dir is not None else None
+        self.total = max(1, int(total_steps))
+        self.done = 0
+        self.callback = callback
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.t0 = time.perf_counter()
+        self.session_done = 0
+        self.window = (time.perf_counter(), 0)
+
+    def advance(self, steps: int, images: int) -> float:
+        """Count finished steps; returns images/s since the last call."""
+        self.done += steps
+        self.session_done += steps
+        t_prev, _ = self.window
+        now = time.perf_counter()
+        self.window = (now, 0)
+        return images / (now - t_prev) if now > t_prev else 0.0
+
+    def skip(self, steps: int) -> None:
+        """Steps already done before this process (a resumed cell)."""
+        self.done += steps
+
+    def eta(self) -> float | None:
+        if self.session_done == 0:
+            return None
+        rate = (time.perf_counter() - self.t0) / self.session_done
+        return max(0.0, (self.total - self.done) * rate)
+
+    def emit(self, event: str, **fields: Any) -> None:
+        eta = self.eta()
+        record = {"time": _now(), "event": event, **fields,
+                  "eta_s": round(eta, 1) if eta is not None else None}
+        if self.file is not None:
+            with open(self.file, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record, default=str) + "\n")
+        self._show(record)
+        if self.callback is not None:
+            self.callback(record)
+
+    def _show(self, r: dict[str, Any]) -> None:
+        ev = r["event"]
+        if ev == "step" and not self.tty:
+            return
+        eta = r.get("eta_s")
+        eta_txt = f"ETA {int(eta // 60)}m{int(eta % 60):02d}s" if eta is not None else ""
+        if ev in ("step", "epoch"):
+            loss = r.get("loss")
+            text = (f"{r.get('cell')} epoch {r.get('epoch')}/{r.get('epochs')} "
+                    f"step {r.get('step')}/{r.get('steps')} "
+                    f"loss {loss:.4f} " if loss is not None else f"{r.get('cell')} ")
+            text += f"{r.get('img_s') or 0:.0f} img/s {eta_txt}"
+        else:
+            text = f"{ev} {r.get('cell') or ''} {r.get('reason') or r.get('message') or ''}".strip()
+        if self.tty:
+            end = "" if ev == "step" else "\n"
+            self.stream.write("\r\033[K" + text + end)
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()

@@ -1,0 +1,117 @@
+"""The run folder's ``run.json``: manifest loading, dataset hash, opening and writing a run."""
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+import core
+from core import runs
+from core.errors import TrainingError
+from core.grid import modes_for
+from core.models import atomic_write_json
+from core.train.config import MIN_IMAGES, MIN_PER_CLASS, TrainConfig, _now, class_counts
+
+PHANTOM_MARKERS: tuple[str, ...] = ("phantom.json", ".phantom")
+
+
+def _dataset_hash(df: pd.DataFrame, root: Path | None) -> str:
+    """SHA-256 of the manifest's columns as sorted CSV text, paths relative to the dataset."""
+    from core.manifest import COLUMNS
+
+    table = df[list(COLUMNS)].copy()
+    if root is not None:
+        base = root if root.is_dir() else root.parent
+
+        def rel(p: str) -> str:
+            try:
+                return str(Path(p).relative_to(base)) if p else ""
+            except ValueError:
+                return p
+        table["image_path"] = table["image_path"].map(rel)
+        table["mask_path"] = table["mask_path"].map(rel)
+    text = table.sort_values("image_path").to_csv(index=False, lineterminator="\n")
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _is_phantom(path: Path | None) -> bool:
+    if path is None:
+        return False
+    folder = path if path.is_dir() else path.parent
+    return any((d / m).is_file() for d in (folder, folder.parent) for m in PHANTOM_MARKERS)
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(core.__file__).parent,
+                             capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def load_manifest(dataset: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, Path | None]:
+    """A finalized manifest and the path it came from (None for an in-memory table)."""
+    if isinstance(dataset, pd.DataFrame):
+        src = dataset.attrs.get("source")
+        return dataset.reset_index(drop=True), Path(src) if src else None
+    from core.datasets import load_dataset
+
+    return load_dataset(dataset), Path(dataset).expanduser().resolve()
+
+
+def _new_run_info(out_dir: Path, df: pd.DataFrame, source: Path | None, config: TrainConfig,
+                  device: torch.device) -> dict[str, Any]:
+    train = df[df["split"] == "train"]
+    synthetic = config.synthetic if config.synthetic is not None else _is_phantom(source)
+    name = (source.name if source.is_dir() else source.parent.name) if source else "in-memory"
+    return {
+        "name": out_dir.name, "dataset": name, "dataset_path": str(source) if source else None,
+        "dataset_hash": _dataset_hash(df, source), "synthetic": bool(synthetic),
+        "arch": config.arch, "img_size": config.img_size, "epochs": config.epochs,
+        "lr": config.lr, "weight_decay": config.weight_decay, "batch_size": config.batch_size,
+        "balanced": config.balanced, "seed": config.seed, "device": str(device),
+        "modes": list(modes_for(config.mode)), "val_fraction": config.val_fraction,
+        "augment": config.augment, "select": config.select, "cv": config.cv,
+        "preprocess": {"clahe_clip": config.clahe_clip, "clahe_tiles": config.clahe_tiles},
+        "pretrained": config.pretrained, "config": asdict(config),
+        "split_counts": {s: int((df["split"] == s).sum()) for s in ("train", "test")},
+        "train_counts": class_counts(train),
+        "code_version": core.__version__, "git_commit": _git_commit(),
+        "started": _now(), "finished": None, "status": "running", "cells": {},
+        "rules": {"min_images": MIN_IMAGES, "min_per_class": MIN_PER_CLASS,
+                  "balanced": "BCE pos_weight = n_benign / n_malignant"},
+    }
+
+
+def _open_run(out_dir: Path, df: pd.DataFrame, source: Path | None, config: TrainConfig,
+              device: torch.device) -> dict[str, Any]:
+    """A fresh run.json, or the existing one when resuming a compatible run."""
+    run_file = out_dir / runs.RUN_FILE
+    fresh = _new_run_info(out_dir, df, source, config, device)
+    if not run_file.is_file():
+        return fresh  # --resume of a run that never wrote run.json simply starts it
+    if not config.resume:
+        raise TrainingError("the run folder already holds a run; pass --resume to continue it "
+                            "or choose another --out", out_dir)
+    info = runs.read_json(run_file)
+    if info.get("dataset_hash") != fresh["dataset_hash"]:
+        raise TrainingError("cannot resume: the dataset differs from the one this run used "
+                            "(manifest hash changed)", out_dir)
+    old = TrainConfig(**{k: v for k, v in (info.get("config") or {}).items()
+                         if k in TrainConfig.__dataclass_fields__})
+    diff = [k for k, v in config.identity().items() if old.identity().get(k) != v]
+    if diff:
+        raise TrainingError(f"cannot resume with different options: {', '.join(diff)}", out_dir)
+    info.update(status="running", finished=None, device=str(device), resumed=_now())
+    info.pop("error", None)
+    return info
+
+
+def _write_run(out_dir: Path, info: dict[str, Any]) -> None:
+    atomic_write_json(out_dir / runs.RUN_FILE, info)
