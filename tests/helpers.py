@@ -70,3 +70,15 @@ def stop(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
+
+
+def record_figures(file: str, name: str, figures: dict) -> None:
+    """Merge one test's measured figures into ``tests/artifacts/<file>`` (for the README)."""
+    import json
+
+    artifacts = REPO / "tests" / "artifacts"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    path = artifacts / file
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data[name] = figures
+    path.write_text(json.dumps(data, indent=2))

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import record_figures
 
 from test_reliability_inputs import mammo, write_run
 
@@ -36,11 +37,7 @@ GROWTH_LIMIT_MB = 50
 
 
 def _record(name: str, figures: dict) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / "reliability-soak.json"
-    data = json.loads(path.read_text()) if path.is_file() else {}
-    data[name] = figures
-    path.write_text(json.dumps(data, indent=2))
+    record_figures("reliability-soak.json", name, figures)
 
 
 def rss_mb() -> float:

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import record_figures
 import torch
 
 from core import jobs, runs
@@ -44,11 +45,7 @@ TRAIN_ARGS = ["--arch", "convnextv2_atto", "--img-size", str(SIZE), "--epochs", 
 
 
 def _record(name: str, figures: dict) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / "reliability-training.json"
-    data = json.loads(path.read_text()) if path.is_file() else {}
-    data[name] = figures
-    path.write_text(json.dumps(data, indent=2))
+    record_figures("reliability-training.json", name, figures)
 
 
 def write_two_view_blobs(root: Path, n_train: int = 16, n_test: int = 4, seed: int = 0) -> Path:

@@ -22,22 +22,25 @@ RUN_KEY = "run_name"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def fmt2(x: Any) -> str:
-    """Two decimals; missing or NaN values are an en dash."""
+def _number(x: Any) -> float | None:
+    """``x`` as a float, or None when it is missing, not a number or NaN."""
     try:
         value = float(x)
     except (TypeError, ValueError):
-        return "–"
-    return "–" if value != value else f"{value:.2f}"
+        return None
+    return None if value != value else value
+
+
+def fmt2(x: Any) -> str:
+    """Two decimals; missing or NaN values are an en dash."""
+    value = _number(x)
+    return "–" if value is None else f"{value:.2f}"
 
 
 def pct(p: Any) -> str:
     """A probability as a percentage with no decimals, ``"–"`` when missing."""
-    try:
-        value = float(p)
-    except (TypeError, ValueError):
-        return "–"
-    return "–" if value != value else f"{100 * value:.0f} %"
+    value = _number(p)
+    return "–" if value is None else f"{100 * value:.0f} %"
 
 
 def synthetic_notice(kind: str = "warning") -> None:
