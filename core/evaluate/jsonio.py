@@ -1,0 +1,48 @@
+"""``metrics.json`` output: plain JSON types (NaN → null) written atomically.
+
+Readers (the UI, a second CLI call) must see the old file or the new one,
+never half of one, and strict JSON has no NaN.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.evaluate.metrics import _nan_to_none
+
+
+def _jsonable(obj: Any) -> Any:
+    """Plain JSON types only; NaN and infinities become null."""
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return _nan_to_none(float(obj))
+    return obj
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    """Write JSON so readers see the old file or the new one, never half of one."""
+    path = Path(path)
+    text = json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,116 @@
+"""Threshold metrics from confusion counts, vectorised over any array shape.
+
+One function (:func:`metrics_from_counts`) serves the point estimate and every
+bootstrap resample, so the two can never disagree on a definition.  A ratio
+whose denominator is zero is NaN (:func:`_nan_to_none` turns it into None for
+JSON).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+
+def _ratio(num: Any, den: Any) -> np.ndarray:
+    """``num / den`` with NaN where ``den == 0`` (the 0/0 convention)."""
+    num = np.asarray(num, dtype=float)
+    den = np.asarray(den, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = num / den
+    return np.where(den > 0, out, np.nan)
+
+
+def metrics_from_counts(tp: Any, fn: Any, tn: Any, fp: Any) -> dict[str, np.ndarray]:
+    """Threshold metrics from confusion counts; works element-wise on arrays.
+
+    One function serves the point estimate and every bootstrap resample, so
+    the two can never disagree on a definition.
+    """
+    tp, fn, tn, fp = (np.asarray(x, dtype=float) for x in (tp, fn, tn, fp))
+    pos, neg = tp + fn, tn + fp
+    sens = _ratio(tp, pos)
+    spec = _ratio(tn, neg)
+    f1_pos = _ratio(2 * tp, 2 * tp + fp + fn)
+    f1_neg = _ratio(2 * tn, 2 * tn + fp + fn)
+    # A class with support > 0 always has a defined F1, so NaN → 0 only
+    # touches classes whose weight is zero.
+    weighted = pos * np.nan_to_num(f1_pos) + neg * np.nan_to_num(f1_neg)
+    return {
+        "sensitivity": sens,
+        "specificity": spec,
+        "f1_malignant": f1_pos,
+        "f1_weighted": _ratio(weighted, pos + neg),
+        "accuracy": _ratio(tp + tn, pos + neg),
+        "balanced_accuracy": (sens + spec) / 2,
+    }
+
+
+def _as_binary(values: Any, name: str) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.dtype == bool:
+        return arr.astype(np.int8)
+    arr = arr.astype(float)
+    if arr.size and not np.isin(arr, (0.0, 1.0)).all():
+        raise ValueError(f"{name} must hold 0/1 values")
+    return arr.astype(np.int8)
+
+
+def confusion_counts(y_true: Any, y_pred: Any) -> dict[str, int]:
+    """``{"tn", "fp", "fn", "tp"}`` with malignant (1) as the positive class."""
+    y = _as_binary(y_true, "y_true")
+    p = _as_binary(y_pred, "y_pred")
+    if y.shape != p.shape:
+        raise ValueError("y_true and y_pred differ in length")
+    return {
+        "tn": int(((y == 0) & (p == 0)).sum()),
+        "fp": int(((y == 0) & (p == 1)).sum()),
+        "fn": int(((y == 1) & (p == 0)).sum()),
+        "tp": int(((y == 1) & (p == 1)).sum()),
+    }
+
+
+def confusion_matrix(y_true: Any, y_pred: Any) -> np.ndarray:
+    """2×2 counts, rows = true (benign, malignant), columns = predicted."""
+    c = confusion_counts(y_true, y_pred)
+    return np.array([[c["tn"], c["fp"]], [c["fn"], c["tp"]]], dtype=int)
+
+
+def _threshold_metric(name: str, y_true: Any, y_pred: Any) -> float:
+    c = confusion_counts(y_true, y_pred)
+    return float(metrics_from_counts(c["tp"], c["fn"], c["tn"], c["fp"])[name])
+
+
+def sensitivity(y_true: Any, y_pred: Any) -> float:
+    """TP / (TP + FN); NaN without malignant images."""
+    return _threshold_metric("sensitivity", y_true, y_pred)
+
+
+def specificity(y_true: Any, y_pred: Any) -> float:
+    """TN / (TN + FP); NaN without benign images."""
+    return _threshold_metric("specificity", y_true, y_pred)
+
+
+def f1_malignant(y_true: Any, y_pred: Any) -> float:
+    """Binary F1 of the malignant class; NaN when TP + FP + FN = 0."""
+    return _threshold_metric("f1_malignant", y_true, y_pred)
+
+
+def f1_weighted(y_true: Any, y_pred: Any) -> float:
+    """Per-class F1 averaged with class-support weights (sklearn 'weighted')."""
+    return _threshold_metric("f1_weighted", y_true, y_pred)
+
+
+def accuracy(y_true: Any, y_pred: Any) -> float:
+    """Fraction correct; NaN on an empty set."""
+    return _threshold_metric("accuracy", y_true, y_pred)
+
+
+def balanced_accuracy(y_true: Any, y_pred: Any) -> float:
+    """(sensitivity + specificity) / 2; NaN unless both classes are present."""
+    return _threshold_metric("balanced_accuracy", y_true, y_pred)
+
+
+def _nan_to_none(x: float) -> float | None:
+    return None if x is None or not math.isfinite(float(x)) else float(x)
