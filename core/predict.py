@@ -176,8 +176,11 @@ def assign_view(path: str | Path | None, name_hint: str | None = None,
 class ViewInput:
     """One image of a study, as a file or as pixels already read.
 
-    ``pixels`` are what :func:`core.dicom.read_image` returns (float in
-    [0, 1], tissue bright); integer arrays are scaled by their dtype's range.
+    ``pixels`` are what :func:`core.dicom.render_uint8` returns (uint8, tissue
+    bright; what the app keeps of an upload) or floats in [0, 1] as
+    :func:`core.dicom.read_image` gives; other integer arrays are scaled by
+    their dtype's range.  ``tags["source_shape"]`` is the mammogram's full
+    size when the pixels are a reduced rendering (masks are at that size).
     ``tags`` may carry ``laterality`` / ``view_position`` of pre-read pixels.
     ``view`` forces the view.  A mask (array or file) must have the size of
     the mammogram; only whether it is non-empty routes.
@@ -434,9 +437,9 @@ class Predictor:
 
     def _prepare(self, index: int, item: ViewInput, result: ViewResult) -> _Prepared:
         """Read, preprocess, assign the view and read the mask of one input."""
-        from core.preprocess import preprocess_array
+        from core.preprocess import preprocess_array, source_side
 
-        pixels, source_shape, tags = _read_pixels(item)
+        pixels, source_shape, tags = _read_pixels(item, source_side(self.params.size))
         result.preprocessed = preprocess_array(pixels, self.params)
         view, source = combine_view(tags.get("laterality"), tags.get("view_position"),
                                     item.name or (Path(item.path).name if item.path else ""),
@@ -481,26 +484,33 @@ class Predictor:
 
 # --------------------------------------------------------------------------- helpers
 
-def _read_pixels(item: ViewInput) -> tuple[np.ndarray, tuple[int, int], dict[str, Any]]:
-    """``(pixels in [0, 1], mammogram shape, tags)`` from a file or pre-read pixels."""
+def _read_pixels(item: ViewInput, min_side: int
+                 ) -> tuple[np.ndarray, tuple[int, int], dict[str, Any]]:
+    """``(uint8 or [0, 1] pixels, mammogram shape, tags)`` from a file or pre-read pixels.
+
+    A file is rendered exactly as training renders it (:func:`core.dicom.render_uint8`
+    at ``min_side``), so a training image read here gives the model the same input.
+    """
     if item.pixels is None:
         if item.path is None:
             raise ImageReadError("neither a file nor pixels given", item.label)
-        from core.dicom import read_image
+        from core.dicom import render_uint8
 
-        img = read_image(item.path)
+        img = render_uint8(item.path, min_side)
         return img.pixels, tuple(img.source_shape), dict(img.tags)
     arr = np.asarray(item.pixels)
     if arr.ndim == 3 and arr.shape[-1] in (3, 4):
         arr = cv2.cvtColor(np.ascontiguousarray(arr[..., :3]), cv2.COLOR_RGB2GRAY)
     if arr.ndim != 2:
         raise ImageReadError(f"pixels of shape {arr.shape} are not a 2-D image", item.label)
-    if np.issubdtype(arr.dtype, np.integer):
-        arr = arr.astype(np.float32) / float(np.iinfo(arr.dtype).max)
-    elif np.nanmin(arr) < 0 or np.nanmax(arr) > 1:
-        raise ImageReadError("float pixels must lie in [0, 1]", item.label)
+    if arr.dtype != np.uint8:  # uint8 is the rendering preprocessing starts from: kept as is
+        if np.issubdtype(arr.dtype, np.integer):
+            arr = arr.astype(np.float32) / float(np.iinfo(arr.dtype).max)
+        elif np.nanmin(arr) < 0 or np.nanmax(arr) > 1:
+            raise ImageReadError("float pixels must lie in [0, 1]", item.label)
+        arr = arr.astype(np.float32)
     shape = tuple(item.tags.get("source_shape", arr.shape)) if item.tags else arr.shape
-    return arr.astype(np.float32), (int(shape[0]), int(shape[1])), dict(item.tags or {})
+    return arr, (int(shape[0]), int(shape[1])), dict(item.tags or {})
 
 
 def _read_input_mask(item: ViewInput, shape: tuple[int, int]) -> np.ndarray | None:

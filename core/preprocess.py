@@ -8,7 +8,13 @@ The paper's preprocessing is "DICOM windowing → 8-bit, then CLAHE" at
   (:func:`core.roi.render_shapes` renders them at any size).
 * **CLAHE runs on the reduced image**, not the full-field one: 10–50x faster
   and, since the tile grid is relative to the image, the same contrast
-  behaviour.  Defaults ``clahe_clip=2.0`` and ``clahe_tiles=8`` are OpenCV's
+  behaviour.
+* **Windowing runs on a reduced image too**: every file is first rendered to
+  8 bits at the largest power-of-two reduction whose shorter side stays at
+  least :data:`SOURCE_SIDE` (:func:`core.dicom.render_uint8`: one lookup
+  table over the stored values, after a block average).  Training, review and
+  the command line all start from this same rendering, so a file gives the
+  model the same input wherever it is read.  Defaults ``clahe_clip=2.0`` and ``clahe_tiles=8`` are OpenCV's
   customary values and the ones most mammography CLAHE papers use; the paper
   gives none.
 
@@ -36,13 +42,14 @@ from typing import Callable, Iterable
 import cv2
 import numpy as np
 
-from core.dicom import read_image
+from core.dicom import render_uint8, to_uint8
 from core.errors import ImageReadError, MammoError
 
-PREPROCESS_VERSION = 1  # bump whenever dicom.py or this file changes the pixels produced
+PREPROCESS_VERSION = 2  # bump whenever dicom.py or this file changes the pixels produced
 CACHE_ENV = "MAMMOROUTE_CACHE"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MAX_SIZE = 4096  # no model input is larger; bigger asks are a typo
+SOURCE_SIDE = 768  # shorter side of the 8-bit rendering preprocessing starts from
 _log = logging.getLogger(__name__)
 
 
@@ -70,10 +77,10 @@ class PreprocessParams:
 
 # --------------------------------------------------------------------------- pixels
 
-def to_uint8(pixels: np.ndarray) -> np.ndarray:
-    """[0, 1] floats → uint8, rounding and clipping (NaN becomes 0)."""
-    arr = np.nan_to_num(np.asarray(pixels, np.float32), nan=0.0)
-    return np.rint(np.clip(arr, 0.0, 1.0) * 255.0).astype(np.uint8)
+def source_side(size: int) -> int:
+    """Shorter side of the rendering a ``size``-pixel input is made from: at least
+    :data:`SOURCE_SIDE`, never below the input itself (no upsampling)."""
+    return max(SOURCE_SIDE, int(size))
 
 
 def _resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -84,7 +91,7 @@ def _resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def preprocess_array(pixels: np.ndarray, params: PreprocessParams) -> np.ndarray:
-    """A windowed [0, 1] image → the model's uint8 ``(size, size)`` input.
+    """A windowed image (uint8, or float in [0, 1]) → the model's uint8 ``(size, size)`` input.
 
     8-bit first (the paper's step), then a square stretch, then CLAHE on the
     small image (clip 0 disables CLAHE).
@@ -102,7 +109,7 @@ def preprocess_array(pixels: np.ndarray, params: PreprocessParams) -> np.ndarray
 
 def preprocess_file(path: str | Path, params: PreprocessParams) -> np.ndarray:
     """Decode one file and preprocess it, no cache involved."""
-    return preprocess_array(read_image(path).pixels, params)
+    return preprocess_array(render_uint8(path, source_side(params.size)).pixels, params)
 
 
 def to_display(path_or_pixels: str | Path | np.ndarray, size: int) -> np.ndarray:
@@ -114,7 +121,7 @@ def to_display(path_or_pixels: str | Path | np.ndarray, size: int) -> np.ndarray
     if isinstance(path_or_pixels, np.ndarray):
         pixels = path_or_pixels
     else:
-        pixels = read_image(path_or_pixels).pixels
+        pixels = render_uint8(path_or_pixels, size).pixels
     img = to_uint8(pixels)
     h, w = img.shape[:2]
     scale = size / float(max(h, w))

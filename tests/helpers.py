@@ -11,6 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -82,3 +83,38 @@ def record_figures(file: str, name: str, figures: dict) -> None:
     data = json.loads(path.read_text()) if path.is_file() else {}
     data[name] = figures
     path.write_text(json.dumps(data, indent=2))
+
+
+MAMMO_SOP = "1.2.840.10008.5.1.4.1.1.1.2"  # Digital Mammography X-Ray Image Storage - For Presentation
+RAMP = np.arange(32 * 32, dtype=np.uint16).reshape(32, 32)  # stored values 0..1023
+
+
+def dicom_write(path: Path, arr: np.ndarray = RAMP, *, transfer_syntax: str | None = None,
+                pixel_bytes: bytes | None = None, preamble: bool = True, **attrs) -> Path:
+    """A minimal single-frame grey DICOM with ``attrs`` set on top."""
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    transfer_syntax = transfer_syntax or ExplicitVRLittleEndian
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MAMMO_SOP
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = transfer_syntax
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128 if preamble else None)
+    ds.SOPClassUID = MAMMO_SOP
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "MG"
+    ds.Rows, ds.Columns = arr.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = arr.dtype.itemsize * 8
+    ds.BitsStored = ds.BitsAllocated
+    ds.HighBit = ds.BitsStored - 1
+    ds.PixelRepresentation = 1 if arr.dtype.kind == "i" else 0
+    for key, value in attrs.items():
+        setattr(ds, key, value)
+    ds.PixelData = arr.tobytes() if pixel_bytes is None else pixel_bytes
+    if pixel_bytes is not None and transfer_syntax != ExplicitVRLittleEndian:
+        ds["PixelData"].VR = "OB"
+    ds.save_as(path, enforce_file_format=preamble)
+    return path

@@ -10,46 +10,14 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
-from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from helpers import dicom_real
+from helpers import RAMP, dicom_real, dicom_write
 from core import dicom
 from core.dicom import MAX_PIXELS, read_image, read_view_tags
 from core.errors import ImageReadError
-
-MAMMO_SOP = "1.2.840.10008.5.1.4.1.1.1.2"  # Digital Mammography X-Ray Image Storage - For Presentation
-RAMP = np.arange(32 * 32, dtype=np.uint16).reshape(32, 32)  # stored values 0..1023
-
-
-def dicom_write(path: Path, arr: np.ndarray = RAMP, *, transfer_syntax: str = ExplicitVRLittleEndian,
-                pixel_bytes: bytes | None = None, preamble: bool = True, **attrs) -> Path:
-    """A minimal single-frame grey DICOM with ``attrs`` set on top."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MAMMO_SOP
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = transfer_syntax
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128 if preamble else None)
-    ds.SOPClassUID = MAMMO_SOP
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "MG"
-    ds.Rows, ds.Columns = arr.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = arr.dtype.itemsize * 8
-    ds.BitsStored = ds.BitsAllocated
-    ds.HighBit = ds.BitsStored - 1
-    ds.PixelRepresentation = 1 if arr.dtype.kind == "i" else 0
-    for key, value in attrs.items():
-        setattr(ds, key, value)
-    ds.PixelData = arr.tobytes() if pixel_bytes is None else pixel_bytes
-    if pixel_bytes is not None and transfer_syntax != ExplicitVRLittleEndian:
-        ds["PixelData"].VR = "OB"
-    ds.save_as(path, enforce_file_format=preamble)
-    return path
-
 
 # --------------------------------------------------------------------------- VOI maths
 

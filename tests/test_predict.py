@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 import torch
 
+from helpers import dicom_write
 from core.errors import CheckpointError
 from core.grid import VIEWS, Cell, plan
 from core.models import create_model, save_weights
@@ -82,27 +83,10 @@ def write_mask(path: Path, shape=(96, 80), empty: bool = False) -> Path:
 
 
 def write_dicom(path: Path, laterality: str, position: str, shape=(96, 80)) -> Path:
-    """A small MONOCHROME2 mammogram DICOM with ImageLaterality / ViewPosition."""
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.2"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "MG"
-    ds.ImageLaterality = laterality
-    ds.ViewPosition = position
-    ds.Rows, ds.Columns = shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelData = (np.random.default_rng(1).random(shape) * 4000).astype(np.uint16).tobytes()
-    ds.save_as(str(path), enforce_file_format=True)
-    return path
+    """A small 12-bit MONOCHROME2 mammogram DICOM with ImageLaterality / ViewPosition."""
+    arr = (np.random.default_rng(1).random(shape) * 4000).astype(np.uint16)
+    return dicom_write(path, arr, ImageLaterality=laterality, ViewPosition=position,
+                       BitsStored=12, HighBit=11)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -354,3 +338,23 @@ def test_cli_table_and_usage_errors(study, work, capsys):
     assert "names no" in capsys.readouterr().err
     assert main(["predict", str(run_dir), str(study["RCC"]), "--view", f"{study['RCC']}=XYZ"]) == 2
     assert "unknown view" in capsys.readouterr().err
+
+
+def test_review_and_training_give_the_model_the_same_input(predictor, work):
+    """A file reviewed in the app, predicted from the command line and read for
+    training must reach the model as the same pixels (no train/serve skew),
+    also when the file is large enough to be rendered reduced."""
+    from core.preprocess import SOURCE_SIDE, load_preprocessed
+    from ui.case import read_upload, to_inputs
+
+    big = (SOURCE_SIDE * 2 + 37, SOURCE_SIDE * 2 + 5)  # halved once, odd rows dropped
+    path = write_dicom(work / "big.dcm", "L", "CC", shape=big)
+    trained = load_preprocessed(path, predictor.params, cache=None)
+    from_path = predictor.predict_study([ViewInput(path=path)])[0]
+    upload = read_upload(path.name, path.read_bytes())
+    assert upload.shape == big and min(upload.pixels.shape) < min(big)  # reduced, masks at full size
+    from_app = predictor.predict_study(to_inputs([upload]))[0]
+    for result in (from_path, from_app):
+        assert result.error is None and result.view == "LCC"
+        np.testing.assert_array_equal(result.preprocessed, trained)
+    assert from_app.p_malignant_roi_aware == from_path.p_malignant_roi_aware

@@ -30,10 +30,10 @@ def dicom_small(tmp_path) -> Path:
 
 
 def _forbid_decoding(monkeypatch) -> None:
-    def refuse(path):
+    def refuse(path, *_):
         raise AssertionError(f"decoded {path} although it is cached")
 
-    monkeypatch.setattr(pp, "read_image", refuse)
+    monkeypatch.setattr(pp, "render_uint8", refuse)
 
 
 # --------------------------------------------------------------------------- pixels

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.dicom import read_image, read_view_tags
+from core.dicom import read_image, read_view_tags, render_uint8
 from core.errors import MammoError
 from core.manifest import read_manifest_csv
 from core.roi import read_mask
@@ -183,6 +183,7 @@ def test_fuzz_dicom(work, data):
     path = work / "fuzz.dcm"
     path.write_bytes(data)
     _only_mammo_errors(read_image, path, "read_image(dicom)")
+    _only_mammo_errors(lambda p: render_uint8(p, 16), path, "render_uint8(dicom)")
     _only_mammo_errors(read_view_tags, path, "read_view_tags")
 
 
@@ -192,6 +193,7 @@ def test_fuzz_picture(work, data, suffix):
     path = work / f"fuzz{suffix}"
     path.write_bytes(data)
     _only_mammo_errors(read_image, path, "read_image(picture)")
+    _only_mammo_errors(lambda p: render_uint8(p, 16), path, "render_uint8(picture)")
 
 
 @FUZZ

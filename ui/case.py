@@ -17,11 +17,11 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from core.dicom import read_image
+from core.dicom import render_uint8
 from core.errors import MammoError, MaskError
 from core.grid import VIEWS
 from core.predict import ViewInput, ViewResult, combine_view
-from core.preprocess import to_display, to_uint8
+from core.preprocess import SOURCE_SIDE, to_display
 from core.roi import read_mask, row_mask
 
 MAX_VIEWS = 4
@@ -38,11 +38,12 @@ class CaseView:
 
     key: str
     name: str
-    pixels: np.ndarray | None = None  # uint8, full resolution (what preprocessing starts from)
+    pixels: np.ndarray | None = None  # uint8 rendering preprocessing starts from (SOURCE_SIDE)
+    source_shape: tuple[int, int] = (0, 0)  # the mammogram's full size: masks and boxes are at it
     display: np.ndarray | None = None  # uint8, aspect kept, long side DISPLAY_SIDE
     view: str | None = None
     view_source: str | None = None
-    mask: np.ndarray | None = None  # 0/1 at pixels' shape
+    mask: np.ndarray | None = None  # 0/1 at source_shape
     dataset_mask: np.ndarray | None = None
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
@@ -52,7 +53,8 @@ class CaseView:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return tuple(self.pixels.shape[:2]) if self.pixels is not None else (0, 0)
+        """The mammogram's full size (what masks, boxes and dataset ROIs refer to)."""
+        return tuple(self.source_shape) if self.pixels is not None else (0, 0)
 
 
 def _safe_name(name: str) -> str:
@@ -67,11 +69,11 @@ def _problem(err: MammoError, name: str) -> str:
 def _decoded(key: str, name: str, path: Path) -> CaseView:
     view = CaseView(key=key, name=name)
     try:
-        img = read_image(path)
+        img = render_uint8(path, SOURCE_SIDE)
     except MammoError as err:
         view.error = _problem(err, name)
         return view
-    view.pixels = to_uint8(img.pixels)
+    view.pixels, view.source_shape = img.pixels, tuple(img.source_shape)
     view.display = to_display(img.pixels, DISPLAY_SIDE)
     view.view, view.view_source = combine_view(img.tags.get("laterality"),
                                                img.tags.get("view_position"), name,
