@@ -13,7 +13,7 @@
     metrics.json        core.evaluate's output
     cv.json             cross-validation results when --cv was given
 
-Every file is written atomically (core.models.atomic_write_*).  This module
+Every file is written atomically (core.atomic).  This module
 only reads; training writes through :mod:`core.train`.
 """
 from __future__ import annotations

@@ -6,14 +6,13 @@ never half of one, and strict JSON has no NaN.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from core.atomic import atomic_write_bytes
 from core.evaluate.metrics import _nan_to_none
 
 
@@ -33,16 +32,5 @@ def _jsonable(obj: Any) -> Any:
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
-    """Write JSON so readers see the old file or the new one, never half of one."""
-    path = Path(path)
-    text = json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Strict JSON (NaN → null) written atomically (:mod:`core.atomic`)."""
+    atomic_write_bytes(path, (json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n").encode())

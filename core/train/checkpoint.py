@@ -9,7 +9,8 @@ import torch
 from core import runs
 from core.errors import CheckpointError
 from core.grid import Cell
-from core.models import MammoNet, atomic_write_json, load_tensors, save_tensors
+from core.atomic import atomic_write_json
+from core.models import MammoNet, load_tensors, save_tensors
 from core.train.config import CellResult
 from core.train.data import _file_sha256
 

@@ -14,7 +14,8 @@ from torch import nn
 from core import runs
 from core.augment import augment_batch, to_float
 from core.grid import Cell
-from core.models import (MammoNet, atomic_write_json, create_model, load_weights, pick_device,
+from core.atomic import atomic_write_json
+from core.models import (MammoNet, create_model, load_weights, pick_device,
                          save_weights)
 from core.train.cancel import _CANCEL, TrainingCancelled
 from core.train.checkpoint import _done_result, _load_last, _save_last

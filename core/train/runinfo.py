@@ -14,7 +14,7 @@ import core
 from core import runs
 from core.errors import TrainingError
 from core.grid import modes_for
-from core.models import atomic_write_json
+from core.atomic import atomic_write_json
 from core.train.config import MIN_IMAGES, MIN_PER_CLASS, TrainConfig, _now, class_counts
 
 PHANTOM_MARKERS: tuple[str, ...] = ("phantom.json", ".phantom")
