@@ -74,6 +74,7 @@ def test_preprocess_json(outputs):
         assert key in data, key
     assert data["rows"] == 256 and data["full_ms"] > 0 and data["cache_hit_ms"] >= 0
     assert 0 <= data["clahe_reduced_vs_full_mad"] <= 255
+    assert 0 <= data["render_vs_exact_mad"] <= data["render_tolerance_mad"]
 
 
 def test_predict_json(outputs):
@@ -100,3 +101,16 @@ def test_readable_line_without_json():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "decode" in proc.stdout and not proc.stdout.lstrip().startswith("{")
+
+
+def test_gpu_script_refuses_clearly_without_a_gpu(tmp_path):
+    """benchmarks/gpu.sh is for a GPU machine; here it must stop at once, saying why."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the script would run for minutes")
+    proc = subprocess.run(["bash", "benchmarks/gpu.sh"], cwd=REPO, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHON": sys.executable,
+                                            "OUT": str(tmp_path)})
+    assert proc.returncode != 0 and "no CUDA GPU" in proc.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
