@@ -23,7 +23,7 @@ COMMANDS: dict[str, list[str]] = {
     "train_throughput": ["--arch", "convnextv2_atto", "--img-size", "64", "--batch-size", "4",
                          "--steps", "2", "--warmup", "1", "--rounds", "1", "--studies", "1",
                          "--device", "cpu", "--paper-grid"],
-    "preprocess": ["--n", "1", "--side", "256", "--size", "64", "--repeats", "1"],
+    "preprocess": ["--n", "1", "--side", "256", "--size", "64", "--repeats", "1", "--pool-files", "4"],
     "predict": ["--archs", "convnextv2_atto", "--img-size", "64", "--phantom-size", "128",
                 "--repeats", "1"],
     "memory": ["--parts", "review,cuda", "--cases", "2", "--warmup", "1", "--review-size", "64",
@@ -73,6 +73,7 @@ def test_preprocess_json(outputs):
                 "workers_2_img_s", "clahe_reduced_vs_full_mad", "clahe_tolerance_mad"):
         assert key in data, key
     assert data["rows"] == 256 and data["full_ms"] > 0 and data["cache_hit_ms"] >= 0
+    assert data["pool_files"] == 4 and data["workers_2_img_s"] > 0
     assert 0 <= data["clahe_reduced_vs_full_mad"] <= 255
     assert 0 <= data["render_vs_exact_mad"] <= data["render_tolerance_mad"]
 
