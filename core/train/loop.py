@@ -42,6 +42,47 @@ def predict_logits(model: nn.Module, x: torch.Tensor, device: torch.device,
     return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
 
 
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, data: _CellData, device: torch.device,
+                          batch_size: int = 64) -> bool:
+    """Recompute every BatchNorm layer's running statistics on ``data``'s images
+    (unaugmented, in order) with the model's current weights; False if it has none.
+
+    Training updates them as a momentum average over the whole epoch, i.e.
+    over weights that kept changing; after a short run from scratch that
+    average is stale and the eval-mode model (what validation, selection and
+    prediction see) swings from epoch to epoch although the features do not.
+    Only the BatchNorm layers run in training mode here; no gradient, no
+    randomness, so a resumed run repeats it exactly.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+             and m.track_running_stats]
+    if not norms or data.n < 2:
+        return False
+    was_training = model.training
+    model.eval()
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+        m.train()
+    order = torch.arange(data.n)
+    parts = list(order.split(batch_size))
+    if len(parts) > 1 and len(parts[-1]) == 1:  # a batch of one cannot give a variance
+        parts[-2] = torch.cat(parts[-2:])
+        parts.pop()
+    for idx in parts:
+        xb = to_float(data.batch(idx)[0])
+        if device.type == "cuda":
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        with _autocast(device):
+            model(xb)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.train(was_training)
+    return True
+
+
 @dataclass
 class _Loop:
     """Everything one cell's epochs share."""
@@ -174,6 +215,7 @@ def _run_epoch(loop: _Loop, epoch: int, state: dict[str, Any], x_val: torch.Tens
     t0 = time.perf_counter()
     _seed_everything(derive_seed(loop.config.seed, loop.cell, epoch, "global"))
     train_loss = _train_epoch(loop, epoch)
+    recalibrate_batchnorm(loop.model, loop.train, loop.device)
     val_loss = val_auc = None
     if len(y_val):
         logits = predict_logits(loop.model, x_val, loop.device)
