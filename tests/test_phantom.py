@@ -229,6 +229,20 @@ def test_render_view_orientation_and_lesion():
         assert item["shape"]["type"] == "polygon" and item["category"] == "Mass"
 
 
+def test_easy_exaggerates_malignant_findings_only():
+    def signal(kind: str, difficulty: str) -> float:  # what the lesion adds to the same breast
+        plain, _ = render_view(np.random.default_rng(0), "LCC", "B", [], size=256, difficulty=difficulty)
+        img, _ = render_view(np.random.default_rng(0), "LCC", "B", [Lesion(kind, 0.5, 0.0, 1.0, shape_seed=5)],
+                             size=256, difficulty=difficulty)
+        return float((img - plain).sum())
+
+    assert difficulty_value("easy") == 0.0 < difficulty_value("obvious")
+    for kind in ("malignant_mass", "calcifications"):
+        assert signal(kind, "easy") > 3 * signal(kind, "obvious") > 0
+    for kind in ("benign_mass", "benign_calcifications"):
+        assert 0 < signal(kind, "easy") < 1.5 * signal(kind, "obvious")
+
+
 def test_difficulty_words_and_numbers():
     assert difficulty_value("obvious") < difficulty_value("moderate") < difficulty_value("subtle")
     assert difficulty_value(0.3) == 0.3 and difficulty_value("0.7") == 0.7

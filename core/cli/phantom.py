@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=512, help="long (vertical) side in pixels")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--difficulty", default="moderate",
-                   help=f"{' | '.join(DIFFICULTIES)} or a number 0 (obvious) .. 1 (subtle)")
+                   help=f"{' | '.join(DIFFICULTIES)} or a number 0 (easy) .. 1 (subtle)")
     p.add_argument("--out", type=Path, required=True, help="folder to create (an earlier phantom there is replaced)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores for large runs)")
     p.add_argument("--json", action="store_true", help="print the composition as JSON instead of text")

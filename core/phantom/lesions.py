@@ -17,6 +17,9 @@ import numpy as np
 from core.phantom.anatomy import Scene
 from core.phantom.noise import sigmoid
 
+# What "easy" (difficulty 0) adds to a malignant finding's multipliers at "obvious" (0.15).
+CONTRAST_BOOST, SIZE_BOOST, SPECK_BOOST = 1.0, 1.0, 3.0
+
 
 @dataclass(frozen=True)
 class Lesion:
@@ -42,15 +45,25 @@ class Lesion:
         return "Mass" if self.kind.endswith("mass") else "Suspicious Calcification"
 
 
-def _lesion_strength(difficulty: float) -> tuple[float, float]:
-    """Contrast and size multipliers: an obvious lesion is big and bright.
+def _lesion_strength(difficulty: float, malignant: bool = True) -> tuple[float, float, float]:
+    """Contrast, size and calcification-speck multipliers: an obvious lesion is big and bright.
 
-    "obvious" (0.15) must be learnable by a tiny model trained from scratch
-    on a few hundred 96-px images (the learning test); "subtle" (0.85) is
-    near the size and contrast of the faint findings a screening reader
-    misses.
+    From "obvious" (0.15) to "subtle" (0.85) contrast and size fall linearly
+    and specks keep their real size; "subtle" is near the size and contrast
+    of the faint findings a screening reader misses, and at "obvious"
+    calcification specks are already below a pixel at 96 px, as real ones are.
+    Below "obvious" malignant findings alone grow further, up to "easy" (0.0):
+    a large, bright, plainly spiculated mass, or a calcification cluster with
+    specks four times as wide and twice as many, both still clear after
+    reduction to 64-128 px and CLAHE;
+    benign findings only follow the linear trend (12 % above "obvious" at
+    0.0).  "easy" is what the learning test trains a tiny model on from
+    scratch (tests/test_train.py).
     """
-    return 2.2 - 1.6 * difficulty, 2.0 - 1.4 * difficulty
+    boost = max(0.0, 0.15 - difficulty) / 0.15 if malignant else 0.0  # 0 from "obvious" on
+    return (2.2 - 1.6 * difficulty + CONTRAST_BOOST * boost,
+            2.0 - 1.4 * difficulty + SIZE_BOOST * boost,
+            1.0 + SPECK_BOOST * boost)
 
 
 def _place(scene: Scene, lesion: Lesion, radius: float) -> tuple[float, float]:
@@ -143,17 +156,20 @@ def _draw_malignant_mass(scene: Scene, rng: np.random.Generator, cx: float, cy: 
 
 
 def _draw_calcifications(scene: Scene, rng: np.random.Generator, cx: float, cy: float, r: float,
-                         contrast: float, out: np.ndarray, enh: np.ndarray, benign: bool) -> dict[str, Any]:
+                         contrast: float, out: np.ndarray, enh: np.ndarray, benign: bool,
+                         speck: float = 1.0) -> dict[str, Any]:
     """A cluster of tiny bright specks: fine, pleomorphic and lined up along a
-    duct when malignant; few, coarse and round when benign."""
-    unit = scene.h / 512
+    duct when malignant; few, coarse and round when benign.  ``speck`` > 1
+    (malignant clusters below "obvious") widens each speck by that factor and
+    multiplies their number by its square root."""
+    unit = scene.h / 512 * speck
     if benign:
         n = int(rng.integers(2, 7))
         pts = np.array([cx, cy]) + rng.normal(0, r * 0.8, (n, 2))
         sizes = rng.uniform(1.4, 2.8, n) * unit
         bright = rng.uniform(0.45, 0.7, n)
     else:
-        n = int(rng.integers(8, 26) * (1.3 - 0.4 * (contrast < 1)))
+        n = int(rng.integers(8, 26) * (1.3 - 0.4 * (contrast < 1)) * speck ** 0.5)
         seg = []
         for _ in range(int(rng.integers(1, 4))):
             a = rng.uniform(0, 2 * math.pi)
@@ -190,7 +206,7 @@ def draw_lesion(scene: Scene, lesion: Lesion, difficulty: float, out: np.ndarray
     """Draw one lesion into the density map ``out`` and the enhancement map
     ``enh`` (used by CESM subtracted images); return its shapes in canvas pixels."""
     rng = np.random.default_rng(lesion.shape_seed)
-    contrast_k, size_k = _lesion_strength(difficulty)
+    contrast_k, size_k, speck_k = _lesion_strength(difficulty, not lesion.kind.startswith("benign"))
     contrast = contrast_k * lesion.conspicuity
     base = {"benign_mass": 0.035, "malignant_mass": 0.028, "calcifications": 0.02,
             "benign_calcifications": 0.02}[lesion.kind]
@@ -201,4 +217,4 @@ def draw_lesion(scene: Scene, lesion: Lesion, difficulty: float, out: np.ndarray
     if lesion.kind == "malignant_mass":
         return _draw_malignant_mass(scene, rng, cx, cy, r, contrast, out, enh)
     return _draw_calcifications(scene, rng, cx, cy, r, contrast, out, enh,
-                                benign=lesion.kind == "benign_calcifications")
+                                benign=lesion.kind == "benign_calcifications", speck=speck_k)

@@ -14,7 +14,7 @@ from core.errors import MammoError
 
 
 VIEWS: tuple[str, ...] = ("RCC", "LCC", "RMLO", "LMLO")
-DIFFICULTIES: dict[str, float] = {"obvious": 0.15, "moderate": 0.5, "subtle": 0.85}
+DIFFICULTIES: dict[str, float] = {"easy": 0.0, "obvious": 0.15, "moderate": 0.5, "subtle": 0.85}
 DENSITIES: tuple[str, ...] = ("A", "B", "C", "D")
 SYNTHETIC_NAME = "MammoRoute synthetic phantom"  # the label every written file carries
 
@@ -65,7 +65,7 @@ PROFILES: dict[str, Profile] = {
 
 
 def difficulty_value(difficulty: float | str) -> float:
-    """Map "obvious" / "moderate" / "subtle" or a number to 0 (obvious) .. 1 (subtle)."""
+    """Map "easy" / "obvious" / "moderate" / "subtle" or a number to 0 (easy) .. 1 (subtle)."""
     if isinstance(difficulty, str):
         key = difficulty.strip().lower()
         if key in DIFFICULTIES:
