@@ -223,7 +223,7 @@ def test_unwritable_checkpoint_folder_is_a_clear_error_and_keeps_earlier_cells(
         data, tmp_path, capsys, monkeypatch):
     """As a normal user: the second cell's folder is read-only.  As root (chmod has no
     effect) the write of that cell's weights fails with ENOSPC instead."""
-    import core.models as models
+    import core.atomic as atomic
     from core.__main__ import main
 
     out = tmp_path / "full"
@@ -244,7 +244,7 @@ def test_unwritable_checkpoint_folder_is_a_clear_error_and_keeps_earlier_cells(
 
         proxy = types.SimpleNamespace(**{k: getattr(os, k) for k in dir(os) if not k.startswith("__")})
         proxy.fdopen = fdopen
-        monkeypatch.setattr(models, "os", proxy)
+        monkeypatch.setattr(atomic, "os", proxy)
     else:
         (out / "all-LCC").mkdir(parents=True)
         (out / "all-LCC").chmod(0o500)
