@@ -30,7 +30,7 @@ import struct
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -290,8 +290,8 @@ def _display_table(ds, stored: np.ndarray, path: Path) -> tuple[np.ndarray, bool
     domain = np.arange(1 << (8 * stored.dtype.itemsize), dtype=unsigned).view(stored.dtype)[None]
     padding = _padding_mask(ds, domain)[0]
     values = _modality(ds, domain, path)
-    sample = _percentile_sample(ds, stored, values[0], path)
-    rendered, window_used = _apply_voi(ds, values, None, path, sample=sample)
+    rendered, window_used = _apply_voi(ds, values, None, path,
+                                       sample=lambda: _percentile_sample(ds, stored, values[0]))
     if _is_mono1(ds):
         np.subtract(np.float32(1.0), rendered, out=rendered)
     table = to_uint8(rendered[0])
@@ -300,11 +300,8 @@ def _display_table(ds, stored: np.ndarray, path: Path) -> tuple[np.ndarray, bool
     return table, black_padding, window_used
 
 
-def _percentile_sample(ds, stored: np.ndarray, table: np.ndarray, path: Path) -> np.ndarray | None:
-    """Modality values of the pixels :func:`percentile_window` would sample, when the
-    file has no window of its own (``None`` otherwise: nothing to compute)."""
-    if ds.get("VOILUTSequence") or _file_window(ds) is not None:
-        return None
+def _percentile_sample(ds, stored: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Modality values of the pixels :func:`percentile_window` would sample."""
     padding = _padding_mask(ds, stored)
     kept = stored[~padding] if padding.any() else stored.ravel()
     step = max(1, kept.size // PERCENTILE_SAMPLES)
@@ -451,10 +448,11 @@ def _to_grey(values: np.ndarray) -> np.ndarray:
 
 
 def _apply_voi(ds, values: np.ndarray, padding: np.ndarray | None, path: Path,
-               sample: np.ndarray | None = None
+               sample: Callable[[], np.ndarray] | None = None
                ) -> tuple[np.ndarray, tuple[float | None, float | None, str]]:
-    """First VOI LUT item, else first window, else a percentile window (of ``sample``
-    when given: the pixels' values when ``values`` is a lookup table's domain)."""
+    """First VOI LUT item, else first window, else a percentile window (of what
+    ``sample()`` returns when given: the pixels' values, when ``values`` is a lookup
+    table's domain; only called when no window of the file applies)."""
     seq = ds.get("VOILUTSequence")
     if seq:
         return _voi_lut(ds, seq[0], values, path), (None, None, "voi_lut")
@@ -463,7 +461,7 @@ def _apply_voi(ds, values: np.ndarray, padding: np.ndarray | None, path: Path,
         return window(values, *file_window), file_window
     if sample is None:
         return percentile_window(values, padding, path)
-    lo, hi = percentile_range(sample, None, path)
+    lo, hi = percentile_range(sample(), None, path)
     return _stretch(values, lo, hi), ((lo + hi) / 2.0, hi - lo, "percentile")
 
 
