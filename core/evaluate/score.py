@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from core.evaluate.bootstrap import auc_samples, metric_block, patient_bootstrap_weights
+from core.evaluate.calibration import table_calibration
 from core.evaluate.constants import (CI_LEVEL, DEFAULT_THRESHOLD, F_SCORE_DEFINITION, METRIC_NAMES,
                                      MODE_KEYS)
 from core.evaluate.mcnemar import _mcnemar_between
@@ -98,4 +99,5 @@ def evaluate_predictions(df: pd.DataFrame, train_counts: Mapping[str, Any] | Non
                          "at_tuned": _mcnemar_between(df, tuned=True)}
     at05 = result["mcnemar"]["at_0.5"]
     result["mcnemar_p"] = at05["p"] if at05 else None
+    result["calibration"] = table_calibration(df, MODE_KEYS)
     return result
