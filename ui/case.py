@@ -22,6 +22,7 @@ from core.errors import MammoError, MaskError
 from core.grid import VIEWS
 from core.predict import ViewInput, ViewResult, combine_view
 from core.preprocess import SOURCE_SIDE, to_display
+from core.readout import shown_call, threshold_sentence
 from core.roi import read_mask, row_mask
 
 MAX_VIEWS = 4
@@ -184,9 +185,7 @@ def signature(views: Iterable[CaseView]) -> str:
 
 
 def _call(p: float | None, threshold: float | None) -> str | None:
-    if p is None:
-        return None
-    return "malignant" if p >= (threshold if threshold is not None else 0.5) else "benign"
+    return None if p is None else shown_call(p, threshold).word
 
 
 def export_rows(results: Sequence[ViewResult], views: Sequence[CaseView] = ()) -> list[dict[str, Any]]:
@@ -220,37 +219,58 @@ def export_rows(results: Sequence[ViewResult], views: Sequence[CaseView] = ()) -
     return rows
 
 
-def breast_summary(results: Sequence[ViewResult]) -> list[dict[str, Any]]:
-    """Per breast: the highest P(malignant) of its views per grid and the resulting call.
+BREAST_RULE = ("A breast is called malignant by a grid when any of its views reaches that "
+               "view's threshold; the number shown is the deciding view's: the one furthest "
+               "above its threshold, or, when none reaches it, the one closest below.")
 
-    A breast is called malignant by a grid when any of its views reaches that
-    view's cell threshold.
+
+def breast_summary(results: Sequence[ViewResult]) -> list[dict[str, Any]]:
+    """Per breast and grid: the deciding view, its probability and threshold, and the call.
+
+    Views are served by cells with different thresholds, so the highest
+    probability need not decide (22 % may reach a 20 % threshold while 24 %
+    misses a 30 % one); the deciding view is shown instead (:data:`BREAST_RULE`).
     """
     rows = []
     for side, name in (("R", "right"), ("L", "left")):
         own = [r for r in results if r.view and r.view.startswith(side) and r.error is None]
         row: dict[str, Any] = {"breast": name, "views": ", ".join(sorted(r.view for r in own))}
         for grid in ("roi_aware", "baseline"):
-            pairs = [(getattr(r, f"p_malignant_{grid}"), getattr(r, f"threshold_{grid}"))
-                     for r in own if getattr(r, f"p_malignant_{grid}") is not None]
-            row[f"max_p_{grid}"] = max((p for p, _ in pairs), default=None)
-            row[f"call_{grid}"] = (None if not pairs else "malignant"
-                                   if any(_call(p, t) == "malignant" for p, t in pairs) else "benign")
+            scored = [(getattr(r, f"p_malignant_{grid}"), getattr(r, f"threshold_{grid}"), r.view)
+                      for r in own if getattr(r, f"p_malignant_{grid}") is not None]
+            scored = [(p, 0.5 if t is None else t, v) for p, t, v in scored]
+            p, t, view = max(scored, key=lambda s: s[0] - s[1], default=(None, None, None))
+            row[f"view_{grid}"], row[f"p_{grid}"], row[f"threshold_{grid}"] = view, p, t
+            row[f"call_{grid}"] = _call(p, t)
         rows.append(row)
     return rows
 
 
-def cell_counts(run_path: Path, cell: str | None) -> Mapping[str, int] | None:
-    """Training images of a cell by label (from its meta.json), for the "without ROI" note."""
+def cell_meta(run_path: Path, cell: str | None) -> Mapping[str, Any]:
+    """A cell's meta.json ({} when absent or unreadable: the page then says less, not fails)."""
     if not cell:
-        return None
+        return {}
     from core.runs import META_FILE, read_json
 
     try:
         meta = read_json(run_path / cell / META_FILE)
     except MammoError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def threshold_note(run_path: Path, cell: str | None, p: float | None,
+                   threshold: float | None) -> str | None:
+    """The threshold of the cell that served a view, stated by what it did on validation."""
+    if p is None or not cell:
         return None
-    counts = (meta.get("counts") or {}).get("train") if isinstance(meta, dict) else None
+    shown = shown_call(p, threshold)
+    return threshold_sentence(cell_meta(run_path, cell), threshold, shown.threshold)
+
+
+def cell_counts(run_path: Path, cell: str | None) -> Mapping[str, int] | None:
+    """Training images of a cell by label (from its meta.json), for the "without ROI" note."""
+    counts = (cell_meta(run_path, cell).get("counts") or {}).get("train")
     return counts if isinstance(counts, dict) else None
 
 

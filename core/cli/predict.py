@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from core.errors import MammoError
+from core.readout import shown_call
 
 RESULT_KEYS: tuple[str, ...] = (
     "image", "view", "roi", "cell", "fallback", "p_malignant_roi_aware", "p_malignant_baseline",
@@ -135,10 +136,11 @@ def _unique(stem: str, used: set[str]) -> str:
 
 
 def _prob(p: float | None, threshold: float | None) -> str:
+    """``72.4 % (malignant, ≥ 72.0 %)``: rounded so the numbers never contradict the call."""
     if p is None:
         return "–"
-    call = "malignant" if threshold is not None and p >= threshold else "benign"
-    return f"{p:.3f} ({call} @ {threshold:.2f})"
+    shown = shown_call(p, threshold)
+    return f"{shown.probability} ({shown.word}, {shown.relation} {shown.threshold})"
 
 
 def format_table(results: list) -> str:
