@@ -83,4 +83,4 @@ def _done_result(cell: Cell, cell_dir: Path, expected_sha: str | None = None) ->
         return None
     return CellResult(cell.name, "done", sha256=sha, n_train=meta["n_train"], n_val=meta["n_val"],
                       counts=meta["counts"], threshold=meta["threshold"],
-                      best_epoch=meta["best_epoch"], seconds=meta.get("seconds", 0.0))
+                      temperature=meta.get("temperature", 1.0), best_epoch=meta["best_epoch"], seconds=meta.get("seconds", 0.0))

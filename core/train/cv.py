@@ -16,7 +16,7 @@ from core.models import create_model, load_weights
 from core.train.config import TrainConfig, _labels, cell_rows
 from core.train.data import ImageBank
 from core.train.loop import predict_logits
-from core.train.metrics import _sigmoid
+from core.evaluate.calibration import scaled_probability
 from core.train.planned import _PlannedCell, _train_planned, plan_cells
 from core.train.progress import Progress
 
@@ -86,7 +86,8 @@ def cross_validate(folds: list[tuple[int, list[_PlannedCell], pd.DataFrame]], ou
                     continue
                 model = create_model(config.arch, config.img_size).to(device)
                 load_weights(model, fold_dir / cell.name / runs.WEIGHTS_FILE, res.sha256)
-                p = _sigmoid(predict_logits(model, bank.take(rows["image_path"]), device))
+                p = scaled_probability(predict_logits(model, bank.take(rows["image_path"]), device),
+                                       res.temperature or 1.0)
                 ys.append(_labels(rows)), ps.append(p), ts.append(np.full(len(p), res.threshold))
             cat = (lambda a: np.concatenate(a) if a else np.zeros(0))
             result[mode].append(_fold_metrics(cat(ys).astype(int), cat(ps), cat(ts), k + 1,
