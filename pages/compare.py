@@ -12,8 +12,9 @@ from core.errors import MammoError
 from core.evaluate import evaluate_run
 from core.runs import METRICS_FILE, PREDICTIONS_FILE, RunSummary
 from ui.common import RUN_KEY, runs, run_title, show_error, synthetic_notice
-from ui.metrics_view import (confusion_figure, cv_table, headline, mcnemar_text, paper_table,
-                             per_cell_table, roc_figure)
+from ui.metrics_view import (calibration_table, confusion_figure, cv_table, headline,
+                             mcnemar_text, paper_table, per_cell_table, reliability_figure,
+                             roc_figure)
 
 st.title("Compare")
 st.caption("Baseline grid (one model per view) against the ROI-aware grid (routed by view and "
@@ -89,6 +90,16 @@ for name, result in results.items():
             if key in confusion:
                 st.plotly_chart(confusion_figure(confusion[key][at], title),
                                 key=f"cm-{name}-{key}")
+    if result.get("calibration"):
+        r1, r2 = st.columns([3, 2])
+        r1.plotly_chart(reliability_figure(result), key=f"rel-{name}")
+        with r2:
+            st.dataframe(calibration_table(result), hide_index=True)
+            st.caption("Calibration of the served probabilities: ECE = mean gap between "
+                       "predicted and observed cancer rate over 10 equal-width bins (0 is "
+                       "perfect); Brier = mean squared error of the probability (0.25 for a "
+                       "constant 50 %). Each cell's temperature was fitted on its validation "
+                       "images.")
     with st.expander("Per cell (threshold 0.5)"):
         st.dataframe(per_cell_table(result), hide_index=True)
     if result.get("cv"):

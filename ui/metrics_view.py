@@ -150,3 +150,55 @@ def headline(result: Mapping[str, Any]) -> dict[str, Any]:
     p = result.get("mcnemar_p")
     row["McNemar p"] = "–" if p is None else ("< 0.001" if p < 0.001 else f"{p:.3f}")
     return row
+
+
+def reliability_figure(result: Mapping[str, Any]) -> go.Figure:
+    """Reliability diagram of each grid's served P(malignant) on the test set.
+
+    One point per non-empty bin of ``metrics.json``'s ``calibration`` block
+    (10 equal-width bins), sized by its image count; a calibrated grid lies on
+    the diagonal.  The legend carries each grid's ECE and Brier score.
+    """
+    cal = result.get("calibration") or {}
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated",
+                             line={"dash": "dot", "color": "#cccccc"}, hoverinfo="skip"))
+    for key, label in (("baseline", "baseline"), ("roi_aware", "ROI-aware")):
+        block = cal.get(key) or {}
+        curve = block.get("curve") or {}
+        if not curve.get("mean_p"):
+            continue
+        n = curve.get("n") or []
+        top = max(n, default=1)
+        fig.add_trace(go.Scatter(
+            x=curve["mean_p"], y=curve["frac_malignant"], mode="lines+markers",
+            name=f"{label} (ECE {fmt2(block.get('ece'))}, Brier {fmt2(block.get('brier'))})",
+            customdata=n, line={"color": GRID_COLOURS[key]},
+            marker={"size": [6 + 14 * (k / top) ** 0.5 for k in n]},
+            hovertemplate="mean P %{x:.2f}: %{y:.2f} malignant (%{customdata} images)"
+                          "<extra></extra>"))
+    fig.update_layout(height=400, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                      title={"text": "Reliability (test set, 10 equal-width bins)",
+                             "font": {"size": 13}},
+                      xaxis={"title": "mean predicted P(malignant)", "range": [0, 1],
+                             "constrain": "domain"},
+                      yaxis={"title": "fraction malignant", "range": [0, 1.02], "scaleanchor": "x"},
+                      legend={"orientation": "h", "y": -0.25, "font": {"size": 11}})
+    return fig
+
+
+def calibration_table(result: Mapping[str, Any]) -> pd.DataFrame:
+    """ECE and Brier score per grid, served (calibrated) and, when recorded, before scaling."""
+    cal = result.get("calibration") or {}
+    rows = []
+    for key, label in (("baseline", "baseline"), ("roi_aware", "ROI-aware")):
+        block = cal.get(key)
+        if not block:
+            continue
+        raw = block.get("uncalibrated") or {}
+        rows.append({"grid": label, "images": block.get("n"),
+                     "ECE (served)": fmt2(block.get("ece")),
+                     "Brier (served)": fmt2(block.get("brier")),
+                     "ECE before scaling": fmt2(raw.get("ece")),
+                     "Brier before scaling": fmt2(raw.get("brier"))})
+    return pd.DataFrame(rows)
