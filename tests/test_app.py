@@ -362,7 +362,10 @@ def test_compare_tables_references_and_paper_row(dirs, weights):
     assert "F-score (f1_weighted)" in table.columns and "F1 malignant" in table.columns
     assert "[" in table.loc["with ROI consideration (ROI-aware)", "Accuracy"]
     assert "McNemar" in texts(at)
-    assert len(at.get("plotly_chart")) == 3  # ROC + two confusion matrices
+    assert len(at.get("plotly_chart")) == 4  # ROC + two confusion matrices + reliability
+    calibration = at.dataframe[0].value.set_index("grid")
+    assert calibration.loc["baseline", "ECE (served)"] == \
+        f"{evaluate_run(run, n_boot=0)['calibration']['baseline']['ece']:.2f}"
     assert "Synthetic phantom data" in texts(at)
 
 
