@@ -96,7 +96,7 @@ def render_vs_exact(path: Path, size: int) -> dict[str, float]:
     t0 = time.perf_counter()
     exact = preprocess_array(read_image(path).pixels, params)
     t1 = time.perf_counter()
-    fast = preprocess_file(path, params)
+    fast, _ = preprocess_file(path, params)
     return {"render_vs_exact_mad": float(np.abs(fast.astype(np.int16) - exact).mean()),
             "float_path_ms": (t1 - t0) * 1000}
 

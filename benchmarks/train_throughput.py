@@ -97,7 +97,7 @@ def build_loop(config, model, step_model, opt, loss_fn, device: torch.device,
     from core.grid import Cell
     from core.train import ImageBank, Progress, _CellData, _Loop
 
-    bank = ImageBank(paths, config.img_size, config.clahe_clip, config.clahe_tiles, workers=1)
+    bank = ImageBank(paths, config.preprocess_params(), workers=1)
     reps = -(-n_images // len(paths))
     chosen = (paths * reps)[:n_images]
     y = np.resize(labels, n_images).astype(np.float32)

@@ -35,6 +35,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from core.crop import CropBox, mask_to_input
+from core.preprocess import PreprocessParams
 from core.errors import CheckpointError, ImageReadError, MammoError, MaskError
 from core.grid import MODES, VIEWS, Cell, Mode, modes_for, plan, route_image
 from core.models import MammoNet, cam_target, create_model, load_weights, pick_device
@@ -208,6 +210,8 @@ class ViewResult:
 
     ``cam_*`` are float32 ``(size, size)`` maps in [0, 1] over ``preprocessed``
     (the model's input); ``mask`` is the ROI at that size (0/1) or None.
+    ``box`` is the breast crop the input was cut from, as fractions of the
+    image: :func:`core.crop.map_to_full` draws a map back on the whole image.
     ``cell_roi_aware`` is the model that actually served the ROI-aware
     prediction, which differs from the routed cell when ``fallback`` is True.
     """
@@ -228,6 +232,7 @@ class ViewResult:
     cam_baseline: np.ndarray | None = None
     preprocessed: np.ndarray | None = None
     mask: np.ndarray | None = None
+    box: CropBox | None = None
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
 
@@ -261,15 +266,6 @@ class _Prepared:
 
 # --------------------------------------------------------------------------- predictor
 
-def _preprocess_params(info: dict[str, Any], size: int):
-    """The run's CLAHE settings (``run.json`` ``preprocess`` block), else the defaults."""
-    from core.preprocess import PreprocessParams
-
-    block = info.get("preprocess") if isinstance(info.get("preprocess"), dict) else info
-    kwargs = {k: block[k] for k in ("clahe_clip", "clahe_tiles") if k in block}
-    return PreprocessParams(size, **kwargs)
-
-
 class Predictor:
     """The models of one run, loaded once, and routed prediction over them.
 
@@ -295,7 +291,7 @@ class Predictor:
         modes = info.get("modes", MODES)
         modes = modes_for(modes) if isinstance(modes, str) else modes
         self.modes: tuple[Mode, ...] = tuple(m for m in MODES if m in modes)
-        self.params = _preprocess_params(info, self.img_size)
+        self.params = PreprocessParams.from_run(info, self.img_size)
         self.device = device if isinstance(device, torch.device) else pick_device(device)
         self.models: dict[str, MammoNet] = {}
         self.thresholds: dict[str, float] = {}
@@ -437,10 +433,10 @@ class Predictor:
 
     def _prepare(self, index: int, item: ViewInput, result: ViewResult) -> _Prepared:
         """Read, preprocess, assign the view and read the mask of one input."""
-        from core.preprocess import preprocess_array, source_side
+        from core.preprocess import prepare_input, source_side
 
         pixels, source_shape, tags = _read_pixels(item, source_side(self.params.size))
-        result.preprocessed = preprocess_array(pixels, self.params)
+        result.preprocessed, result.box = prepare_input(pixels, self.params)
         view, source = combine_view(tags.get("laterality"), tags.get("view_position"),
                                     item.name or (Path(item.path).name if item.path else ""),
                                     item.view, "user", result.warnings)
@@ -453,7 +449,7 @@ class Predictor:
         if full is not None and not result.roi:
             result.warnings.append("the mask is empty (all zero): routed as without ROI")
         if result.roi:
-            result.mask = _shrink_mask(full, self.img_size)
+            result.mask = mask_to_input(full, result.box, self.img_size)
         return _Prepared(index, result.preprocessed, view, result.roi)
 
     def _predict_mode(self, mode: Mode, prepared: list[_Prepared], results: list[ViewResult],
@@ -526,12 +522,6 @@ def _read_input_mask(item: ViewInput, shape: tuple[int, int]) -> np.ndarray | No
     if item.mask_path is not None:
         return read_mask(item.mask_path, expected_shape=shape)
     return None
-
-
-def _shrink_mask(mask: np.ndarray, size: int) -> np.ndarray:
-    """Area-resize then threshold, so a small ROI does not vanish when shrunk."""
-    small = cv2.resize(mask.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
-    return (small > 0).astype(np.uint8)
 
 
 def _unit_maps(maps: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -9,6 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from core.crop import map_to_full
 from core.datasets import load_dataset
 from core.errors import MammoError
 from core.grid import VIEWS
@@ -190,6 +191,8 @@ def panel(r: ViewResult | None, v: CaseView | None, run: RunSummary, source: str
             return
         cam = {"ROI-aware": r.cam_roi_aware, "Baseline": r.cam_baseline}.get(source)
         base = v.display if v is not None and v.display is not None else r.preprocessed
+        if cam is not None and base is not r.preprocessed and r.box is not None:
+            cam = map_to_full(cam, r.box, base.shape)  # back through the breast crop
         mask = v.mask if v is not None and v.mask is not None and r.roi else r.mask
         img = fit_height(draw_outline(cam_overlay(base, cam, opacity), mask), PANEL_HEIGHT)
         mirrored = needs_mirror(r.view, base)

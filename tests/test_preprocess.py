@@ -17,6 +17,7 @@ from helpers import dicom_real
 from core import preprocess as pp
 from core.errors import ImageReadError
 from core.preprocess import (PreprocessCache, PreprocessParams, default_cache, load_preprocessed,
+                             load_preprocessed_with_box,
                              preprocess_array, preprocess_many, to_display)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,10 +47,10 @@ def test_preprocess_array_is_square_uint8():
 
 def test_clip_zero_disables_clahe_and_steps_are_8bit_then_stretch():
     pixels = np.linspace(0, 1, 120 * 80, dtype=np.float32).reshape(120, 80)
-    out = preprocess_array(pixels, PreprocessParams(size=40, clahe_clip=0))
+    out = preprocess_array(pixels, PreprocessParams(size=40, clahe_clip=0, crop=False))
     expected = cv2.resize(pp.to_uint8(pixels), (40, 40), interpolation=cv2.INTER_AREA)
     np.testing.assert_array_equal(out, expected)
-    assert not np.array_equal(out, preprocess_array(pixels, PreprocessParams(size=40)))
+    assert not np.array_equal(out, preprocess_array(pixels, PreprocessParams(size=40, crop=False)))
 
 
 def test_to_uint8_rounds_clips_and_zeroes_nan():
@@ -58,7 +59,7 @@ def test_to_uint8_rounds_clips_and_zeroes_nan():
 
 
 @pytest.mark.parametrize("kwargs", [dict(size=0), dict(size=10_000), dict(size=64, clahe_clip=-1),
-                                    dict(size=64, clahe_tiles=0)])
+                                    dict(size=64, clahe_tiles=0), dict(size=64, fit="zoom")])
 def test_params_are_validated(kwargs):
     with pytest.raises(ValueError):
         PreprocessParams(**kwargs)
@@ -66,7 +67,7 @@ def test_params_are_validated(kwargs):
 
 def test_params_defaults_and_frozen():
     params = PreprocessParams(size=384)
-    assert (params.clahe_clip, params.clahe_tiles) == (2.0, 8)
+    assert (params.clahe_clip, params.clahe_tiles, params.crop, params.fit) == (2.0, 8, True, "stretch")
     with pytest.raises(AttributeError):
         params.size = 5  # type: ignore[misc]
 
@@ -80,11 +81,12 @@ def test_pydicom_files_preprocess(name):
 
 def test_real_radiographs_tissue_bright():
     # RG3 (MONOCHROME1 lower leg): bone/soft tissue in the middle, air beside it.
-    leg = load_preprocessed(dicom_real("RG3_UNCR.dcm"), PreprocessParams(size=384), cache=None)
+    whole = PreprocessParams(size=384, crop=False)  # the whole frame: the checks are positions
+    leg = load_preprocessed(dicom_real("RG3_UNCR.dcm"), whole, cache=None)
     assert leg.shape == (384, 384)
     assert leg[:, 170:230].mean() > leg[:, 105:130].mean() + 60
     # RG1 (MONOCHROME1 chest): the spine is brighter than the lung fields.
-    chest = load_preprocessed(dicom_real("RG1_UNCR.dcm"), PreprocessParams(size=384), cache=None)
+    chest = load_preprocessed(dicom_real("RG1_UNCR.dcm"), whole, cache=None)
     spine, lung = chest[100:250, 180:200].mean(), chest[100:200, 70:120].mean()
     assert spine > lung + 30
 
@@ -125,10 +127,12 @@ def test_cache_misses_on_new_mtime_or_params(tmp_path, dicom_small, monkeypatch)
 
 def test_cache_entries_are_plain_npy_and_writes_leave_no_temp(tmp_path, dicom_small):
     cache = PreprocessCache(tmp_path / "cache")
-    arr = load_preprocessed(dicom_small, P64, cache)
-    files = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
-    assert len(files) == 1 and files[0].suffix == ".npy" and not files[0].name.startswith(".tmp")
-    np.testing.assert_array_equal(np.load(files[0], allow_pickle=False), arr)
+    arr, box = load_preprocessed_with_box(dicom_small, P64, cache)
+    files = sorted((p for p in (tmp_path / "cache").rglob("*") if p.is_file()), key=lambda p: p.suffix)
+    assert [f.suffix for f in files] == [".box", ".npy"]
+    assert not any(f.name.startswith(".tmp") for f in files)
+    np.testing.assert_array_equal(np.load(files[1], allow_pickle=False), arr)
+    assert tuple(np.frombuffer(files[0].read_bytes(), np.float64)) == box.as_tuple()
 
 
 def test_damaged_entry_is_a_miss_and_is_rewritten(tmp_path, dicom_small):
@@ -138,7 +142,9 @@ def test_damaged_entry_is_a_miss_and_is_rewritten(tmp_path, dicom_small):
     entry.write_bytes(b"\x93NUMPY garbage")
     assert cache.get(dicom_small, P64) is None
     np.testing.assert_array_equal(load_preprocessed(dicom_small, P64, cache), arr)
-    np.testing.assert_array_equal(cache.get(dicom_small, P64), arr)
+    np.testing.assert_array_equal(cache.get(dicom_small, P64)[0], arr)
+    cache.box_entry(entry).write_bytes(b"short")  # a damaged box is a miss too
+    assert cache.get(dicom_small, P64) is None
 
 
 def test_unwritable_cache_still_returns_the_image(tmp_path, dicom_small):

@@ -18,8 +18,9 @@ def to_rgb(grey: np.ndarray) -> np.ndarray:
 def cam_overlay(grey: np.ndarray, cam: np.ndarray | None, opacity: float) -> np.ndarray:
     """Blend a [0, 1] Grad-CAM map (jet colours) over a grey image; opacity 0 = image only.
 
-    The map is stretched to the image (the model saw a square stretch of the
-    whole image, so the map covers the whole image too); weak activations stay grey.
+    A map over the model input is stretched to the image; a map already
+    placed on the whole image (:func:`core.crop.map_to_full`) fits as it is.
+    Weak activations stay grey.
     """
     rgb = to_rgb(grey)
     if cam is None or opacity <= 0:

@@ -1,7 +1,7 @@
 """``python -m core preprocess FILE --size S --out OUT.png``: one file's model input.
 
 Writes exactly what training and prediction feed the model (window → 8-bit →
-square stretch → CLAHE), so a user can check the preprocessing of any file.
+breast crop → square stretch → CLAHE), so a user can check the preprocessing of any file.
 The shared cache is not used: a one-off look should neither need nor fill it.
 """
 from __future__ import annotations
@@ -47,12 +47,16 @@ def register(subparsers) -> None:
     p.add_argument("--out", type=Path, required=True, help="PNG to write")
     p.add_argument("--clahe-clip", type=_clip, default=2.0, help="CLAHE clip limit (0 = off)")
     p.add_argument("--clahe-tiles", type=_tiles, default=8, help="CLAHE tiles per side")
+    p.add_argument("--no-crop", dest="crop", action="store_false",
+                   help="the whole frame instead of the breast crop")
+    p.add_argument("--fit", choices=("stretch", "pad"), default="stretch",
+                   help="breast crop to the square: stretch (default) or pad (aspect kept)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     params = PreprocessParams(size=args.size, clahe_clip=args.clahe_clip,
-                              clahe_tiles=args.clahe_tiles)
+                              clahe_tiles=args.clahe_tiles, crop=args.crop, fit=args.fit)
     img = load_preprocessed(args.file, params, cache=None)
     _write_png(args.out, img)
     print(f"wrote {args.out} ({img.shape[1]}x{img.shape[0]}) from {args.file}")

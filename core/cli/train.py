@@ -65,6 +65,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pretrained", help="backbone weights: a local .safetensors file, or 'hub' for timm's (needs a network)")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
     p.add_argument("--workers", type=_non_negative, help="preprocessing processes (0 = all cores)")
+    p.add_argument("--no-crop", dest="crop", action="store_false", default=None,
+                   help="feed the whole frame instead of the breast crop (for comparison)")
+    p.add_argument("--fit", choices=("stretch", "pad"),
+                   help="breast crop to the square input: stretch (default) or pad (aspect kept)")
     p.add_argument("--synthetic", action="store_true", default=None,
                    help="mark the run as synthetic even without a phantom.json marker")
     p.set_defaults(func=run)
@@ -72,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 _FIELDS = ("arch", "img_size", "epochs", "mode", "device", "batch_size", "lr", "weight_decay",
            "val_fraction", "balanced", "augment", "select", "cv", "resume", "seed",
-           "pretrained", "compile", "workers", "synthetic")
+           "pretrained", "compile", "workers", "synthetic", "crop", "fit")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,7 +4,9 @@ CESM subtracted image, and the lesion shapes in image pixels.
 Orientation (the usual hanging convention, as in VinDr): left-breast views
 have the chest wall on the image's left edge and the nipple pointing right;
 right-breast views are mirrored.  Images are portrait; ``size`` is the long
-(vertical) side.
+(vertical) side.  The breast does not fill the detector: it sits off-centre
+against the chest-wall edge, and the view is burned in as text in the air
+(:mod:`core.phantom.detector`).
 """
 from __future__ import annotations
 
@@ -16,8 +18,12 @@ import numpy as np
 
 from core.errors import MammoError
 from core.phantom.anatomy import Scene, make_scene
+from core.phantom.detector import burn_label, detector_layout, place, shift_drawn
 from core.phantom.lesions import Lesion, draw_lesion
 from core.phantom.profiles import DENSITIES, VIEWS, difficulty_value
+
+
+CESM_AIR = 0.07  # the subtracted image's background grey
 
 
 def _flip_shape(item: dict[str, Any], w: int) -> dict[str, Any]:
@@ -56,11 +62,11 @@ def _compose_cesm(scene: Scene, enh: np.ndarray, rng: np.random.Generator) -> np
     body = body + 0.05 * np.exp(-scene.dist / max(1.0, scene.h / 400)) - 0.08 * scene.pectoral
     img = cv2.GaussianBlur(body.astype(np.float32), (0, 0), max(0.6, scene.h / 800))
     img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(0.012)
-    return np.where(scene.mask, np.clip(img, 0.05, 1.0), 0.07).astype(np.float32)
+    return np.where(scene.mask, np.clip(img, 0.05, 1.0), CESM_AIR).astype(np.float32)
 
 
 def render(rng: np.random.Generator, view: str, density: str, lesions: Sequence[Lesion],
-           size: int, difficulty: float, aspect: float, subtracted: bool
+           size: int, difficulty: float, aspect: float, subtracted: bool, labels: bool = True
            ) -> tuple[np.ndarray, np.ndarray | None, list[dict[str, Any]]]:
     """The DM image, the CESM subtracted image when ``subtracted`` (else None)
     and the drawn lesions, all in the view's final orientation.
@@ -70,26 +76,31 @@ def render(rng: np.random.Generator, view: str, density: str, lesions: Sequence[
     """
     h = int(size)
     w = max(8, int(round(size * aspect / 2)) * 2)
-    scene = make_scene(rng, view, density, h, w)
-    lesion_map = np.zeros((h, w), np.float32)
-    enh = np.zeros((h, w), np.float32)
+    hb, wb, y_off = detector_layout(rng, h, w)
+    scene = make_scene(rng, view, density, hb, wb)
+    lesion_map = np.zeros((hb, wb), np.float32)
+    enh = np.zeros((hb, wb), np.float32)
     drawn = []
     for lesion in lesions:
         item = draw_lesion(scene, lesion, difficulty, lesion_map, enh)
-        drawn.append({**item, "kind": lesion.kind, "category": lesion.category})
+        drawn.append(shift_drawn({**item, "kind": lesion.kind, "category": lesion.category}, y_off))
     lesion_map *= scene.mask
-    dm = _compose_dm(scene, lesion_map, rng)
-    cm = _compose_cesm(scene, enh, rng) if subtracted else None
+    dm = place(_compose_dm(scene, lesion_map, rng), h, w, y_off, 0.0)
+    cm = place(_compose_cesm(scene, enh, rng), h, w, y_off, CESM_AIR) if subtracted else None
     if scene.flip:
         dm = dm[:, ::-1].copy()
         cm = cm[:, ::-1].copy() if cm is not None else None
         drawn = [_flip_shape(d, w) for d in drawn]
+    label_seed = int(rng.integers(2**32))  # one label form for both images of a CESM pair
+    for img in (dm, cm):
+        if img is not None and labels:
+            burn_label(img, view, np.random.default_rng(label_seed))
     return dm, cm, drawn
 
 
 def render_view(rng: np.random.Generator, view: str, density: str = "B",
                 lesions: Sequence[Lesion] = (), size: int = 512,
-                difficulty: float | str = "moderate", aspect: float = 0.8
+                difficulty: float | str = "moderate", aspect: float = 0.8, labels: bool = True
                 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """One synthetic full-field mammogram, for tests and benchmarks.
 
@@ -97,13 +108,14 @@ def render_view(rng: np.random.Generator, view: str, density: str = "B",
     brighter = denser, as displayed) and one dict per lesion with ``kind``,
     ``category`` (VinDr finding), ``box`` ``(xmin, ymin, xmax, ymax)`` and
     ``shape`` (a :mod:`core.roi` shape: ellipse, polygon or circle), in pixels.
+    ``labels=False`` leaves out the burned-in view label (the same breast otherwise).
     """
     if view not in VIEWS:
         raise MammoError(f"unknown view {view!r}; expected one of {', '.join(VIEWS)}")
     if density not in DENSITIES:
         raise MammoError(f"unknown density {density!r}; expected one of {', '.join(DENSITIES)}")
     dm, _, drawn = render(rng, view, density, lesions, size, difficulty_value(difficulty),
-                          aspect, subtracted=False)
+                          aspect, subtracted=False, labels=labels)
     return dm, drawn
 
 

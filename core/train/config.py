@@ -50,6 +50,14 @@ class TrainConfig:
     synthetic: bool | None = None
     clahe_clip: float = 2.0
     clahe_tiles: int = 8
+    crop: bool = True
+    fit: str = "stretch"
+
+    def preprocess_params(self):
+        """The preprocessing every image of this run goes through (one spec for all)."""
+        from core.preprocess import PreprocessParams
+
+        return PreprocessParams(self.img_size, self.clahe_clip, self.clahe_tiles, self.crop, self.fit)
 
     def check(self) -> None:
         """Refuse nonsense before any work starts (one clear message)."""
@@ -64,6 +72,8 @@ class TrainConfig:
             problems.append(f"validation fraction must be in (0, 0.5] (got {self.val_fraction})")
         if self.cv == 1 or self.cv < 0:
             problems.append(f"--cv needs K ≥ 2 folds (got {self.cv})")
+        if self.fit not in ("stretch", "pad"):
+            problems.append(f"fit must be stretch or pad (got {self.fit!r})")
         if self.select not in ("val_loss", "val_auc"):
             problems.append(f"select must be val_loss or val_auc (got {self.select!r})")
         try:
@@ -84,7 +94,7 @@ class TrainConfig:
         """The options a resumed run must share with the interrupted one."""
         keys = ("arch", "img_size", "epochs", "lr", "weight_decay", "batch_size",
                 "val_fraction", "balanced", "seed", "mode", "augment", "select", "cv",
-                "clahe_clip", "clahe_tiles")
+                "clahe_clip", "clahe_tiles", "crop", "fit")
         return {k: getattr(self, k) for k in keys}
 
 

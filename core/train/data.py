@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 
 from core.errors import TrainingError
+from core.preprocess import PreprocessParams
 from core.train.cancel import _CANCEL, TrainingCancelled
 
 
@@ -27,11 +28,10 @@ class ImageBank:
     preprocess cache (:mod:`core.preprocess`) makes a second run start fast.
     """
 
-    def __init__(self, paths: list[str], size: int, clahe_clip: float = 2.0,
-                 clahe_tiles: int = 8, workers: int = 0):
-        from core.preprocess import PreprocessParams, load_preprocessed, preprocess_many
+    def __init__(self, paths: list[str], params: PreprocessParams, workers: int = 0):
+        from core.preprocess import load_preprocessed, preprocess_many
 
-        params = PreprocessParams(size, clahe_clip, clahe_tiles)
+        size = params.size
         unique = list(dict.fromkeys(paths))
         if len(unique) > 64 and workers != 1:
             report = preprocess_many(unique, params, workers or None)

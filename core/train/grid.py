@@ -105,8 +105,7 @@ def _run(df: pd.DataFrame, out_dir: Path, config: TrainConfig, device: torch.dev
     folds = _cv_plan(train_df, config) if config.cv and not _cv_complete(out_dir, config) else []
     reporter.total = max(1, _total_steps(planned, config)
                          + sum(_total_steps(fp, config) for _, fp, _ in folds))
-    bank = ImageBank(list(train_df["image_path"]), config.img_size, config.clahe_clip,
-                     config.clahe_tiles, config.workers)
+    bank = ImageBank(list(train_df["image_path"]), config.preprocess_params(), config.workers)
     if folds:
         atomic_write_json(out_dir / runs.CV_FILE,
                           cross_validate(folds, out_dir, config, bank, reporter, device))

@@ -171,7 +171,7 @@ def train_cell(cell: Cell, train_df: pd.DataFrame, val_df: pd.DataFrame, config:
             return kept
     if bank is None:
         bank = ImageBank(list(train_df["image_path"]) + list(val_df["image_path"]),
-                         config.img_size, config.clahe_clip, config.clahe_tiles, config.workers)
+                         config.preprocess_params(), config.workers)
     device = pick_device(config.device)
     _setup_threads(device)
     cell_dir.mkdir(parents=True, exist_ok=True)

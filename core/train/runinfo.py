@@ -78,7 +78,7 @@ def _new_run_info(out_dir: Path, df: pd.DataFrame, source: Path | None, config: 
         "balanced": config.balanced, "seed": config.seed, "device": str(device),
         "modes": list(modes_for(config.mode)), "val_fraction": config.val_fraction,
         "augment": config.augment, "select": config.select, "cv": config.cv,
-        "preprocess": {"clahe_clip": config.clahe_clip, "clahe_tiles": config.clahe_tiles},
+        "preprocess": config.preprocess_params().to_json(),
         "pretrained": config.pretrained, "config": asdict(config),
         "split_counts": {s: int((df["split"] == s).sum()) for s in ("train", "test")},
         "train_counts": class_counts(train),
