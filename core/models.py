@@ -128,19 +128,81 @@ def create_model(arch: str, img_size: int, pretrained: str | Path | bool | None 
     return MammoNet(backbone, arch, img_size)
 
 
-def cam_target(model: MammoNet) -> tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor] | None]:
-    """The layer Grad-CAM should watch and how to turn its output into NCHW.
+@dataclass(frozen=True)
+class CamRecipe:
+    """Which Grad-CAM variant watches which feature stages.
 
-    timm's Swin stages emit NHWC tensors; ConvNeXt stages are already NCHW.
-    The last feature stage (``feature_info[-1]``) is the usual choice: the
-    coarsest map that still has spatial extent.
+    ``stages`` index timm's ``feature_info`` (``-1`` the last stage, stride 32;
+    ``-2`` the one before, stride 16; ...), which names the same depth in a
+    ResNet, a ConvNeXt and a Swin, so one recipe reads alike for every family.
+    Several stages are averaged by pytorch-grad-cam (each scaled to [0, 1]).
     """
-    backbone = model.backbone
-    module_name = backbone.feature_info[-1]["module"]
-    layer = backbone.get_submodule(module_name)
-    if arch_spec(model.arch).family == "swin":
-        return layer, lambda t: t.permute(0, 3, 1, 2)
-    return layer, None
+
+    method: str  # a key of CAM_METHODS
+    stages: tuple[int, ...] = (-1,)
+
+    def describe(self) -> str:
+        """``"HiResCAM on stage -2"``: how a map was made, for reports."""
+        where = ", ".join(str(s) for s in self.stages)
+        return f"{CAM_METHODS[self.method]} on stage{'s' if len(self.stages) > 1 else ''} {where}"
+
+
+CAM_METHODS: dict[str, str] = {
+    "gradcam": "GradCAM", "hirescam": "HiResCAM", "layercam": "LayerCAM",
+    "gradcam++": "GradCAMPlusPlus",
+}
+"""Recipe method names → pytorch-grad-cam class names."""
+
+CAM_RECIPES: dict[str, CamRecipe] = {
+    "generic": CamRecipe("gradcam", (-1,)),
+    "convnext": CamRecipe("gradcam", (-1,)),
+    "swin": CamRecipe("gradcam", (-1,)),
+}
+"""The recipe per architecture family (:attr:`ArchSpec.family`)."""
+
+
+def _nhwc_to_nchw(t: torch.Tensor) -> torch.Tensor:
+    return t.permute(0, 3, 1, 2)
+
+
+_CAM_RESHAPES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"swin": _nhwc_to_nchw}
+"""Families whose stages emit NHWC tensors (timm's Swin) and how to make them NCHW."""
+
+
+@dataclass(frozen=True)
+class CamTarget:
+    """What a CAM watches: the method, the layers (and their names) and the NCHW reshape."""
+
+    recipe: CamRecipe
+    layers: tuple[nn.Module, ...]
+    names: tuple[str, ...]
+    reshape: Callable[[torch.Tensor], torch.Tensor] | None
+
+
+def cam_target(model: MammoNet, recipe: CamRecipe | None = None) -> CamTarget:
+    """The layers Grad-CAM should watch for ``model`` (its family's recipe unless given).
+
+    Stages are taken from ``feature_info``; timm's Swin stages emit NHWC
+    tensors and get a reshape, ConvNeXt and CNN stages are already NCHW.
+    """
+    family = arch_spec(model.arch).family
+    recipe = recipe or CAM_RECIPES[family]
+    if recipe.method not in CAM_METHODS:
+        raise ValueError(f"unknown CAM method {recipe.method!r}; expected one of "
+                         f"{', '.join(CAM_METHODS)}")
+    info = model.backbone.feature_info
+    names = tuple(info[s]["module"] for s in recipe.stages)
+    layers = tuple(model.backbone.get_submodule(n) for n in names)
+    return CamTarget(recipe, layers, names, _CAM_RESHAPES.get(family))
+
+
+def make_cam(model: MammoNet, recipe: CamRecipe | None = None) -> Any:
+    """A pytorch-grad-cam object for ``model`` following :func:`cam_target`."""
+    import pytorch_grad_cam
+
+    target = cam_target(model, recipe)
+    cls = getattr(pytorch_grad_cam, CAM_METHODS[target.recipe.method])
+    return cls(model=model, target_layers=list(target.layers), reshape_transform=target.reshape)
 
 
 def _sha256(data: bytes) -> str:

@@ -6,7 +6,7 @@ import torch
 
 from core.errors import CheckpointError
 from core.models import (
-    ARCHS, cam_target, create_model, load_tensors, load_weights, save_tensors, save_weights,
+    ARCHS, CamRecipe, arch_spec, cam_target, create_model, load_tensors, load_weights, save_tensors, save_weights,
 )
 
 TINY = ("convnextv2_atto", "swin_micro")
@@ -25,18 +25,19 @@ def test_grey_input_gives_one_logit_per_image(arch):
     torch.testing.assert_close(out, direct)
 
 
-@pytest.mark.parametrize("arch", TINY)
-def test_cam_target_gives_nchw_maps(arch):
+@pytest.mark.parametrize("arch", (*TINY, "resnet10t"))
+@pytest.mark.parametrize("stage, side", [(-1, 2), (-2, 4)])  # stride 32 and 16 at 64 px
+def test_cam_target_gives_nchw_maps(arch, stage, side):
     model = create_model(arch, 64).eval()
-    layer, reshape = cam_target(model)
+    target = cam_target(model, CamRecipe("gradcam", (stage,)))
     seen = {}
-    handle = layer.register_forward_hook(lambda m, i, o: seen.setdefault("out", o))
+    handle = target.layers[0].register_forward_hook(lambda m, i, o: seen.setdefault("out", o))
     with torch.no_grad():
         model(torch.rand(2, 1, 64, 64))
     handle.remove()
-    out = reshape(seen["out"]) if reshape else seen["out"]
-    assert out.shape[0] == 2 and out.shape[2:] == (2, 2)
-    assert (reshape is not None) == (ARCHS[arch].family == "swin")
+    out = target.reshape(seen["out"]) if target.reshape else seen["out"]
+    assert out.shape[0] == 2 and out.shape[2:] == (side, side)
+    assert (target.reshape is not None) == (arch_spec(arch).family == "swin")
 
 
 def test_paper_swin_uses_window_12_at_384():
