@@ -39,7 +39,9 @@ The modules, from the bottom up:
   rows, at 0.5 and at the tuned thresholds.
 - :mod:`~core.evaluate.cv`: mean ± sd summary of per-fold cross-validation results.
 - :mod:`~core.evaluate.jsonio`: plain-JSON conversion (NaN → null) and atomic writes.
-- :mod:`~core.evaluate.run_folder`: :func:`evaluate_run`: a run folder in, ``metrics.json`` out.
+- :mod:`~core.evaluate.run_folder`: :func:`evaluate_run`: a run folder in, ``metrics.json`` out;
+  :func:`evaluate_external`: the same for an external dataset's folder inside the run.
+- :mod:`~core.evaluate.pointing`: the Grad-CAM pointing score (peak in the dilated ROI vs chance).
 - :mod:`~core.evaluate.report`: the paper-style text tables, per-cell lines, CV summary.
 """
 from __future__ import annotations
@@ -67,7 +69,8 @@ from core.evaluate.report import (TABLE_COLUMNS, TABLE_ROWS, _fmt, _fmt_p, _foot
                                   _header_lines, format_cell, format_cv, format_paper_table,
                                   format_per_cell, format_report)
 from core.evaluate.roc import _auc_from_weights, roc_auc, roc_points
-from core.evaluate.run_folder import _read_json, _run_header, evaluate_run
+from core.evaluate.run_folder import (_read_json, _run_header, evaluate_external, evaluate_run,
+                                      external_folder)
 from core.evaluate.score import _empty_block, _majority, evaluate_predictions
 from core.evaluate.table import (_FALSE, _MODE_ALIASES, _TRUE, _parse_bool, _parse_float,
                                  _parse_label, clean_predictions, read_predictions)
@@ -78,7 +81,7 @@ __all__ = [
     "REQUIRED_COLUMNS", "RUN_FILE", "SYNTHETIC_BANNER", "SYSTEM_KEYS", "TABLE_COLUMNS",
     "TABLE_ROWS", "accuracy", "atomic_write_json", "auc_samples", "balanced_accuracy",
     "clean_predictions", "confusion_counts", "confusion_matrix", "evaluate_predictions",
-    "evaluate_run", "f1_malignant", "f1_weighted", "format_cell", "format_cv",
+    "evaluate_external", "evaluate_run", "external_folder", "f1_malignant", "f1_weighted", "format_cell", "format_cv",
     "format_paper_table", "format_per_cell", "format_report", "mcnemar_exact", "metric_block",
     "metrics_from_counts", "paired_mcnemar", "paper_reported", "patient_bootstrap_weights",
     "per_cell_metrics", "read_predictions", "roc_auc", "roc_points", "sensitivity",

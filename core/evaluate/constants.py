@@ -24,4 +24,7 @@ PREDICTIONS_FILE = "predictions.csv"
 METRICS_FILE = "metrics.json"
 RUN_FILE = "run.json"
 CV_FILE = "cv.json"
+CAM_POINTING_FILE = "cam_pointing.json"  # written where the models ran
+EXTERNAL_DIR = "external"  # <run>/external/<dataset>-<split>/: external validations
+DATASET_FILE = "dataset.json"  # in an external folder: which dataset, layout, split
 SYNTHETIC_BANNER = "SYNTHETIC PHANTOM DATA — not evidence about real patients"

@@ -47,12 +47,20 @@ def _fmt_p(p: float | None) -> str:
 
 def _header_lines(result: Mapping[str, Any]) -> list[str]:
     run = result.get("run") or {}
+    external = result.get("dataset")
     lines = []
-    if run.get("synthetic"):
+    if run.get("synthetic") or (external or {}).get("synthetic"):
         lines.append(SYNTHETIC_BANNER)
     fields = [f"{k} {run[k]}" for k in ("dataset", "arch", "img_size", "epochs", "seed") if k in run]
     title = f"Run {run['name']}" if "name" in run else "Evaluation"
     lines.append(title + (f" — {', '.join(fields)}" if fields else ""))
+    if external:
+        lines.append(f"External dataset {external['name']} ({external['layout']} layout, "
+                     f"split {external['split']}, {external['n_images']} images): {external['path']}")
+        if external.get("training_dataset"):
+            lines.append("Note: this is the dataset the run was trained on"
+                         + ("; its training images are not an external test"
+                            if external["split"] != "test" else ""))
     lines.append(f"{result['n_images']} test images, {result['n_patients']} patients, "
                  f"{result['n_malignant']} malignant")
     return lines
@@ -135,10 +143,26 @@ def format_cv(result: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_pointing(result: Mapping[str, Any]) -> str:
+    """Grad-CAM pointing per grid: hit rate against chance, and how the maps were made."""
+    pointing = result.get("cam_pointing") or {}
+    lines = [f"Grad-CAM pointing (malignant images with an ROI; a hit = map peak inside the ROI "
+             f"dilated by {100 * pointing.get('dilation', 0.02):.0f} % of the side)"
+             + (f", {pointing['method']}:" if pointing.get("method") else ":")]
+    for key, title in (("baseline", "baseline"), ("roi_aware", "ROI-aware")):
+        score = pointing.get(key)
+        if score is not None:
+            lines.append(f"  {title}: hit rate {_fmt(score['hit_rate'])} of {score['n']} images "
+                         f"(chance {_fmt(score['chance'])})")
+    return "\n".join(lines)
+
+
 def format_report(result: Mapping[str, Any]) -> str:
-    """Everything the command line prints: both tables, per-cell, CV."""
+    """Everything the command line prints: both tables, per-cell, CAM pointing, CV."""
     parts = [format_paper_table(result, "0.5"), "", format_paper_table(result, "tuned", header=False),
              "", "Per cell (threshold 0.5):", format_per_cell(result)]
+    if result.get("cam_pointing"):
+        parts += ["", format_pointing(result)]
     if result.get("cv"):
         parts += ["", format_cv(result)]
     return "\n".join(parts)

@@ -34,14 +34,19 @@ def _predict_and_evaluate(out_dir: Path, test_df: pd.DataFrame, info: dict[str, 
         info["evaluation"] = "no cell was trained: nothing to predict"
         return
     try:
-        from core.predict import predict_manifest
+        from core.cam_pointing import CAM_POINTING_FILE, run_cam_pointing
+        from core.predict import Predictor, predict_manifest
     except ImportError as err:
         info["evaluation"] = f"core.predict is not available ({err}); no predictions.csv"
         return
     _write_run(out_dir, info)  # the predictor reads the finished cells from run.json
-    predictions = predict_manifest(out_dir, test_df, device=device)
+    predictor = Predictor(out_dir, device)
+    predictions = predict_manifest(predictor, test_df)
     info["unpredicted"] = int(predictions.attrs.get("unpredicted", 0))
     atomic_write_bytes(out_dir / runs.PREDICTIONS_FILE, predictions.to_csv(index=False).encode())
+    # Grad-CAM pointing needs the models and the ROI geometry, both at hand only here;
+    # evaluation (which reads tables, not models) merges the file into metrics.json.
+    atomic_write_json(out_dir / CAM_POINTING_FILE, run_cam_pointing(predictor, test_df))
     try:
         from core.evaluate import evaluate_run
     except ImportError as err:
