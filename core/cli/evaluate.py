@@ -1,7 +1,11 @@
-"""``python -m core evaluate checkpoints/NAME [--json] [--boot N] [--seed S]``.
+"""``python -m core evaluate checkpoints/NAME [--dataset DIR [--split test|train|all]] [--json]``.
 
-Reads the run's ``predictions.csv`` (never its models), writes
-``metrics.json`` and prints the paper-style tables, or the JSON with --json.
+Without ``--dataset``: reads the run's ``predictions.csv`` (never its
+models), writes ``metrics.json`` and prints the paper-style tables, or the
+JSON with --json.  With ``--dataset``: external validation
+(:mod:`core.external`): the run's models predict another dataset, and the
+result goes to ``checkpoints/NAME/external/<dataset>-<split>/``, leaving the
+run's own ``metrics.json`` as it was.
 """
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import argparse
 import json
 
 from core.evaluate import evaluate_run, format_report
+from core.external import SPLITS, validate_external
 
 
 def _non_negative(text: str) -> int:
@@ -27,11 +32,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--boot", type=_non_negative, default=1000,
                    help="patient-level bootstrap resamples (0 = no CIs; default 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--dataset", default=None, metavar="DIR",
+                   help="external validation: predict this dataset (VinDr-Mammo or CDD-CESM "
+                        "folder, or a manifest CSV) with the run's models and evaluate it")
+    p.add_argument("--split", default="test", choices=SPLITS,
+                   help="which images of --dataset to use (default test)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where the models run with --dataset (default: CUDA when present)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    result = evaluate_run(args.run_dir, n_boot=args.boot, seed=args.seed)
+    if args.dataset is not None:
+        result = validate_external(args.run_dir, args.dataset, args.split, args.device,
+                                   n_boot=args.boot, seed=args.seed)
+    else:
+        result = evaluate_run(args.run_dir, n_boot=args.boot, seed=args.seed)
     if args.json:
         print(json.dumps(result, indent=2, allow_nan=False))
     else:
