@@ -54,7 +54,11 @@ substituting an ROI-aware model would blur the very comparison the app makes.
 """
 DEFAULT_THRESHOLD = 0.5  # used when a cell's meta.json records none
 BATCH_SIZE = 32
-ViewSource = Literal["dicom", "filename", "manifest", "user"]
+ViewSource = Literal["dicom", "filename", "image", "manifest", "user"]
+_FOUND_BY = ("dicom", "filename", "image")  # order of trust when nothing is given
+_GIVES = {"dicom": "the DICOM tags give", "filename": "the file name says",
+          "image": "the image suggests"}
+_USING = {"dicom": "the tags", "filename": "the file name", "image": "the image"}
 PREDICTION_COLUMNS: tuple[str, ...] = (
     "image_path", "patient_id", "study_id", "view", "roi", "label", "mode", "cell",
     "fallback", "p_malignant", "threshold",
@@ -116,37 +120,68 @@ def normalise_view(text: str) -> str:
     return lat + pos
 
 
-def _merge_part(what: str, tag: str | None, name: str | None, warnings: list[str]) -> str | None:
-    """Tags win over the file name; a disagreement is reported, never hidden."""
-    if tag and name and tag != name:
-        warnings.append(f"DICOM tags give {what} {tag} but the file name says {name}; "
-                        f"using the tags ({tag})")
-    return tag or name
+def _merge_part(what: str, said: dict[str, str | None], warnings: list[str]
+                ) -> tuple[str | None, str | None]:
+    """``(value, source)`` of one part of the view: tags, then the file name, then the
+    pixels; a disagreement is reported, never hidden."""
+    found = [(src, said[src]) for src in _FOUND_BY if said.get(src)]
+    if not found:
+        return None, None
+    src, value = found[0]
+    for other, other_value in found[1:]:
+        if other_value != value:
+            warnings.append(f"{_GIVES[src]} {what} {value} but {_GIVES[other]} "
+                            f"{other_value}; using {_USING[src]} ({value})")
+    return value, src
+
+
+def _image_view(pixels: np.ndarray | None, warnings: list[str]) -> tuple[str | None, str | None]:
+    """``(laterality, position)`` the pixels show confidently (:mod:`core.viewfind`)."""
+    if pixels is None:
+        return None, None
+    from core.viewfind import find_view
+
+    try:
+        guess = find_view(np.asarray(pixels))
+    except ValueError as err:  # not a 2-D image: the reader reports that elsewhere
+        warnings.append(f"view not read from the image: {err}")
+        return None, None
+    return guess.laterality, guess.position
 
 
 def combine_view(tag_laterality: str | None, tag_position: str | None, name: str,
                  given: str | None = None, given_source: ViewSource = "manifest",
-                 warnings: list[str] | None = None) -> tuple[str | None, ViewSource | None]:
-    """Decide a view from a given value, DICOM tags and a file name, in that order of trust.
+                 warnings: list[str] | None = None, pixels: np.ndarray | None = None
+                 ) -> tuple[str | None, ViewSource | None]:
+    """Decide a view from a given value, DICOM tags, a file name and the pixels, in that
+    order of trust.
 
-    A view given explicitly (manifest row, ``--view``, the UI) wins: the person
-    may be correcting a wrong tag; a contradiction is still warned about.
+    Each part (laterality, CC / MLO) is taken from the most trusted source that
+    has it, so ``ImageLaterality`` alone still gives the laterality.  The
+    source reported is the least trusted one used.  ``pixels`` (the 8-bit
+    rendering) are read by :func:`core.viewfind.find_view`, which answers only
+    when confident.  A view given explicitly (manifest row, ``--view``, the UI)
+    wins: the person may be correcting a wrong tag; any contradiction is still
+    warned about.
     """
     warnings = warnings if warnings is not None else []
     name_lat, name_pos = parse_view_name(name) if name else (None, None)
-    lat = _merge_part("laterality", tag_laterality, name_lat, warnings)
-    pos = _merge_part("view position", tag_position, name_pos, warnings)
-    found = lat + pos if lat and pos else None
+    image_lat, image_pos = _image_view(pixels, warnings)
+    lat, lat_src = _merge_part("laterality", {"dicom": tag_laterality, "filename": name_lat,
+                                              "image": image_lat}, warnings)
+    pos, pos_src = _merge_part("view position", {"dicom": tag_position, "filename": name_pos,
+                                                 "image": image_pos}, warnings)
     if given is not None:
         chosen = normalise_view(given)
-        if found and found != chosen:
-            said_by = ("the DICOM tags say" if tag_laterality and tag_position
-                       else "the file name says")
-            warnings.append(f"view set to {chosen} although {said_by} {found}")
+        for what, value, src, mine in (("laterality", lat, lat_src, chosen[0]),
+                                       ("view position", pos, pos_src, chosen[1:])):
+            if value and value != mine:
+                warnings.append(f"view set to {chosen} although {_GIVES[src]} "
+                                f"{what} {value}")
         return chosen, given_source
-    if found is None:
+    if not (lat and pos):
         return None, None
-    return found, "dicom" if tag_laterality and tag_position else "filename"
+    return lat + pos, max((lat_src, pos_src), key=_FOUND_BY.index)
 
 
 def assign_view(path: str | Path | None, name_hint: str | None = None,
@@ -439,10 +474,10 @@ class Predictor:
         result.preprocessed, result.box = prepare_input(pixels, self.params)
         view, source = combine_view(tags.get("laterality"), tags.get("view_position"),
                                     item.name or (Path(item.path).name if item.path else ""),
-                                    item.view, "user", result.warnings)
+                                    item.view, "user", result.warnings, pixels=pixels)
         if view is None:
-            raise MammoError("cannot tell the view (no DICOM laterality/view tags and none in "
-                             "the file name); give it, e.g. RCC", item.label)
+            raise MammoError("cannot tell the view (not in the DICOM tags or the file name, "
+                             "and not clear from the image); give it, e.g. RCC", item.label)
         result.view, result.view_source = view, source
         full = _read_input_mask(item, source_shape)
         result.roi = bool(full is not None and full.any())

@@ -30,7 +30,8 @@ DISPLAY_SIDE = 512
 UPLOAD_TYPES: tuple[str, ...] = ("dcm", "dicom", "dic", "png", "jpg", "jpeg", "pgm", "tif",
                                  "tiff", "bmp")
 SOURCE_TEXT: dict[str | None, str] = {"dicom": "DICOM tags", "filename": "file name",
-                                      "manifest": "dataset", "user": "set by hand", None: "unknown"}
+                                      "image": "the image", "manifest": "dataset",
+                                      "user": "set by hand", None: "unknown"}
 
 
 @dataclass
@@ -78,12 +79,13 @@ def _decoded(key: str, name: str, path: Path) -> CaseView:
     view.display = to_display(img.pixels, DISPLAY_SIDE)
     view.view, view.view_source = combine_view(img.tags.get("laterality"),
                                                img.tags.get("view_position"), name,
-                                               warnings=view.warnings)
+                                               warnings=view.warnings, pixels=img.pixels)
     return view
 
 
 def read_upload(name: str, data: bytes, key: str | None = None) -> CaseView:
-    """Decode one uploaded file; its view from DICOM tags or the file name (maybe None)."""
+    """Decode one uploaded file; its view from DICOM tags, the file name or the pixels
+    (maybe None)."""
     key = key or hashlib.sha256(data).hexdigest()[:16]
     with tempfile.TemporaryDirectory(prefix="mammoroute-") as tmp:
         path = Path(tmp) / _safe_name(name)
@@ -157,7 +159,8 @@ def view_problems(views: Iterable[CaseView]) -> list[str]:
     usable = [v for v in views if v.error is None]
     for v in usable:
         if v.view is None:
-            problems.append(f"{v.name}: choose its view (no DICOM tags, nothing in the file name)")
+            problems.append(f"{v.name}: choose its view (not in the DICOM tags or the file name, "
+                            "and not clear from the image)")
     seen: dict[str, str] = {}
     for v in usable:
         if v.view and v.view in seen:

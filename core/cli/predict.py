@@ -160,5 +160,8 @@ def format_table(results: list) -> str:
         name = Path(r.image).name
         if r.error:
             lines.append(f"{name}: error: {r.error}")
+        if r.view_source == "image":
+            lines.append(f"{name}: view {r.view} read from the image where the DICOM tags and "
+                         f"the file name are silent; if wrong, give --view {name}=VIEW")
         lines.extend(f"{name}: {w}" for w in r.warnings if not r.error or w not in r.error)
     return "\n".join(lines)
