@@ -6,6 +6,8 @@ and the chance level counted pixel by pixel.
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -66,3 +68,98 @@ def test_mismatched_coordinates_and_empty_masks_are_refused():
         pointing_hits([_peak_at(1, 1)], [np.zeros((SIDE, SIDE))])
     with pytest.raises(ValueError, match="2 maps but 1 masks"):
         pointing_hits([_peak_at(1, 1)] * 2, [_mask()])
+
+
+# --------------------------------------------------------------------------- CAM methods
+
+@pytest.mark.parametrize("arch", ("resnet10t", "convnextv2_atto", "swin_micro"))
+def test_every_cam_method_gives_input_sized_maps(arch, one_thread):
+    import torch
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from core.models import CAM_METHODS, CAM_RECIPES, CamRecipe, arch_spec, create_model, make_cam
+
+    torch.manual_seed(0)
+    model = create_model(arch, 64).eval()
+    x = torch.rand(2, 1, 64, 64)
+    for method in CAM_METHODS:
+        for stages in ((-1,), (-2,), (-3, -2, -1)):
+            cam = make_cam(model, CamRecipe(method, stages))
+            maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(0)] * 2)
+            cam.activations_and_grads.release()
+            assert maps.shape == (2, 64, 64) and np.isfinite(maps).all(), (method, stages)
+    assert arch_spec(arch).family in CAM_RECIPES
+    with pytest.raises(ValueError, match="unknown CAM method"):
+        make_cam(model, CamRecipe("magic"))
+
+
+# --------------------------------------------------------------------------- a run's pointing
+
+def _manifest(root) -> "pd.DataFrame":
+    """Two malignant views whose bright spot sits at rows 40-51, columns 44-55 of a breast
+    that fills the left 64 of 160 columns (the crop cuts the air on the right).  The
+    first view's ROI is on the spot, the second's far from it; a benign view with an
+    ROI and a malignant one without are not scored."""
+    import cv2
+    import pandas as pd
+
+    from core.manifest import finalize
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, (r0, c0) in enumerate(((40, 44), (120, 10))):
+        img = np.zeros((160, 160), np.uint8)
+        img[:, :64] = np.clip(rng.normal(110, 8, (160, 64)), 0, 255).astype(np.uint8)
+        img[40:52, 44:56] = 250
+        mask = np.zeros_like(img)
+        mask[r0:r0 + 12, c0:c0 + 12] = 255
+        cv2.imwrite(str(root / f"v{i}.png"), img)
+        cv2.imwrite(str(root / f"m{i}.png"), mask)
+        rows.append({"image_path": f"v{i}.png", "patient_id": f"p{i}", "study_id": f"s{i}",
+                     "laterality": "L", "view": "CC", "label": "malignant",
+                     "mask_path": f"m{i}.png", "split": "test"})
+        cv2.imwrite(str(root / f"u{i}.png"), img)  # not scored: benign / malignant without ROI
+    unscored = [dict(rows[0], image_path="u0.png", label="benign"),
+                dict(rows[0], image_path="u1.png", mask_path="")]
+    return finalize(pd.DataFrame(rows + unscored), root)
+
+
+def test_run_pointing_maps_masks_through_the_input_geometry(tmp_path, monkeypatch, one_thread):
+    """With the model input itself as the "CAM", its peak is the bright spot: a hit
+    exactly when the ROI was carried through the same crop and resize as the pixels."""
+    from core.cam_pointing import run_cam_pointing
+    from core.crop import CropBox, mask_to_input
+    from core.evaluate.pointing import dilate_mask
+    from core.predict import Predictor
+    from core.preprocess import PreprocessParams, load_preprocessed_with_box
+    from test_predict import make_run
+
+    df = _manifest(tmp_path)
+    run = make_run(tmp_path / "run")
+    info = json.loads((run / "run.json").read_text())
+    info["preprocess"] = PreprocessParams(64).to_json()  # the breast crop on
+    (run / "run.json").write_text(json.dumps(info))
+    predictor = Predictor(run, "cpu")
+    _, box = load_preprocessed_with_box(df.at[0, "image_path"], predictor.params)
+    assert box.x1 < 0.5  # the crop is in play: the air on the right is cut
+    monkeypatch.setattr(predictor, "probabilities_and_cams",
+                        lambda cell, images: (np.zeros(len(images)), images / 255.0))
+    result = run_cam_pointing(predictor, df)
+    masks = [mask_to_input(cv2_read(tmp_path / f"m{i}.png"), box, predictor.img_size)
+             for i in range(2)]
+    chance = float(np.mean([dilate_mask(m).mean() for m in masks]))
+    for grid in ("baseline", "roi_aware"):
+        assert result[grid] == {"hit_rate": 0.5, "n": 2, "chance": pytest.approx(chance)}
+    # the check can fail: the whole-frame resize of the first ROI lies off the spot
+    spot = np.unravel_index(np.argmax(load_preprocessed_with_box(df.at[0, "image_path"],
+                                                                 predictor.params)[0]), (64, 64))
+    whole = cv2_read(tmp_path / "m0.png")
+    assert dilate_mask(mask_to_input(whole, box, 64))[spot]
+    assert not dilate_mask(mask_to_input(whole, CropBox.full(), 64))[spot]
+    assert result["method"] and result["dilation"] == 0.02
+
+
+def cv2_read(path) -> np.ndarray:
+    import cv2
+
+    return (cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) > 0).astype(np.uint8)
