@@ -32,7 +32,8 @@ def phantom_u8(view: str, seed: int, density: str = "B", size: int = 256) -> np.
 
 
 def with_label_off_centre(u8: np.ndarray, view: str, rng: np.random.Generator) -> np.ndarray:
-    """The view on a larger detector, shifted down, with a burned-in label in the air."""
+    """The view on a still larger detector, shifted down, with a second, larger label
+    in the air (the phantom already draws an off-centre breast and a small label)."""
     h, w = u8.shape
     big_h, big_w = int(h * rng.uniform(1.15, 1.4)), int(w * rng.uniform(1.05, 1.3))
     canvas = np.zeros((big_h, big_w), np.uint8)
@@ -164,3 +165,24 @@ def test_real_rsna_views_are_found():
         assert combine_view(img.tags["laterality"], None, f"{image_id}.dcm", warnings=warnings,
                             pixels=img.pixels) == (view, "image")
         assert warnings == []
+
+
+def test_case_review_upload_shows_the_image_as_source(tmp_path):
+    """An upload with ImageLaterality only: the view is found, its source reads "the image"."""
+    from ui.case import SOURCE_TEXT, read_upload, view_problems
+
+    stored = phantom_u8("LCC", 41).astype(np.uint16) * 16
+    path = dicom_write(tmp_path / "u.dcm", stored, ImageLaterality="L", BitsStored=12, HighBit=11)
+    view = read_upload("98765.dcm", path.read_bytes())
+    assert (view.view, view.view_source) == ("LCC", "image") and view.warnings == []
+    assert SOURCE_TEXT[view.view_source] == "the image" and view_problems([view]) == []
+
+
+def test_benchmark_scores_right_unsure_and_wrong(capsys):
+    from benchmarks.viewfind import main
+
+    result = main(["--phantom-views", "8", "--size", "256", "--json"])
+    (scored,) = result.values()
+    assert scored["n"] == 8 and scored["laterality_wrong"] == 0 and scored["position_wrong"] == 0
+    assert scored["view_right"] == 8 and scored["view_accuracy"] == 1.0
+    assert '"view_right": 8' in capsys.readouterr().out
