@@ -13,8 +13,8 @@ from core.evaluate import evaluate_run
 from core.runs import METRICS_FILE, PREDICTIONS_FILE, RunSummary
 from ui.common import RUN_KEY, runs, run_title, show_error, synthetic_notice
 from ui.metrics_view import (calibration_table, confusion_figure, cv_table, headline,
-                             mcnemar_text, paper_table, per_cell_table, reliability_figure,
-                             roc_figure)
+                             mcnemar_text, paper_table, per_cell_table, pointing_caption,
+                             pointing_table, reliability_figure, roc_figure)
 
 st.title("Compare")
 st.caption("Baseline grid (one model per view) against the ROI-aware grid (routed by view and "
@@ -100,6 +100,10 @@ for name, result in results.items():
                        "perfect); Brier = mean squared error of the probability (0.25 for a "
                        "constant 50 %). Each cell's temperature was fitted on its validation "
                        "images.")
+    if result.get("cam_pointing"):
+        st.markdown("**Does Grad-CAM point at the lesion?**")
+        st.dataframe(pointing_table(result), hide_index=True)
+        st.caption(pointing_caption(result))
     with st.expander("Per cell (threshold 0.5)"):
         st.dataframe(per_cell_table(result), hide_index=True)
     if result.get("cv"):

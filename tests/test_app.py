@@ -369,6 +369,27 @@ def test_compare_tables_references_and_paper_row(dirs, weights):
     assert "Synthetic phantom data" in texts(at)
 
 
+def test_compare_shows_cam_pointing_against_chance(dirs, weights):
+    from core.evaluate import evaluate_run
+
+    ck, data = dirs
+    run = write_run(ck, data, weights)
+    write_predictions(run)
+    (run / "cam_pointing.json").write_text(json.dumps({
+        "baseline": {"hit_rate": 0.6, "n": 10, "chance": 0.05},
+        "roi_aware": {"hit_rate": 0.3, "n": 10, "chance": 0.05},
+        "method": "HiResCAM on stage -2", "dilation": 0.02}))
+    evaluate_run(run, n_boot=0)
+    at = page("compare.py").run()
+    no_exception(at)
+    table = next(d.value for d in at.dataframe if "CAM hit rate" in d.value.columns)
+    table = table.set_index("grid")
+    assert table.loc["baseline", ["CAM hit rate", "chance", "× chance"]].tolist() == \
+        ["0.60", "0.05", "12.0"]
+    assert table.loc["ROI-aware", "CAM hit rate"] == "0.30"
+    assert "HiResCAM on stage -2" in texts(at)
+
+
 # --------------------------------------------------------------------------- Data
 
 def test_data_page_tables_and_gallery(dirs):

@@ -149,7 +149,38 @@ def headline(result: Mapping[str, Any]) -> dict[str, Any]:
             row[f"{short} {name}"] = with_ci((result.get(key) or {}).get(metric))
     p = result.get("mcnemar_p")
     row["McNemar p"] = "–" if p is None else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+    for key, short in (("baseline", "baseline"), ("roi_aware", "ROI-aware")):
+        score = (result.get("cam_pointing") or {}).get(key)
+        if score:
+            row[f"{short} CAM hits"] = (f"{fmt2(score.get('hit_rate'))} "
+                                        f"(chance {fmt2(score.get('chance'))})")
     return row
+
+
+def pointing_table(result: Mapping[str, Any]) -> pd.DataFrame:
+    """Grad-CAM pointing per grid: hit rate, chance, and how many times chance it is."""
+    pointing = result.get("cam_pointing") or {}
+    rows = []
+    for key, label in (("baseline", "baseline"), ("roi_aware", "ROI-aware")):
+        score = pointing.get(key)
+        if not score:
+            continue
+        hit, chance = score.get("hit_rate"), score.get("chance")
+        rows.append({"grid": label, "images": score.get("n"), "CAM hit rate": fmt2(hit),
+                     "chance": fmt2(chance),
+                     "× chance": f"{hit / chance:.1f}" if hit is not None and chance else "–"})
+    return pd.DataFrame(rows)
+
+
+def pointing_caption(result: Mapping[str, Any]) -> str:
+    """What the pointing numbers mean, with the CAM method that made the maps."""
+    pointing = result.get("cam_pointing") or {}
+    method = pointing.get("method")
+    return ("Grad-CAM pointing on the malignant test images that have an ROI: a hit is a map "
+            "whose peak lies inside the ROI, dilated by "
+            f"{100 * (pointing.get('dilation') or 0.02):.0f} % of the image side; chance is "
+            "the dilated ROI's mean share of the image (what a random peak would score)."
+            + (f" Maps: {method}." if method else ""))
 
 
 def reliability_figure(result: Mapping[str, Any]) -> go.Figure:
