@@ -15,10 +15,12 @@ from core.errors import MammoError
 from core.grid import VIEWS
 from core.predict import Predictor, ViewResult
 from core.runs import RUN_FILE, RunSummary
-from ui.case import (MAX_VIEWS, SOURCE_TEXT, UPLOAD_TYPES, CaseView, box_mask, breast_summary,
-                     cell_counts, export_rows, hanging_order, read_mask_upload, read_upload,
-                     signature, study_choices, study_views, to_inputs, view_problems)
-from ui.common import pct, selected_run, show_error, synthetic_notice
+from core.readout import shown_call
+from ui.case import (BREAST_RULE, MAX_VIEWS, SOURCE_TEXT, UPLOAD_TYPES, CaseView, box_mask,
+                     breast_summary, cell_counts, export_rows, hanging_order, read_mask_upload,
+                     read_upload, signature, study_choices, study_views, threshold_note, to_inputs,
+                     view_problems)
+from ui.common import selected_run, show_error, synthetic_notice
 from ui.images import cam_overlay, draw_outline, fit_height, needs_mirror, to_rgb
 
 PANEL_HEIGHT = 380
@@ -41,11 +43,19 @@ def dataset_table(path: str, mtime: float) -> pd.DataFrame:
 
 
 def colour_call(p: float | None, threshold: float | None) -> str:
+    """The call beside its numbers, rounded so they never contradict it (core.readout)."""
     if p is None:
         return "–"
-    t = threshold if threshold is not None else 0.5
-    colour, word = ("red", "malignant") if p >= t else ("green", "benign")
-    return f":{colour}[**{pct(p)}** → {word}] · threshold {pct(t)}"
+    shown = shown_call(p, threshold)
+    colour = "red" if shown.malignant else "green"
+    return f":{colour}[**{shown.probability}** → {shown.word}] · threshold {shown.threshold}"
+
+
+def breast_cell(p: float | None, threshold: float | None, view: str | None) -> str:
+    if p is None:
+        return "–"
+    shown = shown_call(p, threshold)
+    return f"{shown.probability} {shown.relation} {shown.threshold} ({view})"
 
 
 # ------------------------------------------------------------------ inputs
@@ -201,6 +211,10 @@ def panel(r: ViewResult | None, v: CaseView | None, run: RunSummary, source: str
             st.caption("mirrored for the hanging layout")
         st.markdown(f"ROI-aware: {colour_call(r.p_malignant_roi_aware, r.threshold_roi_aware)}  \n"
                     f"Baseline: {colour_call(r.p_malignant_baseline, r.threshold_baseline)}")
+        notes = [(grid, threshold_note(run.path, cell, p, t)) for grid, cell, p, t in (
+            ("ROI-aware", r.cell_roi_aware, r.p_malignant_roi_aware, r.threshold_roi_aware),
+            ("Baseline", r.cell_baseline, r.p_malignant_baseline, r.threshold_baseline))]
+        st.caption("  \n".join(f"{grid} model: {note}." for grid, note in notes if note))
         cell = r.cell_roi_aware or "–"
         st.caption(f"Routed to **{cell}** (ROI-aware) and **{r.cell_baseline or '–'}** (baseline)"
                    + (" · ROI outlined" if r.roi else " · no ROI"))
@@ -240,11 +254,16 @@ def show_results(results: list[ViewResult], views: list[CaseView], run: RunSumma
     rows = breast_summary(results)
     st.table(pd.DataFrame([{
         "breast": b["breast"], "views": b["views"] or "–",
-        "ROI-aware: highest P": pct(b["max_p_roi_aware"]), "ROI-aware call": b["call_roi_aware"] or "–",
-        "baseline: highest P": pct(b["max_p_baseline"]), "baseline call": b["call_baseline"] or "–",
+        "ROI-aware: deciding view": breast_cell(b["p_roi_aware"], b["threshold_roi_aware"],
+                                                b["view_roi_aware"]),
+        "ROI-aware call": b["call_roi_aware"] or "–",
+        "baseline: deciding view": breast_cell(b["p_baseline"], b["threshold_baseline"],
+                                               b["view_baseline"]),
+        "baseline call": b["call_baseline"] or "–",
     } for b in rows]).set_index("breast"))
-    st.caption("A breast is called malignant by a grid when any of its views reaches that "
-               "view's cell threshold.")
+    st.caption(BREAST_RULE + " Probabilities are calibrated on each model's validation images "
+               "(temperature scaling), so about 30 % means about 3 in 10 such images were cancers "
+               "there.")
     export = export_rows(results, views)
     meta = {"run": run.name, "arch": run.info.get("arch"), "synthetic": run.synthetic}
     d1, d2, _ = st.columns([1, 1, 3])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,21 +24,26 @@ from core.train.config import (CellResult, TrainConfig, _generator, _labels, _se
                                class_counts, derive_seed, skip_reason)
 from core.train.data import ImageBank, _batches, _CellData, steps_per_epoch
 from core.train.device import _autocast, _cell_scope, _make_optimizer, _setup_threads
-from core.train.metrics import _auc, _bce, _sigmoid, youden_threshold
+from core.evaluate.calibration import expected_calibration_error, fit_temperature, scaled_probability
+from core.train.metrics import _auc, _bce, _sigmoid, operating_point, youden_threshold
 from core.train.progress import Progress, ProgressCallback
 
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: torch.Tensor, device: torch.device,
-                   batch_size: int = 64) -> np.ndarray:
-    """Logits of uint8 images (N, 1, S, S) in eval mode, no augmentation."""
+                   batch_size: int = 64, fp32: bool = False) -> np.ndarray:
+    """Logits of uint8 images (N, 1, S, S) in eval mode, no augmentation.
+
+    ``fp32`` turns CUDA's bf16 autocast off: the temperature and threshold are
+    fitted on what the predictor serves, and it runs in fp32.
+    """
     model.eval()
     out = []
     for start in range(0, x.shape[0], batch_size):
         xb = to_float(x[start:start + batch_size].to(device, non_blocking=True))
         if device.type == "cuda":
             xb = xb.contiguous(memory_format=torch.channels_last)
-        with _autocast(device):
+        with nullcontext() if fp32 else _autocast(device):
             out.append(model(xb).float().squeeze(1).cpu())
     return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
 
@@ -243,22 +249,34 @@ def _finish_cell(loop: _Loop, state: dict[str, Any], x_val: torch.Tensor, y_val:
                  bank: ImageBank, train_df: pd.DataFrame, cell_dir: Path,
                  counts: dict[str, dict[str, int]], seconds: float,
                  pos_weight: float) -> CellResult:
-    """Reload the best epoch, choose the threshold, write meta.json, drop last.*."""
+    """Reload the best epoch, fit the temperature, choose the threshold on the calibrated
+    scale, write meta.json, drop last.*."""
     model = load_weights(loop.model, cell_dir / runs.WEIGHTS_FILE, state["best_sha256"])
     two_class_val = len(np.unique(y_val)) == 2
     if two_class_val:
-        y_thr, p_thr, source = y_val, _sigmoid(predict_logits(model, x_val, loop.device)), "val"
+        y_thr, z_thr, source = y_val, predict_logits(model, x_val, loop.device, fp32=True), "val"
     else:
         y_thr = _labels(train_df)
-        p_thr = _sigmoid(predict_logits(model, bank.take(train_df["image_path"]), loop.device))
+        z_thr = predict_logits(model, bank.take(train_df["image_path"]), loop.device, fp32=True)
         source = "train"
+    # Training images are fitted, not held out: their logits would teach false confidence.
+    temperature = fit_temperature(z_thr, y_thr) if two_class_val else 1.0
+    p_thr = scaled_probability(z_thr, temperature)
     threshold = youden_threshold(y_thr, p_thr)
+    calibration = {"temperature": temperature,
+                   "temperature_source": "val" if two_class_val else
+                   "none: the validation carve lacks a class, probabilities left unscaled",
+                   **({"val_ece_unscaled": expected_calibration_error(_sigmoid(z_thr), y_thr),
+                       "val_ece_scaled": expected_calibration_error(p_thr, y_thr)}
+                      if two_class_val else {})}
     best_row = next(h for h in state["history"] if h["epoch"] == state["best_epoch"])
     meta = {
         "cell": loop.cell.name, "mode": loop.cell.mode, "arch": loop.config.arch,
         "img_size": loop.config.img_size, "n_train": int(loop.train.n), "n_val": int(len(y_val)),
         "counts": counts, "threshold": threshold, "threshold_source": source,
-        "threshold_rule": "max Youden J; malignant iff p >= threshold",
+        "threshold_rule": "max Youden J on the temperature-scaled probability; "
+                          "malignant iff p >= threshold",
+        **operating_point(y_thr, p_thr, threshold), **calibration,
         "selection": ("last_epoch" if not len(y_val) else loop.config.select),
         "best_epoch": state["best_epoch"], "val_loss": best_row["val_loss"],
         "val_auc": best_row["val_auc"], "pos_weight": pos_weight,
@@ -270,4 +288,5 @@ def _finish_cell(loop: _Loop, state: dict[str, Any], x_val: torch.Tensor, y_val:
         (cell_dir / name).unlink(missing_ok=True)
     return CellResult(loop.cell.name, "done", sha256=state["best_sha256"], n_train=meta["n_train"],
                       n_val=meta["n_val"], counts=counts, threshold=threshold,
-                      best_epoch=state["best_epoch"], seconds=meta["seconds"])
+                      temperature=temperature, best_epoch=state["best_epoch"],
+                      seconds=meta["seconds"])
