@@ -37,6 +37,8 @@ The modules, from the bottom up:
 - :mod:`~core.evaluate.per_cell`: per-cell metrics at 0.5, in grid order.
 - :mod:`~core.evaluate.score`: :func:`evaluate_predictions`: both grids and the reference
   rows, at 0.5 and at the tuned thresholds.
+- :mod:`~core.evaluate.calibration`: temperature fitting, ECE (10 equal-width bins), Brier,
+  the reliability curve and the ``calibration`` block.
 - :mod:`~core.evaluate.cv`: mean ± sd summary of per-fold cross-validation results.
 - :mod:`~core.evaluate.jsonio`: plain-JSON conversion (NaN → null) and atomic writes.
 - :mod:`~core.evaluate.run_folder`: :func:`evaluate_run`: a run folder in, ``metrics.json`` out;
