@@ -11,6 +11,9 @@
     <cell>/last.safetensors + <cell>/last.json   epoch checkpoint for --resume
     predictions.csv     one row per (test image, mode); see core.evaluate
     metrics.json        core.evaluate's output
+    cam_pointing.json   Grad-CAM pointing on the test split (written after prediction)
+    external/<dataset>-<split>/   evaluate --dataset: predictions.csv, cam_pointing.json,
+                        dataset.json, metrics.json of another dataset (core.external)
     cv.json             cross-validation results when --cv was given
 
 Every file is written atomically (core.atomic).  This module
