@@ -129,6 +129,8 @@ def test_run_folder_is_complete(reference_run, blobs):
     assert not (out / "all-RCC" / runs.LAST_WEIGHTS_FILE).exists()
     for name in (runs.PREDICTIONS_FILE, runs.METRICS_FILE, runs.PROGRESS_FILE):
         assert (out / name).is_file(), name
+    pointing = json.loads((out / runs.METRICS_FILE).read_text())["cam_pointing"]
+    assert pointing["baseline"] == {"hit_rate": None, "n": 0, "chance": None}  # blobs: no ROI
     assert not (out / ".lock").exists()
     kinds = [e["event"] for e in runs.read_progress(out)]
     assert {"step", "epoch", "cell_done", "cell_skipped"} <= set(kinds)
