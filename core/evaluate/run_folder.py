@@ -19,6 +19,7 @@ from core.evaluate.constants import (CAM_POINTING_FILE, CV_FILE, DATASET_FILE, E
 from core.evaluate.cv import summarize_cv
 from core.evaluate.jsonio import _jsonable, atomic_write_json
 from core.evaluate.paper import paper_reported
+from core.evaluate.roifinder import PROPOSALS_FILE, read_proposals, roi_model_metrics
 from core.evaluate.score import evaluate_predictions
 from core.evaluate.table import read_predictions
 
@@ -63,6 +64,9 @@ def _evaluate_folder(folder: Path, run: Mapping[str, Any], n_boot: int, seed: in
     pointing_path = folder / CAM_POINTING_FILE
     if pointing_path.is_file():  # written where the models ran (training, external validation)
         result["cam_pointing"] = _read_json(pointing_path)
+    proposals_path = folder / PROPOSALS_FILE
+    if proposals_path.is_file():  # the ROI finder's per-image table, from the grid runner
+        result.update(roi_model_metrics(read_proposals(proposals_path), n_boot, seed))
     return result
 
 

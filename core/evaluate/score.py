@@ -20,6 +20,7 @@ from core.evaluate.constants import (CI_LEVEL, DEFAULT_THRESHOLD, F_SCORE_DEFINI
 from core.evaluate.mcnemar import _mcnemar_between
 from core.evaluate.metrics import confusion_counts
 from core.evaluate.per_cell import per_cell_metrics
+from core.evaluate.roifinder import PROPOSED_KEY, PROPOSED_MODE, proposed_mcnemar
 from core.evaluate.roc import roc_points
 from core.evaluate.table import clean_predictions
 
@@ -76,7 +77,7 @@ def evaluate_predictions(df: pd.DataFrame, train_counts: Mapping[str, Any] | Non
             return _empty_block(), _empty_block()
         codes = patients.get_indexer(rows["patient_id"])
         auc = auc_samples(y, score, codes, boot)
-        tuned = key in MODE_KEYS.values()
+        tuned = key in (*MODE_KEYS.values(), PROPOSED_KEY)
         return (metric_block(y, pred_05, codes, boot, auc),
                 metric_block(y, pred_tuned, codes, boot, auc) if tuned else None)
 
@@ -88,6 +89,16 @@ def evaluate_predictions(df: pd.DataFrame, train_counts: Mapping[str, Any] | Non
         result[key], result["tuned"][key] = add_system(key, rows, pred_05, pred_t, p)
         result["per_cell"][key] = per_cell_metrics(rows, mode)
         result[f"n_images_{key}"] = int(len(rows))
+
+    proposed = df[df["mode"] == PROPOSED_MODE]  # the ROI-aware grid routed by the ROI finder
+    if not proposed.empty:
+        p = proposed["p_malignant"].to_numpy()
+        result[PROPOSED_KEY], result["tuned"][PROPOSED_KEY] = add_system(
+            PROPOSED_KEY, proposed, (p >= DEFAULT_THRESHOLD).astype(int),
+            (p >= proposed["threshold"].to_numpy()).astype(int), p)
+        result["per_cell"][PROPOSED_KEY] = per_cell_metrics(proposed, "roi")
+        result[f"n_images_{PROPOSED_KEY}"] = int(len(proposed))
+        result["mcnemar_proposed"] = proposed_mcnemar(df)
 
     roi_pred = images["roi"].to_numpy().astype(int)
     result["roi_presence_only"], _ = add_system("roi_presence_only", images, roi_pred, roi_pred,

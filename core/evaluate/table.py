@@ -15,7 +15,8 @@ from core.evaluate.constants import REQUIRED_COLUMNS
 
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f", ""}
-_MODE_ALIASES = {"baseline": "baseline", "roi": "roi", "roi_aware": "roi", "roi-aware": "roi"}
+_MODE_ALIASES = {"baseline": "baseline", "roi": "roi", "roi_aware": "roi", "roi-aware": "roi",
+                 "roi_proposed": "roi_proposed"}  # the last: ROI-aware routed by the ROI finder
 
 
 def _parse_bool(series: pd.Series, column: str, source: Any) -> pd.Series:
@@ -55,7 +56,7 @@ def clean_predictions(df: pd.DataFrame, source: Any = None) -> pd.DataFrame:
         df[col] = df[col].astype(str).str.strip()
     df["mode"] = df["mode"].astype(str).str.strip().str.lower().map(_MODE_ALIASES)
     if df["mode"].isna().any():
-        raise CheckpointError("column 'mode' must be 'baseline' or 'roi'", source)
+        raise CheckpointError("column 'mode' must be 'baseline', 'roi' or 'roi_proposed'", source)
     df["roi"] = _parse_bool(df["roi"], "roi", source)
     df["fallback"] = _parse_bool(df["fallback"], "fallback", source)
     df["label"] = _parse_label(df["label"], source)

@@ -1,0 +1,131 @@
+"""Inference: a presence probability and boxes in the image's own pixels, per image.
+
+The presence probability comes from the source chosen on validation when the
+finder was trained (``meta.json`` ``presence_source``): the U-Net's
+classification head (``"head"``), or the highest pixel probability of its
+map (``"map"``).  The image counts as having an ROI when it reaches the
+stored threshold (Youden's J on validation).  Boxes are the connected
+regions of the map at :data:`MAP_LEVEL`, best first, at most
+:data:`MAX_BOXES`; an image called positive whose map stays below that
+level gets the one region around its peak (at half the peak), so a routed
+"ROI" always has something to show.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from core.crop import CropBox
+from core.roifinder.geometry import Box, component_boxes, input_to_full, prepare_pixels
+from core.roifinder.model import FinderNet
+
+MAP_LEVEL = 0.5
+MAX_BOXES = 3
+BATCH = 32
+PRESENCE_SOURCES = ("head", "map")
+
+
+@torch.no_grad()
+def predict_maps(model: FinderNet, images: torch.Tensor | np.ndarray, device: torch.device
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """``(sigmoid of the presence head (N,), probability maps (N, S, S))`` of uint8 images
+    ``(N, S, S)`` or ``(N, 1, S, S)``, in eval mode."""
+    x = torch.as_tensor(np.asarray(images) if isinstance(images, np.ndarray) else images)
+    if x.ndim == 3:
+        x = x.unsqueeze(1)
+    model.eval()
+    heads, maps = [], []
+    for start in range(0, x.shape[0], BATCH):
+        xb = x[start:start + BATCH].to(device).float().div_(255.0)
+        mask, presence = model(xb)
+        heads.append(torch.sigmoid(presence.float()).cpu())
+        maps.append(torch.sigmoid(mask.float())[:, 0].cpu())
+    if not heads:
+        size = int(x.shape[-1]) if x.ndim == 4 else 0
+        return np.zeros(0), np.zeros((0, size, size), np.float32)
+    return torch.cat(heads).numpy().astype(np.float64), torch.cat(maps).numpy()
+
+
+def presence_scores(heads: np.ndarray, maps: np.ndarray, source: str) -> np.ndarray:
+    """The presence probability of each image under ``source`` (``head`` or ``map``)."""
+    if source == "head":
+        return np.asarray(heads, np.float64)
+    if source == "map":
+        return maps.reshape(len(maps), -1).max(1).astype(np.float64) if len(maps) else np.zeros(0)
+    raise ValueError(f"unknown presence source {source!r}; expected one of {PRESENCE_SOURCES}")
+
+
+def map_boxes(prob_map: np.ndarray, present: bool) -> tuple[list[Box], list[float]]:
+    """Input-frame boxes and scores of one probability map (see the module docstring)."""
+    boxes, scores = component_boxes(prob_map, MAP_LEVEL, MAX_BOXES)
+    if not boxes and present and float(prob_map.max()) > 0:
+        peak = float(prob_map.max())
+        boxes, scores = component_boxes(prob_map, peak / 2, 1, min_pixels=1)
+    return boxes, scores
+
+
+@dataclass
+class Proposal:
+    """The finder's answer for one image; ``boxes`` are ``[x0, y0, x1, y1]`` in the
+    image's own pixels, ``scores`` their peak map probabilities."""
+
+    probability: float
+    threshold: float
+    boxes: list[Box] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+
+    @property
+    def present(self) -> bool:
+        return self.probability >= self.threshold
+
+
+class RoiFinder:
+    """A trained finder with its stored threshold and presence source."""
+
+    def __init__(self, model: FinderNet, meta: dict[str, Any], device: torch.device | str = "cpu"):
+        from core.preprocess import PreprocessParams
+
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval().requires_grad_(False)
+        self.meta = meta
+        self.size = int(meta["size"])
+        self.threshold = float(meta["threshold"])
+        self.source = str(meta.get("presence_source", "head"))
+        if self.source not in PRESENCE_SOURCES:
+            raise ValueError(f"unknown presence source {self.source!r}")
+        pre = meta.get("preprocess") or {}
+        # A finder stored before the breast crop existed has no "crop": it saw whole frames.
+        kwargs = {k: pre[k] for k in ("clahe_clip", "clahe_tiles", "fit") if k in pre}
+        self.params = PreprocessParams(self.size, crop=bool(pre.get("crop", False)), **kwargs)
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, info: dict[str, Any],
+                 device: torch.device | str = "cpu") -> "RoiFinder | None":
+        """The run's finder (SHA-256 verified), or None when the run has none."""
+        from core.roifinder.store import load_run_finder
+
+        loaded = load_run_finder(Path(run_dir), info)
+        return None if loaded is None else cls(loaded[0], loaded[1], device)
+
+    def propose_inputs(self, images: np.ndarray, boxes: Sequence[CropBox],
+                       shapes: Sequence[tuple[int, int]]) -> list[Proposal]:
+        """Proposals for model inputs ``(N, S, S)`` uint8 with their crop boxes and full shapes."""
+        heads, maps = predict_maps(self.model, images, self.device)
+        probs = presence_scores(heads, maps, self.source)
+        out = []
+        for prob, prob_map, box, shape in zip(probs, maps, boxes, shapes):
+            present = float(prob) >= self.threshold
+            found, scores = map_boxes(prob_map, present)
+            out.append(Proposal(float(prob), self.threshold,
+                                input_to_full(found, box, self.size, shape),
+                                [round(s, 4) for s in scores]))
+        return out
+
+    def propose_pixels(self, pixels: np.ndarray, shape: tuple[int, int]) -> Proposal:
+        """The proposal for one windowed image (what :mod:`core.predict` reads) of full ``shape``."""
+        image, box = prepare_pixels(pixels, self.params)
+        return self.propose_inputs(image[None], [box], [shape])[0]

@@ -1,0 +1,48 @@
+"""The per-image finder table (``roi_proposals.csv``) that evaluation reads.
+
+Evaluation reads tables, never models (DESIGN.md), so the grid runner writes
+the finder's answer for every test image next to the annotation it is judged
+against: presence probability and call, the proposed boxes and their scores,
+and the annotated ROIs as boxes, all in the image's own pixels.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.evaluate.roifinder import PROPOSALS_FILE  # noqa: F401  (re-exported for writers)
+from core.roifinder.geometry import full_shape, load_input, truth_boxes
+from core.roifinder.infer import RoiFinder
+
+PROPOSAL_COLUMNS: tuple[str, ...] = (
+    "image_path", "patient_id", "study_id", "view", "label", "roi", "roi_probability",
+    "roi_present", "threshold", "boxes", "scores", "truth_boxes", "height", "width",
+)
+CHUNK = 64
+
+
+def propose_manifest(finder: RoiFinder, df: pd.DataFrame) -> pd.DataFrame:
+    """One row per manifest row: the finder's answer and the annotation (JSON lists)."""
+    records = df.to_dict("records")
+    rows: list[dict[str, Any]] = []
+    for start in range(0, len(records), CHUNK):
+        chunk = records[start:start + CHUNK]
+        loaded = [load_input(r["image_path"], finder.params) for r in chunk]
+        shapes = [full_shape(r) for r in chunk]
+        props = finder.propose_inputs(np.stack([im for im, _ in loaded]),
+                                      [box for _, box in loaded], shapes)
+        for r, prop, (h, w) in zip(chunk, props, shapes):
+            view = r.get("view_name") or f"{r['laterality']}{r['view']}"
+            rows.append({
+                "image_path": r["image_path"], "patient_id": r["patient_id"],
+                "study_id": r["study_id"], "view": view,
+                "label": int(str(r["label"]).lower() == "malignant"), "roi": bool(r["roi"]),
+                "roi_probability": round(prop.probability, 6), "roi_present": prop.present,
+                "threshold": prop.threshold, "boxes": json.dumps(prop.boxes),
+                "scores": json.dumps(prop.scores), "truth_boxes": json.dumps(truth_boxes(r)),
+                "height": h, "width": w,
+            })
+    return pd.DataFrame(rows, columns=list(PROPOSAL_COLUMNS))

@@ -1,0 +1,254 @@
+"""Training the finder: seeded epochs, selection and threshold on a patient-grouped carve.
+
+* **Loss** = pixel BCE + soft Dice (over the images that have an ROI) on the
+  map, + BCE of the presence head.  Lesions cover a few per cent of the input,
+  so BCE alone would settle on an all-background map; Dice rewards overlap
+  whatever the ROI's size.
+* **Augmentation**: random horizontal and vertical flips, the same for image
+  and mask (the finder must find ROIs in left and right breasts alike).
+* **Selection**: the epoch with the lowest validation loss; then the presence
+  source (head or map peak) with the higher validation AUC; then the threshold
+  that maximises Youden's J on validation.  Without a usable carve, the last
+  epoch, the head, and a threshold on the training images (``threshold_source``
+  says ``train``: optimistic).
+* **Resume**: a finished finder whose weights still hash as recorded is kept;
+  an interrupted one starts again (it is minutes, not hours).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from core import runs
+from core.atomic import atomic_write_json
+from core.errors import TrainingError
+from core.roifinder.data import FinderData, build_data, carve
+from core.roifinder.geometry import component_boxes, iou
+from core.roifinder.infer import PRESENCE_SOURCES, predict_maps, presence_scores
+from core.roifinder.model import ARCH, MIN_MULTIPLE, FinderNet, create_finder
+from core.roifinder.store import ROI_DIR, RUN_KEY, finished, save_finder
+
+__all__ = ["RUN_KEY", "FinderConfig", "finder_config", "finder_loss", "train_finder"]
+
+Emit = Callable[..., None]
+
+
+@dataclass
+class FinderConfig:
+    """The finder's options; ``size`` is its own input side (``--roi-size``)."""
+
+    size: int = 96
+    epochs: int = 15
+    batch_size: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    val_fraction: float = 0.15
+    seed: int = 0
+    clahe_clip: float = 2.0
+    clahe_tiles: int = 8
+    crop: bool = True
+    fit: str = "stretch"
+
+    def check(self) -> None:
+        if self.size < MIN_MULTIPLE or self.size % MIN_MULTIPLE:
+            raise TrainingError(f"ROI finder size {self.size} is not a multiple of {MIN_MULTIPLE}")
+        if self.epochs < 1 or self.batch_size < 2:
+            raise TrainingError("ROI finder needs ≥ 1 epoch and a batch of ≥ 2")
+
+
+def finder_config(config: Any) -> FinderConfig:
+    """The finder's options from a run's :class:`~core.train.TrainConfig`: its own size and
+    epochs, the run's seed, validation share and preprocessing (so the same crop)."""
+    return FinderConfig(size=config.roi_size, epochs=config.roi_epochs, seed=config.seed,
+                        val_fraction=config.val_fraction, clahe_clip=config.clahe_clip,
+                        clahe_tiles=config.clahe_tiles, crop=config.crop, fit=config.fit)
+
+
+def _params(config: FinderConfig):
+    from core.preprocess import PreprocessParams
+
+    return PreprocessParams(config.size, config.clahe_clip, config.clahe_tiles, config.crop,
+                            config.fit)
+
+
+def _flip(x: torch.Tensor, m: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same random horizontal / vertical flips for each image and its mask."""
+    for dim in (3, 2):
+        pick = (torch.rand(x.shape[0], generator=gen) < 0.5).view(-1, 1, 1, 1)
+        x, m = torch.where(pick, x.flip(dim), x), torch.where(pick, m.flip(dim), m)
+    return x, m
+
+
+def finder_loss(mask_logits: torch.Tensor, presence_logits: torch.Tensor, masks: torch.Tensor,
+                present: torch.Tensor) -> torch.Tensor:
+    """Pixel BCE + soft Dice over ROI images + presence BCE (see the module docstring)."""
+    f = nn.functional
+    loss = f.binary_cross_entropy_with_logits(mask_logits, masks)
+    loss = loss + f.binary_cross_entropy_with_logits(presence_logits, present)
+    pos = present > 0
+    if pos.any():
+        p = torch.sigmoid(mask_logits[pos]).flatten(1)
+        t = masks[pos].flatten(1)
+        dice = (2 * (p * t).sum(1) + 1) / (p.sum(1) + t.sum(1) + 1)
+        loss = loss + (1 - dice).mean()
+    return loss
+
+
+def _epoch(model: FinderNet, opt: torch.optim.Optimizer, data: FinderData, config: FinderConfig,
+           epoch: int, device: torch.device) -> float:
+    from core.train.config import _generator
+    from core.train.data import _batches
+
+    model.train()
+    gen = _generator(config.seed, "roi_model", epoch, "augment")
+    total = seen = 0.0
+    for idx in _batches(data.n, config.batch_size, _generator(config.seed, "roi_model", epoch, "shuffle")):
+        x, m = _flip(data.images[idx].float().div(255.0), data.masks[idx].float(), gen)
+        mask_logits, presence_logits = model(x.to(device))
+        loss = finder_loss(mask_logits, presence_logits, m.to(device), data.present[idx].to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += float(loss.detach()) * len(idx)
+        seen += len(idx)
+    return total / max(seen, 1.0)
+
+
+@torch.no_grad()
+def _val_loss(model: FinderNet, data: FinderData, device: torch.device) -> float:
+    model.eval()
+    total = 0.0
+    for start in range(0, data.n, 64):
+        sl = slice(start, start + 64)
+        mask_logits, presence_logits = model(data.images[sl].float().div(255.0).to(device))
+        total += float(finder_loss(mask_logits, presence_logits, data.masks[sl].float().to(device),
+                                   data.present[sl].to(device))) * len(data.images[sl])
+    return total / max(data.n, 1)
+
+
+def _mean_best_iou(maps: np.ndarray, masks: torch.Tensor) -> float | None:
+    """Mean over annotated ROIs (components of the true masks) of their best IoU with a
+    proposed box, in the input frame."""
+    from core.roifinder.infer import map_boxes
+
+    ious = []
+    for prob_map, mask in zip(maps, masks[:, 0].numpy()):
+        truths = component_boxes(mask.astype(np.float32), 0.5, max_boxes=1000, min_pixels=1)[0]
+        if not truths:
+            continue
+        proposed = map_boxes(prob_map, True)[0]
+        ious += [max((iou(t, p) for p in proposed), default=0.0) for t in truths]
+    return float(np.mean(ious)) if ious else None
+
+
+def _choose(heads: np.ndarray, maps: np.ndarray, y: np.ndarray) -> tuple[str, dict[str, Any]]:
+    """The presence source with the higher AUC on ``y`` (ties: the head), with both AUCs."""
+    from core.train.metrics import _auc
+
+    aucs = {s: _auc(y, presence_scores(heads, maps, s)) for s in PRESENCE_SOURCES}
+    best = max(PRESENCE_SOURCES, key=lambda s: (aucs[s] or 0.0, s == "head"))
+    return best, aucs
+
+
+def train_finder(train_df: pd.DataFrame, run_dir: str | Path, config: FinderConfig,
+                 device: torch.device | str = "cpu", resume: bool = False,
+                 expected_sha256: str | None = None, emit: Emit | None = None) -> dict[str, Any]:
+    """Train the finder on ``train_df`` (the training split) into ``run_dir/roi_model``.
+
+    Returns run.json's ``roi_model`` entry: ``done`` with its SHA-256, or
+    ``skipped`` with a reason (no image with an ROI, or none without).
+    """
+    config.check()
+    run_dir, device = Path(run_dir), torch.device(device)
+    if resume:
+        meta = finished(run_dir, expected_sha256)
+        if meta is not None and meta.get("size") == config.size:
+            return _entry(meta)
+    n_roi = int(train_df["roi"].astype(bool).sum())
+    if n_roi < 2 or n_roi > len(train_df) - 2:
+        return {"status": "skipped", "size": config.size,
+                "reason": f"{n_roi} of {len(train_df)} training images have an ROI; the finder "
+                          "needs at least 2 with and 2 without"}
+    t0 = time.perf_counter()
+    fit, val = carve(train_df, config.val_fraction, config.seed)
+    params = _params(config)
+    data, vdata = build_data(fit, params), build_data(val, params)
+    from core.train.config import _seed_everything, derive_seed
+
+    _seed_everything(derive_seed(config.seed, "roi_model", "init"))
+    model = create_finder(config.size).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+    history = []
+    for epoch in range(1, config.epochs + 1):
+        e0 = time.perf_counter()
+        loss = _epoch(model, opt, data, config, epoch, device)
+        v = _val_loss(model, vdata, device) if vdata.n else None
+        history.append({"epoch": epoch, "train_loss": round(loss, 5),
+                        "val_loss": None if v is None else round(v, 5),
+                        "seconds": round(time.perf_counter() - e0, 2)})
+        score = v if v is not None else -epoch
+        if best is None or score < best[0]:
+            best = (score, epoch, {k: t.detach().clone() for k, t in model.state_dict().items()})
+        if emit is not None:
+            emit("roi_epoch", cell=ROI_DIR, epoch=epoch, epochs=config.epochs, loss=round(loss, 5),
+                 val_loss=history[-1]["val_loss"])
+    assert best is not None
+    model.load_state_dict(best[2])
+    meta = _finish(model, data, vdata, config, device, best[1], history,
+                   {"fit": _counts(fit), "val": _counts(val)})
+    meta["seconds"] = round(time.perf_counter() - t0, 2)
+    folder = run_dir / ROI_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    meta["sha256"] = save_finder(model, folder)
+    atomic_write_json(folder / runs.META_FILE, meta)
+    return _entry(meta)
+
+
+def _counts(df: pd.DataFrame) -> dict[str, int]:
+    roi = df["roi"].astype(bool)
+    return {"roi": int(roi.sum()), "noroi": int((~roi).sum())}
+
+
+def _finish(model: FinderNet, data: FinderData, vdata: FinderData, config: FinderConfig,
+            device: torch.device, best_epoch: int, history: list[dict[str, Any]],
+            counts: dict[str, dict[str, int]]) -> dict[str, Any]:
+    """Presence source, threshold and validation metrics of the selected epoch."""
+    from core.train.metrics import operating_point, youden_threshold
+
+    on_val = vdata.n > 0
+    chosen = vdata if on_val else data
+    heads, maps = predict_maps(model, chosen.images, device)
+    y = chosen.present.numpy()
+    source, aucs = _choose(heads, maps, y) if on_val else ("head", {})
+    probs = presence_scores(heads, maps, source)
+    threshold = youden_threshold(y, probs)
+    return {
+        "arch": ARCH, "size": config.size, "threshold": threshold,
+        "threshold_source": "val" if on_val else "train",
+        "threshold_rule": "max Youden J; ROI present iff p >= threshold",
+        "presence_source": source, "presence_auc_val": aucs.get(source),
+        "presence_auc_val_by_source": aucs, **operating_point(y, probs, threshold),
+        "box_iou_val": _mean_best_iou(maps, chosen.masks) if on_val else None,
+        "n_fit": data.n, "n_val": vdata.n, "counts": counts, "best_epoch": best_epoch,
+        "selection": "val_loss" if on_val else "last_epoch",
+        "config": asdict(config),
+        "preprocess": {"clahe_clip": config.clahe_clip, "clahe_tiles": config.clahe_tiles,
+                       "crop": config.crop, "fit": config.fit},
+        "history": history,
+    }
+
+
+def _entry(meta: dict[str, Any]) -> dict[str, Any]:
+    """run.json's ``roi_model`` entry from a finder's meta.json."""
+    return {"status": "done", "sha256": meta["sha256"], "arch": meta["arch"], "size": meta["size"],
+            "threshold": meta["threshold"], "presence_source": meta["presence_source"],
+            "presence_auc_val": meta.get("presence_auc_val"), "best_epoch": meta["best_epoch"],
+            "seconds": meta.get("seconds", 0.0)}
