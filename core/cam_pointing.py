@@ -52,23 +52,29 @@ def _scored_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_cam_pointing(predictor: Predictor, df: pd.DataFrame) -> dict[str, Any]:
-    """``{"baseline": score, "roi_aware": score, "method": ..., "dilation": 0.02}`` for a manifest.
+    """``{"baseline": score, "roi_aware": score, "method", "dilation", "roi_outside_input"}``.
 
     Each score is :func:`~core.evaluate.pointing.pointing_score`'s
     ``{"hit_rate", "n", "chance"}``.  Images are routed per grid as in
     prediction (fallbacks included); an image no model of a grid serves is
-    not scored in that grid.  ``df`` is a finalized manifest (``roi``,
-    ``view_name``, ``mask_path`` / ``roi_shapes``).
+    not scored in that grid, nor is an image whose ROI lies wholly outside
+    the breast crop (counted in ``roi_outside_input``).  ``df`` is a finalized
+    manifest (``roi``, ``view_name``, ``mask_path`` / ``roi_shapes``).
     """
     from core.preprocess import load_preprocessed_with_box
 
     rows = _scored_rows(df)
     size = predictor.img_size
-    images, masks = [], []
-    for _, row in rows.iterrows():
+    images, masks, keep = [], [], []
+    for i, row in rows.iterrows():
         image, box = load_preprocessed_with_box(row["image_path"], predictor.params)
-        images.append(image)
-        masks.append(mask_to_input(full_mask(row), box, size))
+        mask = mask_to_input(full_mask(row), box, size)
+        if mask.any():  # an ROI wholly outside the breast crop cannot be pointed at
+            images.append(image)
+            masks.append(mask)
+            keep.append(i)
+    outside = len(rows) - len(keep)
+    rows = rows.loc[keep].reset_index(drop=True)
     out: dict[str, Any] = {}
     for mode in MODES:
         if mode not in predictor.modes:
@@ -87,4 +93,5 @@ def run_cam_pointing(predictor: Predictor, df: pd.DataFrame) -> dict[str, Any]:
     model = next(iter(predictor.models.values()))
     out["method"] = cam_target(model, predictor.cam_recipe).recipe.describe()
     out["dilation"] = DILATION_FRACTION
+    out["roi_outside_input"] = outside
     return out

@@ -98,8 +98,8 @@ def test_every_cam_method_gives_input_sized_maps(arch, one_thread):
 def _manifest(root) -> "pd.DataFrame":
     """Two malignant views whose bright spot sits at rows 40-51, columns 44-55 of a breast
     that fills the left 64 of 160 columns (the crop cuts the air on the right).  The
-    first view's ROI is on the spot, the second's far from it; a benign view with an
-    ROI and a malignant one without are not scored."""
+    first view's ROI is on the spot, the second's far from it, the third's in the air the
+    crop removes; a benign view with an ROI and a malignant one without are not scored."""
     import cv2
     import pandas as pd
 
@@ -107,7 +107,7 @@ def _manifest(root) -> "pd.DataFrame":
 
     rng = np.random.default_rng(0)
     rows = []
-    for i, (r0, c0) in enumerate(((40, 44), (120, 10))):
+    for i, (r0, c0) in enumerate(((40, 44), (120, 10), (80, 130))):
         img = np.zeros((160, 160), np.uint8)
         img[:, :64] = np.clip(rng.normal(110, 8, (160, 64)), 0, 255).astype(np.uint8)
         img[40:52, 44:56] = 250
@@ -156,7 +156,7 @@ def test_run_pointing_maps_masks_through_the_input_geometry(tmp_path, monkeypatc
     whole = cv2_read(tmp_path / "m0.png")
     assert dilate_mask(mask_to_input(whole, box, 64))[spot]
     assert not dilate_mask(mask_to_input(whole, CropBox.full(), 64))[spot]
-    assert result["method"] and result["dilation"] == 0.02
+    assert result["method"] and result["dilation"] == 0.02 and result["roi_outside_input"] == 1
 
 
 def cv2_read(path) -> np.ndarray:

@@ -52,6 +52,9 @@ class TrainConfig:
     clahe_tiles: int = 8
     crop: bool = True
     fit: str = "stretch"
+    roi_model: bool = False  # also train the ROI finder (core.roifinder) on the training split
+    roi_size: int = 96  # the finder's input side
+    roi_epochs: int = 15
 
     def preprocess_params(self):
         """The preprocessing every image of this run goes through (one spec for all)."""
@@ -72,6 +75,9 @@ class TrainConfig:
             problems.append(f"validation fraction must be in (0, 0.5] (got {self.val_fraction})")
         if self.cv == 1 or self.cv < 0:
             problems.append(f"--cv needs K ≥ 2 folds (got {self.cv})")
+        if self.roi_model and (self.roi_size < 16 or self.roi_size % 16 or self.roi_epochs < 1):
+            problems.append(f"ROI finder needs a size that is a multiple of 16 (got "
+                            f"{self.roi_size}) and ≥ 1 epoch (got {self.roi_epochs})")
         if self.fit not in ("stretch", "pad"):
             problems.append(f"fit must be stretch or pad (got {self.fit!r})")
         if self.select not in ("val_loss", "val_auc"):
@@ -94,7 +100,7 @@ class TrainConfig:
         """The options a resumed run must share with the interrupted one."""
         keys = ("arch", "img_size", "epochs", "lr", "weight_decay", "batch_size",
                 "val_fraction", "balanced", "seed", "mode", "augment", "select", "cv",
-                "clahe_clip", "clahe_tiles", "crop", "fit")
+                "clahe_clip", "clahe_tiles", "crop", "fit", "roi_model", "roi_size", "roi_epochs")
         return {k: getattr(self, k) for k in keys}
 
 
