@@ -69,6 +69,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="feed the whole frame instead of the breast crop (for comparison)")
     p.add_argument("--fit", choices=("stretch", "pad"),
                    help="breast crop to the square input: stretch (default) or pad (aspect kept)")
+    p.add_argument("--roi-model", action="store_true", default=None,
+                   help="also train the ROI finder that routes views without a mask")
+    p.add_argument("--roi-size", type=_positive, help="ROI finder input side, a multiple of 16 "
+                                                      "(default 96)")
+    p.add_argument("--roi-epochs", type=_positive, help="ROI finder epochs (default 15)")
     p.add_argument("--synthetic", action="store_true", default=None,
                    help="mark the run as synthetic even without a phantom.json marker")
     p.set_defaults(func=run)
@@ -76,7 +81,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 _FIELDS = ("arch", "img_size", "epochs", "mode", "device", "batch_size", "lr", "weight_decay",
            "val_fraction", "balanced", "augment", "select", "cv", "resume", "seed",
-           "pretrained", "compile", "workers", "synthetic", "crop", "fit")
+           "pretrained", "compile", "workers", "synthetic", "crop", "fit", "roi_model",
+           "roi_size", "roi_epochs")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -44,6 +44,11 @@ def _predict_and_evaluate(out_dir: Path, test_df: pd.DataFrame, info: dict[str, 
     predictions = predict_manifest(predictor, test_df)
     info["unpredicted"] = int(predictions.attrs.get("unpredicted", 0))
     atomic_write_bytes(out_dir / runs.PREDICTIONS_FILE, predictions.to_csv(index=False).encode())
+    proposals = predictions.attrs.get("roi_proposals")  # the ROI finder's table, when it has one
+    if proposals is not None:
+        from core.roifinder.proposals import PROPOSALS_FILE
+
+        atomic_write_bytes(out_dir / PROPOSALS_FILE, proposals.to_csv(index=False).encode())
     # Grad-CAM pointing needs the models and the ROI geometry, both at hand only here;
     # evaluation (which reads tables, not models) merges the file into metrics.json.
     atomic_write_json(out_dir / CAM_POINTING_FILE, run_cam_pointing(predictor, test_df))
@@ -89,7 +94,7 @@ def train_grid(dataset: str | Path | pd.DataFrame, out_dir: str | Path,
 def _close_run(out_dir: Path, info: dict[str, Any], status: str, reporter: Progress,
                message: str | None, event: str) -> None:
     info.update(status=status, finished=_now())
-    for entry in info["cells"].values():
+    for entry in [*info["cells"].values(), info.get("roi_model") or {}]:
         if entry.get("status") == "running":
             entry["status"] = "pending"
     if message:
@@ -119,4 +124,22 @@ def _run(df: pd.DataFrame, out_dir: Path, config: TrainConfig, device: torch.dev
                                                         res.get("sha256")) is None:
             res["status"] = "pending"
     _train_planned(planned, out_dir, config, reporter, bank, info)
+    if config.roi_model:
+        _train_roi_model(train_df, out_dir, config, device, info, reporter)
     _predict_and_evaluate(out_dir, test_df, info, device)
+
+
+def _train_roi_model(train_df: pd.DataFrame, out_dir: Path, config: TrainConfig,
+                     device: torch.device, info: dict[str, Any], reporter: Progress) -> None:
+    """The ROI finder (``--roi-model``) after the cells; ``--resume`` keeps a finished one
+    whose weights still hash as run.json records."""
+    from core.roifinder.train import RUN_KEY, finder_config, train_finder
+
+    previous = info.get(RUN_KEY) or {}
+    info[RUN_KEY] = {**previous, "status": "running"}
+    _write_run(out_dir, info)
+    info[RUN_KEY] = train_finder(train_df, out_dir, finder_config(config), device, config.resume,
+                                 previous.get("sha256"), reporter.emit)
+    _write_run(out_dir, info)
+    reporter.emit("roi_model_done", cell="roi_model", status=info[RUN_KEY]["status"],
+                  threshold=info[RUN_KEY].get("threshold"), reason=info[RUN_KEY].get("reason"))
