@@ -57,7 +57,8 @@ def validate_external(run_dir: str | Path, dataset: str | Path, split: str = "te
 
     The result is the run's own evaluation format plus ``dataset``:
     ``{"name", "path", "layout", "split", "n_images", "unpredicted",
-    "synthetic", "training_dataset"}``.  ``split_seed`` seeds the split of
+    "synthetic", "training_dataset"}``; ``unpredicted`` counts (image, grid)
+    pairs no model of the run serves (as ``run.json`` does).  ``split_seed`` seeds the split of
     layouts that ship none (CDD-CESM), as in training.
     """
     from core.cam_pointing import CAM_POINTING_FILE, run_cam_pointing

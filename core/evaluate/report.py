@@ -57,6 +57,9 @@ def _header_lines(result: Mapping[str, Any]) -> list[str]:
     if external:
         lines.append(f"External dataset {external['name']} ({external['layout']} layout, "
                      f"split {external['split']}, {external['n_images']} images): {external['path']}")
+        if external.get("unpredicted"):
+            lines.append(f"{external['unpredicted']} image × grid predictions missing: "
+                         "no model of the run serves their view")
         if external.get("training_dataset"):
             lines.append("Note: this is the dataset the run was trained on"
                          + ("; its training images are not an external test"
