@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from core.evaluate.constants import MODE_KEYS, SYNTHETIC_BANNER
+from core.evaluate.roifinder import PROPOSED_KEY, format_roi_model
 
 TABLE_ROWS: tuple[tuple[str, str], ...] = (
     ("Sensitivity", "sensitivity"),
@@ -166,6 +167,8 @@ def format_report(result: Mapping[str, Any]) -> str:
              "", "Per cell (threshold 0.5):", format_per_cell(result)]
     if result.get("cam_pointing"):
         parts += ["", format_pointing(result)]
+    if result.get("roi_model") or result.get(PROPOSED_KEY):
+        parts += ["", format_roi_model(dict(result))]
     if result.get("cv"):
         parts += ["", format_cv(result)]
     return "\n".join(parts)

@@ -162,3 +162,35 @@ def proposed_mcnemar(df: pd.DataFrame) -> dict[str, Any]:
             common = a.index.intersection(b.index)
             out[name][at] = paired_mcnemar(a.loc[common].to_numpy(), b.loc[common].to_numpy())
     return out
+
+
+def format_roi_model(result: dict[str, Any]) -> str:
+    """What ``evaluate`` prints about the finder: the three routings side by side, the
+    McNemar tests of the finder-routed grid, and the finder's own presence and box figures."""
+    from core.evaluate.report import _fmt, _fmt_p, format_cell
+
+    lines = ["ROI routing (threshold 0.5): annotated ROI vs ROI proposed by the finder vs none "
+             "(baseline)"]
+    for name, key in (("annotated", "roi_aware"), ("proposed", PROPOSED_KEY),
+                      ("none (baseline)", "baseline")):
+        block = result.get(key) or {}
+        lines.append(f"  {name:<16} " + "  ".join(
+            f"{m} {format_cell(block.get(m) or {})}" for m in ("sensitivity", "specificity",
+                                                             "accuracy", "roc_auc")))
+    for name, key in (("baseline", "vs_baseline"), ("annotated routing", "vs_annotated")):
+        mc = ((result.get("mcnemar_proposed") or {}).get(key) or {}).get("at_0.5")
+        if mc:
+            lines.append(f"  McNemar exact, proposed vs {name}: p = {_fmt_p(mc['p'])} "
+                         f"(only {name} right {mc['b']}, only proposed right {mc['c']})")
+    rm = result.get("roi_model")
+    if rm:
+        fr = rm["froc"]
+        lines.append(
+            f"ROI finder on {rm['n_images']} test images ({rm['n_with_roi']} with an ROI): "
+            f"presence AUC {format_cell(rm['presence_auc'])}, sensitivity "
+            f"{format_cell(rm['presence_sensitivity'])}, specificity "
+            f"{format_cell(rm['presence_specificity'])}; mean best box IoU "
+            f"{_fmt(rm['box_iou']['value'])} over {rm['box_iou']['n_rois']} ROIs; FROC sensitivity "
+            f"{_fmt(fr['sensitivity_at_0.5_fp'])} at 0.5 and {_fmt(fr['sensitivity_at_1_fp'])} "
+            f"at 1 false positive per image (hit = IoU ≥ {fr['hit_iou']})")
+    return "\n".join(lines)
