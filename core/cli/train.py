@@ -73,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="also train the ROI finder that routes views without a mask")
     p.add_argument("--roi-size", type=_positive, help="ROI finder input side, a multiple of 16 "
                                                       "(default 96)")
-    p.add_argument("--roi-epochs", type=_positive, help="ROI finder epochs (default 15)")
+    p.add_argument("--roi-epochs", type=_positive, help="ROI finder epochs (default 20)")
     p.add_argument("--synthetic", action="store_true", default=None,
                    help="mark the run as synthetic even without a phantom.json marker")
     p.set_defaults(func=run)

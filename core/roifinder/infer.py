@@ -1,14 +1,15 @@
 """Inference: a presence probability and boxes in the image's own pixels, per image.
 
-The presence probability comes from the source chosen on validation when the
-finder was trained (``meta.json`` ``presence_source``): the U-Net's
-classification head (``"head"``), or the highest pixel probability of its
-map (``"map"``).  The image counts as having an ROI when it reaches the
-stored threshold (Youden's J on validation).  Boxes are the connected
-regions of the map at :data:`MAP_LEVEL`, best first, at most
-:data:`MAX_BOXES`; an image called positive whose map stays below that
-level gets the one region around its peak (at half the peak), so a routed
-"ROI" always has something to show.
+The presence probability is the one ``meta.json`` names (``presence_source``):
+the highest pixel probability of the U-Net's map (``"map"``, what training
+stores), or its classification head (``"head"``).  The image counts as
+having an ROI when it reaches the stored threshold (Youden's J on
+validation).  Boxes are the connected regions of the map at
+:data:`MAP_LEVEL`, best first, at most :data:`MAX_BOXES`, each scored by its
+peak; a map that stays below that level gives the one region around its
+peak (at half the peak), so every image has the finder's best guess of
+where (scored low) for the FROC, and a routed "ROI" always has a box to show.
+Case review and ``predict`` show boxes only for images called "ROI".
 """
 from __future__ import annotations
 
@@ -59,10 +60,10 @@ def presence_scores(heads: np.ndarray, maps: np.ndarray, source: str) -> np.ndar
     raise ValueError(f"unknown presence source {source!r}; expected one of {PRESENCE_SOURCES}")
 
 
-def map_boxes(prob_map: np.ndarray, present: bool) -> tuple[list[Box], list[float]]:
+def map_boxes(prob_map: np.ndarray) -> tuple[list[Box], list[float]]:
     """Input-frame boxes and scores of one probability map (see the module docstring)."""
     boxes, scores = component_boxes(prob_map, MAP_LEVEL, MAX_BOXES)
-    if not boxes and present and float(prob_map.max()) > 0:
+    if not boxes and float(prob_map.max()) > 0:
         peak = float(prob_map.max())
         boxes, scores = component_boxes(prob_map, peak / 2, 1, min_pixels=1)
     return boxes, scores
@@ -118,8 +119,7 @@ class RoiFinder:
         probs = presence_scores(heads, maps, self.source)
         out = []
         for prob, prob_map, box, shape in zip(probs, maps, boxes, shapes):
-            present = float(prob) >= self.threshold
-            found, scores = map_boxes(prob_map, present)
+            found, scores = map_boxes(prob_map)
             out.append(Proposal(float(prob), self.threshold,
                                 input_to_full(found, box, self.size, shape),
                                 [round(s, 4) for s in scores]))

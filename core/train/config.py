@@ -54,7 +54,7 @@ class TrainConfig:
     fit: str = "stretch"
     roi_model: bool = False  # also train the ROI finder (core.roifinder) on the training split
     roi_size: int = 96  # the finder's input side
-    roi_epochs: int = 15
+    roi_epochs: int = 20
 
     def preprocess_params(self):
         """The preprocessing every image of this run goes through (one spec for all)."""
