@@ -12,6 +12,7 @@ from core.errors import MammoError
 from core.evaluate import evaluate_run
 from core.runs import METRICS_FILE, PREDICTIONS_FILE, RunSummary
 from ui.common import RUN_KEY, runs, run_title, show_error, synthetic_notice
+from ui.roi_view import finder_caption, froc_figure, has_finder, routing_table
 from ui.metrics_view import (calibration_table, confusion_figure, cv_table, headline,
                              mcnemar_text, paper_table, per_cell_table, pointing_caption,
                              pointing_table, reliability_figure, roc_figure)
@@ -100,6 +101,12 @@ for name, result in results.items():
                        "perfect); Brier = mean squared error of the probability (0.25 for a "
                        "constant 50 %). Each cell's temperature was fitted on its validation "
                        "images.")
+    if has_finder(result):
+        st.markdown("**ROI drawn by a radiologist, proposed by the ROI finder, or none**")
+        f1, f2 = st.columns([3, 2])
+        f1.dataframe(routing_table(result, tuned), hide_index=True)
+        f2.plotly_chart(froc_figure(result), key=f"froc-{name}")
+        st.caption(finder_caption(result))
     if result.get("cam_pointing"):
         st.markdown("**Does Grad-CAM point at the lesion?**")
         st.dataframe(pointing_table(result), hide_index=True)

@@ -390,6 +390,37 @@ def test_compare_shows_cam_pointing_against_chance(dirs, weights):
     assert "HiResCAM on stage -2" in texts(at)
 
 
+def test_compare_shows_three_routings_and_froc(dirs, weights):
+    from core.evaluate import evaluate_run
+
+    ck, data = dirs
+    run = write_run(ck, data, weights)
+    write_predictions(run)
+    table = pd.read_csv(run / "predictions.csv")
+    proposed = table[table["mode"] == "roi"].assign(mode="roi_proposed")
+    pd.concat([table, proposed]).to_csv(run / "predictions.csv", index=False)
+    images = table.drop_duplicates("image_path")
+    pd.DataFrame({"image_path": images["image_path"], "patient_id": images["patient_id"],
+                  "label": images["label"], "roi": images["roi"],
+                  "roi_probability": images["roi"].astype(float) * 0.8 + 0.1,
+                  "roi_present": images["roi"], "threshold": 0.5,
+                  "boxes": ["[[0, 0, 10, 10]]"] * len(images), "scores": ["[0.9]"] * len(images),
+                  "truth_boxes": ["[[0, 0, 10, 20]]" if r else "[]" for r in images["roi"]]}
+                 ).to_csv(run / "roi_proposals.csv", index=False)
+    evaluate_run(run, n_boot=0)
+    at = page("compare.py").run()
+    no_exception(at)
+    routing = next(d.value for d in at.dataframe if "routing" in d.value.columns)
+    assert routing["routing"].tolist() == [
+        "ROI-aware, routed by the annotated ROI", "ROI-aware, routed by the ROI finder",
+        "no routing (baseline)", "reference: annotated ROI presence only",
+        "reference: proposed ROI presence only"]
+    rows = routing.set_index("routing")
+    assert rows.iloc[0]["Accuracy"] == rows.iloc[1]["Accuracy"]  # same calls, same routing
+    assert "mean best box IoU 0.50" in texts(at) and "FROC" in texts(at)
+    assert len(at.get("plotly_chart")) == 5  # ROC, two confusion matrices, reliability, FROC
+
+
 # --------------------------------------------------------------------------- Data
 
 def test_data_page_tables_and_gallery(dirs):
