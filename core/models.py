@@ -154,20 +154,23 @@ CAM_METHODS: dict[str, str] = {
 """Recipe method names → pytorch-grad-cam class names."""
 
 CAM_RECIPES: dict[str, CamRecipe] = {
-    "generic": CamRecipe("layercam", (-2,)),
+    "generic": CamRecipe("layercam", (-3, -2, -1)),
     "convnext": CamRecipe("hirescam", (-2,)),
     "swin": CamRecipe("gradcam", (-2,)),
 }
 """The recipe per architecture family (:attr:`ArchSpec.family`), chosen by pointing hit rate.
 
-The stride-16 stage (``-2``) for every family: the last stage is 3 × 3 at
-96 px and pointed worse in every model measured (README, "Grad-CAM
-pointing"): resnet10t on the easy phantom hit 0.51 at stage -1 and 0.83-0.86
-at stage -2 (chance 0.07), swin_micro 0.14 vs 0.43, convnextv2_atto 0.07 vs
-0.22 (chance 0.09).  At 384 px stage -2 is 24 × 24.  The method per family is
-the best measured at that stage: LayerCAM for CNNs (ResNet), HiResCAM for
-ConvNeXt, GradCAM for Swin (whose LayerNorm'd token features suit the
-channel-averaged weights; HiResCAM and LayerCAM pointed at half its rate).
+Measured with ``benchmarks.cam_pointing`` (README, "Grad-CAM pointing").
+The last stage alone is 3 × 3 at 96 px and pointed badly there: resnet10t on
+the easy phantom hit 0.51 at stage -1 against 0.83-0.87 at the stride-16 stage
+(chance 0.07).  At 192 px (6 × 6) the last stage pointed best (0.92, stage -2
+0.84), so for CNNs LayerCAM over stages -3..-1 (strides 8, 16, 32, each map
+scaled to [0, 1] and averaged) is the one choice that is near the top at
+both sizes (0.87 and 0.90) and on the moderate phantom.  ConvNeXt and Swin
+were measured at 96 px only, on models that had learnt little (test AUC 0.58),
+where the stride-16 stage again beat the last (convnextv2_atto HiResCAM 0.22
+vs 0.07, swin_micro GradCAM 0.43 vs 0.14, chance 0.09) and the best method at
+that stage is kept; at 384 px that stage is 24 × 24.
 """
 
 

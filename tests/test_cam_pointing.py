@@ -163,3 +163,20 @@ def cv2_read(path) -> np.ndarray:
     import cv2
 
     return (cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) > 0).astype(np.uint8)
+
+
+def test_benchmark_scores_each_recipe(tmp_path, one_thread):
+    from benchmarks.cam_pointing import measure, parse_recipe
+    from core.models import CamRecipe
+    from test_predict import make_run
+
+    assert parse_recipe("layercam:-3,-2,-1") == CamRecipe("layercam", (-3, -2, -1))
+    assert parse_recipe("gradcam") == CamRecipe("gradcam", (-1,))
+    df = _manifest(tmp_path)
+    df[["image_path", "patient_id", "study_id", "laterality", "view", "label", "mask_path",
+        "split"]].to_csv(tmp_path / "manifest.csv", index=False)
+    result = measure(str(make_run(tmp_path / "run")), str(tmp_path / "manifest.csv"), "test",
+                     ["gradcam:-1", "layercam:-3,-2,-1"], pool_views=True, device="cpu")
+    assert [r["recipe"] for r in result["recipes"]] == ["GradCAM on stage -1",
+                                                        "LayerCAM on stages -3, -2, -1"]
+    assert all(r["n"] == 3 and 0 < r["baseline_chance"] < 1 for r in result["recipes"])
