@@ -169,7 +169,7 @@ scaled to [0, 1] and averaged) is the one choice that is near the top at
 both sizes (0.87 and 0.90) and on the moderate phantom.  ConvNeXt and Swin
 were measured at 96 px only, on models that had learnt little (test AUC 0.58),
 where the stride-16 stage again beat the last (convnextv2_atto HiResCAM 0.22
-vs 0.07, swin_micro GradCAM 0.43 vs 0.14, chance 0.09) and the best method at
+vs 0.06, swin_micro GradCAM 0.43 vs 0.14, chance 0.09) and the best method at
 that stage is kept; at 384 px that stage is 24 × 24.
 """
 
