@@ -39,7 +39,8 @@ from core.crop import CropBox, mask_to_input
 from core.preprocess import PreprocessParams
 from core.errors import CheckpointError, ImageReadError, MammoError, MaskError
 from core.grid import MODES, VIEWS, Cell, Mode, modes_for, plan, route_image
-from core.models import MammoNet, cam_target, create_model, load_weights, pick_device
+from core.models import (CamRecipe, MammoNet, create_model, load_weights, make_cam,
+                         pick_device)
 from core.roi import read_mask
 from core.runs import META_FILE, WEIGHTS_FILE, RunSummary, read_json, read_run
 
@@ -332,6 +333,7 @@ class Predictor:
         self.thresholds: dict[str, float] = {}
         self.unavailable: dict[str, str] = {}
         self._cams: dict[str, Any] = {}
+        self.cam_recipe: CamRecipe | None = None  # None: the family's recipe (core.models)
         self._template: MammoNet | None = None
         # One model call at a time: Grad-CAM hooks are module-wide, so a plain forward
         # running beside a CAM (two UI sessions sharing a Predictor) would corrupt it.
@@ -409,12 +411,10 @@ class Predictor:
         return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
 
     def _cam_object(self, cell: str):
-        """One GradCAM per model, made on first use; its hooks are detached between calls."""
+        """One CAM per model (:func:`core.models.make_cam`: the method and layers of its
+        family, or ``self.cam_recipe``), made on first use; hooks detached between calls."""
         if cell not in self._cams:
-            from pytorch_grad_cam import GradCAM
-
-            layer, reshape = cam_target(self.models[cell])
-            cam = GradCAM(model=self.models[cell], target_layers=[layer], reshape_transform=reshape)
+            cam = make_cam(self.models[cell], self.cam_recipe)
             cam.activations_and_grads.release()
             self._cams[cell] = cam
         return self._cams[cell]
