@@ -78,3 +78,14 @@ def finder_caption(result: Mapping[str, Any]) -> str:
                          f"({mc['b']} images only {name} got right, {mc['c']} only the "
                          "proposed routing).")
     return " ".join(parts)
+
+
+def roi_source_text(r: Any) -> str:
+    """Which ROI served a view in case review: the user's, the finder's, or none."""
+    if r.roi_source == "mask":
+        return "ROI source: your mask or box"
+    if r.roi_source == "proposed":
+        call = "ROI proposed" if r.roi else "no ROI found"
+        return (f"ROI source: the ROI finder ({call}, p {r.roi_probability:.2f}; choose "
+                "“Draw box” to replace it, or switch proposals off to reject it)")
+    return "ROI source: none given"
