@@ -66,6 +66,7 @@ def validate_external(run_dir: str | Path, dataset: str | Path, split: str = "te
     from core.evaluate import evaluate_external, external_folder
     from core.evaluate.constants import DATASET_FILE, PREDICTIONS_FILE
     from core.predict import Predictor, predict_manifest
+    from core.roifinder.proposals import write_proposals
     from core.train.runinfo import _is_phantom
 
     predictor = Predictor(run_dir, device)  # a bad run fails before the dataset is read
@@ -82,6 +83,7 @@ def validate_external(run_dir: str | Path, dataset: str | Path, split: str = "te
             "synthetic": _is_phantom(root),
             "training_dataset": _is_training_dataset(predictor.run.info, root)}
     atomic_write_bytes(folder / PREDICTIONS_FILE, predictions.to_csv(index=False).encode())
+    write_proposals(folder, predictions)  # the ROI finder's per-image table, when it has one
     atomic_write_json(folder / CAM_POINTING_FILE, run_cam_pointing(predictor, df))
     atomic_write_json(folder / DATASET_FILE, info)
     return evaluate_external(predictor.run.path, name, n_boot=n_boot, seed=seed)

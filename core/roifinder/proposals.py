@@ -8,6 +8,7 @@ and the annotated ROIs as boxes, all in the image's own pixels.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,3 +47,13 @@ def propose_manifest(finder: RoiFinder, df: pd.DataFrame) -> pd.DataFrame:
                 "height": h, "width": w,
             })
     return pd.DataFrame(rows, columns=list(PROPOSAL_COLUMNS))
+
+
+def write_proposals(folder: Path, predictions: pd.DataFrame) -> None:
+    """Write the finder table :func:`core.predict.predict_manifest` attached to its
+    predictions (``attrs["roi_proposals"]``) into ``folder``, when the run has a finder."""
+    from core.atomic import atomic_write_bytes
+
+    table = predictions.attrs.get("roi_proposals")
+    if table is not None:
+        atomic_write_bytes(Path(folder) / PROPOSALS_FILE, table.to_csv(index=False).encode())

@@ -44,11 +44,9 @@ def _predict_and_evaluate(out_dir: Path, test_df: pd.DataFrame, info: dict[str, 
     predictions = predict_manifest(predictor, test_df)
     info["unpredicted"] = int(predictions.attrs.get("unpredicted", 0))
     atomic_write_bytes(out_dir / runs.PREDICTIONS_FILE, predictions.to_csv(index=False).encode())
-    proposals = predictions.attrs.get("roi_proposals")  # the ROI finder's table, when it has one
-    if proposals is not None:
-        from core.roifinder.proposals import PROPOSALS_FILE
+    from core.roifinder.proposals import write_proposals
 
-        atomic_write_bytes(out_dir / PROPOSALS_FILE, proposals.to_csv(index=False).encode())
+    write_proposals(out_dir, predictions)  # the ROI finder's per-image table, when it has one
     # Grad-CAM pointing needs the models and the ROI geometry, both at hand only here;
     # evaluation (which reads tables, not models) merges the file into metrics.json.
     atomic_write_json(out_dir / CAM_POINTING_FILE, run_cam_pointing(predictor, test_df))
