@@ -65,6 +65,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pretrained", help="backbone weights: a local .safetensors file, or 'hub' for timm's (needs a network)")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
     p.add_argument("--workers", type=_non_negative, help="preprocessing processes (0 = all cores)")
+    p.add_argument("--clahe-clip", type=float,
+                   help="CLAHE clip limit (default 2.0, the paper's CLAHE; 0 = off)")
+    p.add_argument("--clahe-tiles", type=int, help="CLAHE tiles per side (default 8)")
+    p.add_argument("--warm-start", action="store_true", default=None,
+                   help="train one model on every training image first and start each cell "
+                        "from it (for small datasets)")
     p.add_argument("--no-crop", dest="crop", action="store_false", default=None,
                    help="feed the whole frame instead of the breast crop (for comparison)")
     p.add_argument("--fit", choices=("stretch", "pad"),
@@ -81,7 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 _FIELDS = ("arch", "img_size", "epochs", "mode", "device", "batch_size", "lr", "weight_decay",
            "val_fraction", "balanced", "augment", "select", "cv", "resume", "seed",
-           "pretrained", "compile", "workers", "synthetic", "crop", "fit", "roi_model",
+           "pretrained", "compile", "workers", "synthetic", "crop", "fit", "clahe_clip", "clahe_tiles", "warm_start", "roi_model",
            "roi_size", "roi_epochs")
 
 

@@ -52,6 +52,9 @@ class TrainConfig:
     clahe_tiles: int = 8
     crop: bool = True
     fit: str = "stretch"
+    warm_start: bool = False
+    init_weights: str | None = None  # set by the grid runner: the pooled model (warm start)
+    init_sha256: str | None = None
     roi_model: bool = False  # also train the ROI finder (core.roifinder) on the training split
     roi_size: int = 96  # the finder's input side
     roi_epochs: int = 20
@@ -100,7 +103,8 @@ class TrainConfig:
         """The options a resumed run must share with the interrupted one."""
         keys = ("arch", "img_size", "epochs", "lr", "weight_decay", "batch_size",
                 "val_fraction", "balanced", "seed", "mode", "augment", "select", "cv",
-                "clahe_clip", "clahe_tiles", "crop", "fit", "roi_model", "roi_size", "roi_epochs")
+                "clahe_clip", "clahe_tiles", "crop", "fit", "roi_model", "roi_size", "roi_epochs",
+                "warm_start")
         return {k: getattr(self, k) for k in keys}
 
 
@@ -116,6 +120,7 @@ class CellResult:
     n_val: int = 0
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     threshold: float | None = None
+    temperature: float | None = None
     best_epoch: int | None = None
     seconds: float = 0.0
 

@@ -16,12 +16,13 @@ from core.train.cancel import TrainingCancelled, cancel_on_signals
 from core.train.checkpoint import _done_result
 from core.train.config import TrainConfig, _now
 from core.train.cv import _cv_complete, _cv_plan, cross_validate
-from core.train.data import ImageBank
+from core.train.data import ImageBank, steps_per_epoch
 from core.train.device import _setup_threads
 from core.train.lock import run_lock
 from core.train.planned import _total_steps, _train_planned, plan_cells
 from core.train.progress import Progress, ProgressCallback
 from core.train.runinfo import _open_run, _write_run, load_manifest
+from core.train.warmstart import pooled_rows, train_pooled
 
 
 def _predict_and_evaluate(out_dir: Path, test_df: pd.DataFrame, info: dict[str, Any],
@@ -111,8 +112,10 @@ def _run(df: pd.DataFrame, out_dir: Path, config: TrainConfig, device: torch.dev
         info["cells"].setdefault(p.cell.name, {"status": "pending"})
     _write_run(out_dir, info)
     folds = _cv_plan(train_df, config) if config.cv and not _cv_complete(out_dir, config) else []
+    pooled = steps_per_epoch(len(pooled_rows(train_df, config)[0]), config.batch_size)
     reporter.total = max(1, _total_steps(planned, config)
-                         + sum(_total_steps(fp, config) for _, fp, _ in folds))
+                         + sum(_total_steps(fp, config) for _, fp, _ in folds)
+                         + (config.epochs * pooled if config.warm_start else 0))
     bank = ImageBank(list(train_df["image_path"]), config.preprocess_params(), config.workers)
     if folds:
         atomic_write_json(out_dir / runs.CV_FILE,
@@ -121,6 +124,9 @@ def _run(df: pd.DataFrame, out_dir: Path, config: TrainConfig, device: torch.dev
         if res.get("status") == "done" and _done_result(Cell.parse(name), out_dir / name,
                                                         res.get("sha256")) is None:
             res["status"] = "pending"
+    if config.warm_start:
+        config = train_pooled(train_df, out_dir, config, reporter, bank, info)
+        _write_run(out_dir, info)
     _train_planned(planned, out_dir, config, reporter, bank, info)
     if config.roi_model:
         _train_roi_model(train_df, out_dir, config, device, info, reporter)

@@ -191,7 +191,10 @@ def _train_cell_scoped(cell: Cell, train_df: pd.DataFrame, val_df: pd.DataFrame,
                        device: torch.device, counts: dict[str, dict[str, int]]) -> CellResult:
     t0 = time.perf_counter()
     _seed_everything(derive_seed(config.seed, cell, "init"))
-    model = create_model(config.arch, config.img_size, config.pretrained).to(device)
+    model = create_model(config.arch, config.img_size, config.pretrained)
+    if config.init_weights:  # warm start: the pooled model's weights, hash verified
+        load_weights(model, config.init_weights, config.init_sha256)
+    model = model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     opt = _make_optimizer(model, config, device)
