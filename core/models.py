@@ -53,9 +53,28 @@ ARCHS: dict[str, ArchSpec] = {
     "convnextv2": ArchSpec("convnextv2_tiny", "convnext", paper=True),
     "swin_micro": ArchSpec("swin_tiny_patch4_window7_224", "swin", _swin_micro_kwargs),
     "convnextv2_atto": ArchSpec("convnextv2_atto", "convnext"),
+    "resnet10t": ArchSpec("resnet10t", "generic", min_multiple=1),
 }
-DEMO_ARCHS: tuple[str, ...] = ("convnextv2_atto", "swin_micro")
+DEMO_ARCHS: tuple[str, ...] = ("resnet10t", "convnextv2_atto", "swin_micro")
 PAPER_ARCHS: tuple[str, ...] = ("swin", "convnextv2")
+
+
+def architecture_note(arch: str) -> str | None:
+    """A sentence for a run whose architecture is not one of the paper's, else None.
+
+    The demo trains a small BatchNorm CNN because, from scratch on two CPU
+    cores and a few hundred images, it learns the phantom's lesions where
+    the paper's Swin-T / ConvNeXt V2 (and their tiny variants) do not; a
+    reader must not take its figures for the paper's models.
+    """
+    spec = ARCHS.get(arch)
+    if spec is not None and spec.paper:
+        return None
+    family = {"swin_micro": "a reduced Swin", "convnextv2_atto": "the smallest ConvNeXt V2"}.get(
+        arch, "a small CNN")
+    return (f"Architecture {arch} ({family}) is not one of the paper's (Swin-T, ConvNeXt V2 at "
+            f"384 px); it is used here because it trains on a CPU. Train `swin` or `convnextv2` "
+            f"for the paper's models.")
 
 
 def arch_spec(arch: str) -> ArchSpec:

@@ -20,7 +20,7 @@ from ui.case import (BREAST_RULE, MAX_VIEWS, SOURCE_TEXT, UPLOAD_TYPES, CaseView
                      breast_summary, cell_counts, export_rows, hanging_order, read_mask_upload,
                      read_upload, signature, study_choices, study_views, threshold_note, to_inputs,
                      view_problems)
-from ui.common import selected_run, show_error, synthetic_notice
+from ui.common import architecture_notice, selected_run, show_error, synthetic_notice
 from ui.images import cam_overlay, draw_outline, fit_height, needs_mirror, to_rgb
 
 PANEL_HEIGHT = 380
@@ -282,6 +282,7 @@ if run is None:
     st.stop()
 if run.synthetic:
     synthetic_notice()
+architecture_notice([run])
 top1, top2 = st.columns([3, 1])
 source_choice = top1.segmented_control(
     "Study", ["dataset", "upload"], required=True,

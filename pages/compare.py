@@ -11,7 +11,8 @@ import streamlit as st
 from core.errors import MammoError
 from core.evaluate import evaluate_run
 from core.runs import METRICS_FILE, PREDICTIONS_FILE, RunSummary
-from ui.common import RUN_KEY, runs, run_title, show_error, synthetic_notice
+from ui.common import (RUN_KEY, architecture_notice, runs, run_title, show_error,
+                       synthetic_notice)
 from ui.roi_view import finder_caption, froc_figure, has_finder, routing_table
 from ui.metrics_view import (calibration_table, confusion_figure, cv_table, headline,
                              mcnemar_text, paper_table, per_cell_table, pointing_caption,
@@ -49,6 +50,7 @@ tuned = threshold == "tuned"
 selected = [r for r in found if r.name in chosen]
 if any(r.synthetic for r in selected):
     synthetic_notice()
+architecture_notice(selected)
 
 results: dict[str, dict[str, Any]] = {}
 for run in selected:

@@ -7,7 +7,7 @@ import streamlit as st
 
 from core.errors import MammoError
 from core.jobs import current_job, demo_args, last_job, log_tail, start_job
-from ui.common import runs, run_title, synthetic_notice
+from ui.common import architecture_notice, runs, run_title, synthetic_notice
 from ui.progress import render_progress
 
 TINY_ENV = "MAMMOROUTE_DEMO"  # "tiny": the small demo (browser test, a quick look)
@@ -27,6 +27,7 @@ def _start_demo() -> None:
 def ready_banner(complete: list) -> None:
     """The newest complete run, and the way to read its predictions."""
     st.success(f"Ready for case review: **{complete[0].name}** ({run_title(complete[0])}).")
+    architecture_notice(complete[:1])
     st.page_link("pages/case_review.py", label="Open case review", icon=":material/radiology:")
 
 

@@ -15,6 +15,7 @@ from ui.common import data_root, resolve_dataset_path, selected_run, show_error,
 from ui.progress import render_progress
 
 ARCH_LABELS: dict[str, str] = {
+    "resnet10t": "ResNet10-T (small CNN, the CPU demo's)",
     "convnextv2_atto": "ConvNeXtV2-atto (tiny, CPU demo)",
     "swin_micro": "Swin micro (tiny, CPU demo)",
     "swin": "Swin-T (paper)",

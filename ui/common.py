@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import streamlit as st
 
 from core.errors import MammoError, ManifestError
+from core.models import architecture_note
 from core.runs import RunSummary, checkpoints_root, list_runs, read_run
 
 BENIGN = "#2e7d32"
@@ -49,6 +50,13 @@ def synthetic_notice(kind: str = "warning") -> None:
         st.warning(SYNTHETIC_TEXT, icon=":material/warning:")
     else:
         st.caption(f"⚠️ {SYNTHETIC_TEXT}")
+
+
+def architecture_notice(runs: Iterable[RunSummary]) -> None:
+    """Say so when a run's architecture is not one of the paper's (the demo's CNN)."""
+    for note in dict.fromkeys(filter(None, (architecture_note(str(r.info.get("arch")))
+                                            for r in runs))):
+        st.caption(f"ℹ️ {note}")
 
 
 def show_error(err: MammoError | Exception) -> None:
