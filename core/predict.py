@@ -38,10 +38,13 @@ import torch
 from core.crop import CropBox, mask_to_input
 from core.preprocess import PreprocessParams
 from core.errors import CheckpointError, ImageReadError, MammoError, MaskError
+from core.evaluate.calibration import scaled_probability
+from core.evaluate.roifinder import PROPOSED_MODE
 from core.grid import MODES, VIEWS, Cell, Mode, modes_for, plan, route_image
 from core.models import (CamRecipe, MammoNet, create_model, load_weights, make_cam,
                          pick_device)
 from core.roi import read_mask
+from core.roifinder.infer import Proposal, RoiFinder
 from core.runs import META_FILE, WEIGHTS_FILE, RunSummary, read_json, read_run
 
 FALLBACK_ORDER: tuple[str, ...] = ("baseline", "other_roi")
@@ -54,6 +57,7 @@ no ROI-aware prediction.  A baseline cell without a model has no stand-in:
 substituting an ROI-aware model would blur the very comparison the app makes.
 """
 DEFAULT_THRESHOLD = 0.5  # used when a cell's meta.json records none
+DEFAULT_TEMPERATURE = 1.0  # runs trained before temperature scaling: the raw sigmoid
 BATCH_SIZE = 32
 ViewSource = Literal["dicom", "filename", "image", "manifest", "user"]
 _FOUND_BY = ("dicom", "filename", "image")  # order of trust when nothing is given
@@ -62,13 +66,15 @@ _GIVES = {"dicom": "the DICOM tags give", "filename": "the file name says",
 _USING = {"dicom": "the tags", "filename": "the file name", "image": "the image"}
 PREDICTION_COLUMNS: tuple[str, ...] = (
     "image_path", "patient_id", "study_id", "view", "roi", "label", "mode", "cell",
-    "fallback", "p_malignant", "threshold",
+    "fallback", "p_malignant", "threshold", "p_uncalibrated", "temperature",
 )
 SUMMARY_KEYS: tuple[str, ...] = (
     "image", "view", "view_source", "roi", "cell", "cell_baseline", "fallback",
     "fallback_reason", "p_malignant_roi_aware", "p_malignant_baseline",
-    "threshold_roi_aware", "threshold_baseline", "warnings", "error",
+    "threshold_roi_aware", "threshold_baseline", "roi_source", "roi_probability", "roi_boxes",
+    "warnings", "error",
 )
+RoiSource = Literal["mask", "proposed", "none"]
 
 
 # --------------------------------------------------------------------------- views
@@ -269,6 +275,9 @@ class ViewResult:
     preprocessed: np.ndarray | None = None
     mask: np.ndarray | None = None
     box: CropBox | None = None
+    roi_source: RoiSource = "none"
+    roi_probability: float | None = None
+    roi_boxes: list[list[float]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
 
@@ -331,6 +340,7 @@ class Predictor:
         self.device = device if isinstance(device, torch.device) else pick_device(device)
         self.models: dict[str, MammoNet] = {}
         self.thresholds: dict[str, float] = {}
+        self.temperatures: dict[str, float] = {}
         self.unavailable: dict[str, str] = {}
         self._cams: dict[str, Any] = {}
         self.cam_recipe: CamRecipe | None = None  # None: the family's recipe (core.models)
@@ -342,6 +352,7 @@ class Predictor:
             for cell in plan(mode):
                 self._load_cell(cell.name, info.get("cells", {}).get(cell.name))
         self._template = None
+        self.finder = RoiFinder.from_run(self.run.path, info, self.device)
         if not self.models:
             raise CheckpointError("no trained cell in this run", self.run.path)
 
@@ -359,6 +370,7 @@ class Predictor:
         model.requires_grad_(False)  # Grad-CAM differentiates w.r.t. the input instead
         self.models[name] = model.to(self.device).eval()
         self.thresholds[name] = self._threshold(name)
+        self.temperatures[name] = self._temperature(name)
 
     def _blank_model(self) -> MammoNet:
         """A fresh model to fill: timm's weight init is built once, then copied (5x faster)."""
@@ -366,15 +378,27 @@ class Predictor:
             self._template = create_model(self.arch, self.img_size)
         return copy.deepcopy(self._template)
 
-    def _threshold(self, name: str) -> float:
+    def _meta_number(self, name: str, key: str, default: float) -> float:
+        """``key`` of the cell's meta.json as a float; ``default`` when the file or key is absent."""
         meta_path = self.run.path / name / META_FILE
         if not meta_path.is_file():
-            return DEFAULT_THRESHOLD
-        value = read_json(meta_path).get("threshold")
+            return default
+        value = read_json(meta_path).get(key)
         try:
-            return float(value) if value is not None else DEFAULT_THRESHOLD
+            return float(value) if value is not None else default
         except (TypeError, ValueError):
-            raise CheckpointError(f"threshold {value!r} is not a number", meta_path) from None
+            raise CheckpointError(f"{key} {value!r} is not a number", meta_path) from None
+
+    def _threshold(self, name: str) -> float:
+        return self._meta_number(name, "threshold", DEFAULT_THRESHOLD)
+
+    def _temperature(self, name: str) -> float:
+        """The cell's fitted temperature (probabilities are ``sigmoid(logit / T)``)."""
+        value = self._meta_number(name, "temperature", DEFAULT_TEMPERATURE)
+        if not value > 0 or value == float("inf"):
+            raise CheckpointError(f"temperature {value!r} must be a positive number",
+                                  self.run.path / name / META_FILE)
+        return value
 
     # ------------------------------------------------------------------ routing
 
@@ -401,14 +425,18 @@ class Predictor:
         x = x.unsqueeze(1).float().div_(255.0)
         return x.requires_grad_(True) if grad else x
 
-    def probabilities(self, cell: str, images: np.ndarray) -> np.ndarray:
-        """P(malignant) of uint8 ``(N, size, size)`` images under ``cell``'s model."""
+    def logits(self, cell: str, images: np.ndarray) -> np.ndarray:
+        """The malignancy logit (fp32, before temperature) of uint8 ``(N, size, size)`` images."""
         out = []
         with self._lock, torch.inference_mode():
             for start in range(0, len(images), BATCH_SIZE):
                 logits = self.models[cell](self._tensor(images[start:start + BATCH_SIZE]))
-                out.append(torch.sigmoid(logits.float())[:, 0].cpu().numpy())
+                out.append(logits.float()[:, 0].cpu().numpy())
         return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+
+    def probabilities(self, cell: str, images: np.ndarray) -> np.ndarray:
+        """Calibrated P(malignant), ``sigmoid(logit / T)``, under ``cell``'s model."""
+        return scaled_probability(self.logits(cell, images), self.temperatures[cell])
 
     def _cam_object(self, cell: str):
         """One CAM per model (:func:`core.models.make_cam`: the method and layers of its
@@ -438,7 +466,8 @@ class Predictor:
                 try:
                     with torch.enable_grad():
                         grey = cam(input_tensor=x, targets=[ClassifierOutputTarget(0)] * len(x))
-                    probs.append(torch.sigmoid(cam.outputs.detach().float())[:, 0].cpu().numpy())
+                    probs.append(scaled_probability(cam.outputs.detach().float()[:, 0].cpu().numpy(),
+                                                    self.temperatures[cell]))
                 finally:
                     cam.activations_and_grads.release()
                     cam.outputs = None  # drops the retained autograd graph
@@ -447,17 +476,21 @@ class Predictor:
 
     # ------------------------------------------------------------------ studies
 
-    def predict_study(self, inputs: Sequence[ViewInput], cam: bool = False) -> list[ViewResult]:
+    def predict_study(self, inputs: Sequence[ViewInput], cam: bool = False,
+                      propose: bool = True) -> list[ViewResult]:
         """Route and predict every view of a study; one bad view never stops the others.
 
         Views served by the same model are batched.  ``cam=True`` adds Grad-CAM
-        maps for both grids.
+        maps for both grids.  A view without a user's mask is routed by the
+        run's ROI finder when it has one and ``propose`` is on (``roi_source``
+        ``"proposed"``); a user's mask always wins (``"mask"``); otherwise
+        ``"none"`` (routed as without ROI).
         """
         results = [ViewResult(image=item.label) for item in inputs]
         prepared: list[_Prepared] = []
         for i, item in enumerate(inputs):
             try:
-                prepared.append(self._prepare(i, item, results[i]))
+                prepared.append(self._prepare(i, item, results[i], propose))
             except MammoError as err:
                 results[i].error = str(err)
         for mode in self.modes:
@@ -466,7 +499,8 @@ class Predictor:
             self._flag_unpredicted(results[p.index])
         return results
 
-    def _prepare(self, index: int, item: ViewInput, result: ViewResult) -> _Prepared:
+    def _prepare(self, index: int, item: ViewInput, result: ViewResult,
+                 propose: bool = True) -> _Prepared:
         """Read, preprocess, assign the view and read the mask of one input."""
         from core.preprocess import prepare_input, source_side
 
@@ -485,6 +519,10 @@ class Predictor:
             result.warnings.append("the mask is empty (all zero): routed as without ROI")
         if result.roi:
             result.mask = mask_to_input(full, result.box, self.img_size)
+        if full is not None:
+            result.roi_source = "mask"
+        elif propose and self.finder is not None:
+            _record_proposal(result, self.finder.propose_pixels(pixels, source_shape))
         return _Prepared(index, result.preprocessed, view, result.roi)
 
     def _predict_mode(self, mode: Mode, prepared: list[_Prepared], results: list[ViewResult],
@@ -572,6 +610,14 @@ def _unit_maps(maps: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 _ROUTE_PREFIXES = ("ROI-aware: ", "baseline: ")
+
+
+def _record_proposal(result: ViewResult, proposal: Proposal) -> None:
+    """The finder's answer routes the view; its boxes are shown only when it says ROI."""
+    result.roi_source = "proposed"
+    result.roi_probability = round(proposal.probability, 4)
+    result.roi = proposal.present
+    result.roi_boxes = proposal.boxes if proposal.present else []
 
 
 def _record_route(result: ViewResult, mode: Mode, route: Route) -> None:
@@ -667,12 +713,23 @@ def predict_manifest(run_dir: str | Path | Predictor, df: pd.DataFrame,
     per chunk of one view and shared by both grids.  Rows a mode cannot
     predict (no model, no stand-in) are left out, because
     :mod:`core.evaluate` refuses missing probabilities; their count is in
-    ``result.attrs["unpredicted"]``.  Columns: :data:`PREDICTION_COLUMNS`.
+    ``result.attrs["unpredicted"]``.  Columns: :data:`PREDICTION_COLUMNS`;
+    ``p_malignant`` is the served, temperature-scaled probability and
+    ``p_uncalibrated`` the model's own sigmoid, kept so evaluation can show
+    what scaling changed.  A run with an ROI finder adds the ROI-aware grid
+    routed by the finder's call instead of the annotation (mode
+    ``roi_proposed``; ``roi`` stays the annotation) and its per-image table
+    in ``result.attrs["roi_proposals"]`` (:mod:`core.roifinder.proposals`).
     """
     from core.preprocess import load_preprocessed
 
     predictor = run_dir if isinstance(run_dir, Predictor) else Predictor(run_dir, device)
     rec = _manifest_records(df)
+    proposals = None
+    if predictor.finder is not None and "roi" in predictor.modes:
+        from core.roifinder.proposals import propose_manifest
+
+        proposals = propose_manifest(predictor.finder, df.reset_index(drop=True))
     rows: list[dict[str, Any]] = []
     unpredicted = 0
     for view in VIEWS:
@@ -683,31 +740,43 @@ def predict_manifest(run_dir: str | Path | Predictor, df: pd.DataFrame,
                                for i in chunk])
             for mode in predictor.modes:
                 unpredicted += _predict_chunk(predictor, rec, chunk, images, mode, rows)
+            if proposals is not None:
+                _predict_chunk(predictor, rec, chunk, images, "roi", rows,
+                               proposals["roi_present"], PROPOSED_MODE)
     out = pd.DataFrame(rows, columns=["_order", "_mode_order", *PREDICTION_COLUMNS])
     out = out.sort_values(["_order", "_mode_order"]).drop(columns=["_order", "_mode_order"])
     out = out.reset_index(drop=True)
     out.attrs["unpredicted"] = unpredicted
+    out.attrs["roi_proposals"] = proposals
     return out
 
 
 def _predict_chunk(predictor: Predictor, rec: pd.DataFrame, chunk: list[int],
-                   images: np.ndarray, mode: Mode, rows: list[dict[str, Any]]) -> int:
-    """Append one mode's rows for a chunk; returns how many could not be predicted."""
+                   images: np.ndarray, mode: Mode, rows: list[dict[str, Any]],
+                   routed_roi: pd.Series | None = None, label: str | None = None) -> int:
+    """Append one mode's rows for a chunk; returns how many could not be predicted.
+
+    ``routed_roi`` (by row) routes instead of the annotation, and ``label``
+    then names the rows' mode (the finder-routed grid)."""
     groups: dict[str, list[int]] = defaultdict(list)
     routes: dict[int, Route] = {}
     for pos, i in enumerate(chunk):
-        routes[i] = predictor.route(rec.at[i, "view"], bool(rec.at[i, "roi"]), mode)
+        has_roi = rec.at[i, "roi"] if routed_roi is None else routed_roi.at[i]
+        routes[i] = predictor.route(rec.at[i, "view"], bool(has_roi), mode)
         if routes[i].cell is not None:
             groups[routes[i].cell].append(pos)
     for cell, positions in groups.items():
-        probs = predictor.probabilities(cell, images[positions])
-        for pos, prob in zip(positions, probs):
+        logits = predictor.logits(cell, images[positions])
+        temperature = predictor.temperatures[cell]
+        probs = scaled_probability(logits, temperature)
+        for pos, prob, raw in zip(positions, probs, scaled_probability(logits, 1.0)):
             i = chunk[pos]
             rows.append({
-                "_order": i, "_mode_order": MODES.index(mode),
+                "_order": i, "_mode_order": MODES.index(mode) + (len(MODES) if label else 0),
                 **rec.loc[i, ["image_path", "patient_id", "study_id", "view"]].to_dict(),
                 "roi": bool(rec.at[i, "roi"]), "label": int(rec.at[i, "label"]),
-                "mode": mode, "cell": cell, "fallback": routes[i].fallback,
+                "mode": label or mode, "cell": cell, "fallback": routes[i].fallback,
                 "p_malignant": float(prob), "threshold": predictor.thresholds[cell],
+                "p_uncalibrated": float(raw), "temperature": temperature,
             })
     return sum(1 for i in chunk if routes[i].cell is None)

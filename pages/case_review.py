@@ -22,6 +22,7 @@ from ui.case import (BREAST_RULE, MAX_VIEWS, SOURCE_TEXT, UPLOAD_TYPES, CaseView
                      view_problems)
 from ui.common import architecture_notice, selected_run, show_error, synthetic_notice
 from ui.images import cam_overlay, draw_outline, fit_height, needs_mirror, to_rgb
+from ui.roi_view import roi_source_text
 
 PANEL_HEIGHT = 380
 ROUTING_PREFIXES = ("ROI-aware: ", "baseline: ")
@@ -166,7 +167,8 @@ def view_editor(v: CaseView, show_ids: bool, index: int) -> None:
     with c3:
         if roi == "none":
             v.mask = None
-            st.caption("Without an ROI this view goes to a “without ROI” model.")
+            st.caption("Without an ROI this view goes to a “without ROI” model, or where the "
+                       "run's ROI finder sends it when proposals are on.")
         elif roi == "dataset":
             v.mask = v.dataset_mask
             st.caption("The dataset's annotation routes this view to a “with ROI” model.")
@@ -204,6 +206,8 @@ def panel(r: ViewResult | None, v: CaseView | None, run: RunSummary, source: str
         if cam is not None and base is not r.preprocessed and r.box is not None:
             cam = map_to_full(cam, r.box, base.shape)  # back through the breast crop
         mask = v.mask if v is not None and v.mask is not None and r.roi else r.mask
+        if v is not None and r.roi_source == "proposed" and r.roi_boxes:
+            mask = np.maximum.reduce([box_mask(v.shape, b) for b in r.roi_boxes])
         img = fit_height(draw_outline(cam_overlay(base, cam, opacity), mask), PANEL_HEIGHT)
         mirrored = needs_mirror(r.view, base)
         st.image(img[:, ::-1] if mirrored else img, width="content")
@@ -217,7 +221,7 @@ def panel(r: ViewResult | None, v: CaseView | None, run: RunSummary, source: str
         st.caption("  \n".join(f"{grid} model: {note}." for grid, note in notes if note))
         cell = r.cell_roi_aware or "–"
         st.caption(f"Routed to **{cell}** (ROI-aware) and **{r.cell_baseline or '–'}** (baseline)"
-                   + (" · ROI outlined" if r.roi else " · no ROI"))
+                   + (" · ROI outlined" if r.roi else " · no ROI") + " · " + roi_source_text(r))
         if r.fallback:
             st.warning(f"Fallback: {r.fallback_reason}", icon=":material/alt_route:")
         if not r.roi and (r.cell_roi_aware or "").startswith("noroi"):
@@ -302,12 +306,17 @@ with st.expander("Views and ROIs", expanded=source_choice == "upload"):
 problems = view_problems(views)
 for p in problems:
     st.warning(p)
-sig = f"{run.path}|{signature(views)}"
+has_finder = (run.info.get("roi_model") or {}).get("status") == "done"
+propose = has_finder and st.toggle(
+    "ROI finder proposes an ROI for views without one", value=True,
+    help="The run has an ROI finder. On: a view without a mask or box is routed by the "
+         "finder's answer. Off: it routes as without ROI. A mask or box you give always wins.")
+sig = f"{run.path}|{signature(views)}|{propose}"
 if st.button("Predict", type="primary", disabled=bool(problems)):
     try:
         model = predictor(str(run.path), (run.path / RUN_FILE).stat().st_mtime)
         with st.spinner("Routing and predicting, with Grad-CAM …"):
-            results = model.predict_study(to_inputs(views), cam=True)
+            results = model.predict_study(to_inputs(views), cam=True, propose=propose)
         failed = [ViewResult(image=v.name, error=v.error) for v in views if v.error]
         st.session_state["case_results"] = (sig, results + failed)
     except MammoError as err:

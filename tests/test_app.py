@@ -323,6 +323,27 @@ def test_case_review_builtin_study_with_roi(dirs, weights):
     assert at.table[0].value.index.tolist() == ["right", "left"]
 
 
+def test_case_review_roi_finder_switch_and_source(dirs, weights):
+    from test_roifinder import add_finder
+
+    ck, data = dirs
+    add_finder(write_run(ck, write_dataset(data), weights), presence_logit=6.0)
+    at = page("case_review.py").run()
+    no_exception(at)
+    [b for b in at.button if b.label == "Predict"][0].click().run()
+    no_exception(at)
+    shown = texts(at)
+    assert "Routed to **roi-RCC**" in shown  # no dataset ROI: the finder proposed one
+    assert "ROI source: the ROI finder (ROI proposed, p 1.00" in shown
+    assert "ROI source: your mask or box" in shown  # LCC's dataset ROI wins
+    switch = next(t for t in at.toggle if t.label.startswith("ROI finder proposes"))
+    switch.set_value(False).run()
+    [b for b in at.button if b.label == "Predict"][0].click().run()
+    no_exception(at)
+    shown = texts(at)
+    assert "Routed to **noroi-RCC**" in shown and "ROI source: none given" in shown
+
+
 def test_upload_helpers_strip_identifiers_and_temp_paths():
     from core.predict import ViewResult
     from ui.case import box_mask, export_rows, read_upload, view_problems

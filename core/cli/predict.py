@@ -19,7 +19,7 @@ from core.readout import shown_call
 RESULT_KEYS: tuple[str, ...] = (
     "image", "view", "roi", "cell", "fallback", "p_malignant_roi_aware", "p_malignant_baseline",
     "threshold_roi_aware", "threshold_baseline", "cell_baseline", "view_source",
-    "fallback_reason", "warnings", "error",
+    "fallback_reason", "roi_source", "roi_probability", "roi_boxes", "warnings", "error",
 )
 
 
@@ -37,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cam", type=Path, default=None, metavar="OUTDIR",
                    help="write Grad-CAM overlay PNGs (one per image per grid) into OUTDIR")
     p.add_argument("--json", action="store_true", help="print the results as a JSON list")
+    p.add_argument("--no-propose", dest="propose", action="store_false",
+                   help="do not let the run's ROI finder route views without a mask "
+                        "(they route as without ROI)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="where the models run (default: CUDA when present)")
     p.set_defaults(func=run)
@@ -92,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     predictor = Predictor(_run_path(args.run_dir), device=args.device)
     inputs = [ViewInput(name=image, path=image, view=views.get(image), mask_path=masks.get(image))
               for image in args.images]
-    results = predictor.predict_study(inputs, cam=args.cam is not None)
+    results = predictor.predict_study(inputs, cam=args.cam is not None, propose=args.propose)
     if all(r.error for r in results):
         raise MammoError("nothing could be predicted: "
                          + "; ".join(str(r.error) for r in results))
@@ -143,6 +146,14 @@ def _prob(p: float | None, threshold: float | None) -> str:
     return f"{shown.probability} ({shown.word}, {shown.relation} {shown.threshold})"
 
 
+def _roi_text(r) -> str:
+    """``yes`` / ``no``, and where the answer came from when the ROI finder gave it."""
+    text = "yes" if r.roi else "no"
+    if getattr(r, "roi_source", None) == "proposed":
+        text += f" (proposed, p {r.roi_probability:.2f})"
+    return text
+
+
 def format_table(results: list) -> str:
     """A readable table, then the notes (fallbacks, warnings, errors) per image."""
     header = ("image", "view", "ROI", "ROI-aware cell", "P(mal) ROI-aware",
@@ -150,7 +161,7 @@ def format_table(results: list) -> str:
     rows = [header]
     for r in results:
         cell = (r.cell_roi_aware or "–") + (" (fallback)" if r.fallback else "")
-        rows.append((Path(r.image).name, r.view or "?", "yes" if r.roi else "no", cell,
+        rows.append((Path(r.image).name, r.view or "?", _roi_text(r), cell,
                      _prob(r.p_malignant_roi_aware, r.threshold_roi_aware),
                      r.cell_baseline or "–",
                      _prob(r.p_malignant_baseline, r.threshold_baseline)))
