@@ -82,6 +82,29 @@ class RunSummary:
         return self.path / cell_name
 
 
+def evidence(run: RunSummary) -> float:
+    """The lower 95 % bound of the run's baseline test ROC AUC; -inf without one.
+
+    The lower bound, not the AUC itself: a 14-image test split can show a
+    high AUC by chance, and its wide interval says so.
+    """
+    try:
+        auc = read_json(run.path / METRICS_FILE)["baseline"]["roc_auc"]
+        value = float(auc["ci_low"] if isinstance(auc, dict) else auc)
+    except (CheckpointError, KeyError, TypeError, ValueError):
+        return float("-inf")
+    return value if value == value else float("-inf")  # NaN: no evidence
+
+
+def recommended_run(found: list[RunSummary]) -> RunSummary | None:
+    """The complete run to open first: the best-evidenced baseline, newest on ties."""
+    complete = [r for r in found if r.status == "complete"]
+    if not complete:
+        return found[0] if found else None
+    order = sorted(complete, key=lambda r: str(r.info.get("started", "")), reverse=True)
+    return max(order, key=evidence)  # max keeps the first (newest) of equals
+
+
 def read_run(path: str | Path) -> RunSummary:
     path = Path(path)
     if not path.is_dir():

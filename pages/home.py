@@ -7,6 +7,7 @@ import streamlit as st
 
 from core.errors import MammoError
 from core.jobs import current_job, demo_args, last_job, log_tail, start_job
+from core.runs import recommended_run
 from ui.common import architecture_notice, runs, run_title, synthetic_notice
 from ui.progress import render_progress
 
@@ -25,9 +26,10 @@ def _start_demo() -> None:
 
 
 def ready_banner(complete: list) -> None:
-    """The newest complete run, and the way to read its predictions."""
-    st.success(f"Ready for case review: **{complete[0].name}** ({run_title(complete[0])}).")
-    architecture_notice(complete[:1])
+    """The recommended complete run (:func:`core.runs.recommended_run`) and how to read it."""
+    best = recommended_run(complete)
+    st.success(f"Ready for case review: **{best.name}** ({run_title(best)}).")
+    architecture_notice([best])
     st.page_link("pages/case_review.py", label="Open case review", icon=":material/radiology:")
 
 

@@ -28,7 +28,7 @@ def _two_views(path):
 
 def _config(**kw) -> TrainConfig:
     base = dict(arch="resnet10t", img_size=32, epochs=1, batch_size=8, lr=1e-3, seed=0,
-                device="cpu", mode="baseline", warm_start=True, augment=False, log_every=50)
+                device="cpu", mode="baseline", warm_start=1, augment=False, log_every=50)
     return TrainConfig(**{**base, **kw})
 
 
@@ -56,7 +56,7 @@ def test_cells_start_from_the_pooled_model(tmp_path):
         for key, value in start.items():
             torch.testing.assert_close(weights[key], value, rtol=0, atol=1e-6)
     # without the warm start the same cell starts elsewhere
-    train_grid(manifest, tmp_path / "cold", _config(lr=1e-9, warm_start=False))
+    train_grid(manifest, tmp_path / "cold", _config(lr=1e-9, warm_start=0))
     cold = _conv_weights(tmp_path / "cold" / "all-RCC" / runs.WEIGHTS_FILE)
     assert any((cold[k] - start[k]).abs().max() > 1e-3 for k in start)
     assert not (tmp_path / "cold" / POOLED.name).exists()
@@ -72,3 +72,27 @@ def test_resume_keeps_the_pooled_model_and_refuses_a_changed_one(tmp_path):
     config = _config(init_weights=str(out / POOLED.name / runs.WEIGHTS_FILE), init_sha256="0" * 64)
     with pytest.raises(CheckpointError):
         load_weights(create_model("resnet10t", 32), config.init_weights, config.init_sha256)
+
+
+def test_recommended_run_is_the_best_evidenced_complete_one(tmp_path):
+    import json
+
+    from core.runs import read_run, recommended_run
+
+    def run(name, started, status="complete", auc=None):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / runs.RUN_FILE).write_text(json.dumps({"status": status, "started": started}))
+        if auc is not None:
+            (folder / runs.METRICS_FILE).write_text(json.dumps({"baseline": {"roc_auc": auc}}))
+        return read_run(folder)
+
+    wide = run("tiny-test-split", "2026-01-03", auc={"value": 0.95, "ci_low": 0.40, "ci_high": 1})
+    solid = run("large-test-split", "2026-01-01", auc={"value": 0.88, "ci_low": 0.80, "ci_high": 0.94})
+    running = run("still-running", "2026-01-04", status="running")
+    assert recommended_run([running, wide, solid]).name == "large-test-split"
+    bare = run("no-metrics", "2026-01-05")
+    also_bare = run("no-metrics-older", "2026-01-02")
+    assert recommended_run([also_bare, bare]).name == "no-metrics"  # no evidence: the newest
+    assert recommended_run([running]).name == "still-running"  # nothing complete: what there is
+    assert recommended_run([]) is None

@@ -8,7 +8,7 @@ from pathlib import Path
 import streamlit as st
 
 from core.jobs import current_job
-from core.runs import RunSummary
+from core.runs import RunSummary, recommended_run
 from ui.common import RUN_KEY, run_title, runs
 
 STATUS_MARK: dict[str, str] = {"complete": "●", "running": "◐", "cancelled": "○",
@@ -39,8 +39,7 @@ def device_label() -> str:
 
 
 def _default_run(found: list[RunSummary]) -> str:
-    complete = [r for r in found if r.status == "complete"]
-    return (complete or found)[0].name
+    return recommended_run(found).name  # type: ignore[union-attr]  # found is not empty
 
 
 def render_sidebar() -> RunSummary | None:

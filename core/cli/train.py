@@ -68,9 +68,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--clahe-clip", type=float,
                    help="CLAHE clip limit (default 2.0, the paper's CLAHE; 0 = off)")
     p.add_argument("--clahe-tiles", type=int, help="CLAHE tiles per side (default 8)")
-    p.add_argument("--warm-start", action="store_true", default=None,
-                   help="train one model on every training image first and start each cell "
-                        "from it (for small datasets)")
+    p.add_argument("--warm-start", type=_non_negative, metavar="EPOCHS",
+                   help="train one model on every training image for EPOCHS first and start "
+                        "each cell from it (for small datasets; default 0 = off)")
     p.add_argument("--no-crop", dest="crop", action="store_false", default=None,
                    help="feed the whole frame instead of the breast crop (for comparison)")
     p.add_argument("--fit", choices=("stretch", "pad"),

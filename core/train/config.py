@@ -52,7 +52,7 @@ class TrainConfig:
     clahe_tiles: int = 8
     crop: bool = True
     fit: str = "stretch"
-    warm_start: bool = False
+    warm_start: int = 0  # epochs of the pooled model each cell starts from (0: none)
     init_weights: str | None = None  # set by the grid runner: the pooled model (warm start)
     init_sha256: str | None = None
     roi_model: bool = False  # also train the ROI finder (core.roifinder) on the training split
@@ -81,6 +81,8 @@ class TrainConfig:
         if self.roi_model and (self.roi_size < 16 or self.roi_size % 16 or self.roi_epochs < 1):
             problems.append(f"ROI finder needs a size that is a multiple of 16 (got "
                             f"{self.roi_size}) and ≥ 1 epoch (got {self.roi_epochs})")
+        if self.warm_start < 0:
+            problems.append(f"warm-start epochs must be ≥ 0 (got {self.warm_start})")
         if self.fit not in ("stretch", "pad"):
             problems.append(f"fit must be stretch or pad (got {self.fit!r})")
         if self.select not in ("val_loss", "val_auc"):

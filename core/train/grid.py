@@ -115,7 +115,7 @@ def _run(df: pd.DataFrame, out_dir: Path, config: TrainConfig, device: torch.dev
     pooled = steps_per_epoch(len(pooled_rows(train_df, config)[0]), config.batch_size)
     reporter.total = max(1, _total_steps(planned, config)
                          + sum(_total_steps(fp, config) for _, fp, _ in folds)
-                         + (config.epochs * pooled if config.warm_start else 0))
+                         + config.warm_start * pooled)
     bank = ImageBank(list(train_df["image_path"]), config.preprocess_params(), config.workers)
     if folds:
         atomic_write_json(out_dir / runs.CV_FILE,

@@ -1,4 +1,4 @@
-"""Warm start (``--warm-start``): one model on every training image first, each cell from it.
+"""Warm start (``--warm-start N``): one model on every training image first, each cell from it.
 
 The grids split a dataset four and eight ways.  On a 200-study VinDr-like
 set a per-view cell sees about 100 training images, 15 of them malignant:
@@ -6,7 +6,8 @@ too few for a network trained from scratch to learn what a lesion looks
 like, and no public mammography weights can be assumed.  The pooled model
 sees every view's training images (four times the data, and lesions look the
 same in every view), so each cell starts from features that already respond
-to lesions and only adapts them to its view and ROI stratum.
+to lesions and only adapts them to its view and ROI stratum: the pooled
+model trains ``warm_start`` epochs, each cell then ``epochs`` (fewer suffice).
 
 What keeps it honest: the pooled model is trained on the **training split
 only**, with its own patient-grouped validation carve, exactly as a cell is;
@@ -62,7 +63,8 @@ def train_pooled(train_df: pd.DataFrame, out_dir: Path, config: TrainConfig, pro
 
     fit, val = pooled_rows(train_df, config)
     info[RUN_KEY] = {**info.get(RUN_KEY, {}), "status": "running"}
-    result = train_cell(POOLED, fit, val, replace(config, init_weights=None, init_sha256=None),
+    result = train_cell(POOLED, fit, val, replace(config, epochs=config.warm_start,
+                                                  init_weights=None, init_sha256=None),
                         out_dir, progress, bank)
     info[RUN_KEY] = result.to_json()
     progress.emit("cell_done", cell=POOLED.name, mode=POOLED.mode, best_epoch=result.best_epoch)
