@@ -237,6 +237,7 @@ class ViewInput:
     mask: np.ndarray | None = None
     mask_path: str | Path | None = None
     tags: dict[str, Any] | None = None
+    propose: bool = True  # False: the clinician rejected the finder for this view
 
     @property
     def label(self) -> str:
@@ -521,7 +522,7 @@ class Predictor:
             result.mask = mask_to_input(full, result.box, self.img_size)
         if full is not None:
             result.roi_source = "mask"
-        elif propose and self.finder is not None:
+        elif propose and item.propose and self.finder is not None:
             _record_proposal(result, self.finder.propose_pixels(pixels, source_shape))
         return _Prepared(index, result.preprocessed, view, result.roi)
 

@@ -26,7 +26,7 @@ from ui.roi_view import roi_source_text
 
 PANEL_HEIGHT = 380
 ROUTING_PREFIXES = ("ROI-aware: ", "baseline: ")
-ROI_LABELS: dict[str, str] = {"none": "No ROI", "dataset": "Dataset ROI",
+ROI_LABELS: dict[str, str] = {"finder": "ROI finder", "none": "No ROI", "dataset": "Dataset ROI",
                               "mask": "Upload mask", "box": "Draw box"}
 
 st.title("Case review")
@@ -160,15 +160,20 @@ def view_editor(v: CaseView, show_ids: bool, index: int) -> None:
     if chosen != v.view:
         v.view, v.view_source = chosen, "user"
     c1.caption(f"from {SOURCE_TEXT.get(v.view_source, 'nothing')}")
-    roi_options = (["none", "dataset"] if v.dataset_mask is not None else ["none"]) + ["mask", "box"]
+    roi_options = ((["finder"] if has_finder else []) + ["none"]
+                   + (["dataset"] if v.dataset_mask is not None else []) + ["mask", "box"])
     roi = c2.segmented_control("ROI", roi_options, format_func=ROI_LABELS.get, required=True,
-                               default=roi_options[1] if v.dataset_mask is not None else "none",
+                               default="dataset" if v.dataset_mask is not None else roi_options[0],
                                key=f"roi-{v.key}")
+    v.propose = roi == "finder"
     with c3:
-        if roi == "none":
+        if roi == "finder":
             v.mask = None
-            st.caption("Without an ROI this view goes to a “without ROI” model, or where the "
-                       "run's ROI finder sends it when proposals are on.")
+            st.caption("The run's ROI finder decides whether this view has an ROI; its boxes "
+                       "are shown after Predict, to accept, edit or reject.")
+        elif roi == "none":
+            v.mask = None
+            st.caption("No ROI: this view goes to a “without ROI” model.")
         elif roi == "dataset":
             v.mask = v.dataset_mask
             st.caption("The dataset's annotation routes this view to a “with ROI” model.")
@@ -189,6 +194,34 @@ def view_editor(v: CaseView, show_ids: bool, index: int) -> None:
 
 
 # ------------------------------------------------------------------ results
+
+def _take_proposal(v: CaseView, box: list[float] | None) -> None:
+    """Button callback: a proposed box becomes the view's own (editable) box, or the
+    proposal is rejected (``box`` None: the view routes as without ROI)."""
+    if box is None:
+        st.session_state[f"roi-{v.key}"] = "none"
+        return
+    st.session_state[f"roi-{v.key}"] = "box"
+    for name, value in zip(("x0", "y0", "x1", "y1"), box):
+        st.session_state[f"{name}-{v.key}"] = int(round(value))
+
+
+def proposal_actions(v: CaseView, r: ViewResult) -> None:
+    """Accept (the box becomes yours and can be edited under "Views and ROIs") or reject
+    the finder's answer for this view; Predict again to route by the choice."""
+    c1, c2 = st.columns(2)
+    if r.roi and r.roi_boxes:
+        box = [min(b[0] for b in r.roi_boxes), min(b[1] for b in r.roi_boxes),
+               max(b[2] for b in r.roi_boxes), max(b[3] for b in r.roi_boxes)]
+        c1.button("Accept / edit box", key=f"accept-{v.key}", on_click=_take_proposal,
+                  args=(v, box), help="The proposed box becomes this view's box (editable "
+                  "under “Views and ROIs”); press Predict to route by it.")
+        c2.button("Reject", key=f"reject-{v.key}", on_click=_take_proposal, args=(v, None),
+                  help="No ROI for this view; press Predict to route it as without ROI.")
+    else:
+        c1.button("Draw a box instead", key=f"accept-{v.key}", on_click=_take_proposal,
+                  args=(v, [0, 0, 0, 0]), help="The finder found no ROI; draw one yourself.")
+
 
 def panel(r: ViewResult | None, v: CaseView | None, run: RunSummary, source: str,
           opacity: float, show_ids: bool) -> None:
@@ -222,6 +255,8 @@ def panel(r: ViewResult | None, v: CaseView | None, run: RunSummary, source: str
         cell = r.cell_roi_aware or "–"
         st.caption(f"Routed to **{cell}** (ROI-aware) and **{r.cell_baseline or '–'}** (baseline)"
                    + (" · ROI outlined" if r.roi else " · no ROI") + " · " + roi_source_text(r))
+        if v is not None and r.roi_source == "proposed":
+            proposal_actions(v, r)
         if r.fallback:
             st.warning(f"Fallback: {r.fallback_reason}", icon=":material/alt_route:")
         if not r.roi and (r.cell_roi_aware or "").startswith("noroi"):
@@ -300,13 +335,13 @@ views = dataset_views(run, show_ids) if source_choice == "dataset" else uploaded
 if not views:
     st.stop()
 
+has_finder = (run.info.get("roi_model") or {}).get("status") == "done"
 with st.expander("Views and ROIs", expanded=source_choice == "upload"):
     for i, v in enumerate(views):
         view_editor(v, show_ids, i)
 problems = view_problems(views)
 for p in problems:
     st.warning(p)
-has_finder = (run.info.get("roi_model") or {}).get("status") == "done"
 propose = has_finder and st.toggle(
     "ROI finder proposes an ROI for views without one", value=True,
     help="The run has an ROI finder. On: a view without a mask or box is routed by the "

@@ -336,6 +336,26 @@ def test_case_review_roi_finder_switch_and_source(dirs, weights):
     assert "Routed to **roi-RCC**" in shown  # no dataset ROI: the finder proposed one
     assert "ROI source: the ROI finder (ROI proposed, p 1.00" in shown
     assert "ROI source: your mask or box" in shown  # LCC's dataset ROI wins
+    proposed, own = shown.count("ROI source: the ROI finder"), shown.count("your mask or box")
+    # the clinician rejects the first proposal: that view routes as without ROI
+    next(b for b in at.button if b.label == "Reject").click().run()
+    [b for b in at.button if b.label == "Predict"][0].click().run()
+    no_exception(at)
+    shown = texts(at)
+    assert "Routed to **noroi-" in shown and "ROI source: none given" in shown
+    assert shown.count("ROI source: the ROI finder") == proposed - 1
+    assert shown.count("your mask or box") == own  # the dataset ROI is untouched
+    # back to the finder, then accept its box: it becomes the view's own box
+    next(s for s in at.segmented_control if s.value == "none").set_value("finder").run()
+    [b for b in at.button if b.label == "Predict"][0].click().run()
+    assert texts(at).count("ROI source: the ROI finder") == proposed
+    next(b for b in at.button if b.label == "Accept / edit box").click().run()
+    [b for b in at.button if b.label == "Predict"][0].click().run()
+    no_exception(at)
+    shown = texts(at)
+    assert shown.count("ROI source: the ROI finder") == proposed - 1
+    assert shown.count("your mask or box") == own + 1  # the accepted box routes as the user's
+    next(s for s in at.segmented_control if s.value == "box").set_value("finder").run()
     switch = next(t for t in at.toggle if t.label.startswith("ROI finder proposes"))
     switch.set_value(False).run()
     [b for b in at.button if b.label == "Predict"][0].click().run()

@@ -46,6 +46,7 @@ class CaseView:
     view: str | None = None
     view_source: str | None = None
     mask: np.ndarray | None = None  # 0/1 at source_shape
+    propose: bool = True  # the ROI finder may propose an ROI when there is no mask
     dataset_mask: np.ndarray | None = None
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
@@ -173,7 +174,7 @@ def view_problems(views: Iterable[CaseView]) -> list[str]:
 def to_inputs(views: Iterable[CaseView]) -> list[ViewInput]:
     """What :meth:`core.predict.Predictor.predict_study` takes (decoded, views fixed)."""
     return [ViewInput(name=v.name, pixels=v.pixels, view=v.view, mask=v.mask,
-                      tags={"source_shape": v.shape})
+                      tags={"source_shape": v.shape}, propose=v.propose)
             for v in views if v.error is None and v.pixels is not None]
 
 
@@ -181,7 +182,7 @@ def signature(views: Iterable[CaseView]) -> str:
     """Changes whenever anything that would change the prediction changes."""
     h = hashlib.sha256()
     for v in views:
-        h.update(f"{v.key}|{v.view}|".encode())
+        h.update(f"{v.key}|{v.view}|{v.propose}|".encode())
         if v.mask is not None:
             h.update(np.packbits(v.mask.astype(bool)).tobytes())
     return h.hexdigest()[:16]

@@ -86,6 +86,6 @@ def roi_source_text(r: Any) -> str:
         return "ROI source: your mask or box"
     if r.roi_source == "proposed":
         call = "ROI proposed" if r.roi else "no ROI found"
-        return (f"ROI source: the ROI finder ({call}, p {r.roi_probability:.2f}; choose "
-                "“Draw box” to replace it, or switch proposals off to reject it)")
+        return (f"ROI source: the ROI finder ({call}, p {r.roi_probability:.2f}; accept, "
+                "edit or reject it below)")
     return "ROI source: none given"
