@@ -2,8 +2,8 @@
 
 Everything runs on the CPU.  The mechanics use a tiny model (convnextv2_atto
 at 32 px) on a synthetic manifest written here (sharp stripes = malignant, one
-view so a baseline run trains one model); real learning uses resnet10t at
-96 px on the "easy" phantom.  Fast enough for two shared cores.
+view so a baseline run trains one model); real learning uses the demo's
+recipe at 96 px on a "moderate" phantom.  Fast enough for two shared cores.
 """
 from __future__ import annotations
 
@@ -257,40 +257,30 @@ def test_cli_rejects_bad_numbers():
 
 # ------------------------------------------------------------------ learning is real
 #
-# On the phantom at difficulty "easy" (large bright spiculated masses, dense
-# clusters of enlarged calcification specks; core/phantom/lesions.py) a tiny
-# model trained from scratch through train_grid must separate malignant from
-# benign on another phantom's images, and must not with shuffled labels.  All
-# four views are pooled into one cell (every row relabelled LCC), so one model
-# sees all the malignant images instead of a quarter each; the images
-# themselves are untouched.  Measured with other seeds (train phantom, test
-# phantom, run): (7, 8, 1) 0.981 / shuffled 0.457, (9, 10, 2) 0.980 / 0.473,
-# (11, 12, 3) 0.971 / 0.566, (13, 14, 4) 0.981 / 0.498, (15, 16, 5) 0.957 / 0.480.
+# The demo's recipe (core.demo: resnet10t, breast crop, no CLAHE, no
+# augmentation, class-balanced loss, warm start from a pooled model) through
+# train_grid's per-view baseline grid, on a VinDr-profile phantom at the demo's
+# difficulty ("moderate"), reduced to 96 px and 6 + 6 epochs: the models must
+# separate malignant from benign on another phantom's images (other seed,
+# other patients) and must not with shuffled labels.
 
-EASY_TRAIN_SEED, EASY_TEST_SEED, EASY_RUN_SEED = 5, 6, 0
-EASY_TRAIN_STUDIES, EASY_TEST_STUDIES = 300, 100
-BENIGN_PER_MALIGNANT = 2  # training images; the test phantom is used whole
+LEARN_TRAIN_SEED, LEARN_TEST_SEED = 5, 6
+LEARN_TRAIN_STUDIES, LEARN_TEST_STUDIES = 300, 100
+LEARN_BAR = 0.70  # measured 0.749 with these seeds (2026-12-01); the demo's 128 px reaches more
 
 
-def easy_phantom_manifest(root: Path, train_seed: int = EASY_TRAIN_SEED,
-                          test_seed: int = EASY_TEST_SEED, sample_seed: int = 0) -> pd.DataFrame:
-    """Training rows from one "easy" VinDr phantom (every malignant image and
-    twice as many benign ones), test rows from a second phantom of another
-    seed (other patients, all its labelled images), all views pooled."""
+def moderate_phantom_manifest(root: Path, train_seed: int = LEARN_TRAIN_SEED,
+                              test_seed: int = LEARN_TEST_SEED) -> pd.DataFrame:
+    """Training rows from one "moderate" VinDr phantom (its own split's training images),
+    test rows from every labelled image of a second phantom of another seed."""
     from core.datasets import load_dataset
     from core.phantom import write_phantom
 
-    write_phantom(root / "train", "vindr", EASY_TRAIN_STUDIES, 256, train_seed, "easy")
-    write_phantom(root / "test", "vindr", EASY_TEST_STUDIES, 256, test_seed, "easy")
-    train = load_dataset(root / "train").assign(split="train")
+    write_phantom(root / "train", "vindr", LEARN_TRAIN_STUDIES, 256, train_seed, "moderate")
+    write_phantom(root / "test", "vindr", LEARN_TEST_STUDIES, 256, test_seed, "moderate")
+    train = load_dataset(root / "train")
     test = load_dataset(root / "test").assign(split="test")
-    rng = np.random.default_rng(sample_seed)
-    malignant = train[train["label"] == "malignant"]
-    benign = train[train["label"] == "benign"]
-    keep = rng.choice(len(benign), BENIGN_PER_MALIGNANT * len(malignant), replace=False)
-    train = pd.concat([malignant, benign.iloc[np.sort(keep)]])
-    df = pd.concat([train, test], ignore_index=True)
-    return df.assign(laterality="L", view="CC", view_name="LCC")
+    return pd.concat([train[train["split"] == "train"], test], ignore_index=True)
 
 
 def shuffle_labels(df: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
@@ -303,12 +293,15 @@ def shuffle_labels(df: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     return out
 
 
-def easy_config(seed: int = EASY_RUN_SEED) -> TrainConfig:
-    """resnet10t at 96 px, 3 epochs, no augmentation, BCE weighted 2:1, epoch
-    chosen on the patient-grouped validation carve (AUC)."""
-    return TrainConfig(arch="resnet10t", img_size=96, epochs=3, batch_size=16, lr=1e-3,
-                       balanced=True, augment=False, select="val_auc", seed=seed,
-                       device="cpu", mode="baseline", log_every=50)
+def demo_recipe(seed: int = 0) -> TrainConfig:
+    """The demo's recipe, reduced: 96 px, 6 epochs pooled and 6 per cell, baseline grid
+    only, no ROI finder."""
+    from dataclasses import replace
+
+    from core.demo import FULL
+
+    return replace(FULL.config("resnet10t", resume=False), img_size=96, epochs=6, warm_start=6,
+                   mode="baseline", roi_model=False, seed=seed, log_every=50)
 
 
 def _test_auc(out: Path) -> float:
@@ -319,33 +312,35 @@ def _test_auc(out: Path) -> float:
 
 
 @pytest.fixture(scope="module")
-def easy_phantom(tmp_path_factory) -> pd.DataFrame:
-    df = easy_phantom_manifest(tmp_path_factory.mktemp("easy-phantom"))
+def moderate_phantom(tmp_path_factory) -> pd.DataFrame:
+    df = moderate_phantom_manifest(tmp_path_factory.mktemp("moderate-phantom"))
     train, test = df[df["split"] == "train"], df[df["split"] == "test"]
     assert not set(train["patient_id"]) & set(test["patient_id"])
     assert not set(train["image_path"]) & set(test["image_path"])
-    assert (test["label"] == "malignant").sum() >= 30 and (train["label"] == "malignant").sum() >= 100
+    assert (test["label"] == "malignant").sum() >= 30 and (train["label"] == "malignant").sum() >= 80
     return df
 
 
-def _train_easy(df: pd.DataFrame, out: Path) -> float:
-    train_grid(df, out, easy_config())
+def _train_demo_recipe(df: pd.DataFrame, out: Path) -> float:
+    train_grid(df, out, demo_recipe())
     info = runs.read_run(out).info
-    assert [c for c, e in info["cells"].items() if e["status"] == "done"] == ["all-LCC"]
+    assert info["pooled"]["status"] == "done"
+    assert [c for c, e in info["cells"].items() if e["status"] == "done"] == \
+        ["all-RCC", "all-LCC", "all-RMLO", "all-LMLO"]
     pred = pd.read_csv(out / runs.PREDICTIONS_FILE)
     assert len(pred) == (df["split"] == "test").sum()  # every test image, no training image
     return _test_auc(out)
 
 
-def test_learning_is_real(easy_phantom, tmp_path):
-    auc = _train_easy(easy_phantom, tmp_path / "easy-run")
-    print(f"easy phantom, test ROC AUC {auc:.3f}")
-    assert auc >= 0.85, auc
+def test_learning_is_real(moderate_phantom, tmp_path):
+    auc = _train_demo_recipe(moderate_phantom, tmp_path / "run")
+    print(f"moderate phantom, demo recipe at 96 px, test ROC AUC {auc:.3f}")
+    assert auc >= LEARN_BAR, auc
 
 
-def test_shuffled_labels_learn_nothing(easy_phantom, tmp_path):
-    auc = _train_easy(shuffle_labels(easy_phantom), tmp_path / "shuffled-run")
-    print(f"easy phantom, shuffled labels, test ROC AUC {auc:.3f}")
+def test_shuffled_labels_learn_nothing(moderate_phantom, tmp_path):
+    auc = _train_demo_recipe(shuffle_labels(moderate_phantom), tmp_path / "shuffled-run")
+    print(f"moderate phantom, shuffled labels, test ROC AUC {auc:.3f}")
     assert abs(auc - 0.5) <= 0.15, auc
 
 
