@@ -49,8 +49,10 @@ def test_fit_temperature_recovers_a_known_temperature(true_t):
 def test_fit_temperature_edges():
     assert fit_temperature([1.0, 2.0, -1.0], [1, 1, 1]) == 1.0  # one class: nothing to fit
     assert fit_temperature([], []) == 1.0
+    # a small, perfectly separated carve: the likelihood alone wants T -> 0 (p of 0 and 1);
+    # the prior keeps the sharpening moderate
     separable = fit_temperature([-3.0, -2.0, 2.0, 3.0], [0, 0, 1, 1])
-    assert separable == pytest.approx(0.05)  # clipped at the lower bound, not 0
+    assert 0.3 < separable < 1.0
 
 
 def test_ece_brier_and_curve_by_hand():
