@@ -70,10 +70,10 @@ def test_demo_case_review_and_compare_in_a_browser(tmp_path):
                 predict.click()
                 main = page.locator("section.stMain, [data-testid='stMain']").first
                 probabilities = main.locator("[data-testid='stMarkdownContainer']",
-                                             has_text=re.compile(r"ROI-aware: \d+ %"))
+                                             has_text=re.compile(r"ROI-aware: \d+(\.\d+)? %"))
                 expect(probabilities).to_have_count(4)
                 expect(main.locator("[data-testid='stMarkdownContainer']",
-                                    has_text=re.compile(r"Baseline: \d+ %"))).to_have_count(4)
+                                    has_text=re.compile(r"Baseline: \d+(\.\d+)? %"))).to_have_count(4)
                 expect(main.locator("[data-testid='stImage'] img")).to_have_count(4)
                 page.wait_for_timeout(1500)  # images finish decoding
                 page.screenshot(path=str(ARTIFACTS / "04-case-review.png"), full_page=True)

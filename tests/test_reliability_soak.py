@@ -143,7 +143,7 @@ def test_concurrent_browser_sessions_during_training(tmp_path):
                 for page in pages:
                     main = page.locator("section.stMain, [data-testid='stMain']").first
                     expect(main.locator("[data-testid='stMarkdownContainer']",
-                                        has_text=re.compile(r"ROI-aware: \d+ %"))
+                                        has_text=re.compile(r"ROI-aware: \d+(\.\d+)? %"))
                            ).to_have_count(4, timeout=300_000)
                     answered += 1
                 seconds = time.monotonic() - t0

@@ -30,7 +30,7 @@ def ready_banner(complete: list) -> None:
     best = recommended_run(complete)
     st.success(f"Ready for case review: **{best.name}** ({run_title(best)}).")
     architecture_notice([best])
-    st.page_link("pages/case_review.py", label="Open case review", icon=":material/radiology:")
+    st.page_link("app_pages/case_review.py", label="Open case review", icon=":material/radiology:")
 
 
 @st.fragment(run_every=2)
@@ -99,8 +99,8 @@ else:
           "started": str(r.info.get("started", ""))[:16].replace("T", " ")} for r in found],
         hide_index=True)
     cols = st.columns(3)
-    cols[0].page_link("pages/compare.py", label="Compare baseline vs ROI-aware", icon=":material/bar_chart:")
-    cols[1].page_link("pages/train.py", label="Train a grid", icon=":material/model_training:")
-    cols[2].page_link("pages/data.py", label="Look at the data", icon=":material/photo_library:")
+    cols[0].page_link("app_pages/compare.py", label="Compare baseline vs ROI-aware", icon=":material/bar_chart:")
+    cols[1].page_link("app_pages/train.py", label="Train a grid", icon=":material/model_training:")
+    cols[2].page_link("app_pages/data.py", label="Look at the data", icon=":material/photo_library:")
     if job is not None:
         st.caption(f"A {job.kind} job is running ({job.name}); see the Train page.")
