@@ -287,10 +287,16 @@ def load_weights(model: MammoNet, path: str | Path, expected_sha256: str | None 
         raise CheckpointError(
             f"weights are for {meta.get('arch')} at {meta.get('img_size')} px, "
             f"not {model.arch} at {model.img_size} px", path)
+    return fill_state(model, tensors, path, model.arch)
+
+
+def fill_state(model: nn.Module, tensors: dict[str, torch.Tensor], path: str | Path,
+               what: str) -> nn.Module:
+    """Load ``tensors`` strictly; a mismatch is one CheckpointError naming the file."""
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as err:
-        raise CheckpointError(f"weights do not fit {model.arch}: {str(err).splitlines()[0]}",
+        raise CheckpointError(f"weights do not fit {what}: {str(err).splitlines()[0]}",
                               path) from None
     return model
 

@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 
 from core.crop import CropBox, mask_to_input
-from core.preprocess import PreprocessParams
+from core.preprocess import PreprocessParams, load_preprocessed, prepare_input, source_side
 from core.errors import CheckpointError, ImageReadError, MammoError, MaskError
 from core.evaluate.calibration import scaled_probability
 from core.evaluate.roifinder import PROPOSED_MODE
@@ -503,8 +503,6 @@ class Predictor:
     def _prepare(self, index: int, item: ViewInput, result: ViewResult,
                  propose: bool = True) -> _Prepared:
         """Read, preprocess, assign the view and read the mask of one input."""
-        from core.preprocess import prepare_input, source_side
-
         pixels, source_shape, tags = _read_pixels(item, source_side(self.params.size))
         result.preprocessed, result.box = prepare_input(pixels, self.params)
         view, source = combine_view(tags.get("laterality"), tags.get("view_position"),
@@ -722,8 +720,6 @@ def predict_manifest(run_dir: str | Path | Predictor, df: pd.DataFrame,
     ``roi_proposed``; ``roi`` stays the annotation) and its per-image table
     in ``result.attrs["roi_proposals"]`` (:mod:`core.roifinder.proposals`).
     """
-    from core.preprocess import load_preprocessed
-
     predictor = run_dir if isinstance(run_dir, Predictor) else Predictor(run_dir, device)
     rec = _manifest_records(df)
     proposals = None

@@ -29,7 +29,7 @@ def save_finder(model: FinderNet, folder: Path) -> str:
 
 def load_finder_weights(folder: Path, size: int, expected_sha256: str | None) -> FinderNet:
     """A finder filled from ``folder``, refusing tampered or foreign weights."""
-    from core.models import load_tensors
+    from core.models import fill_state, load_tensors
 
     path = folder / runs.WEIGHTS_FILE
     tensors, meta = load_tensors(path, expected_sha256)
@@ -37,12 +37,7 @@ def load_finder_weights(folder: Path, size: int, expected_sha256: str | None) ->
     if meta.get("format") != FORMAT or meta.get("img_size") != str(size):
         raise CheckpointError(f"not ROI-finder weights for {size} px (header says "
                               f"{meta.get('format')} at {meta.get('img_size')} px)", path)
-    try:
-        model.load_state_dict(tensors, strict=True)
-    except RuntimeError as err:
-        raise CheckpointError(f"weights do not fit the ROI finder: {str(err).splitlines()[0]}",
-                              path) from None
-    return model.eval()
+    return fill_state(model, tensors, path, "the ROI finder").eval()
 
 
 def run_entry(info: dict[str, Any]) -> dict[str, Any] | None:
