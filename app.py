@@ -1,10 +1,8 @@
 """MammoRoute: the Streamlit entry point (``streamlit run app.py``).
 
 Navigation and the shared sidebar only; all work is done by ``core``.  Each
-page lives in ``app_pages/``, not ``pages/``: Streamlit lists a ``pages/``
-folder as a navigation of its own until this script has run, so a bookmark
-opened first on a fresh server reached a page without the sidebar's run
-picker ("No trained run yet" although runs existed).
+page in ``pages/`` starts with ``ui.common.ensure_app_navigation()``, so a
+bookmark opened first on a fresh server still goes through this script.
 """
 from __future__ import annotations
 
@@ -22,11 +20,11 @@ from ui.sidebar import render_sidebar  # noqa: E402
 st.set_page_config(page_title="MammoRoute", page_icon=":material/radiology:", layout="wide")
 
 PAGES = [
-    st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
-    st.Page("app_pages/case_review.py", title="Case review", icon=":material/radiology:"),
-    st.Page("app_pages/compare.py", title="Compare", icon=":material/bar_chart:"),
-    st.Page("app_pages/data.py", title="Data", icon=":material/photo_library:"),
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("pages/case_review.py", title="Case review", icon=":material/radiology:"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/bar_chart:"),
+    st.Page("pages/data.py", title="Data", icon=":material/photo_library:"),
 ]
 
 page = st.navigation(PAGES)

@@ -31,7 +31,7 @@ from core.models import create_model, save_weights
 
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "app.py")
-PAGES = REPO / "app_pages"
+PAGES = REPO / "pages"
 TIMEOUT = 90
 SLEEPER = f'{sys.executable} -c "import time; time.sleep(60)"'
 RUN_NAME = "tiny-run"

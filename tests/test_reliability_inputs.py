@@ -6,7 +6,7 @@ manifests.  Each row goes through the user-facing entry points:
 * ``python -m core preprocess`` and ``python -m core predict`` (in-process via
   ``core.__main__.main``), alone and as one view of a four-view study;
 * the case-review upload path (``ui.case.read_upload`` / ``read_mask_upload``,
-  what ``app_pages/case_review.py`` calls) followed by the Predictor;
+  what ``pages/case_review.py`` calls) followed by the Predictor;
 * ``python -m core data describe`` for manifests; ``resolve_dataset_path`` (what
   the Train and Data pages call) for dataset paths typed in the browser;
 * one AppTest of the case-review page with one broken view of four.
@@ -452,7 +452,7 @@ def test_case_review_page_with_one_broken_dicom_view(tmp_path, monkeypatch):
              for v in ("RCC", "LCC", "RMLO")]
     files.append(("anon_LMLO.dcm", dicom_bytes(laterality="L", position="MLO")[:3000],
                   "application/dicom"))
-    at = AppTest.from_file(str(REPO / "app_pages" / "case_review.py"), default_timeout=120)
+    at = AppTest.from_file(str(REPO / "pages" / "case_review.py"), default_timeout=120)
     at.session_state["run_name"] = "tiny-run"
     at.run()
     at.get("button_group")[0].set_value("upload").run()

@@ -65,7 +65,7 @@ def test_identifiers_never_reach_disk_or_downloads(tmp_path, monkeypatch):
              for v in ("RCC", "LCC", "RMLO", "LMLO")]
     assert all(b"ID-SECRET-42" in f[1] and b"DOE^JANE" in f[1] for f in files)
 
-    at = AppTest.from_file(str(REPO / "app_pages" / "case_review.py"), default_timeout=120)
+    at = AppTest.from_file(str(REPO / "pages" / "case_review.py"), default_timeout=120)
     at.session_state["run_name"] = "tiny-run"
     at.run()
     at.get("button_group")[0].set_value("upload").run()

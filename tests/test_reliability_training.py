@@ -391,7 +391,7 @@ def test_predictor_refuses_bad_checkpoints(tmp_path, capsys, damage, words):
     assert rc == 2 and len(err) == 1 and words in err[0] and "all-LCC" in err[0], err
 
 
-SOURCE_DIRS = ("core", "ui", "app_pages")
+SOURCE_DIRS = ("core", "ui", "pages")
 
 
 def test_nothing_is_unpickled():

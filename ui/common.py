@@ -23,6 +23,23 @@ RUN_KEY = "run_name"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def ensure_app_navigation() -> None:
+    """Hand a page that Streamlit ran straight from ``pages/`` back to ``app.py``.
+
+    Until some script has called ``st.navigation``, Streamlit treats a top-level
+    ``pages/`` folder as a navigation of its own.  A bookmark opened first on a
+    fresh server therefore ran the page without the app's navigation and
+    sidebar (no run picker: "No trained run yet" although runs existed;
+    Streamlit issue #9624).  Clearing the flag and rerunning makes this and
+    every later run go through ``app.py``, which resolves the same URL.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def _number(x: Any) -> float | None:
     """``x`` as a float, or None when it is missing, not a number or NaN."""
     try:

@@ -8,11 +8,13 @@ import streamlit as st
 from core.errors import MammoError
 from core.jobs import current_job, demo_args, last_job, log_tail, start_job
 from core.runs import recommended_run
-from ui.common import architecture_notice, runs, run_title, synthetic_notice
+from ui.common import architecture_notice, ensure_app_navigation, run_title, runs, synthetic_notice
 from ui.progress import render_progress
 
 TINY_ENV = "MAMMOROUTE_DEMO"  # "tiny": the small demo (browser test, a quick look)
 READY_KEY = "home_demo_ready"
+
+ensure_app_navigation()
 
 st.title("MammoRoute")
 st.caption("ROI-aware benign / malignant classification of four-view mammography studies")
@@ -30,7 +32,7 @@ def ready_banner(complete: list) -> None:
     best = recommended_run(complete)
     st.success(f"Ready for case review: **{best.name}** ({run_title(best)}).")
     architecture_notice([best])
-    st.page_link("app_pages/case_review.py", label="Open case review", icon=":material/radiology:")
+    st.page_link("pages/case_review.py", label="Open case review", icon=":material/radiology:")
 
 
 @st.fragment(run_every=2)
@@ -99,8 +101,8 @@ else:
           "started": str(r.info.get("started", ""))[:16].replace("T", " ")} for r in found],
         hide_index=True)
     cols = st.columns(3)
-    cols[0].page_link("app_pages/compare.py", label="Compare baseline vs ROI-aware", icon=":material/bar_chart:")
-    cols[1].page_link("app_pages/train.py", label="Train a grid", icon=":material/model_training:")
-    cols[2].page_link("app_pages/data.py", label="Look at the data", icon=":material/photo_library:")
+    cols[0].page_link("pages/compare.py", label="Compare baseline vs ROI-aware", icon=":material/bar_chart:")
+    cols[1].page_link("pages/train.py", label="Train a grid", icon=":material/model_training:")
+    cols[2].page_link("pages/data.py", label="Look at the data", icon=":material/photo_library:")
     if job is not None:
         st.caption(f"A {job.kind} job is running ({job.name}); see the Train page.")

@@ -14,14 +14,16 @@ from core.errors import MammoError
 from core.grid import VIEWS
 from core.preprocess import PreprocessParams, load_preprocessed
 from core.roi import row_mask
-from ui.common import (LABEL_COLOURS, data_root, resolve_dataset_path, selected_run, show_error,
-                       synthetic_notice)
+from ui.common import (LABEL_COLOURS, data_root, ensure_app_navigation, resolve_dataset_path,
+                       selected_run, show_error, synthetic_notice)
 from ui.images import draw_outline, to_rgb
 
 THUMB = 160
 PER_PAGE = 18
 COLUMNS = 6
 OTHER = "Other folder or manifest…"
+
+ensure_app_navigation()
 
 st.title("Data")
 

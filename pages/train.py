@@ -11,7 +11,8 @@ from core.errors import MammoError, TrainingError
 from core.jobs import cancel_job, current_job, last_job, log_tail, start_job, train_args
 from core.models import DEMO_ARCHS, PAPER_ARCHS
 from core.runs import checkpoints_root, read_run
-from ui.common import data_root, resolve_dataset_path, selected_run, show_error, synthetic_notice
+from ui.common import (data_root, ensure_app_navigation, resolve_dataset_path, selected_run,
+                       show_error, synthetic_notice)
 from ui.progress import render_progress
 
 ARCH_LABELS: dict[str, str] = {
@@ -26,6 +27,8 @@ SIZES: tuple[int, ...] = (64, 96, 128, 192, 224, 256, 384)
 OTHER = "Other folder or manifest…"
 WATCH_KEY = "train_watch"
 NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+
+ensure_app_navigation()
 
 st.title("Train")
 st.caption("One grid per run: the baseline (one model per view) and/or the ROI-aware grid "

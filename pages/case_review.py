@@ -20,7 +20,8 @@ from ui.case import (BREAST_RULE, MAX_VIEWS, SOURCE_TEXT, UPLOAD_TYPES, CaseView
                      breast_summary, cell_counts, export_rows, hanging_order, read_mask_upload,
                      read_upload, signature, study_choices, study_views, threshold_note, to_inputs,
                      view_problems)
-from ui.common import architecture_notice, selected_run, show_error, synthetic_notice
+from ui.common import (architecture_notice, ensure_app_navigation, selected_run, show_error,
+                       synthetic_notice)
 from ui.images import cam_overlay, draw_outline, fit_height, needs_mirror, to_rgb
 from ui.roi_view import roi_source_text
 
@@ -28,6 +29,8 @@ PANEL_HEIGHT = 380
 ROUTING_PREFIXES = ("ROI-aware: ", "baseline: ")
 ROI_LABELS: dict[str, str] = {"finder": "ROI finder", "none": "No ROI", "dataset": "Dataset ROI",
                               "mask": "Upload mask", "box": "Draw box"}
+
+ensure_app_navigation()
 
 st.title("Case review")
 

@@ -11,12 +11,14 @@ import streamlit as st
 from core.errors import MammoError
 from core.evaluate import evaluate_run
 from core.runs import METRICS_FILE, PREDICTIONS_FILE, RunSummary
-from ui.common import (RUN_KEY, architecture_notice, runs, run_title, show_error,
-                       synthetic_notice)
+from ui.common import (RUN_KEY, architecture_notice, ensure_app_navigation, run_title, runs,
+                       show_error, synthetic_notice)
 from ui.roi_view import finder_caption, froc_figure, has_finder, routing_table
 from ui.metrics_view import (calibration_table, confusion_figure, cv_table, headline,
                              mcnemar_text, paper_table, per_cell_table, pointing_caption,
                              pointing_table, reliability_figure, roc_figure)
+
+ensure_app_navigation()
 
 st.title("Compare")
 st.caption("Baseline grid (one model per view) against the ROI-aware grid (routed by view and "
