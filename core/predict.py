@@ -8,7 +8,7 @@ are kept here only to draw an outline.
 Why the pieces look as they do:
 
 * A run may lack a cell (too few images → ``skipped``).  A clinician still
-  needs an answer for that view, so :data:`FALLBACK_ORDER` says which model
+  needs an answer for that view, so :data:`core.grid.FALLBACK_ORDER` says which model
   stands in, and every result says that it did (``fallback``,
   ``fallback_reason``) — a silent substitution would misreport the method.
 * A new study usually has no mask, so the view and the ROI decide the model;
@@ -23,7 +23,6 @@ Why the pieces look as they do:
 from __future__ import annotations
 
 import copy
-import re
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -40,30 +39,18 @@ from core.preprocess import PreprocessParams, load_preprocessed, prepare_input, 
 from core.errors import CheckpointError, ImageReadError, MammoError, MaskError
 from core.evaluate.calibration import scaled_probability
 from core.evaluate.roifinder import PROPOSED_MODE
-from core.grid import MODES, VIEWS, Cell, Mode, modes_for, plan, route_image
+from core.grid import MODES, VIEWS, Mode, Route, modes_for, plan, route_image, serve
 from core.models import (CamRecipe, MammoNet, create_model, load_weights, make_cam,
                          pick_device)
-from core.roi import read_mask
+from core.manifest import roi_flags
+from core.roi import has_roi, read_mask
 from core.roifinder.infer import Proposal, RoiFinder
 from core.runs import META_FILE, WEIGHTS_FILE, RunSummary, read_json, read_run
+from core.views import ViewSource, combine_view
 
-FALLBACK_ORDER: tuple[str, ...] = ("baseline", "other_roi")
-"""Who serves an ROI-aware image whose own cell has no model, in order.
-
-``baseline``: the baseline model of the same view (it saw every image of that
-view, with and without ROI, so it is the closest stand-in); ``other_roi``:
-the other ROI-aware cell of the same view.  If neither exists the image gets
-no ROI-aware prediction.  A baseline cell without a model has no stand-in:
-substituting an ROI-aware model would blur the very comparison the app makes.
-"""
 DEFAULT_THRESHOLD = 0.5  # used when a cell's meta.json records none
 DEFAULT_TEMPERATURE = 1.0  # runs trained before temperature scaling: the raw sigmoid
 BATCH_SIZE = 32
-ViewSource = Literal["dicom", "filename", "image", "manifest", "user"]
-_FOUND_BY = ("dicom", "filename", "image")  # order of trust when nothing is given
-_GIVES = {"dicom": "the DICOM tags give", "filename": "the file name says",
-          "image": "the image suggests"}
-_USING = {"dicom": "the tags", "filename": "the file name", "image": "the image"}
 PREDICTION_COLUMNS: tuple[str, ...] = (
     "image_path", "patient_id", "study_id", "view", "roi", "label", "mode", "cell",
     "fallback", "p_malignant", "threshold", "p_uncalibrated", "temperature",
@@ -75,143 +62,6 @@ SUMMARY_KEYS: tuple[str, ...] = (
     "warnings", "error",
 )
 RoiSource = Literal["mask", "proposed", "none"]
-
-
-# --------------------------------------------------------------------------- views
-
-_LATERALITY_TOKENS = {"L": "L", "LEFT": "L", "LT": "L", "R": "R", "RIGHT": "R", "RT": "R"}
-_POSITION_TOKENS = {"CC": "CC", "MLO": "MLO"}
-_IDENTIFIER = re.compile(r"^[0-9a-f]{12,}$", re.IGNORECASE)  # hashes / UIDs: never a view
-
-
-def _name_tokens(text: str) -> list[str]:
-    """Words of a file name: split on punctuation, digit/letter and camel-case boundaries.
-
-    Long hexadecimal chunks (VinDr image ids) are dropped: a "cc" inside a hash
-    is not a view.
-    """
-    tokens: list[str] = []
-    for chunk in re.split(r"[^0-9A-Za-z]+", text):
-        if not chunk or _IDENTIFIER.match(chunk):
-            continue
-        for part in re.findall(r"[0-9]+|[A-Z]+(?![a-z])|[A-Z]?[a-z]+", chunk):
-            tokens.append(part.upper())
-    return tokens
-
-
-def parse_view_name(text: str) -> tuple[str | None, str | None]:
-    """``(laterality, position)`` named by a file name or a typed view, each or both None.
-
-    Recognises ``RCC``, ``L_CC``, ``P2_L_DM_MLO``, ``left_mlo``, ``RightCC``
-    (any case).  A part named twice with different values (``L_CC_R``) is
-    ambiguous and gives None for that part.
-    """
-    lats: set[str] = set()
-    poss: set[str] = set()
-    for token in _name_tokens(str(text)):
-        if token in VIEWS:
-            lats.add(token[0])
-            poss.add(token[1:])
-        elif token in _LATERALITY_TOKENS:
-            lats.add(_LATERALITY_TOKENS[token])
-        elif token in _POSITION_TOKENS:
-            poss.add(_POSITION_TOKENS[token])
-    return (lats.pop() if len(lats) == 1 else None, poss.pop() if len(poss) == 1 else None)
-
-
-def normalise_view(text: str) -> str:
-    """A typed view (``rcc``, ``R-CC``, ``left mlo``) → one of :data:`VIEWS`, or MammoError."""
-    lat, pos = parse_view_name(str(text))
-    if lat is None or pos is None:
-        raise MammoError(f"unknown view {text!r}; expected one of {', '.join(VIEWS)}")
-    return lat + pos
-
-
-def _merge_part(what: str, said: dict[str, str | None], warnings: list[str]
-                ) -> tuple[str | None, str | None]:
-    """``(value, source)`` of one part of the view: tags, then the file name, then the
-    pixels; a disagreement is reported, never hidden."""
-    found = [(src, said[src]) for src in _FOUND_BY if said.get(src)]
-    if not found:
-        return None, None
-    src, value = found[0]
-    for other, other_value in found[1:]:
-        if other_value != value:
-            warnings.append(f"{_GIVES[src]} {what} {value} but {_GIVES[other]} "
-                            f"{other_value}; using {_USING[src]} ({value})")
-    return value, src
-
-
-def _image_view(pixels: np.ndarray | None, warnings: list[str]) -> tuple[str | None, str | None]:
-    """``(laterality, position)`` the pixels show confidently (:mod:`core.viewfind`)."""
-    if pixels is None:
-        return None, None
-    from core.viewfind import find_view
-
-    try:
-        guess = find_view(np.asarray(pixels))
-    except ValueError as err:  # not a 2-D image: the reader reports that elsewhere
-        warnings.append(f"view not read from the image: {err}")
-        return None, None
-    return guess.laterality, guess.position
-
-
-def combine_view(tag_laterality: str | None, tag_position: str | None, name: str,
-                 given: str | None = None, given_source: ViewSource = "manifest",
-                 warnings: list[str] | None = None, pixels: np.ndarray | None = None
-                 ) -> tuple[str | None, ViewSource | None]:
-    """Decide a view from a given value, DICOM tags, a file name and the pixels, in that
-    order of trust.
-
-    Each part (laterality, CC / MLO) is taken from the most trusted source that
-    has it, so ``ImageLaterality`` alone still gives the laterality.  The
-    source reported is the least trusted one used.  ``pixels`` (the 8-bit
-    rendering) are read by :func:`core.viewfind.find_view`, which answers only
-    when confident.  A view given explicitly (manifest row, ``--view``, the UI)
-    wins: the person may be correcting a wrong tag; any contradiction is still
-    warned about.
-    """
-    warnings = warnings if warnings is not None else []
-    name_lat, name_pos = parse_view_name(name) if name else (None, None)
-    image_lat, image_pos = _image_view(pixels, warnings)
-    lat, lat_src = _merge_part("laterality", {"dicom": tag_laterality, "filename": name_lat,
-                                              "image": image_lat}, warnings)
-    pos, pos_src = _merge_part("view position", {"dicom": tag_position, "filename": name_pos,
-                                                 "image": image_pos}, warnings)
-    if given is not None:
-        chosen = normalise_view(given)
-        for what, value, src, mine in (("laterality", lat, lat_src, chosen[0]),
-                                       ("view position", pos, pos_src, chosen[1:])):
-            if value and value != mine:
-                warnings.append(f"view set to {chosen} although {_GIVES[src]} "
-                                f"{what} {value}")
-        return chosen, given_source
-    if not (lat and pos):
-        return None, None
-    return lat + pos, max((lat_src, pos_src), key=_FOUND_BY.index)
-
-
-def assign_view(path: str | Path | None, name_hint: str | None = None,
-                given: str | None = None, warnings: list[str] | None = None
-                ) -> tuple[str | None, ViewSource | None]:
-    """The view of an image file: ``(view or None, source)``.
-
-    Reads only the DICOM header (ImageLaterality / ViewPosition); otherwise
-    parses ``name_hint`` (an upload's original name) or the file's own name.
-    Tags win over the name and a contradiction is appended to ``warnings``;
-    ``given`` (a manifest's view) wins over both, with source ``"manifest"``.
-    """
-    from core.dicom import read_view_tags
-
-    lat = pos = None
-    if path is not None:
-        try:
-            lat, pos = read_view_tags(path)
-        except MammoError as err:
-            if warnings is not None:
-                warnings.append(f"view tags not readable: {err}")
-    name = name_hint or (Path(path).name if path is not None else "")
-    return combine_view(lat, pos, name, given, "manifest", warnings)
 
 
 # --------------------------------------------------------------------------- data types
@@ -290,16 +140,6 @@ class ViewResult:
         return {k: out[k] for k in SUMMARY_KEYS}
 
 
-@dataclass(frozen=True)
-class Route:
-    """Which model serves an image: ``cell`` is None when none can."""
-
-    wanted: str
-    cell: str | None
-    fallback: bool = False
-    reason: str | None = None
-
-
 @dataclass
 class _Prepared:
     """A view after reading: the model input and what routes it."""
@@ -319,7 +159,7 @@ class Predictor:
     weights verified against the recorded SHA-256 (a changed file raises
     :class:`CheckpointError` here, before anything is predicted).  Cells not
     done are remembered with their reason, for the fallback rule
-    (:data:`FALLBACK_ORDER`): an ROI-aware image whose cell has no model goes
+    (:data:`core.grid.FALLBACK_ORDER`): an ROI-aware image whose cell has no model goes
     to the baseline model of its view, else the other ROI-aware cell of its
     view (flagged ``fallback``), else gets no prediction; a baseline image
     whose cell has no model gets no prediction.
@@ -405,19 +245,10 @@ class Predictor:
 
     def route(self, view: str, has_roi: bool, mode: Mode) -> Route:
         """The model serving an image of ``view`` under ``mode``, with the fallback rule."""
-        wanted = route_image(view, has_roi, mode).name
         if mode not in self.modes:
-            return Route(wanted, None, reason=f"this run has no {mode} grid")
-        if wanted in self.models:
-            return Route(wanted, wanted)
-        why = f"{wanted} has no model ({self.unavailable.get(wanted, 'not trained')})"
-        if mode == "baseline":
-            return Route(wanted, None, reason=why)
-        stand_ins = {"baseline": Cell(None, view).name, "other_roi": Cell(not has_roi, view).name}
-        for key in FALLBACK_ORDER:
-            if stand_ins[key] in self.models:
-                return Route(wanted, stand_ins[key], True, f"{why}; served by {stand_ins[key]}")
-        return Route(wanted, None, reason=f"{why} and no stand-in for {view} was trained")
+            return Route(route_image(view, has_roi, mode).name, None,
+                         reason=f"this run has no {mode} grid")
+        return serve(view, has_roi, mode, self.models, self.unavailable)
 
     # ------------------------------------------------------------------ models
 
@@ -513,7 +344,7 @@ class Predictor:
                              "and not clear from the image); give it, e.g. RCC", item.label)
         result.view, result.view_source = view, source
         full = _read_input_mask(item, source_shape)
-        result.roi = bool(full is not None and full.any())
+        result.roi = has_roi(full)
         if full is not None and not result.roi:
             result.warnings.append("the mask is empty (all zero): routed as without ROI")
         if result.roi:
@@ -684,12 +515,7 @@ def _manifest_records(df: pd.DataFrame) -> pd.DataFrame:
     else:
         rec["view"] = (df["laterality"].astype(str).str.strip().str.upper()
                        + df["view"].astype(str).str.strip().str.upper())
-    if "roi" in df.columns:
-        rec["roi"] = df["roi"].astype(bool)
-    else:
-        shapes = df["roi_shapes"] if "roi_shapes" in df.columns else ""
-        rec["roi"] = (df["mask_path"].fillna("").astype(str) != "") | \
-            (pd.Series(shapes, index=df.index).fillna("").astype(str) != "")
+    rec["roi"] = roi_flags(df)
     rec["label"] = df["label"].map(_label01)
     bad = sorted(set(rec["view"]) - set(VIEWS))
     if bad:

@@ -23,8 +23,8 @@ from helpers import dicom_write
 from core.errors import CheckpointError
 from core.grid import VIEWS, Cell, plan
 from core.models import create_model, save_weights
-from core.predict import (PREDICTION_COLUMNS, Predictor, ViewInput, assign_view, cam_overlay,
-                          parse_view_name, predict_manifest)
+from core.predict import PREDICTION_COLUMNS, Predictor, ViewInput, cam_overlay, predict_manifest
+from core.views import combine_view, contradictions, parse_view_name, view_evidence
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 64
@@ -172,16 +172,25 @@ def test_view_from_file_name(name, view):
     assert (lat + pos if lat and pos else None) == view
 
 
-def test_view_from_dicom_tags_and_contradiction(work):
-    agree = write_dicom(work / "P1_R_MLO.dcm", "R", "MLO")
-    assert assign_view(agree) == ("RMLO", "dicom")
+def test_view_from_tags_name_and_contradiction():
+    assert combine_view("R", "MLO", "P1_R_MLO.dcm") == ("RMLO", "dicom")
     warnings: list[str] = []
-    clash = write_dicom(work / "P1_L_CC.dcm", "R", "MLO")
-    assert assign_view(clash, warnings=warnings) == ("RMLO", "dicom")
+    assert combine_view("R", "MLO", "P1_L_CC.dcm", warnings=warnings) == ("RMLO", "dicom")
     assert any("laterality R" in w and "file name says L" in w for w in warnings)
-    assert assign_view(write_png(work / "a.png"), name_hint="upload_LCC.png") == ("LCC", "filename")
-    assert assign_view(write_png(work / "b.png"), given="lmlo") == ("LMLO", "manifest")
-    assert assign_view(work / "b.png") == (None, None)
+    assert combine_view(None, None, "upload_LCC.png") == ("LCC", "filename")
+    assert combine_view(None, None, "b.png", given="lmlo") == ("LMLO", "manifest")
+    assert combine_view(None, None, "b.png") == (None, None)
+
+
+def test_laterality_tag_alone_and_a_view_set_against_it():
+    evidence = view_evidence("L", None, "1591370361.dcm")
+    assert (evidence.laterality, evidence.laterality_source) == ("L", "dicom")
+    assert evidence.view is None and evidence.position is None
+    assert contradictions("LMLO", evidence) == []
+    (said,) = contradictions("RCC", evidence)
+    assert "RCC" in said and "DICOM tags give laterality L" in said
+    by_name = view_evidence(None, None, "case_L_CC.png")
+    assert len(contradictions("RMLO", by_name)) == 2
 
 
 def test_dicom_study_view_from_tags_with_warning(predictor, work):

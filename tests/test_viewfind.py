@@ -18,7 +18,7 @@ import pytest
 from helpers import dicom_write
 from core.dicom import render_uint8
 from core.phantom.render import render_view
-from core.predict import combine_view
+from core.views import combine_view
 from core.viewfind import ViewGuess, find_view
 
 VIEWS4 = ("RCC", "LCC", "RMLO", "LMLO")

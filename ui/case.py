@@ -20,7 +20,8 @@ import pandas as pd
 from core.dicom import render_uint8
 from core.errors import MammoError, MaskError
 from core.grid import VIEWS
-from core.predict import ViewInput, ViewResult, combine_view
+from core.predict import ViewInput, ViewResult
+from core.views import ViewEvidence, contradictions, view_evidence
 from core.preprocess import SOURCE_SIDE, to_display
 from core.readout import shown_call, threshold_sentence
 from core.roi import read_mask, row_mask
@@ -45,6 +46,7 @@ class CaseView:
     display: np.ndarray | None = None  # uint8, aspect kept, long side DISPLAY_SIDE
     view: str | None = None
     view_source: str | None = None
+    evidence: ViewEvidence = field(default_factory=ViewEvidence)  # tags, name, pixels
     mask: np.ndarray | None = None  # 0/1 at source_shape
     propose: bool = True  # the ROI finder may propose an ROI when there is no mask
     dataset_mask: np.ndarray | None = None
@@ -78,10 +80,23 @@ def _decoded(key: str, name: str, path: Path) -> CaseView:
         return view
     view.pixels, view.source_shape = img.pixels, tuple(img.source_shape)
     view.display = to_display(img.pixels, DISPLAY_SIDE)
-    view.view, view.view_source = combine_view(img.tags.get("laterality"),
-                                               img.tags.get("view_position"), name,
-                                               warnings=view.warnings, pixels=img.pixels)
+    view.evidence = view_evidence(img.tags.get("laterality"), img.tags.get("view_position"),
+                                  name, warnings=view.warnings, pixels=img.pixels)
+    view.view, view.view_source = view.evidence.view, view.evidence.source
     return view
+
+
+def set_view(view: CaseView, chosen: str | None) -> None:
+    """A view chosen by hand; :func:`view_conflicts` then says what it contradicts."""
+    if chosen != view.view:
+        view.view, view.view_source = chosen, "user"
+
+
+def view_conflicts(view: CaseView) -> list[str]:
+    """What the file's tags, name or pixels say against a view set by hand."""
+    if view.view is None or view.view_source != "user":
+        return []
+    return contradictions(view.view, view.evidence)
 
 
 def read_upload(name: str, data: bytes, key: str | None = None) -> CaseView:

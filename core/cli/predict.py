@@ -88,7 +88,8 @@ def _match_image(key: str, images: list[str], option: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.predict import Predictor, ViewInput, normalise_view
+    from core.predict import Predictor, ViewInput
+    from core.views import normalise_view
 
     masks = _pairs(args.mask, "--mask", args.images)
     views = {k: normalise_view(v) for k, v in _pairs(args.view, "--view", args.images).items()}
