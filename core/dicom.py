@@ -327,14 +327,16 @@ def _factor(shape: tuple[int, ...], min_side: int) -> int:
 
 def _block_mean(img: np.ndarray, k: int) -> np.ndarray:
     """Mean of each ``k × k`` block (``k`` a power of two), by successive rounded halvings;
-    an odd last row or column is dropped at each halving."""
-    if img.dtype == np.int8 and k > 1:
-        img = img.astype(np.int16)
+    an odd last row or column is dropped at each halving.  The dtype is kept: a
+    block mean of stored values indexes the same lookup table they do."""
+    dtype = img.dtype
+    if dtype == np.int8 and k > 1:
+        img = img.astype(np.int16)  # OpenCV does not resize int8
     while k > 1:
         h, w = img.shape[0] // 2, img.shape[1] // 2
         img = cv2.resize(img[: 2 * h, : 2 * w], (w, h), interpolation=cv2.INTER_AREA)
         k //= 2
-    return img
+    return img.astype(dtype, copy=False)
 
 
 def _dicom_tags(ds, window_used: tuple, path: Path) -> dict[str, Any]:

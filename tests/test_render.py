@@ -64,6 +64,7 @@ SYNTHETIC = {  # name → (stored array, attributes)
     "signed": (_signed(), dict(WindowCenter=0, WindowWidth=3000)),
     "signed_percentile": (_signed(), {}),
     "eight_bit": (_texture(128, 120, 3, np.uint8), dict(WindowCenter=128, WindowWidth=200)),
+    "signed_eight_bit": (_texture(0, 110, 3, np.int8), dict(WindowCenter=0, WindowWidth=200)),
     "padding_mono2": (_padded(0), dict(PixelPaddingValue=0)),
     "padding_mono1_white_if_unzeroed": (_padded(0), dict(PixelPaddingValue=0,
                                                          PhotometricInterpretation="MONOCHROME1")),
@@ -183,6 +184,23 @@ def test_signed_values_are_averaged_as_signed(tmp_path):
     assert reduced.shape == (32, 32)
     # (0 - 0.5) / 11 + 0.5 → 0.4545 → 116; as unsigned bits the average would be ~32767
     assert (reduced == 116).all()
+
+
+def test_signed_eight_bit_is_reduced_as_signed_eight_bit(tmp_path):
+    import pydicom
+
+    arr, attrs = SYNTHETIC["signed_eight_bit"]
+    path = dicom_write(tmp_path / "s8.dcm", arr, **attrs)
+    ds = pydicom.dcmread(path)
+    assert (ds.BitsAllocated, ds.PixelRepresentation) == (8, 1)
+    reduced = render_uint8(path, 20).pixels  # 96 × 80 → factor 4
+    assert reduced.shape == (24, 20) and reduced.dtype == np.uint8
+    assert np.abs(reduced.astype(int) - _reduce(_exact(path), 4)).mean() <= RENDER_TOLERANCE
+    flat = np.full((64, 64), -1, np.int8)
+    flat[:, 1::2] = 1  # every block averages to 0 if signed, to ~128 as unsigned bits
+    path = dicom_write(tmp_path / "s8flat.dcm", flat, WindowCenter=0.5, WindowWidth=11,
+                       VOILUTFunction="LINEAR_EXACT")
+    assert (render_uint8(path, 32).pixels == 116).all()
 
 
 def test_picture_files(tmp_path):
