@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,11 +30,12 @@ from core.train.progress import Progress, ProgressCallback
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: torch.Tensor, device: torch.device,
-                   batch_size: int = 64, fp32: bool = False) -> np.ndarray:
-    """Logits of uint8 images (N, 1, S, S) in eval mode, no augmentation.
+                   batch_size: int = 64) -> np.ndarray:
+    """Logits of uint8 images (N, 1, S, S) in eval mode, no augmentation, in fp32.
 
-    ``fp32`` turns CUDA's bf16 autocast off: the temperature and threshold are
-    fitted on what the predictor serves, and it runs in fp32.
+    Never under the training step's bf16 autocast: validation loss, epoch
+    choice, temperature, threshold and CV scores must judge the logits the
+    predictor serves, and it runs in fp32.
     """
     model.eval()
     out = []
@@ -43,8 +43,7 @@ def predict_logits(model: nn.Module, x: torch.Tensor, device: torch.device,
         xb = to_float(x[start:start + batch_size].to(device, non_blocking=True))
         if device.type == "cuda":
             xb = xb.contiguous(memory_format=torch.channels_last)
-        with nullcontext() if fp32 else _autocast(device):
-            out.append(model(xb).float().squeeze(1).cpu())
+        out.append(model(xb).float().squeeze(1).cpu())
     return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
 
 
@@ -173,7 +172,8 @@ def train_cell(cell: Cell, train_df: pd.DataFrame, val_df: pd.DataFrame, config:
                             progress)
     if config.resume:
         kept = _done_result(cell, cell_dir)
-        if kept is not None:
+        if kept is not None:  # its steps are behind us: the ETA must not wait for them
+            progress.skip(config.epochs * steps_per_epoch(len(train_df), config.batch_size))
             return kept
     if bank is None:
         bank = ImageBank(list(train_df["image_path"]) + list(val_df["image_path"]),
@@ -257,10 +257,10 @@ def _finish_cell(loop: _Loop, state: dict[str, Any], x_val: torch.Tensor, y_val:
     model = load_weights(loop.model, cell_dir / runs.WEIGHTS_FILE, state["best_sha256"])
     two_class_val = len(np.unique(y_val)) == 2
     if two_class_val:
-        y_thr, z_thr, source = y_val, predict_logits(model, x_val, loop.device, fp32=True), "val"
+        y_thr, z_thr, source = y_val, predict_logits(model, x_val, loop.device), "val"
     else:
         y_thr = _labels(train_df)
-        z_thr = predict_logits(model, bank.take(train_df["image_path"]), loop.device, fp32=True)
+        z_thr = predict_logits(model, bank.take(train_df["image_path"]), loop.device)
         source = "train"
     # Training images are fitted, not held out: their logits would teach false confidence.
     temperature = fit_temperature(z_thr, y_thr) if two_class_val else 1.0
