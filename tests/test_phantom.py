@@ -266,3 +266,17 @@ def test_cli_reports_bad_arguments_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error:") and "difficulty" in err
     assert not (tmp_path / "bad").exists()
+
+
+def test_pool_is_sized_from_the_cores_this_process_may_use(monkeypatch):
+    from core.phantom import pool
+
+    def no_pool(*_args, **_kw):
+        raise AssertionError("a process pool on a one-core affinity")
+
+    monkeypatch.setattr(pool.os, "sched_getaffinity", lambda _pid: {0})
+    monkeypatch.setattr(pool.os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(pool, "ProcessPoolExecutor", no_pool)
+    tasks = [{"i": i} for i in range(48)]
+    assert pool.run_tasks(lambda t: {"j": t["i"] * 2}, tasks, None) == [
+        {"j": 2 * i} for i in range(48)]

@@ -219,3 +219,22 @@ def test_cli_bad_file_is_one_line_error(tmp_path):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {bad}: "), done.stderr
     assert not (tmp_path / "o.png").exists()
+
+
+def test_pool_is_sized_from_the_cores_this_process_may_use(tmp_path, monkeypatch):
+    sized: list[int] = []
+
+    class Broken:
+        def __init__(self, max_workers: int, **_kw):
+            sized.append(max_workers)
+            raise pp.BrokenProcessPool("not started in this test")
+
+    monkeypatch.setattr(pp.os, "sched_getaffinity", lambda _pid: {0, 1})
+    monkeypatch.setattr(pp.os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(pp, "ProcessPoolExecutor", Broken)
+    paths = []
+    for i in range(4):
+        paths.append(tmp_path / f"{i}.png")
+        cv2.imwrite(str(paths[-1]), np.random.default_rng(i).integers(0, 255, (40, 30), np.uint8))
+    report = preprocess_many(paths, P64, cache=PreprocessCache(tmp_path / "cache"))
+    assert sized == [2] and report.decoded == 4 and not report.errors

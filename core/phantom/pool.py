@@ -13,9 +13,11 @@ from typing import Any, Callable
 def run_tasks(func: Callable[[dict[str, Any]], dict[str, Any]], tasks: list[dict[str, Any]],
               workers: int | None) -> list[dict[str, Any]]:
     """Run tasks in order, in a process pool when it pays; results are the same
-    either way because every task carries its own seed."""
+    either way because every task carries its own seed.  The default counts the
+    cores this process may run on, not the machine's: a container or ``taskset``
+    limit would otherwise get more workers than cores."""
     if workers is None:
-        workers = min(os.cpu_count() or 1, 8) if len(tasks) >= 48 else 1
+        workers = min(len(os.sched_getaffinity(0)), 8) if len(tasks) >= 48 else 1
     if workers <= 1:
         return [func(t) for t in tasks]
     with ProcessPoolExecutor(max_workers=workers) as pool:
