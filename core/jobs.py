@@ -17,7 +17,6 @@ per-run lock as well.  ``$MAMMOROUTE_JOB_COMMAND`` replaces the
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shlex
@@ -26,13 +25,13 @@ import subprocess
 import sys
 import time
 import uuid
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Mapping
 
 from core.errors import TrainingError
+from core.filelock import exclusive_lock
 from core.runs import checkpoints_root
 
 JOBS_DIR = ".jobs"
@@ -78,16 +77,33 @@ def core_command() -> list[str]:
     return shlex.split(override) if override else [sys.executable, "-m", "core"]
 
 
-def train_args(dataset: str | Path, arch: str, img_size: int, epochs: int, mode: str,
-               out: str | Path, balanced: bool = False, device: str = "auto") -> list[str]:
-    """Arguments of ``python -m core train`` for the options the Train page offers."""
-    args = ["train", "--dataset", str(dataset), "--arch", arch, "--img-size", str(int(img_size)),
-            "--epochs", str(int(epochs)), "--mode", mode, "--out", str(out)]
-    if balanced:
-        args.append("--balanced")
-    if device and device != "auto":
-        args += ["--device", device]
-    return args
+def train_args(dataset: str | Path, out: str | Path, options: Mapping[str, Any]) -> list[str]:
+    """Arguments of ``python -m core train``; ``options`` are TrainConfig field names.
+
+    Built from the command line's own parser, so what the app starts is a
+    command a user can type (and the README documents).
+    """
+    from core.cli.train import command_args
+
+    return command_args(dataset, out, options)
+
+
+def resume_args(info: Mapping[str, Any], run_dir: str | Path) -> list[str]:
+    """The command that continues an interrupted run: its recorded options and ``--resume``.
+
+    The options come from ``run.json`` (``config``, ``dataset_path``), not from
+    the page, so a resume cannot drift from the run it continues.
+    """
+    from core.cli.train import option_actions
+
+    config, dataset = info.get("config"), info.get("dataset_path")
+    if not isinstance(config, Mapping) or not dataset:
+        raise TrainingError("run.json does not record the options or the dataset this run was "
+                            "started with; resume it from the command line with --resume",
+                            Path(run_dir) / "run.json")
+    known = option_actions()
+    options = {k: v for k, v in config.items() if k in known}
+    return train_args(dataset, run_dir, {**options, "resume": True})
 
 
 def demo_args(tiny: bool = False) -> list[str]:
@@ -147,17 +163,6 @@ def _read(path: Path) -> Job | None:
         return None
 
 
-@contextmanager
-def _start_lock(folder: Path) -> Iterator[None]:
-    """Serialise starts across tabs and processes (two clicks at once start one job)."""
-    with open(folder / LOCK_FILE, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _retire(folder: Path, job: Job, cancelled: bool = False) -> Job:
     """Move a finished job's record to last.json, with its exit status when known."""
     code = _reap(job.pid)
@@ -190,7 +195,7 @@ def start_job(args: list[str], kind: str, run_dir: str | Path | None = None,
               root: str | Path | None = None) -> Job:
     """Start ``python -m core <args>`` detached; refuse while another job runs."""
     folder = jobs_dir(root)
-    with _start_lock(folder):
+    with exclusive_lock(folder / LOCK_FILE):  # two clicks at once start one job
         running = current_job(root)
         if running is not None:
             raise TrainingError(

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -322,19 +321,101 @@ def test_cancel_stops_within_seconds_and_lock_is_respected(data, tmp_path, capsy
     _record("cancel", {"stop_seconds": round(stop_s, 2), "saved_epoch": state["epoch"]})
 
 
-def test_stale_lock_with_a_reused_pid_is_taken_over(tmp_path):
-    """A lock naming a live pid but another start time (the pid was reused) is stale."""
+def test_a_lock_file_nobody_holds_is_taken_over_and_a_held_one_is_refused(tmp_path):
+    """What counts is the kernel's lock, not the note: a note naming a live pid (this very
+    process) in a file nobody holds is taken over; a held lock is refused, naming its holder."""
     me = os.getpid()
-    (tmp_path / ".lock").write_text(json.dumps({"pid": me, "start": "1",
-                                                "host": socket.gethostname()}))
+    (tmp_path / ".lock").write_text(json.dumps({"pid": me, "since": "yesterday"}))
     with run_lock(tmp_path):
-        assert json.loads((tmp_path / ".lock").read_text())["start"] != "1"
-    assert not (tmp_path / ".lock").exists()
-    # a live holder (this process, its real start time) is respected
-    with run_lock(tmp_path):
-        with pytest.raises(TrainingError, match=f"pid {me}"):
+        assert json.loads((tmp_path / ".lock").read_text())["since"] != "yesterday"
+        with pytest.raises(TrainingError, match=f"this run is locked.*pid {me}"):
             with run_lock(tmp_path):
                 pass
+    assert not (tmp_path / ".lock").exists()
+
+
+_GATE = """
+import os, sys, time
+from pathlib import Path
+folder = Path(sys.argv[1])
+(folder / f"ready.{os.getpid()}").touch()
+while not (folder / "go").exists():
+    time.sleep(0.0005)
+"""
+
+_LOCK_LOOP = _GATE + """
+from core.errors import TrainingError
+from core.train.lock import run_lock
+(folder / "run").mkdir(exist_ok=True)
+held = overlaps = 0
+deadline = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < deadline:
+    try:
+        with run_lock(folder / "run"):
+            held += 1
+            try:  # only one holder may be inside at a time
+                fd = os.open(folder / "inside", os.O_CREAT | os.O_EXCL)
+            except FileExistsError:
+                overlaps += 1
+                continue
+            time.sleep(0.0002)
+            os.close(fd)
+            os.unlink(folder / "inside")
+    except TrainingError:
+        pass
+print(held, overlaps)
+"""
+
+_TRAIN = _GATE + """
+from core.errors import TrainingError
+from core.train import TrainConfig, train_grid
+config = TrainConfig(arch="convnextv2_atto", img_size=32, epochs=1, mode="baseline",
+                     device="cpu", batch_size=8)
+try:
+    train_grid(sys.argv[2], folder / "run", config)
+except TrainingError as err:
+    print(err, file=sys.stderr)
+    sys.exit(2)
+"""
+
+
+def _race(folder: Path, script: str, *args: str) -> list[subprocess.CompletedProcess]:
+    """Two processes run ``script`` from the same instant (both wait at a gate file)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(folder), *args], cwd=REPO,
+                              env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    try:
+        assert _wait(lambda: len(list(folder.glob("ready.*"))) == 2, 120)
+        (folder / "go").touch()
+        outs = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    return [subprocess.CompletedProcess(p.args, p.returncode, o, e)
+            for p, (o, e) in zip(procs, outs)]
+
+
+def test_run_lock_admits_one_holder_at_a_time_under_contention(tmp_path):
+    """Two processes take and release the lock as fast as they can for 2 s: never both in."""
+    results = _race(tmp_path, _LOCK_LOOP, "2.0")
+    counts = [tuple(map(int, r.stdout.split())) for r in results]
+    assert all(r.returncode == 0 for r in results), [r.stderr[-2000:] for r in results]
+    assert sum(held for held, _ in counts) > 100, counts  # they did contend
+    assert [overlaps for _, overlaps in counts] == [0, 0], counts
+    assert not (tmp_path / "run" / ".lock").exists()
+
+
+def test_two_processes_racing_to_train_one_run_exactly_one_trains(data, tmp_path):
+    results = _race(tmp_path, _TRAIN, str(data))
+    codes = sorted(r.returncode for r in results)
+    assert codes == [0, 2], [r.stderr[-2000:] for r in results]
+    refused = next(r for r in results if r.returncode == 2).stderr.strip().splitlines()
+    assert len(refused) == 1 and "this run is locked" in refused[0], refused
+    run = tmp_path / "run"
+    assert runs.read_run(run).info["status"] == "complete"
+    done = [e["cell"] for e in runs.read_progress(run) if e["event"] == "cell_done"]
+    assert sorted(done) == ["all-LCC", "all-RCC"]  # each cell trained once, by one process
 
 
 # ------------------------------------------------------------------ checkpoint integrity

@@ -58,8 +58,7 @@ The modules, from the bottom up:
   the cell's files.
 - :mod:`~core.train.runinfo`: the run folder's ``run.json``: manifest loading, dataset
   hash, opening and writing a run.
-- :mod:`~core.train.lock`: the run lock: one writer per run folder, stale locks of dead
-  processes taken over.
+- :mod:`~core.train.lock`: the run lock: one training process per run folder (``flock``).
 - :mod:`~core.train.planned`: planning the grid's cells (skip / validation per cell) and
   training them in order.
 - :mod:`~core.train.cv`: patient-grouped K-fold cross-validation on the training split.
@@ -81,7 +80,7 @@ from core.train.cv import _cv_complete, _cv_plan, _fold_metrics, cross_validate
 from core.train.data import ImageBank, _batches, _CellData, _file_sha256, steps_per_epoch
 from core.train.device import _autocast, _cell_scope, _make_optimizer, _setup_threads
 from core.train.grid import _close_run, _predict_and_evaluate, _run, train_grid
-from core.train.lock import LOCK_FILE, _holder_alive, _proc_start, run_lock
+from core.train.lock import LOCK_FILE, run_lock
 from core.train.loop import (_better, _finish_cell, _Loop, _run_epoch, _selection_score,
                              _train_cell_scoped, _train_epoch, predict_logits,
                              recalibrate_batchnorm, train_cell)
