@@ -16,9 +16,7 @@ merges it into ``metrics.json``.
 """
 from __future__ import annotations
 
-import json
 from collections import defaultdict
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -30,19 +28,9 @@ from core.evaluate.pointing import DILATION_FRACTION, pointing_score
 from core.grid import MODES
 from core.models import cam_target
 from core.predict import Predictor
-from core.roi import read_mask, render_shapes
+from core.roifinder.geometry import row_mask_full
 
 CAM_POINTING_FILE = "cam_pointing.json"
-
-
-def full_mask(row: Mapping[str, Any]) -> np.ndarray | None:
-    """A manifest row's ROI at the mammogram's own size (0/1), None when it has none."""
-    if row.get("mask_path"):
-        return read_mask(row["mask_path"])
-    if row.get("roi_shapes"):
-        spec = json.loads(row["roi_shapes"])
-        return render_shapes(spec, (int(spec["height"]), int(spec["width"])))
-    return None
 
 
 def _scored_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -68,7 +56,7 @@ def run_cam_pointing(predictor: Predictor, df: pd.DataFrame) -> dict[str, Any]:
     images, masks, keep = [], [], []
     for i, row in rows.iterrows():
         image, box = load_preprocessed_with_box(row["image_path"], predictor.params)
-        mask = mask_to_input(full_mask(row), box, size)
+        mask = mask_to_input(row_mask_full(row), box, size)
         if mask.any():  # an ROI wholly outside the breast crop cannot be pointed at
             images.append(image)
             masks.append(mask)

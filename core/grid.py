@@ -6,6 +6,7 @@ routes; ROI pixels are never a model input.
 """
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -63,6 +64,46 @@ def route_image(view: str, has_roi: bool, mode: Mode) -> Cell:
     if mode == "roi":
         return Cell(bool(has_roi), view)
     raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+
+
+FALLBACK_ORDER: tuple[str, ...] = ("baseline", "other_roi")
+"""Who serves an ROI-aware image whose own cell has no model, in order.
+
+``baseline``: the baseline model of the same view (it saw every image of that
+view, with and without ROI, so it is the closest stand-in); ``other_roi``:
+the other ROI-aware cell of the same view.  If neither exists the image gets
+no ROI-aware prediction.  A baseline cell without a model has no stand-in:
+substituting an ROI-aware model would blur the very comparison the app makes.
+The test split, cross-validation's held-out folds and case review all serve
+through this rule, so a skipped cell's images count the same way in each.
+"""
+
+
+@dataclass(frozen=True)
+class Route:
+    """Which model serves an image: ``cell`` is None when none can."""
+
+    wanted: str
+    cell: str | None
+    fallback: bool = False
+    reason: str | None = None
+
+
+def serve(view: str, has_roi: bool, mode: Mode, trained: Collection[str],
+          why_not: Mapping[str, str] | None = None) -> Route:
+    """The trained model that serves an image of ``view`` under ``mode``
+    (:data:`FALLBACK_ORDER`); ``why_not`` gives an untrained cell's reason."""
+    wanted = route_image(view, has_roi, mode).name
+    if wanted in trained:
+        return Route(wanted, wanted)
+    why = f"{wanted} has no model ({(why_not or {}).get(wanted, 'not trained')})"
+    if mode == "baseline":
+        return Route(wanted, None, reason=why)
+    stand_ins = {"baseline": Cell(None, view).name, "other_roi": Cell(not has_roi, view).name}
+    for key in FALLBACK_ORDER:
+        if stand_ins[key] in trained:
+            return Route(wanted, stand_ins[key], True, f"{why}; served by {stand_ins[key]}")
+    return Route(wanted, None, reason=f"{why} and no stand-in for {view} was trained")
 
 
 def plan(mode: Mode) -> list[Cell]:

@@ -5,7 +5,9 @@ view (CC|MLO), label (benign|malignant), mask_path (empty = no ROI),
 split (train|test)``.  Adapters whose ROIs are boxes or drawn regions rather
 than mask files put them in the extra column ``roi_shapes`` (JSON, see
 :mod:`core.roi`).  After :func:`finalize` every table also has ``roi`` (bool)
-and ``view_name`` (RCC/LCC/RMLO/LMLO) and absolute paths.
+and ``view_name`` (RCC/LCC/RMLO/LMLO) and absolute paths; a mask file with no
+foreground pixel has been moved from ``mask_path`` to ``empty_mask_path``, so
+``roi`` and ``mask_path`` tell the same story everywhere downstream.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.errors import ManifestError
+from core.errors import ManifestError, MaskError
 from core.grid import VIEWS
 
 COLUMNS: tuple[str, ...] = (
@@ -78,13 +80,74 @@ def finalize(df: pd.DataFrame, root: str | Path, source: str | Path | None = Non
         if missing:
             shown = "; ".join(missing[:5]) + (f"; … {len(missing) - 5} more" if len(missing) > 5 else "")
             raise ManifestError(f"{len(missing)} listed file(s) missing: {shown}", source)
+    _check_patients_on_one_side(df, source)
     if "roi_shapes" not in df.columns:
         df["roi_shapes"] = ""
     df["roi_shapes"] = df["roi_shapes"].fillna("").astype(str)
-    df["roi"] = (df["mask_path"] != "") | (df["roi_shapes"] != "")
+    _clear_empty_masks(df, source)
+    df["roi"] = (df["mask_path"] != "") | (df["roi_shapes"] != "")  # empty masks cleared above
     df["view_name"] = df["laterality"] + df["view"]
     assert set(df["view_name"]) <= set(VIEWS)
     return df.reset_index(drop=True)
+
+
+def roi_flags(df: pd.DataFrame) -> pd.Series:
+    """ROI presence per row: a drawn shape, or a mask file with a foreground pixel.
+
+    A finalized table carries the answer in ``roi``; any other manifest-shaped
+    table is judged by the same rule (:func:`core.roi.mask_file_has_roi`), so
+    no reader keeps a notion of its own.
+    """
+    if "roi" in df.columns:
+        return df["roi"].astype(bool)
+    from core.roi import mask_file_has_roi
+
+    def text(column: str) -> pd.Series:
+        values = df[column] if column in df.columns else pd.Series("", index=df.index)
+        return values.fillna("").astype(str)
+
+    masks = text("mask_path").map(lambda p: bool(p) and mask_file_has_roi(p))
+    return (text("roi_shapes") != "") | masks.astype(bool)
+
+
+def _clear_empty_masks(df: pd.DataFrame, source: str | Path) -> None:
+    """Turn rows whose mask file has no foreground pixel into no-ROI rows, once, in place.
+
+    The path moves to ``empty_mask_path`` so downstream code meets one notion
+    (``mask_path`` set ⇔ ROI) and a reader can still see which files were empty.
+    A listed mask that is absent (``check_files=False``) is left to its reader.
+    """
+    from core.roi import mask_file_has_roi
+
+    if "empty_mask_path" not in df.columns:
+        df["empty_mask_path"] = ""
+    df["empty_mask_path"] = df["empty_mask_path"].fillna("").astype(str)
+    empty, unreadable = [], []
+    for i, path in df["mask_path"].items():
+        if not path or not Path(path).is_file():
+            continue
+        try:
+            if not mask_file_has_roi(path):
+                empty.append(i)
+        except MaskError as err:
+            unreadable.append(str(err))
+    if unreadable:
+        more = f"; … {len(unreadable) - 3} more" if len(unreadable) > 3 else ""
+        raise ManifestError(f"{len(unreadable)} mask file(s) unusable: "
+                            + "; ".join(unreadable[:3]) + more, source)
+    df.loc[empty, "empty_mask_path"] = df.loc[empty, "mask_path"]
+    df.loc[empty, "mask_path"] = ""
+
+
+def _check_patients_on_one_side(df: pd.DataFrame, source: str | Path) -> None:
+    """Refuse a patient listed in both splits: the model would be tested on what it saw."""
+    sides = df.groupby("patient_id")["split"].nunique()
+    both = sorted(sides.index[sides > 1].astype(str))
+    if both:
+        shown = ", ".join(both[:10]) + (f", … {len(both) - 10} more" if len(both) > 10 else "")
+        raise ManifestError(
+            f"{len(both)} patient(s) in both train and test: {shown}; "
+            "put all of a patient's images in one split", source)
 
 
 def read_manifest_csv(path: str | Path, check_files: bool = True) -> pd.DataFrame:

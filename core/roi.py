@@ -16,6 +16,7 @@ model; the geometry is for display.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -118,6 +119,35 @@ def _check_header_size(path: Path, expected_shape: tuple[int, int] | None) -> No
                         f"{expected_shape[1]}×{expected_shape[0]}", path)
 
 
+def has_roi(mask: np.ndarray | None) -> bool:
+    """The one ROI-presence rule: a mask with at least one foreground pixel.
+
+    A mask file drawn with nothing in it says "no lesion here", so it routes
+    the image to the without-ROI cell in the manifest, training, evaluation
+    and review alike; a path to such a file is not an ROI.
+    """
+    return mask is not None and bool(np.any(mask))
+
+
+def mask_file_has_roi(path: str | Path) -> bool:
+    """:func:`has_roi` of a mask file, remembered per file version.
+
+    A manifest is read by every page and command, and a full-field mask takes
+    tens of milliseconds to decode, so each (path, size, mtime) is read once
+    per process.
+    """
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        raise MaskError("file not found", path) from None
+    return _mask_file_has_roi(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=65536)
+def _mask_file_has_roi(path: str, _size: int, _mtime_ns: int) -> bool:
+    return has_roi(read_mask(path))
+
+
 def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Nearest-neighbour resize of a 0/1 mask to ``(h, w)``."""
     return cv2.resize(mask, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
@@ -126,7 +156,8 @@ def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def row_mask(row: Mapping[str, Any], size: tuple[int, int]) -> np.ndarray | None:
     """The ROI mask of a manifest row at ``size``, or None when it has no ROI."""
     if row.get("mask_path"):
-        return resize_mask(read_mask(row["mask_path"]), size)
+        mask = read_mask(row["mask_path"])
+        return resize_mask(mask, size) if has_roi(mask) else None
     if row.get("roi_shapes"):
         return render_shapes(row["roi_shapes"], size)
     return None

@@ -43,7 +43,7 @@ def _write_csv(folder: Path, rows: list[dict[str, str]]) -> Path:
 
 def test_read_manifest_resolves_and_derives(folder: Path) -> None:
     rows = [_row("a", mask_path="img/a_mask.png", label=" Malignant ", laterality="l"),
-            _row("b", view="mlo", laterality="R", split="TEST", extra="kept"),
+            _row("b", view="mlo", laterality="R", split="TEST", extra="kept", patient_id="p2"),
             _row("c", roi_shapes=shapes_json(6, 8, [{"type": "box", "xmin": 1, "ymin": 1,
                                                        "xmax": 3, "ymax": 3}]))]
     df = read_manifest_csv(_write_csv(folder, rows))
@@ -209,3 +209,73 @@ def test_row_mask_and_outline(folder: Path) -> None:
     contours = outline(from_file)
     assert len(contours) == 1 and contours[0].shape[1] == 2
     assert os.path.isfile(mask_path)
+
+
+# ---------------------------------------------------------------- one ROI rule
+
+@pytest.fixture
+def empty_mask_dataset(folder: Path) -> Path:
+    """a: a real mask, b: an all-zero mask file, c: no mask; all LCC, one patient each."""
+    cv2.imwrite(str(folder / "img" / "b_mask.png"), np.zeros((8, 6), np.uint8))
+    rows = [_row("a", mask_path="img/a_mask.png", label="malignant", patient_id="pa"),
+            _row("b", mask_path="img/b_mask.png", label="malignant", patient_id="pb"),
+            _row("c", patient_id="pc")]
+    return _write_csv(folder, rows)
+
+
+def test_an_all_zero_mask_file_is_no_roi_everywhere(empty_mask_dataset: Path) -> None:
+    from core.datasets import load_dataset
+    from core.datasets.describe import describe
+    from core.grid import Cell
+    from core.manifest import roi_flags
+    from core.roifinder.geometry import row_mask_full
+    from core.train import TrainConfig
+    from core.train.planned import plan_cells
+
+    folder = empty_mask_dataset.parent
+    empty = str(folder / "img" / "b_mask.png")
+    for df in (read_manifest_csv(empty_mask_dataset), load_dataset(folder)):
+        assert df["roi"].tolist() == [True, False, False]
+        assert df.loc[1, "mask_path"] == "" and df.loc[1, "empty_mask_path"] == empty
+        assert df.loc[0, "empty_mask_path"] == ""
+    assert describe(df)["roi"] == {"with": {"benign": 0, "malignant": 1},
+                                   "without": {"benign": 1, "malignant": 1}}
+    counts = {p.cell: len(p.fit) + len(p.val) for p in plan_cells(df, TrainConfig(mode="roi"))}
+    assert counts[Cell(True, "LCC")] == 1 and counts[Cell(False, "LCC")] == 2
+    raw = pd.read_csv(empty_mask_dataset, keep_default_na=False)
+    raw["mask_path"] = raw["mask_path"].map(lambda p: str(folder / p) if p else "")
+    assert roi_flags(raw).tolist() == [True, False, False]  # a table that was never finalized
+    assert row_mask({"mask_path": empty}, (16, 12)) is None
+    assert row_mask_full({"mask_path": empty}) is None
+    again = finalize(df, folder)
+    assert again["roi"].tolist() == [True, False, False]
+    assert again.loc[1, "empty_mask_path"] == empty
+
+
+def test_exported_manifest_keeps_the_empty_mask_file(empty_mask_dataset: Path) -> None:
+    from core.cli.data import write_manifest
+
+    out = empty_mask_dataset.parent / "exported.csv"
+    write_manifest(read_manifest_csv(empty_mask_dataset), out)
+    written = pd.read_csv(out, keep_default_na=False)
+    assert written["mask_path"].tolist() == ["img/a_mask.png", "img/b_mask.png", ""]
+    assert "empty_mask_path" not in written.columns
+    assert read_manifest_csv(out)["roi"].tolist() == [True, False, False]
+
+
+def test_an_unreadable_mask_is_named_when_the_manifest_is_read(folder: Path) -> None:
+    (folder / "img" / "grey.png").write_bytes(cv2.imencode(
+        ".png", np.arange(48, dtype=np.uint8).reshape(8, 6))[1].tobytes())
+    path = _write_csv(folder, [_row("a", mask_path="img/grey.png")])
+    with pytest.raises(ManifestError, match="1 mask file.s. unusable") as err:
+        read_manifest_csv(path)
+    assert str(path) in str(err.value) and "grey.png" in str(err.value)
+    assert "not binary" in str(err.value)
+
+
+def test_a_patient_in_both_splits_is_refused_by_name(folder: Path) -> None:
+    path = _write_csv(folder, [_row("a", patient_id="p7"), _row("b", patient_id="p7", split="test"),
+                               _row("c", patient_id="p3", split="test")])
+    with pytest.raises(ManifestError) as err:
+        read_manifest_csv(path)
+    assert str(err.value).startswith(f"{path}: 1 patient(s) in both train and test: p7;")

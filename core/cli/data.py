@@ -68,6 +68,9 @@ def run_manifest(args: argparse.Namespace) -> int:
 def write_manifest(df: pd.DataFrame, out: Path) -> None:
     """Write atomically, paths relative to the CSV when they lie under its folder."""
     table = df.drop(columns=[c for c in DERIVED_COLUMNS if c in df.columns]).copy()
+    if "empty_mask_path" in table.columns:  # the user's file goes back; reading clears it again
+        empty = table.pop("empty_mask_path").fillna("").astype(str)
+        table["mask_path"] = table["mask_path"].where(table["mask_path"] != "", empty)
     for column in ("image_path", "mask_path"):
         table[column] = table[column].map(lambda p: _relative(p, out.parent))
     if not out.parent.is_dir():

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from core.grid import VIEWS
-from core.manifest import LABELS, SPLITS
+from core.manifest import LABELS, SPLITS, roi_flags
 
 ROI_KEYS: tuple[str, ...] = ("with", "without")
 
@@ -19,7 +19,7 @@ ROI_KEYS: tuple[str, ...] = ("with", "without")
 def describe(df: pd.DataFrame) -> dict[str, Any]:
     """``{"images", "split": {train|test: {benign, malignant}}, "roi": {with|without: ...},
     "views": {RCC, LCC, RMLO, LMLO}}`` of a finalized manifest."""
-    roi = _roi_flags(df).map({True: "with", False: "without"})
+    roi = roi_flags(df).map({True: "with", False: "without"})
     views = df["view_name"] if "view_name" in df.columns else df["laterality"] + df["view"]
     return {
         "images": int(len(df)),
@@ -27,16 +27,6 @@ def describe(df: pd.DataFrame) -> dict[str, Any]:
         "roi": _cross(roi, df["label"], ROI_KEYS),
         "views": {v: int((views == v).sum()) for v in VIEWS},
     }
-
-
-def _roi_flags(df: pd.DataFrame) -> pd.Series:
-    if "roi" in df.columns:
-        return df["roi"].astype(bool)
-    has = pd.Series(False, index=df.index)
-    for column in ("mask_path", "roi_shapes"):
-        if column in df.columns:
-            has |= df[column].fillna("").astype(str) != ""
-    return has
 
 
 def _cross(rows: pd.Series, labels: pd.Series, keys: tuple[str, ...]) -> dict[str, dict[str, int]]:

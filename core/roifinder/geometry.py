@@ -85,10 +85,11 @@ def file_shape(path: str | Path) -> tuple[int, int]:
 def row_mask_full(row: Mapping[str, Any], max_side: int = 1024) -> np.ndarray | None:
     """A row's ROI as a full-frame-shaped 0/1 mask (shapes rendered at most ``max_side``
     on the longer side: the crop box is in fractions, so scale does not matter), or None."""
-    from core.roi import read_mask, render_shapes
+    from core.roi import has_roi, read_mask, render_shapes
 
     if row.get("mask_path"):
-        return read_mask(row["mask_path"])
+        mask = read_mask(row["mask_path"])
+        return mask if has_roi(mask) else None
     if row.get("roi_shapes"):
         h, w = full_shape(row)
         scale = min(1.0, max_side / max(h, w))
