@@ -367,3 +367,35 @@ def test_review_and_training_give_the_model_the_same_input(predictor, work):
         assert result.error is None and result.view == "LCC"
         np.testing.assert_array_equal(result.preprocessed, trained)
     assert from_app.p_malignant_roi_aware == from_path.p_malignant_roi_aware
+
+
+def test_manifest_with_an_all_zero_mask_file_routes_and_scores_as_no_roi(predictor, work,
+                                                                         monkeypatch):
+    from core.evaluate import evaluate_predictions
+    from core.manifest import read_manifest_csv
+
+    monkeypatch.setenv("MAMMOROUTE_CACHE", str(work / "cache"))
+    rows = []
+    for i, (label, mask) in enumerate([("malignant", "zero"), ("malignant", "full"),
+                                       ("benign", "")]):
+        image = write_png(work / f"zero_case{i}.png", seed=20 + i)
+        if mask:
+            write_mask(work / f"zero_case{i}_mask.png", empty=mask == "zero")
+        rows.append({"image_path": image.name, "patient_id": f"z{i}", "study_id": f"z{i}",
+                     "laterality": "R", "view": "CC", "label": label,
+                     "mask_path": f"zero_case{i}_mask.png" if mask else "", "split": "test"})
+    csv = work / "zero_mask_manifest.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    raw = pd.DataFrame(rows)  # a table never finalized: the same rule reads its mask files
+    raw["image_path"] = raw["image_path"].map(lambda p: str(work / p))
+    raw["mask_path"] = raw["mask_path"].map(lambda p: str(work / p) if p else "")
+    for table in (read_manifest_csv(csv), raw):
+        out = predict_manifest(predictor, table)
+        routed = out[out["mode"] == "roi"]
+        assert routed["cell"].tolist() == ["noroi-RCC", "roi-RCC", "noroi-RCC"]
+        assert routed["roi"].tolist() == [False, True, False]
+        reference = evaluate_predictions(out, n_boot=20)["roi_presence_only"]
+        assert reference["sensitivity"]["value"] == 0.5  # the empty-mask cancer reads "no ROI"
+    (r,) = predictor.predict_study([ViewInput(path=work / "zero_case0.png", view="RCC",
+                                              mask_path=work / "zero_case0_mask.png")])
+    assert r.roi is False and r.cell_roi_aware == "noroi-RCC"
