@@ -82,11 +82,7 @@ def find_view(img: np.ndarray) -> ViewGuess:
     mask = tissue_mask(small)
     if not mask.any():
         return ViewGuess(None, None)
-    ys, xs = np.nonzero(mask)
-    x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
-    band = max(2, int(round(EDGE_BAND * (x1 - x0))))
-    left = float(mask[y0:y1, x0:x0 + band].sum())
-    right = float(mask[y0:y1, x1 - band:x1].sum())
+    (x0, x1, y0, y1), band, left, right = _edge_bands(mask)
     lat_conf = abs(left - right) / max(1.0, left + right)
     side = "L" if left >= right else "R"
     maps = [small.astype(np.float32), mask, _fine_texture(small, mask)]
@@ -105,6 +101,27 @@ def find_view(img: np.ndarray) -> ViewGuess:
         else None,
         laterality_confidence=round(lat_conf, 3), position_confidence=round(pos_conf, 3),
         measures={k: round(float(v), 4) for k, v in measures.items()})
+
+
+def chest_wall_on_left(img: np.ndarray) -> bool:
+    """Whether the breast's chest-wall edge is on the image's left (the rule by which
+    :func:`find_view` reads laterality); True when no breast is found."""
+    mask = tissue_mask(_small_copy(img))
+    if not mask.any():
+        return True
+    _, _, left, right = _edge_bands(mask)
+    return left >= right
+
+
+def _edge_bands(mask: np.ndarray) -> tuple[tuple[int, int, int, int], int, float, float]:
+    """The tissue's bounding box, the edge-band width, and tissue in its left and right
+    bands: the chest wall is the side where tissue fills the band."""
+    ys, xs = np.nonzero(mask)
+    x0, x1, y0, y1 = int(xs.min()), int(xs.max()) + 1, int(ys.min()), int(ys.max()) + 1
+    band = max(2, int(round(EDGE_BAND * (x1 - x0))))
+    left = float(mask[y0:y1, x0:x0 + band].sum())
+    right = float(mask[y0:y1, x1 - band:x1].sum())
+    return (x0, x1, y0, y1), band, left, right
 
 
 def _small_copy(img: np.ndarray) -> np.ndarray:

@@ -28,6 +28,7 @@ from core import jobs
 from core.errors import TrainingError
 from core.grid import plan
 from core.models import create_model, save_weights
+from core.preprocess import PreprocessParams
 
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "app.py")
@@ -36,6 +37,7 @@ TIMEOUT = 90
 SLEEPER = f'{sys.executable} -c "import time; time.sleep(60)"'
 RUN_NAME = "tiny-run"
 IMG = 64
+SPEC = PreprocessParams(IMG, crop=False)  # the spec the hand-made run stores
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -112,6 +114,7 @@ def write_run(ck: Path, dataset: Path, weights: tuple[bytes, str], name: str = R
             cells[cell.name] = {"status": "done", "sha256": sha}
     info = {"name": name, "dataset": "phantom-vindr", "dataset_path": str(dataset),
             "synthetic": True, "arch": "convnextv2_atto", "img_size": IMG, "epochs": 1,
+            "preprocess": SPEC.to_json(),
             "modes": ["baseline", "roi"], "status": "complete", "cells": cells,
             "started": "2026-01-01T00:00:00+00:00", "train_counts": {"benign": 9, "malignant": 3}}
     (run / "run.json").write_text(json.dumps(info))
@@ -195,11 +198,24 @@ def test_cancel_escalates_to_sigkill(dirs, monkeypatch):
     assert done.returncode in (None, -9)
 
 
-def test_train_and_demo_arguments():
-    args = jobs.train_args("data/x", "swin", 384, 100, "both", "checkpoints/r", True, "cuda")
-    assert args == ["train", "--dataset", "data/x", "--arch", "swin", "--img-size", "384",
-                    "--epochs", "100", "--mode", "both", "--out", "checkpoints/r", "--balanced",
-                    "--device", "cuda"]
+def test_train_arguments_are_what_the_command_line_reads():
+    import argparse
+
+    from core.cli.train import register
+
+    options = {"arch": "swin", "img_size": 384, "epochs": 100, "mode": "both", "lr": 1e-4,
+               "batch_size": 64, "weight_decay": 0.05, "seed": 3, "split_seed": 7,
+               "cdd_type": "CESM", "cv": 5, "balanced": True, "compile": True,
+               "augment": False, "crop": False, "pretrained": "data/weights/swin.safetensors",
+               "roi_model": True, "roi_size": 64, "roi_epochs": 3, "device": "cuda",
+               "warm_start": 2, "clahe_clip": 0.0, "synthetic": None}
+    args = jobs.train_args("data/x", "checkpoints/r", options)
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    parsed = vars(parser.parse_args(args))
+    assert parsed["dataset"] == "data/x" and parsed["out"] == "checkpoints/r"
+    assert {k: parsed[k] for k in options} == options
+    assert "--no-augment" in args and "--synthetic" not in args
     assert jobs.demo_args(tiny=True) == ["demo", "--tiny"]
 
 
@@ -275,6 +291,179 @@ def test_train_shows_progress_of_a_run(dirs, weights):
     assert bars["all-LCC"] == 100  # done
     assert len(at.get("plotly_chart")) == 1  # loss curves
     assert "no process is working on it" in texts(at)
+    assert [b.label for b in at.button] == ["Start training", "Resume"]  # killed: resumable
+
+
+def _edit_run(run: Path, **changes) -> dict:
+    info = {**json.loads((run / "run.json").read_text()), **changes}
+    (run / "run.json").write_text(json.dumps(info))
+    return info
+
+
+def _write_events(run: Path, events: list[dict]) -> None:
+    (run / "progress.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+
+
+def _metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def test_train_command_carries_every_setting(dirs):
+    ck, data = dirs
+    cdd = data / "cdd"
+    cdd.mkdir()
+    (cdd / "Radiology-manual-annotations.xlsx").write_bytes(b"")  # detected by name
+    (data / "weights").mkdir()
+    (data / "weights" / "swin-in1k.safetensors").write_bytes(b"")
+    at = page("train.py", run=None).run()
+    at.selectbox[0].set_value("Other folder or manifest…").run()
+    at.text_input[0].input("cdd").run()
+    at.selectbox(key="arch").set_value("swin").run()
+    no_exception(at)
+    # the paper's recipe follows the architecture: weights, size, epochs, lr, batch
+    assert at.selectbox(key="pretrained").value == str(data / "weights" / "swin-in1k.safetensors")
+    assert (at.selectbox(key="img_size").value, at.number_input(key="epochs").value) == (384, 100)
+    assert (at.number_input(key="lr").value, at.number_input(key="batch_size").value) == (1e-4, 64)
+    at.radio(key="cdd_type").set_value("CESM")
+    at.checkbox(key="balanced").check()
+    at.toggle(key="roi_model").set_value(True).run()
+    at.number_input(key="roi_size").set_value(64)
+    at.number_input(key="roi_epochs").set_value(3)
+    at.number_input(key="epochs").set_value(7)
+    at.number_input(key="batch_size").set_value(32)
+    at.number_input(key="lr").set_value(5e-4)
+    at.number_input(key="weight_decay").set_value(0.05)
+    at.number_input(key="seed").set_value(3)
+    at.number_input(key="split_seed").set_value(11)
+    at.selectbox(key="cv").set_value(5)
+    at.number_input(key="warm_start").set_value(2)
+    at.number_input(key="clahe_clip").set_value(0.0)
+    at.checkbox(key="augment").uncheck()
+    at.checkbox(key="crop").uncheck()
+    at.checkbox(key="compile").check()
+    at.text_input[1].input("paper-run").run()
+    no_exception(at)
+    shown = at.code[0].value
+    [b for b in at.button if b.label == "Start training"][0].click().run()
+    no_exception(at)
+    command = jobs.current_job(ck).command
+    assert shown.endswith(" ".join(command[command.index("train"):]))  # what was shown runs
+    cmd = command[command.index("train") + 1:]
+
+    def value(flag: str) -> str:
+        return cmd[cmd.index(flag) + 1]
+
+    expected = {"--dataset": str(cdd.resolve()), "--out": str(ck / "paper-run"),
+                "--arch": "swin", "--img-size": "384", "--epochs": "7", "--batch-size": "32",
+                "--lr": "0.0005", "--weight-decay": "0.05", "--seed": "3", "--split-seed": "11",
+                "--cdd-type": "CESM", "--cv": "5", "--warm-start": "2", "--clahe-clip": "0.0",
+                "--roi-size": "64", "--roi-epochs": "3", "--mode": "both", "--device": "auto",
+                "--pretrained": str(data / "weights" / "swin-in1k.safetensors")}
+    assert {flag: value(flag) for flag in expected} == expected
+    for switch in ("--balanced", "--compile", "--roi-model", "--no-augment", "--no-crop"):
+        assert switch in cmd, switch
+    assert "--resume" not in cmd
+
+
+@pytest.mark.parametrize("gpu", [False, True])
+def test_train_offers_only_devices_that_exist(dirs, monkeypatch, gpu):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    at = page("train.py", run=None).run()
+    no_exception(at)
+    offered = at.selectbox(key="device").options
+    assert offered == (["auto", "cpu", "cuda"] if gpu else ["auto", "cpu"])
+
+
+def test_complete_run_with_skipped_cells_reads_all_cells_done(dirs, weights):
+    ck, data = dirs
+    run = write_run(ck, write_dataset(data), weights)
+    info = json.loads((run / "run.json").read_text())
+    for name in ("roi-RCC", "roi-LCC", "roi-RMLO", "roi-LMLO"):
+        info["cells"][name] = {"status": "skipped", "reason": "3 training image(s), fewer than 8"}
+    _edit_run(run, cells=info["cells"])
+    at = page("train.py").run()
+    no_exception(at)
+    assert _metric(at, "Cells done") == "12/12"
+    assert "8 trained · 4 skipped" in texts(at)
+    assert _metric(at, "ETA") == "–"
+    assert not at.error and not at.warning
+
+
+def test_running_run_eta_and_the_evaluation_after_the_last_cell(dirs, weights):
+    ck, data = dirs
+    run = write_run(ck, write_dataset(data), weights)
+    info = json.loads((run / "run.json").read_text())
+    info["cells"]["noroi-LMLO"]["status"] = "running"
+    _edit_run(run, status="running", cells=info["cells"])
+    step = {"event": "step", "cell": "noroi-LMLO", "epoch": 1, "epochs": 4, "step": 2,
+            "steps": 4, "loss": 0.5, "img_s": 20.0, "eta_s": 125.0, "steps_done": 46,
+            "steps_total": 60}
+    _write_events(run, [step])
+    at = page("train.py").run()
+    no_exception(at)
+    assert _metric(at, "ETA") == "2m05s" and _metric(at, "Cells done") == "11/12"
+    bars = {p.proto.text.split("**")[1]: p.value for p in at.get("progress")}
+    assert bars["Whole run: 77% of its training steps"] == 76  # 46 of 60 steps
+    # every model trained, the run still running: the test split is being scored
+    info["cells"]["noroi-LMLO"]["status"] = "done"
+    _edit_run(run, cells=info["cells"])
+    _write_events(run, [step, {**step, "event": "cell_done", "eta_s": 0.0}])
+    at = page("train.py").run()
+    assert _metric(at, "ETA") == "–" and _metric(at, "Cells done") == "12/12"
+    assert "predicting and scoring the test split" in texts(at)
+
+
+def test_curves_have_a_colour_per_cell_and_validation_auc(dirs, weights):
+    ck, data = dirs
+    run = write_run(ck, write_dataset(data), weights)
+    events = [{"event": "epoch", "cell": cell, "epoch": e, "epochs": 2, "step": 4, "steps": 4,
+               "loss": 0.7 - 0.1 * e, "val_loss": 0.8 - 0.1 * e, "val_auc": 0.5 + 0.1 * e}
+              for cell in ("all-RCC", "all-LCC", "roi-LMLO") for e in (1, 2)]
+    events.append({**events[0], "fold": 1, "val_auc": 0.99})  # a CV fold: not the grid's cell
+    _write_events(run, events)
+    at = page("train.py").run()
+    no_exception(at)
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    traces = figure["data"]
+    colour = {t["name"]: t["line"]["color"] for t in traces if t.get("showlegend", True)}
+    assert set(colour) == {"all-RCC", "all-LCC", "roi-LMLO"}
+    assert len(set(colour.values())) == 3
+    auc = {t["legendgroup"]: t["y"] for t in traces if t.get("xaxis") == "x2"}
+    assert auc == {"all-RCC": [0.6, 0.7], "all-LCC": [0.6, 0.7], "roi-LMLO": [0.6, 0.7]}
+    for t in traces:  # validation curves share their cell's colour
+        assert t["line"]["color"] == colour[t["legendgroup"]]
+
+
+def test_cancelled_run_is_neutral_and_resumes_from_the_button(dirs, weights):
+    ck, data = dirs
+    dataset = write_dataset(data)
+    run = write_run(ck, dataset, weights)
+    info = json.loads((run / "run.json").read_text())
+    info["cells"]["noroi-LMLO"]["status"] = "pending"
+    config = {"arch": "convnextv2_atto", "img_size": IMG, "epochs": 3, "mode": "both",
+              "lr": 0.001, "batch_size": 8, "balanced": True, "augment": False, "seed": 5,
+              "split_seed": 0, "cdd_type": "DM", "resume": False, "pretrained": None,
+              "log_every": 10, "init_weights": None}
+    _edit_run(run, status="cancelled", error="training cancelled by a signal",
+              cells=info["cells"], config=config)
+    at = page("train.py").run()
+    no_exception(at)
+    assert not at.error
+    assert any("Cancelled, 11 of 12 cells finished" in i.value for i in at.info)
+    [b for b in at.button if b.label == "Resume"][0].click().run()
+    no_exception(at)
+    job = jobs.current_job(ck)
+    assert job is not None and job.run_dir == str(run)
+    cmd = job.command[job.command.index("train") + 1:]
+    assert cmd[cmd.index("--out") + 1] == str(run)
+    assert cmd[cmd.index("--dataset") + 1] == str(dataset)
+    assert cmd[cmd.index("--arch") + 1] == "convnextv2_atto"
+    assert cmd[cmd.index("--seed") + 1] == "5" and cmd[cmd.index("--epochs") + 1] == "3"
+    assert {"--resume", "--balanced", "--no-augment"} <= set(cmd)
+    assert "--pretrained" not in cmd and "--log-every" not in cmd
+    assert not [b for b in at.button if b.label == "Resume"]  # the job now owns the run
 
 
 # --------------------------------------------------------------------------- Case review
@@ -296,14 +485,15 @@ def test_case_review_upload_one_bad_view(dirs, weights):
     at.file_uploader[0].set_value(files).run()
     no_exception(at)
     assert [s.value for s in at.selectbox[:3]] == ["RCC", "LCC", "RMLO"]
+    assert len(at.image) == 3  # the study is shown before anything is predicted
     assert any("anon_LMLO.png" not in e.value and "file 4" in e.value for e in at.error)
     [b for b in at.button if b.label == "Predict"][0].click().run()
     no_exception(at)
     shown = texts(at)
     assert shown.count("ROI-aware: :") == 3 and shown.count("Baseline: :") == 3
     assert "threshold 50 %" in shown
-    assert "without ROI" in shown  # the plain statement about noroi models
-    assert len(at.image) == 3
+    assert "read by the model for RCC views without a finding" in shown  # why, in words
+    assert len(at.image) == 3 + 3 + 1  # thumbnails, results, the Grad-CAM colour scale
     assert "anon_" not in shown  # identifiers hidden by default
     csv = [d for d in at.get("download_button")]
     assert len(csv) == 2
@@ -317,10 +507,27 @@ def test_case_review_builtin_study_with_roi(dirs, weights):
     [b for b in at.button if b.label == "Predict"][0].click().run()
     no_exception(at)
     shown = texts(at)
-    assert len(at.image) == 4
-    assert "Routed to **roi-LCC**" in shown and "Routed to **noroi-RCC**" in shown
+    assert len(at.image) == 4 + 4 + 1
+    assert "An ROI was given (the dataset's annotation): read by the model for LCC views" in shown
+    assert "ROI-aware model **roi-LCC**" in shown and "ROI-aware model **noroi-RCC**" in shown
     assert "Ground truth (dataset): **malignant**" in shown
     assert at.table[0].value.index.tolist() == ["right", "left"]
+
+
+def test_case_review_refuses_a_run_of_another_preprocessing_version(dirs, weights):
+    """A run whose spec this code does not render is refused on opening, saying what to
+    do, before any image is read."""
+    ck, data = dirs
+    run = write_run(ck, write_dataset(data), weights)
+    info = json.loads((run / "run.json").read_text())
+    info["preprocess"]["version"] = 3
+    (run / "run.json").write_text(json.dumps(info))
+    at = page("case_review.py").run()
+    no_exception(at)
+    [error] = [e.value for e in at.error]
+    assert error.startswith(f"{run / 'run.json'}: this run was made under preprocessing version 3")
+    assert "retrain it with this MammoRoute" in error
+    assert not [b for b in at.button if b.label == "Predict"] and not at.image
 
 
 def test_case_review_roi_finder_switch_and_source(dirs, weights):
@@ -333,7 +540,7 @@ def test_case_review_roi_finder_switch_and_source(dirs, weights):
     [b for b in at.button if b.label == "Predict"][0].click().run()
     no_exception(at)
     shown = texts(at)
-    assert "Routed to **roi-RCC**" in shown  # no dataset ROI: the finder proposed one
+    assert "ROI-aware model **roi-RCC**" in shown  # no dataset ROI: the finder proposed one
     assert "ROI source: the ROI finder (ROI proposed, p 1.00" in shown
     assert "ROI source: your mask or box" in shown  # LCC's dataset ROI wins
     proposed, own = shown.count("ROI source: the ROI finder"), shown.count("your mask or box")
@@ -342,7 +549,7 @@ def test_case_review_roi_finder_switch_and_source(dirs, weights):
     [b for b in at.button if b.label == "Predict"][0].click().run()
     no_exception(at)
     shown = texts(at)
-    assert "Routed to **noroi-" in shown and "ROI source: none given" in shown
+    assert "ROI-aware model **noroi-" in shown and "ROI source: none given" in shown
     assert shown.count("ROI source: the ROI finder") == proposed - 1
     assert shown.count("your mask or box") == own  # the dataset ROI is untouched
     # back to the finder, then accept its box: it becomes the view's own box
@@ -361,26 +568,32 @@ def test_case_review_roi_finder_switch_and_source(dirs, weights):
     [b for b in at.button if b.label == "Predict"][0].click().run()
     no_exception(at)
     shown = texts(at)
-    assert "Routed to **noroi-RCC**" in shown and "ROI source: none given" in shown
+    assert "ROI-aware model **noroi-RCC**" in shown and "ROI source: none given" in shown
 
 
 def test_upload_helpers_strip_identifiers_and_temp_paths():
     from core.predict import ViewResult
-    from ui.case import box_mask, export_rows, read_upload, view_problems
+    from core.casereport import export_record, view_call
+    from core.runs import RunSummary
+    from ui.case import box_mask, read_upload, view_problems
 
-    bad = read_upload("Doe_John_RCC.png", b"\x89PNG broken")
+    bad = read_upload("Doe_John_RCC.png", b"\x89PNG broken", SPEC)
     assert bad.error and bad.error.startswith("Doe_John_RCC.png: ") and "/tmp" not in bad.error
-    good = read_upload("Doe_John_RCC.png", _png(_mammo(np.random.default_rng(0), "RCC", False)))
+    good = read_upload("Doe_John_RCC.png", _png(_mammo(np.random.default_rng(0), "RCC", False)),
+                       SPEC)
     assert good.view == "RCC" and good.view_source == "filename" and good.pixels.dtype == np.uint8
-    twin = read_upload("x_RCC.png", _png(_mammo(np.random.default_rng(1), "RCC", True)))
+    twin = read_upload("x_RCC.png", _png(_mammo(np.random.default_rng(1), "RCC", True)), SPEC)
     assert any("assigned twice" in p for p in view_problems([good, twin]))
     mask = box_mask(good.shape, (10, 20, 30, 50))
     assert mask.sum() == 20 * 30 and mask[20, 10] == 1
-    rows = export_rows([ViewResult(image="Doe_John_RCC.png", view="RCC",
-                                   warnings=["Doe_John_RCC.png looks odd"],
-                                   p_malignant_roi_aware=0.7, threshold_roi_aware=0.4)], [good])
-    assert "Doe" not in json.dumps(rows)
-    assert rows[0]["call_roi_aware"] == "malignant"
+    record = export_record([ViewResult(image="Doe_John_RCC.png", view="RCC",
+                                       warnings=["Doe_John_RCC.png looks odd"],
+                                       p_malignant_roi_aware=0.7, threshold_roi_aware=0.4)],
+                           RunSummary(Path("/runs/r1"), {}), "tuned",
+                           lambda r, g: view_call(r, g, {}, "tuned"), {},
+                           scrub=[good.name])
+    assert "Doe" not in json.dumps(record)
+    assert record["views"][0]["call_roi_aware"] == "malignant"
 
 
 # --------------------------------------------------------------------------- Compare

@@ -125,6 +125,7 @@ def _biased_run(root: Path, bias: float, temperatures: dict[str, object]) -> Pat
     """A baseline-only run whose models output ``bias`` for any image (head zeroed)."""
     from core.grid import plan
     from core.models import create_model, save_weights
+    from core.preprocess import PreprocessParams
 
     torch.manual_seed(0)
     model = create_model("resnet10t", 32)
@@ -140,8 +141,9 @@ def _biased_run(root: Path, bias: float, temperatures: dict[str, object]) -> Pat
             meta["temperature"] = temperatures[cell.name]
         (root / cell.name / "meta.json").write_text(json.dumps(meta))
         cells[cell.name] = {"status": "done", "sha256": sha}
-    (root / "run.json").write_text(json.dumps({"arch": "resnet10t", "img_size": 32,
-                                               "modes": ["baseline"], "cells": cells}))
+    (root / "run.json").write_text(json.dumps({
+        "arch": "resnet10t", "img_size": 32, "modes": ["baseline"], "cells": cells,
+        "preprocess": PreprocessParams(32, crop=False).to_json()}))
     return root
 
 
@@ -261,16 +263,16 @@ def test_threshold_sentence_reads_at_a_glance():
 
 
 def test_breast_call_follows_its_deciding_view():
+    from core.casereport import breast_summary, view_call
     from core.predict import ViewResult
-    from ui.case import breast_summary
 
     results = [ViewResult(image="a", view="RCC", p_malignant_baseline=0.22, threshold_baseline=0.20),
                ViewResult(image="b", view="RMLO", p_malignant_baseline=0.10, threshold_baseline=0.30),
                ViewResult(image="c", view="LCC", p_malignant_baseline=0.24, threshold_baseline=0.30),
                ViewResult(image="d", view="LMLO", p_malignant_baseline=0.05, threshold_baseline=0.30)]
-    right, left = breast_summary(results)
-    assert (right["call_baseline"], right["view_baseline"], right["p_baseline"]) == \
-        ("malignant", "RCC", 0.22)
-    assert (left["call_baseline"], left["view_baseline"], left["p_baseline"]) == \
-        ("benign", "LCC", 0.24)
+    right, left = breast_summary(results, lambda r, g: view_call(r, g, {}, "tuned"))
+    assert (right["call_baseline"].word, right["view_baseline"],
+            right["call_baseline"].probability) == ("malignant", "RCC", 0.22)
+    assert (left["call_baseline"].word, left["view_baseline"],
+            left["call_baseline"].probability) == ("benign", "LCC", 0.24)
     assert right["call_roi_aware"] is None

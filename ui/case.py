@@ -12,18 +12,16 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from core.dicom import render_uint8
 from core.errors import MammoError, MaskError
 from core.grid import VIEWS
 from core.predict import ViewInput, ViewResult
 from core.views import ViewEvidence, contradictions, view_evidence
-from core.preprocess import SOURCE_SIDE, to_display
-from core.readout import shown_call, threshold_sentence
+from core.preprocess import PreprocessParams, render_source, to_display
 from core.roi import read_mask, row_mask
 
 MAX_VIEWS = 4
@@ -41,13 +39,17 @@ class CaseView:
 
     key: str
     name: str
-    pixels: np.ndarray | None = None  # uint8 rendering preprocessing starts from (SOURCE_SIDE)
+    pixels: np.ndarray | None = None  # uint8 rendering under the run's spec (render_source)
+    source_side: int | None = None  # the spec's source side the pixels were rendered at
     source_shape: tuple[int, int] = (0, 0)  # the mammogram's full size: masks and boxes are at it
     display: np.ndarray | None = None  # uint8, aspect kept, long side DISPLAY_SIDE
     view: str | None = None
     view_source: str | None = None
     evidence: ViewEvidence = field(default_factory=ViewEvidence)  # tags, name, pixels
-    mask: np.ndarray | None = None  # 0/1 at source_shape
+    mask: np.ndarray | None = None  # 0/1 at source_shape: the ROI that routes the view
+    roi_choice: str | None = None  # how the ROI is given: finder, none, dataset, mask, box
+    box: tuple[int, int, int, int] | None = None  # a drawn or accepted box (image pixels)
+    mask_file: np.ndarray | None = None  # an uploaded mask (0/1 at source_shape)
     propose: bool = True  # the ROI finder may propose an ROI when there is no mask
     dataset_mask: np.ndarray | None = None
     error: str | None = None
@@ -71,14 +73,15 @@ def _problem(err: MammoError, name: str) -> str:
     return f"{name}: {getattr(err, 'problem', str(err))}"
 
 
-def _decoded(key: str, name: str, path: Path) -> CaseView:
+def _decoded(key: str, name: str, path: Path, spec: PreprocessParams) -> CaseView:
     view = CaseView(key=key, name=name)
     try:
-        img = render_uint8(path, SOURCE_SIDE)
+        img = render_source(path, spec)
     except MammoError as err:
         view.error = _problem(err, name)
         return view
     view.pixels, view.source_shape = img.pixels, tuple(img.source_shape)
+    view.source_side = spec.source_side
     view.display = to_display(img.pixels, DISPLAY_SIDE)
     view.evidence = view_evidence(img.tags.get("laterality"), img.tags.get("view_position"),
                                   name, warnings=view.warnings, pixels=img.pixels)
@@ -99,14 +102,16 @@ def view_conflicts(view: CaseView) -> list[str]:
     return contradictions(view.view, view.evidence)
 
 
-def read_upload(name: str, data: bytes, key: str | None = None) -> CaseView:
-    """Decode one uploaded file; its view from DICOM tags, the file name or the pixels
-    (maybe None)."""
+def read_upload(name: str, data: bytes, spec: PreprocessParams,
+                key: str | None = None) -> CaseView:
+    """Decode one uploaded file as the run's spec renders it (``spec``: the run's
+    :class:`~core.preprocess.PreprocessParams`); its view from DICOM tags, the file
+    name or the pixels (maybe None)."""
     key = key or hashlib.sha256(data).hexdigest()[:16]
     with tempfile.TemporaryDirectory(prefix="mammoroute-") as tmp:
         path = Path(tmp) / _safe_name(name)
         path.write_bytes(data)
-        return _decoded(key, name, path)
+        return _decoded(key, name, path, spec)
 
 
 def read_mask_upload(name: str, data: bytes, shape: tuple[int, int]) -> np.ndarray:
@@ -144,13 +149,14 @@ def study_choices(df: pd.DataFrame) -> list[dict[str, Any]]:
     return sorted(out, key=lambda s: -s["views"])
 
 
-def study_views(df: pd.DataFrame, study_id: str) -> list[CaseView]:
-    """The views of one dataset study, decoded, with the dataset's ROI as a mask."""
+def study_views(df: pd.DataFrame, study_id: str, spec: PreprocessParams) -> list[CaseView]:
+    """The views of one dataset study, decoded under the run's spec, with the dataset's
+    ROI as a mask."""
     rows = df[df["study_id"].astype(str) == str(study_id)].head(MAX_VIEWS)
     views = []
     for _, row in rows.iterrows():
         path = Path(row["image_path"])
-        view = _decoded(str(path), path.name, path)
+        view = _decoded(str(path), path.name, path, spec)
         view.view, view.view_source = str(row["view_name"]), "manifest"
         view.label = str(row["label"])
         view.patient_id, view.study_id = str(row["patient_id"]), str(row["study_id"])
@@ -189,7 +195,8 @@ def view_problems(views: Iterable[CaseView]) -> list[str]:
 def to_inputs(views: Iterable[CaseView]) -> list[ViewInput]:
     """What :meth:`core.predict.Predictor.predict_study` takes (decoded, views fixed)."""
     return [ViewInput(name=v.name, pixels=v.pixels, view=v.view, mask=v.mask,
-                      tags={"source_shape": v.shape}, propose=v.propose)
+                      tags={"source_shape": v.shape, "source_side": v.source_side},
+                      propose=v.propose)
             for v in views if v.error is None and v.pixels is not None]
 
 
@@ -201,96 +208,6 @@ def signature(views: Iterable[CaseView]) -> str:
         if v.mask is not None:
             h.update(np.packbits(v.mask.astype(bool)).tobytes())
     return h.hexdigest()[:16]
-
-
-def _call(p: float | None, threshold: float | None) -> str | None:
-    return None if p is None else shown_call(p, threshold).word
-
-
-def export_rows(results: Sequence[ViewResult], views: Sequence[CaseView] = ()) -> list[dict[str, Any]]:
-    """One row per view for CSV / JSON download: no file names, patient or study ids."""
-    names = {v.name: v.view for v in views}
-    rows = []
-    for r in results:
-        label = r.view or names.get(r.image) or "unknown view"
-        scrub = [r.image] + [v.name for v in views]
-
-        def clean(text: str | None) -> str | None:
-            if text is None:
-                return None
-            for name in scrub:
-                text = text.replace(name, label) if name else text
-            return text
-
-        rows.append({
-            "view": label, "roi_given": bool(r.roi),
-            "cell_roi_aware": r.cell_roi_aware, "cell_baseline": r.cell_baseline,
-            "fallback": bool(r.fallback), "fallback_reason": clean(r.fallback_reason),
-            "p_malignant_roi_aware": r.p_malignant_roi_aware,
-            "threshold_roi_aware": r.threshold_roi_aware,
-            "call_roi_aware": _call(r.p_malignant_roi_aware, r.threshold_roi_aware),
-            "p_malignant_baseline": r.p_malignant_baseline,
-            "threshold_baseline": r.threshold_baseline,
-            "call_baseline": _call(r.p_malignant_baseline, r.threshold_baseline),
-            "warnings": "; ".join(clean(w) or "" for w in r.warnings),
-            "error": clean(r.error),
-        })
-    return rows
-
-
-BREAST_RULE = ("A breast is called malignant by a grid when any of its views reaches that "
-               "view's threshold; the number shown is the deciding view's: the one furthest "
-               "above its threshold, or, when none reaches it, the one closest below.")
-
-
-def breast_summary(results: Sequence[ViewResult]) -> list[dict[str, Any]]:
-    """Per breast and grid: the deciding view, its probability and threshold, and the call.
-
-    Views are served by cells with different thresholds, so the highest
-    probability need not decide (22 % may reach a 20 % threshold while 24 %
-    misses a 30 % one); the deciding view is shown instead (:data:`BREAST_RULE`).
-    """
-    rows = []
-    for side, name in (("R", "right"), ("L", "left")):
-        own = [r for r in results if r.view and r.view.startswith(side) and r.error is None]
-        row: dict[str, Any] = {"breast": name, "views": ", ".join(sorted(r.view for r in own))}
-        for grid in ("roi_aware", "baseline"):
-            scored = [(getattr(r, f"p_malignant_{grid}"), getattr(r, f"threshold_{grid}"), r.view)
-                      for r in own if getattr(r, f"p_malignant_{grid}") is not None]
-            scored = [(p, 0.5 if t is None else t, v) for p, t, v in scored]
-            p, t, view = max(scored, key=lambda s: s[0] - s[1], default=(None, None, None))
-            row[f"view_{grid}"], row[f"p_{grid}"], row[f"threshold_{grid}"] = view, p, t
-            row[f"call_{grid}"] = _call(p, t)
-        rows.append(row)
-    return rows
-
-
-def cell_meta(run_path: Path, cell: str | None) -> Mapping[str, Any]:
-    """A cell's meta.json ({} when absent or unreadable: the page then says less, not fails)."""
-    if not cell:
-        return {}
-    from core.runs import META_FILE, read_json
-
-    try:
-        meta = read_json(run_path / cell / META_FILE)
-    except MammoError:
-        return {}
-    return meta if isinstance(meta, dict) else {}
-
-
-def threshold_note(run_path: Path, cell: str | None, p: float | None,
-                   threshold: float | None) -> str | None:
-    """The threshold of the cell that served a view, stated by what it did on validation."""
-    if p is None or not cell:
-        return None
-    shown = shown_call(p, threshold)
-    return threshold_sentence(cell_meta(run_path, cell), threshold, shown.threshold)
-
-
-def cell_counts(run_path: Path, cell: str | None) -> Mapping[str, int] | None:
-    """Training images of a cell by label (from its meta.json), for the "without ROI" note."""
-    counts = (cell_meta(run_path, cell).get("counts") or {}).get("train")
-    return counts if isinstance(counts, dict) else None
 
 
 def hanging_order(views: Sequence[Any], key: str = "view") -> list[list[Any | None]]:

@@ -19,7 +19,11 @@ GRID_COLOURS: dict[str, str] = {"baseline": "#7f8c8d", "roi_aware": "#1f4e79",
 ROI_OUTLINE_RGB: tuple[int, int, int] = (0, 230, 255)
 SYNTHETIC_TEXT = ("Synthetic phantom data: these images and results demonstrate the software; "
                   "they are not evidence about real patients.")
+YOURS_ON_SYNTHETIC_TEXT = ("This run's models were trained on synthetic phantom images only. "
+                           "The images under review are yours: the answers below demonstrate "
+                           "the software and are not a reading of these images.")
 RUN_KEY = "run_name"
+OPERATING_KEY = "operating_point"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -61,12 +65,44 @@ def pct(p: Any) -> str:
     return "–" if value is None else f"{100 * value:.0f} %"
 
 
-def synthetic_notice(kind: str = "warning") -> None:
-    """The visible statement every page with phantom data or results carries."""
+def synthetic_notice(kind: str = "warning", images: str = "phantom") -> None:
+    """The visible statement every page with phantom data or results carries.
+
+    ``images`` says what is under review: ``"phantom"`` (the run's own
+    synthetic images) or ``"yours"`` (uploaded images, which may be real):
+    then only the models' training data is synthetic, and the notice says so.
+    """
+    text = SYNTHETIC_TEXT if images == "phantom" else YOURS_ON_SYNTHETIC_TEXT
     if kind == "warning":
-        st.warning(SYNTHETIC_TEXT, icon=":material/warning:")
+        st.warning(text, icon=":material/warning:")
     else:
-        st.caption(f"⚠️ {SYNTHETIC_TEXT}")
+        st.caption(f"⚠️ {text}")
+
+
+def keep(key: str, default: Any) -> None:
+    """Before drawing the widget keyed ``key``: give it its last value, or ``default``.
+
+    Streamlit forgets a widget's value on pages where it is not drawn; a
+    shadow key outside the widget keeps it across page switches.  Draw the
+    widget without a default of its own (its value comes from session state).
+    """
+    shadow = f"_kept_{key}"
+    if key not in st.session_state:
+        st.session_state[key] = st.session_state.get(shadow, default)
+    st.session_state[shadow] = st.session_state[key]
+
+
+def operating_point_picker(container: Any = st) -> str:
+    """The page setting both Case review and Compare call with ("tuned" or "paper")."""
+    from core.casereport import OPERATING_POINTS
+
+    keep(OPERATING_KEY, "tuned")
+    return container.segmented_control(
+        "Operating point", list(OPERATING_POINTS), key=OPERATING_KEY, required=True,
+        format_func={"tuned": "Validation-tuned thresholds", "paper": "p ≥ 0.5 (paper)"}.get,
+        help="Shared by Case review and Compare. Validation-tuned: each model's own threshold, "
+             "chosen on its validation images (Youden) and stated with what it caught there. "
+             "p ≥ 0.5: the paper's rule for every model.")
 
 
 def architecture_notice(runs: Iterable[RunSummary]) -> None:

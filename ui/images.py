@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 
 from core.roi import outline
+from core.viewfind import chest_wall_on_left
 from ui.common import ROI_OUTLINE_RGB
 
 
@@ -57,15 +58,35 @@ def fit_height(rgb: np.ndarray, height: int) -> np.ndarray:
     return cv2.resize(rgb, (width, height), interpolation=interp)
 
 
-def tissue_on_left(grey: np.ndarray) -> bool:
-    """True when the breast lies mostly in the image's left half (chest wall on the left)."""
-    img = np.asarray(grey, np.float32)
-    half = img.shape[1] // 2
-    return float(img[:, :half].mean()) >= float(img[:, half:].mean())
-
-
 def needs_mirror(view: str, grey: np.ndarray) -> bool:
     """Hanging convention: right views sit on the left of the screen, chest walls meet in
     the middle, so a right view's chest wall must be on its right edge (and vice versa)."""
-    chest_left = tissue_on_left(grey)
+    chest_left = chest_wall_on_left(grey)
     return chest_left if view.startswith("R") else not chest_left
+
+
+HANG_ASPECT = 1.0
+"""Width / height of a hanging frame: a whole CC or MLO view fits with room to spare."""
+
+
+def hang(rgb: np.ndarray, view: str | None, height: int) -> np.ndarray:
+    """An image in its hanging frame: oriented by the hanging convention, on black,
+    with the chest wall against the frame's inner edge, so the two breasts meet
+    back to back across the middle of the screen."""
+    grey = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    if view and needs_mirror(view, grey):
+        rgb = rgb[:, ::-1]
+    img = fit_height(to_rgb(np.ascontiguousarray(rgb)), height)
+    width = max(img.shape[1], round(height * HANG_ASPECT))
+    frame = np.zeros((height, width, 3), np.uint8)
+    left = width - img.shape[1] if view and view.startswith("R") else 0
+    if view is None:
+        left = (width - img.shape[1]) // 2
+    frame[:, left:left + img.shape[1]] = img
+    return frame
+
+
+def cam_scale_bar(width: int = 240, height: int = 12) -> np.ndarray:
+    """The Grad-CAM colour scale (as :func:`cam_overlay` blends it), low on the left."""
+    ramp = np.tile(np.linspace(0, 1, width, dtype=np.float32), (height, 1))
+    return cam_overlay(np.full((height, width), 128, np.uint8), ramp, 1.0)
