@@ -11,12 +11,12 @@ import streamlit as st
 from core.errors import MammoError
 from core.evaluate import evaluate_run
 from core.runs import METRICS_FILE, PREDICTIONS_FILE, RunSummary
-from ui.common import (RUN_KEY, architecture_notice, ensure_app_navigation, run_title, runs,
-                       show_error, synthetic_notice)
+from ui.common import (RUN_KEY, architecture_notice, ensure_app_navigation,
+                       operating_point_picker, run_title, runs, show_error, synthetic_notice)
 from ui.roi_view import finder_caption, froc_figure, has_finder, routing_table
-from ui.metrics_view import (calibration_table, confusion_figure, cv_table, headline,
-                             mcnemar_text, paper_table, per_cell_table, pointing_caption,
-                             pointing_table, reliability_figure, roc_figure)
+from ui.metrics_view import (PAPER_FOOTNOTE, calibration_table, confusion_figure, cv_table, headline,
+                             mcnemar_text, paired_text, paper_table, per_cell_table,
+                             pointing_caption, pointing_table, reliability_figure, roc_figure)
 
 ensure_app_navigation()
 
@@ -45,10 +45,7 @@ if not found:
 names = [r.name for r in found]
 default = [st.session_state[RUN_KEY]] if st.session_state.get(RUN_KEY) in names else names[:1]
 chosen = st.multiselect("Runs", names, default=default)
-threshold = st.segmented_control(
-    "Decision threshold", ["0.5", "tuned"], default="0.5", required=True,
-    format_func=lambda t: "p ≥ 0.5" if t == "0.5" else "each cell's validation-tuned threshold")
-tuned = threshold == "tuned"
+tuned = operating_point_picker() == "tuned"
 selected = [r for r in found if r.name in chosen]
 if any(r.synthetic for r in selected):
     synthetic_notice()
@@ -80,11 +77,14 @@ for name, result in results.items():
     st.caption(f"{run_title(run)} · {result.get('n_images')} test images, "
                f"{result.get('n_patients')} patients, {result.get('n_malignant')} malignant")
     table = paper_table(result, tuned)
-    st.table(table)
+    st.dataframe(table, width="stretch")
     st.markdown(mcnemar_text(result, tuned))
-    st.caption("Values: estimate [95 % CI, patient-level bootstrap]. F-score = support-weighted F1 "
-               "(f1_weighted), the reading that fits the paper's numbers; F1 malignant is the "
-               "binary F1. ROI presence only = malignant iff an ROI exists. "
+    st.markdown(paired_text(result, tuned))
+    st.caption("Values: estimate [95 % CI, patient-level bootstrap] at "
+               f"{'each model’s validation-tuned threshold' if tuned else 'p ≥ 0.5'} "
+               "(the operating point above, shared with Case review). F-score = "
+               "support-weighted F1; F1 malignant = the binary F1 of the malignant class. "
+               f"{PAPER_FOOTNOTE} ROI presence only = malignant iff an ROI exists. "
                f"Majority class = {(result.get('majority_class') or {}).get('label', '–')}.")
     c1, c2 = st.columns([3, 2])
     c1.plotly_chart(roc_figure(result), key=f"roc-{name}")

@@ -607,17 +607,21 @@ def test_compare_tables_references_and_paper_row(dirs, weights):
     evaluate_run(run, n_boot=100)
     at = page("compare.py").run()
     no_exception(at)
-    table = at.table[0].value
+    table = at.dataframe[0].value  # a scrolling table: wide rows never spill off the page
     systems = table.index.tolist()
     assert systems[:4] == ["without ROI consideration (baseline)",
                            "with ROI consideration (ROI-aware)",
                            "reference: ROI presence only", "reference: majority class"]
     assert any(s.startswith("paper (reported, not reproduced here)") for s in systems)
     assert "F-score (f1_weighted)" in table.columns and "F1 malignant" in table.columns
+    paper = table.loc[[s for s in systems if s.startswith("paper")][0]]
+    assert paper["F-score (f1_weighted)"] == "–"  # the paper's F-score is the binary F1
+    assert paper["F1 malignant"] == "0.00" and "unlabelled F-score" in texts(at)
     assert "[" in table.loc["with ROI consideration (ROI-aware)", "Accuracy"]
     assert "McNemar" in texts(at)
     assert len(at.get("plotly_chart")) == 4  # ROC + two confusion matrices + reliability
-    calibration = at.dataframe[0].value.set_index("grid")
+    calibration = next(d.value for d in at.dataframe if "grid" in d.value.columns
+                       and "ECE (served)" in d.value.columns).set_index("grid")
     assert calibration.loc["baseline", "ECE (served)"] == \
         f"{evaluate_run(run, n_boot=0)['calibration']['baseline']['ece']:.2f}"
     assert "Synthetic phantom data" in texts(at)

@@ -26,7 +26,11 @@ SYSTEMS: tuple[tuple[str, str], ...] = (
 )
 PAPER_LABEL = "paper (reported, not reproduced here)"
 PAPER_KEYS: dict[str, str] = {"sensitivity": "sensitivity", "specificity": "specificity",
-                              "f1_weighted": "f_score", "accuracy": "accuracy"}
+                              "f1_malignant": "f_score", "accuracy": "accuracy"}
+PAPER_FOOTNOTE = ("The paper reports one unlabelled F-score; it sits under F1 malignant because "
+                  "its 0.00 beside a sensitivity of 0.00 is possible only for the malignant "
+                  "class's F1 (a support-weighted F1 stays above 0 while benign images are "
+                  "called right).")
 
 
 def with_ci(entry: Mapping[str, Any] | None) -> str:
@@ -91,15 +95,68 @@ def cv_table(result: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def p_text(p: float | None) -> str:
+    """A p-value with three decimals, "< 0.001" below that, "–" when missing."""
+    return "–" if p is None else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+
+
 def mcnemar_text(result: Mapping[str, Any], tuned: bool = False) -> str:
     mc = (result.get("mcnemar") or {}).get("at_tuned" if tuned else "at_0.5")
     if not mc:
         return "McNemar exact test: needs both grids."
-    p = mc.get("p")
-    p_txt = "–" if p is None else ("< 0.001" if p < 0.001 else f"{p:.3f}")
-    return (f"McNemar exact test, baseline vs ROI-aware: **p = {p_txt}** "
-            f"({mc.get('n_pairs')} paired images; only baseline right: {mc.get('b')}, "
-            f"only ROI-aware right: {mc.get('c')}).")
+    return (f"McNemar exact test (image-level), baseline vs ROI-aware: "
+            f"**p = {p_text(mc.get('p'))}** ({mc.get('n_pairs')} paired images; "
+            f"only baseline right: {mc.get('b')}, only ROI-aware right: {mc.get('c')}).")
+
+
+PAIRED: tuple[tuple[str, str], ...] = (("paired", "ROI-aware"),
+                                       ("paired_proposed", "ROI-aware routed by the ROI finder"))
+DELTAS: tuple[tuple[str, str], ...] = (
+    ("delta_roc_auc", "ROC AUC"), ("delta_sensitivity", "sensitivity"),
+    ("delta_specificity", "specificity"), ("delta_balanced_accuracy", "balanced accuracy"),
+)
+
+
+def signed(x: float | None) -> str:
+    """``+0.25`` / ``−0.03`` (a true minus sign); missing is "–"."""
+    return "–" if x is None else f"{x:+.2f}".replace("-", "−")
+
+
+def delta_with_ci(entry: Mapping[str, Any] | None) -> str:
+    """``+0.25 [+0.10, +0.40]``: a signed difference, so a CI that spans 0 shows its sign change."""
+    if not entry or entry.get("value") is None:
+        return "–"
+    if entry.get("ci_low") is None or entry.get("ci_high") is None:
+        return signed(entry["value"])
+    return f"{signed(entry['value'])} [{signed(entry['ci_low'])}, {signed(entry['ci_high'])}]"
+
+
+def paired_text(result: Mapping[str, Any], tuned: bool = False) -> str:
+    """Markdown: per routing, the patient-level sign-flip test against the baseline and the
+    paired differences (that routing minus baseline) with their bootstrap CIs.
+
+    McNemar counts images as if independent; this is the comparison that treats
+    a patient's images as one unit.  A metrics.json written before these figures
+    existed has no ``paired`` block: say how to add it instead of showing nothing.
+    """
+    if "paired" not in result:
+        name = (result.get("run") or {}).get("name", "NAME")
+        return ("Patient-level paired statistics are not in this run's metrics.json yet: run "
+                f"`python -m core evaluate checkpoints/{name}`.")
+    lines = []
+    for key, name in PAIRED:
+        paired = result.get(key)
+        if not paired:
+            continue
+        test = (paired.get("sign_flip") or {}).get("at_tuned" if tuned else "at_0.5") or {}
+        deltas = (paired.get("tuned") or {}) if tuned else paired
+        lines.append(
+            f"Sign-flip exact test (patient-level), baseline vs {name}: "
+            f"**p = {p_text(test.get('p'))}** ({test.get('n_patients')} patients, "
+            f"{test.get('n_discordant_patients')} with discordant images). {name} minus baseline "
+            "(95 % CI, the same patient resamples for both): "
+            + " · ".join(f"{label} {delta_with_ci(deltas.get(k))}" for k, label in DELTAS) + ".")
+    return "\n\n".join(lines) if lines else "Sign-flip test (patient-level): needs both grids."
 
 
 def roc_figure(result: Mapping[str, Any]) -> go.Figure:
