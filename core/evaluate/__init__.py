@@ -13,8 +13,10 @@ Why each piece is here (DESIGN.md, "What the paper does not say"):
   with class-support weights) are reported; the paper-style table's F-score
   row is ``f1_weighted``.
 * Test sets are small and images of one patient are correlated, so every
-  metric has a patient-level bootstrap 95 % CI and baseline vs ROI-aware gets
-  an exact McNemar test on the paired images.
+  metric has a patient-level bootstrap 95 % CI; baseline vs ROI-aware gets
+  an exact McNemar test on the paired images, and, because McNemar counts
+  images as independent, paired bootstrap deltas and an exact patient-level
+  sign-flip test of the discordance.
 
 Conventions: an image is called malignant when ``p_malignant >= threshold``.
 A ratio whose denominator is zero (e.g. sensitivity with no malignant image)
@@ -33,6 +35,8 @@ The modules, from the bottom up:
 - :mod:`~core.evaluate.bootstrap`: patient-level bootstrap weights, resampled metrics,
   percentile CIs, one system's metric block.
 - :mod:`~core.evaluate.mcnemar`: the exact McNemar test and baseline vs ROI-aware pairing.
+- :mod:`~core.evaluate.paired`: paired patient-level bootstrap deltas of two grids and the
+  exact sign-flip test of their per-patient discordance.
 - :mod:`~core.evaluate.table`: reading, validating and normalising ``predictions.csv``.
 - :mod:`~core.evaluate.per_cell`: per-cell metrics at 0.5, in grid order.
 - :mod:`~core.evaluate.score`: :func:`evaluate_predictions`: both grids and the reference

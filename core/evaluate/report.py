@@ -46,6 +46,42 @@ def _fmt_p(p: float | None) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def _fmt_signed(x: float | None) -> str:
+    return "–" if x is None else f"{x:+.2f}".replace("-", "−")
+
+
+def format_delta(entry: Mapping[str, float | None]) -> str:
+    """``+0.03 [−0.01, +0.07]``: a difference with its 95 % CI; missing values are "–"."""
+    if entry.get("value") is None:
+        return "–"
+    return (f"{_fmt_signed(entry['value'])} [{_fmt_signed(entry.get('ci_low'))}, "
+            f"{_fmt_signed(entry.get('ci_high'))}]")
+
+
+DELTA_ROWS: tuple[tuple[str, str], ...] = (
+    ("ROC AUC", "delta_roc_auc"), ("sensitivity", "delta_sensitivity"),
+    ("specificity", "delta_specificity"), ("balanced accuracy", "delta_balanced_accuracy"),
+)
+
+
+def format_paired(paired: Mapping[str, Any] | None, threshold: str, first: str,
+                  second: str) -> list[str]:
+    """The patient-level sign-flip test and the paired deltas (``second`` minus ``first``).
+
+    ``threshold`` is "0.5" or "tuned", as in :func:`format_paper_table`.
+    """
+    if not paired:
+        return [f"Sign-flip exact (patient-level), {first} vs {second}: – (needs both grids)"]
+    test = paired["sign_flip"]["at_0.5" if threshold == "0.5" else "at_tuned"]
+    deltas = paired if threshold == "0.5" else paired["tuned"]
+    return [
+        f"Sign-flip exact (patient-level), {first} vs {second}: p = {_fmt_p(test['p'])} "
+        f"({test['n_patients']} patients, {test['n_discordant_patients']} with discordant images)",
+        f"Paired difference, {second} minus {first} (95 % CI over the same patient resamples):",
+        "  " + "; ".join(f"{label} {format_delta(deltas[key])}" for label, key in DELTA_ROWS),
+    ]
+
+
 def _header_lines(result: Mapping[str, Any]) -> list[str]:
     run = result.get("run") or {}
     external = result.get("dataset")
@@ -72,7 +108,7 @@ def _header_lines(result: Mapping[str, Any]) -> list[str]:
 
 def format_paper_table(result: Mapping[str, Any], threshold: str = "0.5",
                        header: bool = True) -> str:
-    """The paper's Tables 5–8 layout with CIs, reference columns and McNemar.
+    """The paper's Tables 5–8 layout with CIs, reference columns, McNemar and paired deltas.
 
     ``threshold`` is "0.5" (the top-level numbers) or "tuned" (each cell's
     validation-tuned threshold; the reference columns do not depend on it).
@@ -93,11 +129,12 @@ def format_paper_table(result: Mapping[str, Any], threshold: str = "0.5",
         lines.append(label.ljust(label_w) + "  " + "  ".join(cells).rstrip())
     mc = result["mcnemar"]["at_0.5" if threshold == "0.5" else "at_tuned"]
     if mc:
-        lines.append(f"McNemar exact, baseline vs ROI-aware: p = {_fmt_p(mc['p'])} "
+        lines.append(f"McNemar exact (image-level), baseline vs ROI-aware: p = {_fmt_p(mc['p'])} "
                      f"({mc['n_pairs']} paired images; only baseline right {mc['b']}, "
                      f"only ROI-aware right {mc['c']})")
     else:
         lines.append("McNemar exact, baseline vs ROI-aware: – (needs both grids)")
+    lines += format_paired(result.get("paired"), threshold, "baseline", "ROI-aware")
     lines += _footnote(result)
     return "\n".join(lines)
 
@@ -112,6 +149,8 @@ def _footnote(result: Mapping[str, Any]) -> list[str]:
         "paper's 0.90 at sensitivity 0.93 / specificity 0.87; the paper's baseline 0.00 fits the "
         "binary malignant F1 (f1_malignant) instead. ROI presence only = malignant iff an ROI "
         f"exists. Majority class = {maj['label']} (from the {maj['source']} set). "
+        "McNemar counts images as if independent; the sign-flip test flips each patient's net "
+        "discordance as one unit, so images of one patient count once, together. "
         "'–' = undefined (0/0 or one class only)."
     )
     lines = textwrap.wrap(note, width=110)

@@ -167,7 +167,7 @@ def proposed_mcnemar(df: pd.DataFrame) -> dict[str, Any]:
 def format_roi_model(result: dict[str, Any]) -> str:
     """What ``evaluate`` prints about the finder: the three routings side by side, the
     McNemar tests of the finder-routed grid, and the finder's own presence and box figures."""
-    from core.evaluate.report import _fmt, _fmt_p, format_cell
+    from core.evaluate.report import _fmt, _fmt_p, format_cell, format_paired
 
     lines = ["ROI routing (threshold 0.5): annotated ROI vs ROI proposed by the finder vs none "
              "(baseline)"]
@@ -182,6 +182,9 @@ def format_roi_model(result: dict[str, Any]) -> str:
         if mc:
             lines.append(f"  McNemar exact, proposed vs {name}: p = {_fmt_p(mc['p'])} "
                          f"(only {name} right {mc['b']}, only proposed right {mc['c']})")
+    if result.get("paired_proposed"):
+        lines += ["  " + line for line in format_paired(result["paired_proposed"], "0.5",
+                                                        "baseline", "proposed routing")]
     rm = result.get("roi_model")
     if rm:
         fr = rm["froc"]

@@ -1,9 +1,10 @@
 """Scoring one prediction table: both grids and the reference rows, at 0.5 and tuned.
 
 :func:`evaluate_predictions` assembles everything ``metrics.json`` holds:
-metric blocks with CIs, confusion counts, ROC points, per-cell metrics and
-McNemar.  ROI presence alone is a strong label signal, so the
-``roi_presence_only`` and ``majority`` reference rows are scored beside the grids.
+metric blocks with CIs, confusion counts, ROC points, per-cell metrics,
+McNemar and the paired patient-level comparison of the grids.  ROI presence
+alone is a strong label signal, so the ``roi_presence_only`` and ``majority``
+reference rows are scored beside the grids.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from core.evaluate.constants import (CI_LEVEL, DEFAULT_THRESHOLD, F_SCORE_DEFINI
                                      MODE_KEYS)
 from core.evaluate.mcnemar import _mcnemar_between
 from core.evaluate.metrics import confusion_counts
+from core.evaluate.paired import paired_comparison
 from core.evaluate.per_cell import per_cell_metrics
 from core.evaluate.roifinder import PROPOSED_KEY, PROPOSED_MODE, proposed_mcnemar
 from core.evaluate.roc import roc_points
@@ -99,6 +101,8 @@ def evaluate_predictions(df: pd.DataFrame, train_counts: Mapping[str, Any] | Non
         result["per_cell"][PROPOSED_KEY] = per_cell_metrics(proposed, "roi")
         result[f"n_images_{PROPOSED_KEY}"] = int(len(proposed))
         result["mcnemar_proposed"] = proposed_mcnemar(df)
+        result["paired_proposed"] = paired_comparison(
+            df, "baseline", PROPOSED_MODE, patients, boot, f"{PROPOSED_KEY} minus baseline")
 
     roi_pred = images["roi"].to_numpy().astype(int)
     result["roi_presence_only"], _ = add_system("roi_presence_only", images, roi_pred, roi_pred,
@@ -110,5 +114,7 @@ def evaluate_predictions(df: pd.DataFrame, train_counts: Mapping[str, Any] | Non
                          "at_tuned": _mcnemar_between(df, tuned=True)}
     at05 = result["mcnemar"]["at_0.5"]
     result["mcnemar_p"] = at05["p"] if at05 else None
+    result["paired"] = paired_comparison(df, "baseline", "roi", patients, boot,
+                                         "roi_aware minus baseline")
     result["calibration"] = table_calibration(df, MODE_KEYS)
     return result
