@@ -64,7 +64,22 @@ def render_sidebar() -> RunSummary | None:
         else:
             st.caption("No trained run yet.")
         st.caption(f"Device: {device_label()}")
-        job = current_job()
-        if job is not None:
-            st.caption(f"◐ {job.kind} job running: {job.name}")
+        job_status()
     return selected
+
+
+JOB_POLL_S = 3.0
+_JOB_SEEN = "_job_seen"
+
+
+@st.fragment(run_every=JOB_POLL_S)
+def job_status() -> None:
+    """The background job as it is now, polled on its own: when a job ends, the whole
+    page reruns once, so run lists and statuses stop saying "running"."""
+    job = current_job()
+    seen = st.session_state.get(_JOB_SEEN)
+    st.session_state[_JOB_SEEN] = job.name if job is not None else None
+    if job is None and seen is not None:
+        st.rerun(scope="app")
+    if job is not None:
+        st.caption(f"◐ {job.kind} job running: {job.name}")
