@@ -301,6 +301,11 @@ def fill_state(model: nn.Module, tensors: dict[str, torch.Tensor], path: str | P
     return model
 
 
+def available_devices() -> tuple[str, ...]:
+    """The ``--device`` choices that can work here: ``cuda`` only when a GPU is visible."""
+    return ("auto", "cpu", "cuda") if torch.cuda.is_available() else ("auto", "cpu")
+
+
 def pick_device(choice: str = "auto") -> torch.device:
     """``auto`` → CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
     if choice == "auto":

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import Any, Mapping
 
 
 def _positive(text: str) -> int:
@@ -38,6 +40,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train", help="train the baseline / ROI-aware grids of a dataset",
         description="Train one model per grid cell, predict the test split, evaluate. "
                     "Ctrl-C / SIGTERM stops after the current step; --resume continues.")
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``train``; each dest is a :class:`core.train.TrainConfig` field."""
     p.add_argument("--dataset", required=True,
                    help="dataset folder or manifest CSV (VinDr, CDD-CESM, manifest layouts)")
     p.add_argument("--out", required=True, help="run folder, e.g. checkpoints/NAME")
@@ -62,6 +70,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", default=None,
                    help="continue an interrupted run in --out")
     p.add_argument("--seed", type=int, help="default 0")
+    p.add_argument("--split-seed", type=int,
+                   help="seed of the patient-grouped train/test split drawn for a dataset that "
+                        "ships none (CDD-CESM; default 0)")
+    p.add_argument("--cdd-type", type=str.upper, choices=("DM", "CESM"),
+                   help="CDD-CESM images: DM = low energy (the paper's, default), "
+                        "CESM = subtracted")
     p.add_argument("--pretrained", help="backbone weights: a local .safetensors file, or 'hub' for timm's (needs a network)")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
     p.add_argument("--workers", type=_non_negative, help="preprocessing processes (0 = all cores)")
@@ -82,19 +96,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--roi-epochs", type=_positive, help="ROI finder epochs (default 20)")
     p.add_argument("--synthetic", action="store_true", default=None,
                    help="mark the run as synthetic even without a phantom.json marker")
-    p.set_defaults(func=run)
 
 
-_FIELDS = ("arch", "img_size", "epochs", "mode", "device", "batch_size", "lr", "weight_decay",
-           "val_fraction", "balanced", "augment", "select", "cv", "resume", "seed",
-           "pretrained", "compile", "workers", "synthetic", "crop", "fit", "clahe_clip", "clahe_tiles", "warm_start", "roi_model",
-           "roi_size", "roi_epochs")
+def option_actions() -> dict[str, argparse.Action]:
+    """The training options by TrainConfig field name (everything but --dataset / --out).
+
+    The one place that knows each option's flag, so the command the app builds
+    (:func:`command_args`) is the command this parser reads.
+    """
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    return {a.dest: a for a in parser._actions if a.dest not in ("dataset", "out")}
+
+
+def command_args(dataset: str | Path, out: str | Path, options: Mapping[str, Any]) -> list[str]:
+    """``train`` arguments that hand ``options`` (TrainConfig field names) to :func:`run`.
+
+    ``None`` leaves an option to its default; a switch appears when it is on
+    (``--no-augment`` / ``--no-crop`` when off).  An unknown name is a
+    programming error and raises ``KeyError``.
+    """
+    actions = option_actions()
+    args = ["train", "--dataset", str(dataset), "--out", str(out)]
+    for name, value in options.items():
+        action = actions[name]
+        flag = action.option_strings[0]
+        if value is None:
+            continue
+        if action.nargs == 0:  # store_true / store_false: const is the value the flag sets
+            args += [flag] if bool(value) == action.const else []
+        else:
+            args += [flag, str(value)]
+    return args
 
 
 def run(args: argparse.Namespace) -> int:
     from core.train import TrainConfig, train_grid
 
-    given = {k: getattr(args, k) for k in _FIELDS if getattr(args, k) is not None}
+    given = {k: getattr(args, k) for k in option_actions() if getattr(args, k) is not None}
     config = TrainConfig(**given)
     summary = train_grid(args.dataset, args.out, config)
     cells = summary.info.get("cells", {})

@@ -58,6 +58,8 @@ class TrainConfig:
     roi_model: bool = False  # also train the ROI finder (core.roifinder) on the training split
     roi_size: int = 96  # the finder's input side
     roi_epochs: int = 20
+    split_seed: int = 0  # seeds the train/test split of a dataset that ships none (CDD-CESM)
+    cdd_type: str = "DM"  # CDD-CESM images: low-energy "DM" (the paper's) or subtracted "CESM"
 
     def preprocess_params(self):
         """The preprocessing every image of this run goes through (one spec for all)."""
@@ -85,6 +87,8 @@ class TrainConfig:
             problems.append(f"warm-start epochs must be ≥ 0 (got {self.warm_start})")
         if self.fit not in ("stretch", "pad"):
             problems.append(f"fit must be stretch or pad (got {self.fit!r})")
+        if self.cdd_type not in ("DM", "CESM"):
+            problems.append(f"CDD-CESM image type must be DM or CESM (got {self.cdd_type!r})")
         if self.select not in ("val_loss", "val_auc"):
             problems.append(f"select must be val_loss or val_auc (got {self.select!r})")
         try:

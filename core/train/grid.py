@@ -69,7 +69,7 @@ def train_grid(dataset: str | Path | pd.DataFrame, out_dir: str | Path,
     ``config.resume``), and the exception propagates.
     """
     config.check()
-    df, source = load_manifest(dataset)
+    df, source = load_manifest(dataset, config.split_seed, config.cdd_type)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(out_dir), cancel_on_signals():
@@ -115,7 +115,7 @@ def _run(df: pd.DataFrame, out_dir: Path, config: TrainConfig, device: torch.dev
     pooled = steps_per_epoch(len(pooled_rows(train_df, config)[0]), config.batch_size)
     reporter.total = max(1, _total_steps(planned, config)
                          + sum(_total_steps(fp, config) for _, fp, _ in folds)
-                         + config.warm_start * pooled)
+                         + config.warm_start * pooled + _finder_steps(train_df, config))
     bank = ImageBank(list(train_df["image_path"]), config.preprocess_params(), config.workers)
     if folds:
         atomic_write_json(out_dir / runs.CV_FILE,
@@ -142,8 +142,29 @@ def _train_roi_model(train_df: pd.DataFrame, out_dir: Path, config: TrainConfig,
     previous = info.get(RUN_KEY) or {}
     info[RUN_KEY] = {**previous, "status": "running"}
     _write_run(out_dir, info)
+    planned = _finder_steps(train_df, config)
+    per_epoch, until = planned // config.roi_epochs, reporter.done + planned
+
+    def emit(event: str, **fields: Any) -> None:
+        if event == "roi_epoch":
+            reporter.advance(per_epoch, 0)
+        reporter.emit(event, **fields)
+
     info[RUN_KEY] = train_finder(train_df, out_dir, finder_config(config), device, config.resume,
-                                 previous.get("sha256"), reporter.emit)
+                                 previous.get("sha256"), emit)
+    reporter.skip(max(0, until - reporter.done))  # a kept or skipped finder: nothing left
     _write_run(out_dir, info)
     reporter.emit("roi_model_done", cell="roi_model", status=info[RUN_KEY]["status"],
                   threshold=info[RUN_KEY].get("threshold"), reason=info[RUN_KEY].get("reason"))
+
+
+def _finder_steps(train_df: pd.DataFrame, config: TrainConfig) -> int:
+    """The ROI finder's optimiser steps (0 without ``--roi-model``), so the ETA waits for it."""
+    if not config.roi_model:
+        return 0
+    from core.roifinder.data import carve
+    from core.roifinder.train import finder_config
+
+    finder = finder_config(config)
+    fit, _ = carve(train_df, finder.val_fraction, finder.seed)
+    return finder.epochs * steps_per_epoch(len(fit), finder.batch_size)

@@ -18,6 +18,9 @@ class Progress:
 
     ``callback`` (the UI, a test) receives every event; an exception it raises
     stops training like a crash would (that is how tests interrupt a run).
+    Every event carries ``steps_done`` / ``steps_total`` of the whole run (steps
+    kept from an earlier process included) and the fields of ``context`` (the
+    CV fold being trained), so a reader can tell the run's parts apart.
     """
 
     def __init__(self, run_dir: Path | None, total_steps: int,
@@ -31,6 +34,7 @@ class Progress:
         self.t0 = time.perf_counter()
         self.session_done = 0
         self.window = (time.perf_counter(), 0)
+        self.context: dict[str, Any] = {}
 
     def advance(self, steps: int, images: int) -> float:
         """Count finished steps; returns images/s since the last call."""
@@ -53,7 +57,8 @@ class Progress:
 
     def emit(self, event: str, **fields: Any) -> None:
         eta = self.eta()
-        record = {"time": _now(), "event": event, **fields,
+        record = {"time": _now(), "event": event, **self.context, **fields,
+                  "steps_done": self.done, "steps_total": self.total,
                   "eta_s": round(eta, 1) if eta is not None else None}
         if self.file is not None:
             with open(self.file, "a", encoding="utf-8") as fh:

@@ -55,14 +55,20 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def load_manifest(dataset: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, Path | None]:
-    """A finalized manifest and the path it came from (None for an in-memory table)."""
+def load_manifest(dataset: str | Path | pd.DataFrame, split_seed: int = 0,
+                  cdd_type: str = "DM") -> tuple[pd.DataFrame, Path | None]:
+    """A finalized manifest and the path it came from (None for an in-memory table).
+
+    ``split_seed`` and ``cdd_type`` reach the layouts that use them (CDD-CESM's
+    drawn split and image type); an in-memory table is taken as it is.
+    """
     if isinstance(dataset, pd.DataFrame):
         src = dataset.attrs.get("source")
         return dataset.reset_index(drop=True), Path(src) if src else None
     from core.datasets import load_dataset
 
-    return load_dataset(dataset), Path(dataset).expanduser().resolve()
+    return (load_dataset(dataset, split_seed=split_seed, cdd_type=cdd_type),
+            Path(dataset).expanduser().resolve())
 
 
 def _new_run_info(out_dir: Path, df: pd.DataFrame, source: Path | None, config: TrainConfig,
