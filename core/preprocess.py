@@ -46,7 +46,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -313,6 +313,7 @@ class PreprocessReport:
     cached: int
     seconds: float
     errors: list[tuple[str, str]] = field(default_factory=list)
+    stopped: bool = False  # ``stop()`` said yes before every file was done
 
     @property
     def images_per_s(self) -> float:
@@ -339,14 +340,17 @@ def _fill_one(job: tuple[str, PreprocessParams, str]) -> tuple[str, str | None]:
 def preprocess_many(paths: Iterable[str | Path], params: PreprocessParams,
                     workers: int | None = None,
                     cache: PreprocessCache | _DefaultCache = DEFAULT_CACHE,
-                    progress: Callable[[int, int], None] | None = None) -> PreprocessReport:
+                    progress: Callable[[int, int], None] | None = None,
+                    stop: Callable[[], bool] | None = None) -> PreprocessReport:
     """Fill the cache for ``paths`` with a process pool (all cores by default).
 
     Hits are found in this process first; only misses go to workers.  Errors
     are collected per file (every bad file is reported, not the first one).
     ``progress(done, total)`` is called as files finish.  Workers are started
     with "spawn": forking a process that holds threads (the Streamlit server,
-    a torch runtime) can deadlock.
+    a torch runtime) can deadlock.  ``stop()`` is asked as files finish: once
+    it says yes no further file is started and the report says ``stopped``
+    (a cancelled training must end within its grace period).
     """
     start = time.perf_counter()
     store = _resolve(cache)
@@ -361,15 +365,17 @@ def preprocess_many(paths: Iterable[str | Path], params: PreprocessParams,
     jobs = [(p, params, str(store.root)) for p in misses]
     n_workers = max(1, min(workers or len(os.sched_getaffinity(0)) or 1, len(jobs)))
     failed = 0
-    for path, error in _run_jobs(jobs, n_workers):
+    stop = stop or (lambda: False)
+    for path, error in _run_jobs(jobs, n_workers, stop):
         if error is not None:
             errors.append((path, error))
             failed += 1
         done += 1
         if progress:
             progress(done, len(paths))
-    return PreprocessReport(total=len(paths), decoded=len(misses) - failed, cached=cached,
-                            seconds=time.perf_counter() - start, errors=errors)
+    return PreprocessReport(total=len(paths), decoded=done - cached - len(errors), cached=cached,
+                            seconds=time.perf_counter() - start, errors=errors,
+                            stopped=done < len(paths))
 
 
 def _split_hits(paths: list[str], params: PreprocessParams,
@@ -386,24 +392,42 @@ def _split_hits(paths: list[str], params: PreprocessParams,
     return misses, errors
 
 
-def _run_jobs(jobs: list[tuple[str, PreprocessParams, str]], n_workers: int):
-    """Yield ``(path, error)`` per job: in this process for one worker, else a pool.
+def _run_jobs(jobs: list[tuple[str, PreprocessParams, str]], n_workers: int,
+              stop: Callable[[], bool]) -> Iterator[tuple[str, str | None]]:
+    """Yield ``(path, error)`` per job until ``stop()``: in this process for one worker,
+    else a pool.
 
     If the pool cannot run at all (workers killed, a ``__main__`` that spawn
-    cannot re-import), the remaining jobs are done here rather than lost.
+    cannot re-import), the remaining jobs are done here rather than lost,
+    unless ``stop()`` says yes: the signal that cancels a training reaches
+    its pool workers too, and decoding the rest here would outlast the grace
+    period.  One file per task, so a stop waits for at most the files the
+    workers hold (about two each), however long the list.
     """
     if n_workers <= 1 or len(jobs) <= 1:
-        yield from map(_fill_one, jobs)
+        yield from _until_stopped(jobs, stop)
         return
     finished = 0
-    chunk = max(1, len(jobs) // (n_workers * 8))
     try:
         with ProcessPoolExecutor(max_workers=n_workers, initializer=_worker_init,
                                  mp_context=multiprocessing.get_context("spawn")) as pool:
-            for result in pool.map(_fill_one, jobs, chunksize=chunk):
+            for result in pool.map(_fill_one, jobs):
                 finished += 1
                 yield result
+                if stop():
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    return
     except BrokenProcessPool as err:
+        if stop():
+            return
         _log.warning("preprocess pool broke (%s); finishing %d files in this process",
                      err, len(jobs) - finished)
-        yield from map(_fill_one, jobs[finished:])
+        yield from _until_stopped(jobs[finished:], stop)
+
+
+def _until_stopped(jobs: list[tuple[str, PreprocessParams, str]],
+                   stop: Callable[[], bool]) -> Iterator[tuple[str, str | None]]:
+    for job in jobs:
+        if stop():
+            return
+        yield _fill_one(job)

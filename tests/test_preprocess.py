@@ -238,3 +238,30 @@ def test_pool_is_sized_from_the_cores_this_process_may_use(tmp_path, monkeypatch
         cv2.imwrite(str(paths[-1]), np.random.default_rng(i).integers(0, 255, (40, 30), np.uint8))
     report = preprocess_many(paths, P64, cache=PreprocessCache(tmp_path / "cache"))
     assert sized == [2] and report.decoded == 4 and not report.errors
+
+
+def test_a_stop_request_is_honoured_when_the_pool_breaks_and_in_this_process(tmp_path,
+                                                                             monkeypatch):
+    """A cancel's signal kills the pool's workers too: the files left are not decoded here."""
+    class Broken:
+        def __init__(self, **_kw):
+            raise pp.BrokenProcessPool("workers killed by the cancel")
+
+    monkeypatch.setattr(pp, "ProcessPoolExecutor", Broken)
+    paths = []
+    for i in range(4):
+        paths.append(tmp_path / f"{i}.png")
+        cv2.imwrite(str(paths[-1]), np.random.default_rng(i).integers(0, 255, (40, 30), np.uint8))
+    cache = PreprocessCache(tmp_path / "cache")
+    stopped = preprocess_many(paths, P64, workers=2, cache=cache, stop=lambda: True)
+    assert stopped.stopped and stopped.decoded == 0 and not list(cache.root.rglob("*.npy"))
+    asked: list[int] = []  # one worker: decoded here, asked before each file
+
+    def after_two() -> bool:
+        asked.append(1)
+        return len(asked) > 2
+
+    serial = preprocess_many(paths, P64, workers=1, cache=cache, stop=after_two)
+    assert serial.stopped and (serial.decoded, serial.total) == (2, 4)
+    rest = preprocess_many(paths, P64, workers=1, cache=cache)
+    assert not rest.stopped and (rest.cached, rest.decoded) == (2, 2)

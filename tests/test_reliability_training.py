@@ -334,6 +334,56 @@ def test_a_lock_file_nobody_holds_is_taken_over_and_a_held_one_is_refused(tmp_pa
     assert not (tmp_path / ".lock").exists()
 
 
+
+def write_slow_images(root: Path, n: int = 80) -> Path:
+    """``n`` training images that each cost the preprocessor about 0.2 s: one 2400×1900
+    16-bit PNG under ``n`` names (hard links, so writing them is instant; the cache keys
+    by path, so each is decoded).  More than 64, so training preprocesses with a pool."""
+    rng = np.random.default_rng(1)
+    root.mkdir(parents=True)
+    img = cv2.resize(cv2.GaussianBlur(rng.normal(30000, 8000, (300, 240)), (0, 0), 3), (1900, 2400))
+    cv2.imwrite(str(root / "source.png"), img.clip(0, 65535).astype(np.uint16))
+    rows = []
+    for i in range(n):
+        os.link(root / "source.png", root / f"img{i:03d}.png")
+        rows.append({"image_path": f"img{i:03d}.png", "patient_id": f"p{i}", "study_id": f"s{i}",
+                     "laterality": "RL"[i % 2], "view": "CC",
+                     "label": ("benign", "malignant")[i // 2 % 2], "mask_path": "",
+                     "split": "train"})
+    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+    return root
+
+
+def test_cancel_during_preprocessing_stops_within_the_grace_period(tmp_path, monkeypatch):
+    """SIGTERM to the job's process group also kills the preprocessing pool's workers; the
+    run must not finish the files in the main process but stop, cancelled and resumable."""
+    n = 80
+    data = write_slow_images(tmp_path / "slow", n)
+    ck, cache = tmp_path / "checkpoints", tmp_path / "cache"
+    ck.mkdir()
+    monkeypatch.delenv(jobs.COMMAND_ENV, raising=False)
+    monkeypatch.setenv("MAMMOROUTE_CACHE", str(cache))
+    out = ck / "cancel-early"
+    args = ["train", "--dataset", str(data), "--out", str(out), *TRAIN_ARGS, "--workers", "2"]
+    job = jobs.start_job(args, "train", run_dir=out, root=ck)
+    try:
+        assert _wait(lambda: any(cache.rglob("*.npy")), 120), Path(job.log).read_text()[-2000:]
+        t0 = time.monotonic()
+        done = jobs.cancel_job(ck)  # the app's cancel: SIGTERM, SIGKILL after the grace period
+        stop_s = time.monotonic() - t0
+    finally:
+        jobs.cancel_job(ck, grace_s=2)
+    log = Path(job.log).read_text()
+    assert done is not None and stop_s < jobs.CANCEL_GRACE_S, (stop_s, log[-2000:])  # no SIGKILL
+    assert len(list(cache.rglob("*.npy"))) < n  # it stopped instead of finishing the files
+    info = runs.read_run(out).info
+    assert info["status"] == "cancelled", info
+    assert info["error"] == "cancelled while preprocessing images"
+    assert {c["status"] for c in info["cells"].values()} == {"pending"}
+    assert log.strip().splitlines()[-1].endswith("training cancelled; continue it with --resume")
+    _record("cancel_preprocessing", {"stop_seconds": round(stop_s, 2)})
+
+
 _GATE = """
 import os, sys, time
 from pathlib import Path

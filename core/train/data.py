@@ -34,7 +34,9 @@ class ImageBank:
         size = params.size
         unique = list(dict.fromkeys(paths))
         if len(unique) > 64 and workers != 1:
-            report = preprocess_many(unique, params, workers or None)
+            report = preprocess_many(unique, params, workers or None, stop=_CANCEL.is_set)
+            if report.stopped:
+                raise TrainingCancelled("cancelled while preprocessing images")
             if report.errors:
                 shown = "; ".join(err for _, err in report.errors[:3])
                 raise TrainingError(f"{len(report.errors)} image(s) cannot be preprocessed: {shown}")
