@@ -1,108 +1,113 @@
-"""Live view of a run folder: per-cell progress, loss curves, speed and ETA."""
+"""Live view of a run folder: per-part progress, loss and validation-AUC curves, speed, ETA."""
 from __future__ import annotations
 
 from typing import Any
 
 import plotly.graph_objects as go
 import streamlit as st
+from plotly.subplots import make_subplots
 
-from core.grid import plan
+from core.runprogress import (TRAINING_EVENTS, Curve, Part, cell_count, curves, eta_seconds,
+                              overall_fraction, parts, phase)
 from core.runs import RunSummary, read_progress
 
-TRAINING_EVENTS = ("step", "epoch")
+# Twelve cells and the warm-start model, each its own colour (Tableau 10 and three more).
+CURVE_COLOURS: tuple[str, ...] = (
+    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
+    "#9c755f", "#79706e", "#17becf", "#bcbd22", "#1f1f7a")
+PHASE_TEXT: dict[str, str] = {
+    "preparing": "reading the dataset and preprocessing images …",
+    "evaluating": "every model is trained; predicting and scoring the test split …",
+}
+KIND_LABEL: dict[str, str] = {"pooled": "warm-start model", "finder": "ROI finder"}
 
 
-def _fraction(event: dict[str, Any]) -> float:
-    epochs, steps = max(1, int(event.get("epochs") or 1)), max(1, int(event.get("steps") or 1))
-    done = (int(event.get("epoch") or 1) - 1) * steps + int(event.get("step") or 0)
-    return min(1.0, max(0.0, done / (epochs * steps)))
-
-
-def _cell_key(event: dict[str, Any]) -> str:
-    fold = event.get("fold")
-    return f"CV fold {fold} · {event.get('cell')}" if fold is not None else str(event.get("cell"))
-
-
-def cell_rows(run: RunSummary, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per cell (grid order, then CV folds): status, fraction, epoch, loss, reason."""
-    cells = dict(run.info.get("cells") or {})
-    order = [c.name for m in run.info.get("modes", ["baseline", "roi"]) for c in plan(m)]
-    last: dict[str, dict[str, Any]] = {}
-    for ev in events:
-        if ev.get("event") in TRAINING_EVENTS and ev.get("cell"):
-            last[_cell_key(ev)] = ev
-    names = [n for n in order if n in cells or n in last]
-    names += [n for n in list(cells) + list(last) if n not in names]
-    rows = []
-    for name in names:
-        entry, ev = cells.get(name, {}), last.get(name, {})
-        status = str(entry.get("status") or ("running" if ev else "pending"))
-        fraction = 1.0 if status == "done" else _fraction(ev) if ev else 0.0
-        rows.append({"cell": name, "status": status, "fraction": fraction,
-                     "epoch": ev.get("epoch"), "epochs": ev.get("epochs"),
-                     "loss": ev.get("loss"), "reason": entry.get("reason")})
-    return rows
-
-
-def loss_figure(events: list[dict[str, Any]]) -> go.Figure | None:
-    """Training loss per cell against (fractional) epoch; validation loss dotted."""
-    series: dict[str, dict[str, list[float]]] = {}
-    for ev in events:
-        if ev.get("event") not in TRAINING_EVENTS or ev.get("loss") is None:
-            continue
-        s = series.setdefault(_cell_key(ev), {"x": [], "y": [], "vx": [], "vy": []})
-        steps = max(1, int(ev.get("steps") or 1))
-        s["x"].append(int(ev.get("epoch") or 1) - 1 + int(ev.get("step") or 0) / steps)
-        s["y"].append(float(ev["loss"]))
-        if ev.get("event") == "epoch" and ev.get("val_loss") is not None:
-            s["vx"].append(float(ev.get("epoch") or 1))
-            s["vy"].append(float(ev["val_loss"]))
-    if not series:
-        return None
-    fig = go.Figure()
-    for name, s in series.items():
-        fig.add_trace(go.Scatter(x=s["x"], y=s["y"], mode="lines+markers", name=name,
-                                 legendgroup=name, marker={"size": 4}))
-        if s["vx"]:
-            fig.add_trace(go.Scatter(x=s["vx"], y=s["vy"], mode="markers+lines", name=f"{name} val",
-                                     legendgroup=name, line={"dash": "dot"}, showlegend=False))
-    fig.update_layout(height=300, margin={"l": 10, "r": 10, "t": 30, "b": 10},
-                      title={"text": "Loss (solid: training, dotted: validation)", "font": {"size": 13}},
-                      xaxis_title="epoch", yaxis_title="BCE loss", legend={"font": {"size": 10}})
-    return fig
-
-
-def _duration(seconds: Any) -> str:
+def duration(seconds: Any) -> str:
+    """``1h02m``, ``4m05s``; an en dash when unknown."""
     if seconds is None:
         return "–"
     s = int(float(seconds))
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
+def curve_colours(keys: list[str]) -> dict[str, str]:
+    """A colour per part, in the order given (the run's training order, so stable)."""
+    return {k: CURVE_COLOURS[i % len(CURVE_COLOURS)] for i, k in enumerate(keys)}
+
+
+def _label(part: Part) -> str:
+    return f"{part.key} ({KIND_LABEL[part.kind]})" if part.kind in KIND_LABEL else part.key
+
+
+def curves_figure(found: list[Part], events: list[dict[str, Any]]) -> go.Figure | None:
+    """Loss (training solid, validation dotted) and validation ROC AUC, one colour per part."""
+    data = curves(events)
+    if not data:
+        return None
+    colours = curve_colours([p.key for p in found if p.key in data])
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
+                        subplot_titles=("Loss (solid: training, dotted: validation)",
+                                        "Validation ROC AUC"))
+    for key, colour in colours.items():
+        _add_curves(fig, key, data[key], colour)
+    fig.update_layout(height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      legend={"font": {"size": 10}})
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(title_text="BCE loss", row=1, col=1)
+    fig.update_yaxes(title_text="AUC", range=[0, 1.02], row=1, col=2)
+    fig.update_annotations(font_size=13)
+    return fig
+
+
+def _add_curves(fig: go.Figure, key: str, c: Curve, colour: str) -> None:
+    line = {"color": colour}
+    fig.add_trace(go.Scatter(x=c.x, y=c.loss, mode="lines", name=key, legendgroup=key,
+                             line=line), row=1, col=1)
+    if any(v is not None for v in c.val_loss):
+        fig.add_trace(go.Scatter(x=c.val_x, y=c.val_loss, mode="lines+markers",
+                                 name=f"{key} validation", legendgroup=key, showlegend=False,
+                                 line={**line, "dash": "dot"}, marker={"size": 4}), row=1, col=1)
+    if any(v is not None for v in c.val_auc):
+        fig.add_trace(go.Scatter(x=c.val_x, y=c.val_auc, mode="lines+markers",
+                                 name=f"{key} AUC", legendgroup=key, showlegend=False,
+                                 line=line, marker={"size": 4}), row=1, col=2)
+
+
 def render_progress(run: RunSummary, compact: bool = False) -> None:
-    """Per-cell bars, speed, ETA and (unless ``compact``) the loss curves of one run."""
+    """Counts, speed, ETA, one bar per part and (unless ``compact``) the curves of one run."""
     events = read_progress(run.path)
-    rows = cell_rows(run, events)
+    found = parts(run, events)
+    count = cell_count(found)
+    now = phase(run, found)
     live = [e for e in events if e.get("event") in TRAINING_EVENTS]
-    done = sum(r["status"] == "done" for r in rows)
-    st.markdown(f"Status: **{run.status}**")
     c1, c2, c3 = st.columns(3)
-    c1.metric("Cells done", f"{done}/{len(rows)}" if rows else "–")
-    c2.metric("Images/s", f"{live[-1].get('img_s') or 0:.1f}" if live else "–")
-    eta = events[-1].get("eta_s") if events and run.status == "running" else None
-    c3.metric("ETA", _duration(eta) if run.status == "running" else "–")
-    if run.info.get("error"):
-        st.error(str(run.info["error"]))
-    if not rows:
-        st.caption("Waiting for the first training step (reading and preprocessing images) …")
-    for row in rows if not compact else [r for r in rows if r["status"] != "done"][:3]:
-        if row["status"] == "skipped":
-            st.caption(f"**{row['cell']}** skipped: {row['reason'] or 'too few images'}")
-            continue
-        detail = f"epoch {row['epoch']}/{row['epochs']}" if row["epoch"] else row["status"]
-        loss = f" · loss {row['loss']:.3f}" if row["loss"] is not None else ""
-        st.progress(row["fraction"], text=f"**{row['cell']}** · {detail}{loss}")
+    c1.metric("Cells done", f"{count.finished}/{count.total}" if count.total else "–",
+              help="Trained and skipped cells: a skipped cell has too few images to train.")
+    c2.metric("Images/s", f"{live[-1].get('img_s') or 0:.1f}" if live and now == "training"
+              else "–")
+    c3.metric("ETA", duration(eta_seconds(run, events, found)))
+    if count.skipped:
+        st.caption(f"{count.trained} trained · {count.skipped} skipped (too few images)")
+    if now in PHASE_TEXT:
+        st.caption(PHASE_TEXT[now])
+    overall = overall_fraction(events)
+    if overall is not None and now == "training":
+        st.progress(overall, text=f"Whole run: {overall:.0%} of its training steps")
+    shown = found if not compact else [p for p in found if not p.finished][:3]
+    for part in shown:
+        _render_part(part)
     if not compact:
-        fig = loss_figure(events)
+        fig = curves_figure(found, events)
         if fig is not None:
-            st.plotly_chart(fig, width="stretch", key=f"loss-{run.name}")
+            st.plotly_chart(fig, width="stretch", key=f"curves-{run.name}")
+
+
+def _render_part(part: Part) -> None:
+    if part.status == "skipped":
+        st.caption(f"**{_label(part)}** skipped: {part.reason or 'too few images'}")
+        return
+    detail = f"epoch {part.epoch}/{part.epochs}" if part.epoch else part.status
+    if part.status == "done":
+        detail = "done"
+    loss = f" · loss {part.loss:.3f}" if part.loss is not None and part.status != "done" else ""
+    st.progress(part.fraction, text=f"**{_label(part)}** · {detail}{loss}")
