@@ -74,8 +74,11 @@ def test_sign_flip_equals_mcnemar_with_one_image_per_patient() -> None:
         a = [True] * b + [False] * c + [True] * 5
         other = [False] * b + [True] * c + [True] * 5
         test = clustered_discordance(a, other, np.arange(len(a)))
-        assert (test["b"], test["c"], test["n_discordant_patients"]) == (b, c, b + c)
+        assert (test["b"], test["c"], test["n_patients_net"]) == (b, c, b + c)
         assert test["p"] == pytest.approx(ev.mcnemar_exact(b, c), rel=1e-9)
+    # One patient, one image for each grid: discordant images, no net difference.
+    even = clustered_discordance([True, False], [False, True], ["P", "P"])
+    assert (even["b"], even["c"], even["n_patients_net"], even["p"]) == (1, 1, 0, 1.0)
 
 
 # ---------------------------------------------------------------- evaluate_predictions
@@ -93,7 +96,7 @@ def test_identical_grids_give_zero_deltas_and_p_one() -> None:
             assert block[key] == {"value": 0.0, "ci_low": 0.0, "ci_high": 0.0}, key
     for at in ("at_0.5", "at_tuned"):
         assert paired["sign_flip"][at]["p"] == 1.0
-        assert paired["sign_flip"][at]["n_discordant_patients"] == 0
+        assert paired["sign_flip"][at]["n_patients_net"] == 0
         assert res["mcnemar"][at]["p"] == 1.0
 
 
@@ -113,7 +116,7 @@ def test_better_on_every_patient_gives_positive_intervals() -> None:
     auc = paired["delta_roc_auc"]
     assert 0 < auc["ci_low"] < auc["value"] and auc["ci_high"] == pytest.approx(0.25)
     test = paired["sign_flip"]["at_0.5"]
-    assert (test["n_patients"], test["n_discordant_patients"], test["b"], test["c"]) == \
+    assert (test["n_patients"], test["n_patients_net"], test["b"], test["c"]) == \
         (12, 12, 0, 12)
     assert test["p"] == pytest.approx(2 / 2 ** 12)  # only "all +" and "all −" reach |Σ d| = 12
     assert res["mcnemar"]["at_0.5"]["p"] == pytest.approx(2 / 2 ** 12)
@@ -217,7 +220,7 @@ def test_metrics_json_and_text_carry_the_paired_block(tmp_path: Path) -> None:
     text = format_paper_table(result)
     assert "McNemar exact (image-level), baseline vs ROI-aware: p = < 0.001" in text
     assert "Sign-flip exact (patient-level), baseline vs ROI-aware: p = < 0.001 " \
-           "(12 patients, 12 with discordant images)" in text
+           "(12 patients, 12 with a net difference)" in text
     assert "Paired difference, ROI-aware minus baseline" in text
     assert format_delta(result["paired"]["delta_balanced_accuracy"]) == "+0.50 [+0.50, +0.50]"
     assert format_delta({"value": -0.031, "ci_low": -0.1, "ci_high": 0.04}) == \
@@ -236,7 +239,7 @@ def test_compare_page_shows_both_tests_and_the_deltas(tmp_path: Path, monkeypatc
     shown = "\n".join(m.value for m in at.markdown)
     assert "McNemar exact test (image-level), baseline vs ROI-aware: **p = < 0.001**" in shown
     assert "Sign-flip exact test (patient-level), baseline vs ROI-aware: **p = < 0.001** " \
-           "(12 patients, 12 with discordant images)" in shown
+           "(12 patients, 12 with a net difference)" in shown
     assert "balanced accuracy +0.50 [+0.50, +0.50]" in shown
 
 

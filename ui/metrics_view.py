@@ -153,7 +153,7 @@ def paired_text(result: Mapping[str, Any], tuned: bool = False) -> str:
         lines.append(
             f"Sign-flip exact test (patient-level), baseline vs {name}: "
             f"**p = {p_text(test.get('p'))}** ({test.get('n_patients')} patients, "
-            f"{test.get('n_discordant_patients')} with discordant images). {name} minus baseline "
+            f"{test.get('n_patients_net')} with a net difference). {name} minus baseline "
             "(95 % CI, the same patient resamples for both): "
             + " · ".join(f"{label} {delta_with_ci(deltas.get(k))}" for k, label in DELTAS) + ".")
     return "\n\n".join(lines) if lines else "Sign-flip test (patient-level): needs both grids."

@@ -62,7 +62,9 @@ def clustered_discordance(correct_a: Any, correct_b: Any, codes: Any) -> dict[st
     """The sign-flip test of two paired correct/incorrect vectors, images grouped by ``codes``.
 
     ``b`` and ``c`` count images as McNemar does (only ``a`` right, only
-    ``b`` right); the test itself counts patients.
+    ``b`` right); the test itself counts patients, and ``n_patients_net`` is
+    how many carry a net difference (a patient with one image for each grid
+    has none).
     """
     a = np.asarray(correct_a, dtype=bool)
     b_ = np.asarray(correct_b, dtype=bool)
@@ -71,7 +73,7 @@ def clustered_discordance(correct_a: Any, correct_b: Any, codes: Any) -> dict[st
     only_b = np.bincount(patient, weights=~a & b_).astype(np.int64)
     net = only_b - only_a
     return {"test": SIGN_FLIP_TEST, "n_pairs": int(a.size), "n_patients": int(net.size),
-            "n_discordant_patients": int((net != 0).sum()), "b": int(only_a.sum()),
+            "n_patients_net": int((net != 0).sum()), "b": int(only_a.sum()),
             "c": int(only_b.sum()), "p": sign_flip_p(net)}
 
 

@@ -76,7 +76,7 @@ def format_paired(paired: Mapping[str, Any] | None, threshold: str, first: str,
     deltas = paired if threshold == "0.5" else paired["tuned"]
     return [
         f"Sign-flip exact (patient-level), {first} vs {second}: p = {_fmt_p(test['p'])} "
-        f"({test['n_patients']} patients, {test['n_discordant_patients']} with discordant images)",
+        f"({test['n_patients']} patients, {test['n_patients_net']} with a net difference)",
         f"Paired difference, {second} minus {first} (95 % CI over the same patient resamples):",
         "  " + "; ".join(f"{label} {format_delta(deltas[key])}" for label, key in DELTA_ROWS),
     ]
