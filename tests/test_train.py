@@ -353,3 +353,28 @@ def test_cross_validation_writes_every_fold(blobs, tmp_path):
         assert fold["n"] > 0 and 0.0 <= fold["accuracy"] <= 1.0
     metrics = json.loads((out / runs.METRICS_FILE).read_text())
     assert set(metrics["cv"]["baseline"]) >= {"accuracy", "sensitivity"}
+
+
+def test_cv_and_test_serve_a_skipped_cells_images_through_the_same_stand_in(tmp_path):
+    """roi-RCC has 4 training images (< 8, skipped): on the test split and in every
+    CV fold its images are served by the stand-in :func:`core.grid.serve` names
+    (here, an ROI-aware grid alone, the view's other cell), none is dropped."""
+    from core.roi import shapes_json
+
+    manifest = write_blobs(tmp_path / "data", 28, 8)
+    df = pd.read_csv(manifest, keep_default_na=False)
+    box = shapes_json(64, 64, [{"type": "box", "xmin": 8, "ymin": 8, "xmax": 20, "ymax": 20}])
+    with_roi = df.index.isin([0, 1, 2, 3, 28, 29])  # 4 training and 2 test images
+    df["roi_shapes"] = np.where(with_roi, box, "")
+    df.to_csv(manifest, index=False)
+    out = tmp_path / "run"
+    train_grid(manifest, out, tiny(arch="resnet10t", epochs=1, cv=2, mode="roi"))
+    cells = runs.read_run(out).info["cells"]
+    assert cells["roi-RCC"]["status"] == "skipped" and cells["noroi-RCC"]["status"] == "done"
+    pred = pd.read_csv(out / runs.PREDICTIONS_FILE)
+    served = pred[pred["roi"]]
+    assert len(served) == 2 and (served["cell"] == "noroi-RCC").all() and served["fallback"].all()
+    folds = json.loads((out / runs.CV_FILE).read_text())["roi"]
+    assert sum(f["n"] for f in folds) == 28  # every training image scored once
+    assert [f["n_unserved"] for f in folds] == [0, 0]
+    assert sum(f["n_fallback"] for f in folds) == 4

@@ -13,7 +13,7 @@ from core.evaluate.table import _MODE_ALIASES
 
 
 def _is_count(name: str) -> bool:
-    """Fold bookkeeping (fold index, n, n_malignant, n_unserved), not a metric."""
+    """Fold bookkeeping (fold index, n, n_malignant, n_unserved, n_fallback), not a metric."""
     return name in ("fold", "n") or name.startswith("n_")
 
 

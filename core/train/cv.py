@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +12,9 @@ import torch
 
 from core import runs
 from core.errors import CheckpointError, TrainingError
-from core.grid import modes_for, plan
+from core.grid import Mode, modes_for, serve
 from core.models import create_model, load_weights
-from core.train.config import TrainConfig, _labels, cell_rows
+from core.train.config import TrainConfig, _labels
 from core.train.data import ImageBank
 from core.train.loop import predict_logits
 from core.evaluate.calibration import scaled_probability
@@ -46,17 +47,32 @@ def _cv_plan(train_df: pd.DataFrame, config: TrainConfig
 
 
 def _fold_metrics(y: np.ndarray, p: np.ndarray, thr: np.ndarray, fold: int,
-                  n_unserved: int) -> dict[str, Any]:
+                  n_unserved: int, n_fallback: int = 0) -> dict[str, Any]:
     from core import evaluate as ev
 
     pred = (p >= thr).astype(int)
     out: dict[str, Any] = {"fold": fold, "n": int(len(y)), "n_malignant": int(y.sum()),
-                           "n_unserved": n_unserved}
+                           "n_unserved": n_unserved, "n_fallback": n_fallback}
     for name in ("sensitivity", "specificity", "f1_malignant", "f1_weighted", "accuracy",
                  "balanced_accuracy"):
         out[name] = getattr(ev, name)(y, pred) if len(y) else None
     out["roc_auc"] = ev.roc_auc(y, p) if len(y) else None
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()}
+
+
+def serving_groups(held: pd.DataFrame, mode: Mode, trained: Collection[str]
+                   ) -> tuple[dict[str, pd.DataFrame], int, int]:
+    """``({serving cell: rows}, n_fallback, n_unserved)`` of held-out rows under ``mode``.
+
+    Rows are routed by :func:`core.grid.serve`, the rule the test split and
+    case review follow, so an image of a skipped cell is scored through the
+    same stand-in here as there.
+    """
+    routes = [serve(view, bool(roi), mode, trained)
+              for view, roi in zip(held["view_name"], held["roi"])]
+    cells = pd.Series([r.cell for r in routes], index=held.index, dtype=object)
+    groups = {cell: held[cells == cell] for cell in dict.fromkeys(cells.dropna())}
+    return groups, sum(r.fallback for r in routes), int(cells.isna().sum())
 
 
 def cross_validate(folds: list[tuple[int, list[_PlannedCell], pd.DataFrame]], out_dir: Path,
@@ -65,33 +81,31 @@ def cross_validate(folds: list[tuple[int, list[_PlannedCell], pd.DataFrame]], ou
     """Patient-grouped K-fold CV on the training split → ``{mode: [per-fold metrics]}``.
 
     Each fold trains every cell on the other folds (same skip / validation
-    rules), predicts its held-out rows at the cell's threshold and is scored
-    with :mod:`core.evaluate`'s metric functions.  Held-out images whose cell
-    was skipped are counted as ``n_unserved`` and left out of the metrics.
-    Fold weights are deleted afterwards; only their meta.json stays.
+    rules), predicts its held-out rows at the serving cell's threshold and is
+    scored with :mod:`core.evaluate`'s metric functions.  An image whose cell
+    was skipped is served by its stand-in (:func:`serving_groups`, counted in
+    ``n_fallback``), as on the test split; one no model can serve is counted
+    in ``n_unserved`` and left out, as the test split leaves it out.  Fold
+    weights are deleted afterwards; only their meta.json stays.
     """
     result: dict[str, list[dict[str, Any]]] = {m: [] for m in modes_for(config.mode)}
     for k, planned, held in folds:
         fold_dir = out_dir / "cv" / f"fold-{k + 1}"
         trained = _train_planned(planned, fold_dir, config, progress, bank, None)
+        done = {name for name, res in trained.items() if res.status == "done"}
         for mode in result:
-            ys, ps, ts, unserved = [], [], [], 0
-            for cell in plan(mode):  # type: ignore[arg-type]
-                rows = cell_rows(held, cell)
-                res = trained[cell.name]
-                if res.status != "done":
-                    unserved += len(rows)
-                    continue
-                if rows.empty:
-                    continue
+            ys, ps, ts = [], [], []
+            groups, fallback, unserved = serving_groups(held, mode, done)
+            for name, rows in groups.items():
+                res = trained[name]
                 model = create_model(config.arch, config.img_size).to(device)
-                load_weights(model, fold_dir / cell.name / runs.WEIGHTS_FILE, res.sha256)
+                load_weights(model, fold_dir / name / runs.WEIGHTS_FILE, res.sha256)
                 p = scaled_probability(predict_logits(model, bank.take(rows["image_path"]), device),
                                        res.temperature or 1.0)
                 ys.append(_labels(rows)), ps.append(p), ts.append(np.full(len(p), res.threshold))
             cat = (lambda a: np.concatenate(a) if a else np.zeros(0))
             result[mode].append(_fold_metrics(cat(ys).astype(int), cat(ps), cat(ts), k + 1,
-                                              unserved))
+                                              unserved, fallback))
         for weights in fold_dir.glob(f"*/{runs.WEIGHTS_FILE}"):
             weights.unlink()
     return result
