@@ -120,6 +120,7 @@ def make_random_run(root: Path, arch: str, img_size: int, seed: int = 0) -> Path
     """
     from core.grid import plan
     from core.models import create_model, save_weights
+    from core.preprocess import PreprocessParams
 
     import torch
 
@@ -138,6 +139,7 @@ def make_random_run(root: Path, arch: str, img_size: int, seed: int = 0) -> Path
                 os.link(first, target)
             (root / cell.name / "meta.json").write_text(json.dumps({"threshold": 0.5}))
             cells[cell.name] = {"status": "done", "sha256": sha}
-    info = {"arch": arch, "img_size": img_size, "modes": ["baseline", "roi"], "cells": cells}
+    info = {"arch": arch, "img_size": img_size, "modes": ["baseline", "roi"], "cells": cells,
+            "preprocess": PreprocessParams(img_size).to_json()}
     (root / "run.json").write_text(json.dumps(info))
     return root

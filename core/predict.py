@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 
 from core.crop import CropBox, mask_to_input
-from core.preprocess import PreprocessParams, load_preprocessed, prepare_input, source_side
+from core.preprocess import PreprocessParams, load_preprocessed, prepare_input, render_source
 from core.errors import CheckpointError, ImageReadError, MammoError, MaskError
 from core.evaluate.calibration import scaled_probability
 from core.evaluate.roifinder import PROPOSED_MODE
@@ -70,11 +70,13 @@ RoiSource = Literal["mask", "proposed", "none"]
 class ViewInput:
     """One image of a study, as a file or as pixels already read.
 
-    ``pixels`` are what :func:`core.dicom.render_uint8` returns (uint8, tissue
-    bright; what the app keeps of an upload) or floats in [0, 1] as
-    :func:`core.dicom.read_image` gives; other integer arrays are scaled by
-    their dtype's range.  ``tags["source_shape"]`` is the mammogram's full
-    size when the pixels are a reduced rendering (masks are at that size).
+    ``pixels`` are what :func:`core.preprocess.render_source` returns under the
+    run's spec (uint8, tissue bright; what the app keeps of an upload) or
+    floats in [0, 1] as :func:`core.dicom.read_image` gives; other integer
+    arrays are scaled by their dtype's range.  ``tags["source_shape"]`` is the
+    mammogram's full size when the pixels are a reduced rendering (masks are
+    at that size), ``tags["source_side"]`` the spec's side it was rendered at
+    (checked: a rendering made for another run's spec is refused).
     ``tags`` may carry ``laterality`` / ``view_position`` of pre-read pixels.
     ``view`` forces the view.  A mask (array or file) must have the size of
     the mammogram; only whether it is non-empty routes.
@@ -177,7 +179,7 @@ class Predictor:
         modes = info.get("modes", MODES)
         modes = modes_for(modes) if isinstance(modes, str) else modes
         self.modes: tuple[Mode, ...] = tuple(m for m in MODES if m in modes)
-        self.params = PreprocessParams.from_run(info, self.img_size)
+        self.params = PreprocessParams.from_run(info, self.run.path / "run.json")
         self.device = device if isinstance(device, torch.device) else pick_device(device)
         self.models: dict[str, MammoNet] = {}
         self.thresholds: dict[str, float] = {}
@@ -194,6 +196,10 @@ class Predictor:
                 self._load_cell(cell.name, info.get("cells", {}).get(cell.name))
         self._template = None
         self.finder = RoiFinder.from_run(self.run.path, info, self.device)
+        if self.finder is not None and self.finder.params.source_side != self.params.source_side:
+            raise CheckpointError(f"the ROI finder renders at a {self.finder.params.source_side}"
+                                  f"-px source side, the grids at {self.params.source_side}: "
+                                  "retrain the run", self.run.path / "run.json")
         if not self.models:
             raise CheckpointError("no trained cell in this run", self.run.path)
 
@@ -334,7 +340,7 @@ class Predictor:
     def _prepare(self, index: int, item: ViewInput, result: ViewResult,
                  propose: bool = True) -> _Prepared:
         """Read, preprocess, assign the view and read the mask of one input."""
-        pixels, source_shape, tags = _read_pixels(item, source_side(self.params.size))
+        pixels, source_shape, tags = _read_pixels(item, self.params)
         result.preprocessed, result.box = prepare_input(pixels, self.params)
         view, source = combine_view(tags.get("laterality"), tags.get("view_position"),
                                     item.name or (Path(item.path).name if item.path else ""),
@@ -383,20 +389,22 @@ class Predictor:
 
 # --------------------------------------------------------------------------- helpers
 
-def _read_pixels(item: ViewInput, min_side: int
+def _read_pixels(item: ViewInput, params: PreprocessParams
                  ) -> tuple[np.ndarray, tuple[int, int], dict[str, Any]]:
     """``(uint8 or [0, 1] pixels, mammogram shape, tags)`` from a file or pre-read pixels.
 
-    A file is rendered exactly as training renders it (:func:`core.dicom.render_uint8`
-    at ``min_side``), so a training image read here gives the model the same input.
+    A file is rendered exactly as training renders it (:func:`render_source` under
+    the run's spec), so a training image read here gives the model the same input.
     """
     if item.pixels is None:
         if item.path is None:
             raise ImageReadError("neither a file nor pixels given", item.label)
-        from core.dicom import render_uint8
-
-        img = render_uint8(item.path, min_side)
+        img = render_source(item.path, params)
         return img.pixels, tuple(img.source_shape), dict(img.tags)
+    side = (item.tags or {}).get("source_side")
+    if side is not None and int(side) != params.source_side:
+        raise ImageReadError(f"rendered at a {side}-px source side, but this run's spec needs "
+                             f"{params.source_side} px: read the file again", item.label)
     arr = np.asarray(item.pixels)
     if arr.ndim == 3 and arr.shape[-1] in (3, 4):
         arr = cv2.cvtColor(np.ascontiguousarray(arr[..., :3]), cv2.COLOR_RGB2GRAY)

@@ -20,12 +20,18 @@ The paper's preprocessing is "DICOM windowing → 8-bit, then CLAHE" at
   behaviour.
 * **Windowing runs on a reduced image too**: every file is first rendered to
   8 bits at the largest power-of-two reduction whose shorter side stays at
-  least :data:`SOURCE_SIDE` (:func:`core.dicom.render_uint8`: one lookup
-  table over the stored values, after a block average).  Training, review and
-  the command line all start from this same rendering, so a file gives the
-  model the same input wherever it is read.  Defaults ``clahe_clip=2.0`` and ``clahe_tiles=8`` are OpenCV's
-  customary values and the ones most mammography CLAHE papers use; the paper
-  gives none.
+  least the spec's ``source_side`` (:func:`render_source`; by default
+  ``max(SOURCE_SIDE, size)``, so a large input is never upsampled).
+* **One spec per run**: :class:`PreprocessParams` is everything that decides
+  the pixels (size, source side, crop, fit, CLAHE) plus
+  :data:`PREPROCESS_VERSION`.  A run stores it in ``run.json`` and training,
+  review and the command line all build their pixels from that stored spec
+  (:func:`render_source`, then :func:`prepare_input`), so a file gives the
+  model the same input wherever it is read.  A spec of another version is
+  refused rather than served with pixels its models never saw.
+
+Defaults ``clahe_clip=2.0`` and ``clahe_tiles=8`` are OpenCV's customary
+values and the ones most mammography CLAHE papers use; the paper gives none.
 
 Decoding a 30 MP DICOM costs about a second; training reads every image every
 epoch, so results are cached as plain ``.npy`` (loaded without pickle) keyed by
@@ -52,25 +58,31 @@ import cv2
 import numpy as np
 
 from core.crop import CropBox, find_breast
-from core.dicom import render_uint8, to_uint8
-from core.errors import ImageReadError, MammoError
+from core.dicom import MammoImage, render_uint8, to_uint8
+from core.errors import CheckpointError, ImageReadError, MammoError
 
-PREPROCESS_VERSION = 3  # bump whenever dicom.py or this file changes the pixels produced
+# The spec's version: bump whenever dicom.py or this file changes the pixels a spec
+# produces, or the spec's fields change (a stored spec of another version is refused).
+PREPROCESS_VERSION = 4
 CACHE_ENV = "MAMMOROUTE_CACHE"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MAX_SIZE = 4096  # no model input is larger; bigger asks are a typo
 FITS = ("stretch", "pad")  # how the breast's box becomes the square input
-SOURCE_SIDE = 768  # shorter side of the 8-bit rendering preprocessing starts from
+SOURCE_SIDE = 768  # default shorter side of the 8-bit rendering preprocessing starts from
+MAX_SOURCE_SIDE = 16384  # larger than any mammogram's side
 _log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class PreprocessParams:
-    """What determines a preprocessed array: output side and CLAHE settings.
+    """Everything that decides a model input's pixels: one spec per run.
 
-    ``clahe_clip`` is OpenCV's clip limit (contrast amplification cap; 2.0
-    enhances parenchyma without blowing up noise), ``clahe_tiles`` the
-    number of tiles per side (8 → 48-pixel tiles at 384, about a lesion's size).
+    ``source_side`` is the shorter side of the 8-bit rendering the input is
+    made from (``None``: ``max(SOURCE_SIDE, size)``); it is part of the spec
+    because the rendering's reduction changes the pixels.  ``clahe_clip`` is
+    OpenCV's clip limit (contrast amplification cap; 2.0 enhances parenchyma
+    without blowing up noise), ``clahe_tiles`` the number of tiles per side
+    (8 → 48-pixel tiles at 384, about a lesion's size).
     """
 
     size: int
@@ -78,6 +90,7 @@ class PreprocessParams:
     clahe_tiles: int = 8
     crop: bool = True
     fit: str = "stretch"
+    source_side: int | None = None
 
     def __post_init__(self) -> None:
         if self.fit not in FITS:
@@ -88,31 +101,83 @@ class PreprocessParams:
             raise ValueError(f"clahe_clip must be between 0 and 100, got {self.clahe_clip}")
         if not 1 <= int(self.clahe_tiles) <= 64:
             raise ValueError(f"clahe_tiles must be between 1 and 64, got {self.clahe_tiles}")
+        if self.source_side is None:
+            object.__setattr__(self, "source_side", max(SOURCE_SIDE, int(self.size)))
+        if not 8 <= int(self.source_side) <= MAX_SOURCE_SIDE:
+            raise ValueError(f"source_side must be between 8 and {MAX_SOURCE_SIDE}, "
+                             f"got {self.source_side}")
 
     def to_json(self) -> dict[str, object]:
-        """The run's ``preprocess`` block: everything but the size (``img_size`` has it)."""
-        return {"clahe_clip": self.clahe_clip, "clahe_tiles": self.clahe_tiles,
-                "crop": self.crop, "fit": self.fit, "version": PREPROCESS_VERSION}
+        """The spec as ``run.json`` stores it under ``preprocess``, with its version."""
+        return {**asdict(self), "version": PREPROCESS_VERSION}
 
     @classmethod
-    def from_run(cls, info: dict[str, object], size: int) -> "PreprocessParams":
-        """The parameters a run was trained with, from its ``run.json``.
+    def from_json(cls, block: object, where: str | Path | None = None,
+                  what: str = "this run", made_by: str = "") -> "PreprocessParams":
+        """The stored spec, refused unless this code renders its version.
 
-        A run whose block has no ``crop`` key predates the breast crop and
-        was trained on the whole frame, so it is served the whole frame.
+        A missing spec or another version means this code cannot promise the
+        pixels the models were trained on, so the message says what to do
+        instead of serving them something else.  ``made_by`` names the code
+        that wrote the spec.
         """
-        block = info.get("preprocess")
-        block = block if isinstance(block, dict) else {}
-        kwargs = {k: block[k] for k in ("clahe_clip", "clahe_tiles", "fit") if k in block}
-        return cls(size, crop=bool(block.get("crop", False)), **kwargs)
+        version = block.get("version") if isinstance(block, dict) else None
+        if version is None:
+            raise CheckpointError(f"{what} records no preprocessing spec{made_by}: it predates "
+                                  f"preprocessing version {PREPROCESS_VERSION}; {_RETRAIN}", where)
+        if version != PREPROCESS_VERSION:
+            raise CheckpointError(f"{what} was made under preprocessing version {version}"
+                                  f"{made_by}; this MammoRoute renders version "
+                                  f"{PREPROCESS_VERSION}, so its models would see other pixels "
+                                  f"than they were trained on; {_RETRAIN}", where)
+        missing = [k for k in SPEC_KEYS if k not in block]
+        if missing:
+            raise CheckpointError(f"the preprocessing spec of {what} lacks "
+                                  f"{', '.join(missing)}", where)
+        try:
+            if not isinstance(block["crop"], bool):
+                raise ValueError(f"crop must be true or false, got {block['crop']!r}")
+            return cls(size=int(block["size"]), clahe_clip=float(block["clahe_clip"]),
+                       clahe_tiles=int(block["clahe_tiles"]), crop=block["crop"],
+                       fit=block["fit"], source_side=int(block["source_side"]))
+        except (TypeError, ValueError) as err:
+            raise CheckpointError(f"the preprocessing spec of {what} is invalid: {err}",
+                                  where) from None
+
+    @classmethod
+    def from_run(cls, info: dict[str, object],
+                 where: str | Path | None = None) -> "PreprocessParams":
+        """The spec a run was trained under, from its ``run.json`` (``where``: its path)."""
+        spec = cls.from_json(info.get("preprocess"), where, "this run", _made_by(info))
+        if info.get("img_size") is not None and info.get("img_size") != spec.size:
+            raise CheckpointError(f"the preprocessing spec's size {spec.size} differs from the "
+                                  f"run's img_size {info.get('img_size')}", where)
+        return spec
+
+
+SPEC_KEYS: tuple[str, ...] = tuple(PreprocessParams.__dataclass_fields__)
+_RETRAIN = ("retrain it with this MammoRoute (Train page or `python -m core train`), or "
+            "open it with the MammoRoute that made it")
+
+
+def _made_by(info: dict[str, object]) -> str:
+    """`` (MammoRoute 0.1.0, commit abc1234)`` from a run's ``run.json``, or ``""``."""
+    parts = [f"MammoRoute {info['code_version']}" if info.get("code_version") else "",
+             f"commit {str(info['git_commit'])[:7]}" if info.get("git_commit") else ""]
+    said = ", ".join(p for p in parts if p)
+    return f" ({said})" if said else ""
 
 
 # --------------------------------------------------------------------------- pixels
 
-def source_side(size: int) -> int:
-    """Shorter side of the rendering a ``size``-pixel input is made from: at least
-    :data:`SOURCE_SIDE`, never below the input itself (no upsampling)."""
-    return max(SOURCE_SIDE, int(size))
+def render_source(path: str | Path, params: PreprocessParams) -> MammoImage:
+    """The 8-bit rendering of a file that ``params`` builds model inputs from.
+
+    The only place a file is rendered for a model: training (through the
+    cache), the predictor and the app all call it with the run's spec, so
+    they all start from the same pixels (:func:`prepare_input` does the rest).
+    """
+    return render_uint8(path, int(params.source_side))
 
 
 def _resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -156,7 +221,7 @@ def preprocess_array(pixels: np.ndarray, params: PreprocessParams) -> np.ndarray
 
 def preprocess_file(path: str | Path, params: PreprocessParams) -> tuple[np.ndarray, CropBox]:
     """Decode one file and preprocess it, no cache involved: ``(input, crop box)``."""
-    return prepare_input(render_uint8(path, source_side(params.size)).pixels, params)
+    return prepare_input(render_source(path, params).pixels, params)
 
 
 def to_display(path_or_pixels: str | Path | np.ndarray, size: int) -> np.ndarray:

@@ -24,6 +24,7 @@ from core.errors import CheckpointError
 from core.grid import VIEWS, Cell, plan
 from core.models import create_model, save_weights
 from core.predict import PREDICTION_COLUMNS, Predictor, ViewInput, cam_overlay, predict_manifest
+from core.preprocess import PreprocessParams
 from core.views import combine_view, contradictions, parse_view_name, view_evidence
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,12 +38,15 @@ def _head(model):
 
 
 def make_run(root: Path, arch: str = "convnextv2_atto", modes=("baseline", "roi"),
-             skipped: dict[str, str] | None = None, marked: bool = True) -> Path:
-    """A run folder like core.train writes: run.json, weights and meta per cell."""
+             skipped: dict[str, str] | None = None, marked: bool = True,
+             spec: PreprocessParams | None = None) -> Path:
+    """A run folder like core.train writes: run.json (with its preprocessing spec: by
+    default the whole frame at SIZE px), weights and meta per cell."""
     skipped = skipped or {}
+    spec = spec or PreprocessParams(SIZE, crop=False)
     root.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
-    model = create_model(arch, SIZE)
+    model = create_model(arch, spec.size)
     cells = {}
     for mode in modes:
         for cell in plan(mode):
@@ -57,7 +61,8 @@ def make_run(root: Path, arch: str = "convnextv2_atto", modes=("baseline", "roi"
             sha = save_weights(model, root / name / "weights.safetensors")
             (root / name / "meta.json").write_text(json.dumps({"threshold": 0.3 + 0.01 * len(cells)}))
             cells[name] = {"status": "done", "sha256": sha}
-    info = {"arch": arch, "img_size": SIZE, "modes": list(modes), "cells": cells}
+    info = {"arch": arch, "img_size": spec.size, "modes": list(modes), "cells": cells,
+            "preprocess": spec.to_json()}
     (root / "run.json").write_text(json.dumps(info))
     return root
 
@@ -349,24 +354,89 @@ def test_cli_table_and_usage_errors(study, work, capsys):
     assert "unknown view" in capsys.readouterr().err
 
 
-def test_review_and_training_give_the_model_the_same_input(predictor, work):
-    """A file reviewed in the app, predicted from the command line and read for
-    training must reach the model as the same pixels (no train/serve skew),
-    also when the file is large enough to be rendered reduced."""
-    from core.preprocess import SOURCE_SIDE, load_preprocessed
+def test_training_review_and_command_line_give_the_model_the_same_pixels_at_1024(work):
+    """At 1024 px the rendering is made at a 1024-px source side, not the default 768:
+    the training images, a file given to the predictor, the app's upload and
+    ``preprocess --run`` must all reach the model as the same pixels (no train/serve
+    skew), all built from the spec stored in run.json."""
+    from core.__main__ import main
+    from core.dicom import render_uint8
+    from core.preprocess import SOURCE_SIDE, prepare_input
+    from core.train.config import TrainConfig
+    from core.train.data import ImageBank
     from ui.case import read_upload, to_inputs
 
-    big = (SOURCE_SIDE * 2 + 37, SOURCE_SIDE * 2 + 5)  # halved once, odd rows dropped
-    path = write_dicom(work / "big.dcm", "L", "CC", shape=big)
-    trained = load_preprocessed(path, predictor.params, cache=None)
-    from_path = predictor.predict_study([ViewInput(path=path)])[0]
-    upload = read_upload(path.name, path.read_bytes())
-    assert upload.shape == big and min(upload.pixels.shape) < min(big)  # reduced, masks at full size
-    from_app = predictor.predict_study(to_inputs([upload]))[0]
-    for result in (from_path, from_app):
-        assert result.error is None and result.view == "LCC"
-        np.testing.assert_array_equal(result.preprocessed, trained)
-    assert from_app.p_malignant_roi_aware == from_path.p_malignant_roi_aware
+    spec = TrainConfig(img_size=1024).preprocess_params()  # what training stores in run.json
+    lone = {c.name: "not in this test" for c in plan("baseline") if c.name != "all-LCC"}
+    run = make_run(work / "run1024", modes=("baseline",), skipped=lone, spec=spec)
+    predictor = Predictor(run)
+    assert predictor.params == spec and spec.source_side == 1024
+    path = write_dicom(work / "big.dcm", "L", "CC", shape=(2048, 1600))
+    trained = ImageBank([str(path)], spec).images[0, 0].numpy()
+    upload = read_upload(path.name, path.read_bytes(), predictor.params)
+    assert upload.shape == (2048, 1600) and upload.pixels.shape == (2048, 1600)  # 800 < 1024
+    from_path, from_app = (predictor.predict_study(inputs)[0]
+                           for inputs in ([ViewInput(path=path)], to_inputs([upload])))
+    out = work / "big-1024.png"
+    assert main(["preprocess", str(path), "--run", str(run), "--out", str(out)]) == 0
+    for got in (from_path.preprocessed, from_app.preprocessed,
+                cv2.imread(str(out), cv2.IMREAD_GRAYSCALE)):
+        np.testing.assert_array_equal(got, trained)
+    assert from_app.error is None and from_app.view == "LCC"
+    assert from_app.p_malignant_baseline == from_path.p_malignant_baseline
+    # the check can fail: the default 768-px rendering (halved here) gives other pixels
+    halved = prepare_input(render_uint8(path, SOURCE_SIDE).pixels, spec)[0]
+    assert halved.shape == trained.shape and not np.array_equal(halved, trained)
+    # a view decoded for another run's spec is refused, not served other pixels
+    other = read_upload(path.name, path.read_bytes(), PreprocessParams(SIZE))
+    refused = predictor.predict_study(to_inputs([other]))[0]
+    assert refused.p_malignant_baseline is None
+    assert "rendered at a 768-px source side, but this run's spec needs 1024" in refused.error
+
+
+def test_preprocess_command_takes_a_spec_from_the_run_or_the_options(run_dir, predictor, study,
+                                                                     capsys):
+    """``preprocess --run`` is the run's stored spec alone: an option beside it would
+    describe other pixels, so it is refused, and so is giving neither."""
+    from core.__main__ import main
+
+    out = run_dir.parent / "from-run.png"
+    assert main(["preprocess", str(study["RCC"]), "--run", str(run_dir), "--size", "32",
+                 "--no-crop", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == ("error: --run uses the run's stored spec; leave out "
+                                       "--size, --no-crop\n")
+    assert main(["preprocess", str(study["RCC"]), "--out", str(out)]) == 2
+    assert "give --size, or --run RUN" in capsys.readouterr().err and not out.exists()
+    assert main(["preprocess", str(study["RCC"]), "--run", str(run_dir), "--out", str(out)]) == 0
+    served = predictor.predict_study([ViewInput(path=study["RCC"])])[0].preprocessed
+    np.testing.assert_array_equal(cv2.imread(str(out), cv2.IMREAD_GRAYSCALE), served)
+
+
+@pytest.mark.parametrize("block, said", [
+    (None, "this run records no preprocessing spec (MammoRoute 0.1.0, commit 931fc8e): it "
+           "predates preprocessing version"),
+    ({"clahe_clip": 2.0, "clahe_tiles": 8, "crop": True, "fit": "stretch", "version": 3},
+     "this run was made under preprocessing version 3 (MammoRoute 0.1.0, commit 931fc8e); "
+     "this MammoRoute renders version"),
+])
+def test_run_without_this_preprocessing_version_is_refused(work, study, capsys, block, said):
+    """A run whose spec this code does not render is refused by the predictor and the
+    command line, with what to do; never served pixels its models did not see."""
+    from core.__main__ import main
+
+    run = work / "old-run"
+    if not run.exists():
+        make_run(run, modes=("baseline",))
+    info = json.loads((run / "run.json").read_text())
+    info.update(preprocess=block, code_version="0.1.0", git_commit="931fc8e" + "0" * 33)
+    (run / "run.json").write_text(json.dumps(info))
+    with pytest.raises(CheckpointError) as err:
+        Predictor(run)
+    assert str(err.value).startswith(f"{run / 'run.json'}: {said}")
+    assert str(err.value).endswith("retrain it with this MammoRoute (Train page or `python -m "
+                                   "core train`), or open it with the MammoRoute that made it")
+    assert main(["predict", str(run), str(study["LCC"])]) == 2
+    assert capsys.readouterr().err == f"error: {err.value}\n"
 
 
 def test_manifest_with_an_all_zero_mask_file_routes_and_scores_as_no_roi(predictor, work,

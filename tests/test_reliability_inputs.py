@@ -33,10 +33,12 @@ import pytest
 from core.errors import ManifestError, MaskError
 from core.grid import plan
 from core.models import create_model, save_weights
+from core.preprocess import PreprocessParams
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "tests" / "artifacts"
 IMG = 64
+SPEC = PreprocessParams(IMG, crop=False)  # the spec the hand-made run stores
 TRIED: Counter = Counter()
 
 
@@ -181,6 +183,7 @@ def write_run(root: Path, modes=("baseline", "roi")) -> Path:
             cells[cell.name] = {"status": "done", "sha256": sha}
     (root / "run.json").write_text(json.dumps({
         "name": root.name, "arch": "convnextv2_atto", "img_size": IMG, "modes": list(modes),
+        "preprocess": SPEC.to_json(),
         "status": "complete", "cells": cells, "synthetic": True, "epochs": 1,
         "started": "2026-01-01T00:00:00+00:00"}))
     return root
@@ -279,14 +282,14 @@ def test_bad_image_uploaded_to_case_review(name, predictor, good):
 
     data = IMAGES[name][0]()
     words = IMAGES[name][1]
-    bad = read_upload(name, data)
+    bad = read_upload(name, data, SPEC)
     TRIED["case-review upload"] += 1
     if words is None:
         assert bad.error is None and bad.view == "RCC", bad.error
     else:
         assert bad.error and bad.error.startswith(f"{name}: ") and words in bad.error, bad.error
         assert "\n" not in bad.error and "/tmp" not in bad.error and "Traceback" not in bad.error
-    views = [bad] + [read_upload(p.name, p.read_bytes()) for p in good.values()]
+    views = [bad] + [read_upload(p.name, p.read_bytes(), SPEC) for p in good.values()]
     assert not view_problems(views)
     results = predictor.predict_study(to_inputs(views), cam=True)
     ok = [r for r in results if r.error is None]
@@ -349,15 +352,16 @@ def test_bad_mask(name, work, cli, good, monkeypatch):
 def test_duplicate_missing_and_contradicting_views(work, cli, good, predictor):
     from ui.case import read_upload, to_inputs, view_problems
 
-    twin = [read_upload("a_RCC.png", encode(mammo(1))), read_upload("b_RCC.png", encode(mammo(2)))]
+    twin = [read_upload("a_RCC.png", encode(mammo(1)), SPEC),
+            read_upload("b_RCC.png", encode(mammo(2)), SPEC)]
     assert any("RCC is assigned twice" in p for p in view_problems(twin))
-    unknown = read_upload("scan.png", encode(mammo(3)))
+    unknown = read_upload("scan.png", encode(mammo(3)), SPEC)
     assert any("scan.png: choose its view" in p for p in view_problems([unknown]))
-    three = [read_upload(p.name, p.read_bytes()) for p in good.values()]  # RCC missing
+    three = [read_upload(p.name, p.read_bytes(), SPEC) for p in good.values()]  # RCC missing
     results = predictor.predict_study(to_inputs(three))
     assert len(results) == 3 and all(r.error is None for r in results)
     clash = dicom_bytes(laterality="R", position="MLO")
-    view = read_upload("scan_L_CC.dcm", clash)
+    view = read_upload("scan_L_CC.dcm", clash, SPEC)
     assert view.view == "RMLO" and any("file name says L" in w for w in view.warnings)
     path = work / "scan_L_CC.dcm"
     path.write_bytes(clash)

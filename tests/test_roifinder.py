@@ -4,6 +4,7 @@ evaluation rows on fixed tables."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -16,6 +17,7 @@ from core.crop import CropBox
 from core.errors import CheckpointError
 from core.evaluate import evaluate_predictions
 from core.evaluate.roifinder import box_iou, clean_proposals, froc, roi_model_metrics
+from core.preprocess import PreprocessParams
 from core.roifinder.geometry import component_boxes, input_to_full, iou
 from core.roifinder.infer import RoiFinder, map_boxes
 from core.roifinder.model import create_finder
@@ -127,7 +129,8 @@ def test_a_faint_map_still_gives_its_peak_box_scored_low():
 # --------------------------------------------------------------------------- routing
 
 def add_finder(run: Path, presence_logit: float, size: int = 32, threshold: float = 0.5) -> None:
-    """A finder whose head answers ``sigmoid(presence_logit)`` and whose map lights a square."""
+    """A finder whose head answers ``sigmoid(presence_logit)`` and whose map lights a square;
+    its preprocessing spec is the run's at its own size (as training writes it)."""
     torch.manual_seed(0)
     model = create_finder(size)
     head = next(m for m in model.net.classification_head if isinstance(m, torch.nn.Linear))
@@ -140,10 +143,11 @@ def add_finder(run: Path, presence_logit: float, size: int = 32, threshold: floa
     folder = run / ROI_DIR
     folder.mkdir(parents=True, exist_ok=True)
     sha = save_finder(model, folder)
-    meta = {"arch": model.arch, "size": size, "threshold": threshold, "presence_source": "head",
-            "sha256": sha, "preprocess": {}}
-    (folder / "meta.json").write_text(json.dumps(meta))
     info = json.loads((run / "run.json").read_text())
+    spec = replace(PreprocessParams.from_run(info), size=size)
+    meta = {"arch": model.arch, "size": size, "threshold": threshold, "presence_source": "head",
+            "sha256": sha, "preprocess": spec.to_json()}
+    (folder / "meta.json").write_text(json.dumps(meta))
     info["roi_model"] = {"status": "done", "sha256": sha, "size": size, "threshold": threshold}
     (run / "run.json").write_text(json.dumps(info))
 
@@ -187,6 +191,27 @@ def test_three_roi_sources_route_as_specified(runs_with_finder):
     plain, = Predictor(runs_with_finder["plain"]).predict_study([ViewInput(path=image)])
     assert (plain.roi_source, plain.roi_probability) == ("none", None)
     assert {"roi_source", "roi_probability", "roi_boxes"} <= set(plain.summary())
+
+
+@pytest.mark.parametrize("spec, said", [
+    (None, "this run's ROI finder records no preprocessing spec"),
+    ({"source_side": 1024}, "the ROI finder renders at a 1024-px source side, the grids at 768"),
+])
+def test_finder_without_the_runs_spec_is_refused(tmp_path, spec, said):
+    """The finder reads the grids' rendering, so its spec must be this version's and
+    share the run's source side; otherwise the run is refused, naming the file."""
+    from core.predict import Predictor
+
+    run = make_run(tmp_path / "run", modes=("baseline",))
+    add_finder(run, 6.0)
+    meta_path = run / ROI_DIR / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["preprocess"] = None if spec is None else {**meta["preprocess"], **spec}
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=said) as err:
+        Predictor(run)
+    where = meta_path if spec is None else run / "run.json"
+    assert str(err.value).startswith(f"{where}: ")
 
 
 def test_manifest_gains_finder_routed_rows_and_table(runs_with_finder):

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from core.crop import CropBox
+from core.errors import CheckpointError
 from core.roifinder.geometry import Box, component_boxes, input_to_full, prepare_pixels
 from core.roifinder.model import FinderNet
 
@@ -87,7 +88,9 @@ class Proposal:
 class RoiFinder:
     """A trained finder with its stored threshold and presence source."""
 
-    def __init__(self, model: FinderNet, meta: dict[str, Any], device: torch.device | str = "cpu"):
+    def __init__(self, model: FinderNet, meta: dict[str, Any], device: torch.device | str = "cpu",
+                 where: str | Path | None = None):
+        """``where``: the finder's ``meta.json``, named when its preprocessing spec is refused."""
         from core.preprocess import PreprocessParams
 
         self.device = torch.device(device)
@@ -98,19 +101,22 @@ class RoiFinder:
         self.source = str(meta.get("presence_source", "head"))
         if self.source not in PRESENCE_SOURCES:
             raise ValueError(f"unknown presence source {self.source!r}")
-        pre = meta.get("preprocess") or {}
-        # A finder stored before the breast crop existed has no "crop": it saw whole frames.
-        kwargs = {k: pre[k] for k in ("clahe_clip", "clahe_tiles", "fit") if k in pre}
-        self.params = PreprocessParams(self.size, crop=bool(pre.get("crop", False)), **kwargs)
+        self.params = PreprocessParams.from_json(meta.get("preprocess"), where,
+                                                 "this run's ROI finder")
+        if self.params.size != self.size:
+            raise CheckpointError(f"the ROI finder's preprocessing spec is for {self.params.size}"
+                                  f" px, its model for {self.size} px", where)
 
     @classmethod
     def from_run(cls, run_dir: str | Path, info: dict[str, Any],
                  device: torch.device | str = "cpu") -> "RoiFinder | None":
         """The run's finder (SHA-256 verified), or None when the run has none."""
-        from core.roifinder.store import load_run_finder
+        from core.roifinder.store import ROI_DIR, load_run_finder
 
         loaded = load_run_finder(Path(run_dir), info)
-        return None if loaded is None else cls(loaded[0], loaded[1], device)
+        if loaded is None:
+            return None
+        return cls(loaded[0], loaded[1], device, Path(run_dir) / ROI_DIR / "meta.json")
 
     def propose_inputs(self, images: np.ndarray, boxes: Sequence[CropBox],
                        shapes: Sequence[tuple[int, int]]) -> list[Proposal]:

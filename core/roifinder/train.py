@@ -53,7 +53,11 @@ Emit = Callable[..., None]
 
 @dataclass
 class FinderConfig:
-    """The finder's options; ``size`` is its own input side (``--roi-size``)."""
+    """The finder's options; ``size`` is its own input side (``--roi-size``).
+
+    ``source_side`` is the run's rendering side: the finder reads the same
+    rendering as the grids, so review renders each view once for both.
+    """
 
     size: int = 96
     epochs: int = 20
@@ -66,6 +70,7 @@ class FinderConfig:
     clahe_tiles: int = 8
     crop: bool = True
     fit: str = "stretch"
+    source_side: int | None = None  # None: the spec's default for ``size``
 
     def check(self) -> None:
         if self.size < MIN_MULTIPLE or self.size % MIN_MULTIPLE:
@@ -76,17 +81,19 @@ class FinderConfig:
 
 def finder_config(config: Any) -> FinderConfig:
     """The finder's options from a run's :class:`~core.train.TrainConfig`: its own size and
-    epochs, the run's seed, validation share and preprocessing (so the same crop)."""
+    epochs, the run's seed, validation share and preprocessing (so the same crop and
+    the same rendering)."""
     return FinderConfig(size=config.roi_size, epochs=config.roi_epochs, seed=config.seed,
                         val_fraction=config.val_fraction, clahe_clip=config.clahe_clip,
-                        clahe_tiles=config.clahe_tiles, crop=config.crop, fit=config.fit)
+                        clahe_tiles=config.clahe_tiles, crop=config.crop, fit=config.fit,
+                        source_side=config.preprocess_params().source_side)
 
 
 def _params(config: FinderConfig):
     from core.preprocess import PreprocessParams
 
     return PreprocessParams(config.size, config.clahe_clip, config.clahe_tiles, config.crop,
-                            config.fit)
+                            config.fit, config.source_side)
 
 
 def _flip(x: torch.Tensor, m: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -253,8 +260,7 @@ def _finish(model: FinderNet, data: FinderData, vdata: FinderData, config: Finde
         "n_fit": data.n, "n_val": vdata.n, "counts": counts, "best_epoch": best_epoch,
         "selection": "val_loss" if on_val else "last_epoch",
         "config": asdict(config),
-        "preprocess": {"clahe_clip": config.clahe_clip, "clahe_tiles": config.clahe_tiles,
-                       "crop": config.crop, "fit": config.fit},
+        "preprocess": _params(config).to_json(),
         "history": history,
     }
 
