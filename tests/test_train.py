@@ -211,6 +211,25 @@ def test_resume_after_interruption_equals_uninterrupted(reference_run, blobs, tm
     np.testing.assert_array_equal(a["p_malignant"].to_numpy(), b["p_malignant"].to_numpy())
 
 
+def test_resume_refuses_a_run_made_under_another_preprocessing_version(blobs, tmp_path):
+    """Resumed cells would see this version's pixels beside the old cells' pixels."""
+    from core.preprocess import PREPROCESS_VERSION
+    from core.train.runinfo import _open_run, _write_run, load_manifest
+
+    df, source = load_manifest(blobs)
+    out, cpu = tmp_path / "old", torch.device("cpu")
+    out.mkdir()
+    info = _open_run(out, df, source, tiny(), cpu)
+    assert info["preprocess"] == {**tiny().preprocess_params().to_json(),
+                                  "version": PREPROCESS_VERSION}
+    _write_run(out, {**info, "preprocess": {**info["preprocess"], "version": 3}})
+    with pytest.raises(TrainingError, match=r"another preprocessing spec \(version 3; this "
+                                            rf"MammoRoute's: {PREPROCESS_VERSION}\)"):
+        _open_run(out, df, source, tiny(resume=True), cpu)
+    _write_run(out, info)  # the same spec resumes
+    assert _open_run(out, df, source, tiny(resume=True), cpu)["status"] == "running"
+
+
 # ------------------------------------------------------------------ lock and CLI
 
 def test_second_start_is_refused_while_one_runs(blobs, tmp_path, capsys):
@@ -231,6 +250,20 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
     with run_lock(tmp_path):
         assert json.loads((tmp_path / ".lock").read_text())["pid"] != int(dead)
     assert not (tmp_path / ".lock").exists()
+
+
+@pytest.mark.parametrize("module", ["core.predict", "core.evaluate"])
+def test_a_missing_prediction_or_evaluation_module_fails_the_run(tmp_path, monkeypatch, module):
+    """A run marked complete must hold its predictions and metrics; an ImportError is no note."""
+    manifest = write_blobs(tmp_path / "data", 16, 4)
+    monkeypatch.setitem(sys.modules, module, None)  # any import of it now raises ImportError
+    out = tmp_path / "run"
+    with pytest.raises(ImportError, match=module):
+        train_grid(manifest, out, tiny(epochs=1))
+    info = runs.read_run(out).info
+    assert info["status"] == "failed" and f"import of {module} halted" in info["error"], info
+    assert info["cells"]["all-RCC"]["status"] == "done" and "evaluation" not in info
+    assert not (out / runs.METRICS_FILE).exists()
 
 
 @pytest.mark.parametrize("argv", [

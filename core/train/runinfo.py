@@ -114,6 +114,12 @@ def _open_run(out_dir: Path, df: pd.DataFrame, source: Path | None, config: Trai
     diff = [k for k, v in config.identity().items() if old.identity().get(k) != v]
     if diff:
         raise TrainingError(f"cannot resume with different options: {', '.join(diff)}", out_dir)
+    if info.get("preprocess") != fresh["preprocess"]:
+        version = (info.get("preprocess") or {}).get("version", "none")
+        raise TrainingError(f"cannot resume: this run was made under another preprocessing "
+                            f"spec (version {version}; this MammoRoute's: "
+                            f"{fresh['preprocess']['version']}), so its cells would see two "
+                            "renderings: train it afresh (another --out)", out_dir)
     info.update(status="running", finished=None, device=str(device), resumed=_now())
     info.pop("error", None)
     return info
