@@ -375,7 +375,7 @@ def test_duplicate_missing_and_contradicting_views(work, cli, good, predictor):
 GOOD_ROWS = [
     {"image_path": "a_RCC.png", "patient_id": "P1", "study_id": "S1", "laterality": "R",
      "view": "CC", "label": "benign", "mask_path": "", "split": "train"},
-    {"image_path": "a_LCC.png", "patient_id": "P1", "study_id": "S1", "laterality": "L",
+    {"image_path": "a_LCC.png", "patient_id": "P2", "study_id": "S2", "laterality": "L",
      "view": "CC", "label": "malignant", "mask_path": "", "split": "test"},
 ]
 
@@ -399,6 +399,8 @@ MANIFESTS: dict[str, tuple] = {
     "header_only": (lambda: _csv(GOOD_ROWS)[: _csv(GOOD_ROWS).index(b"\n") + 1], "no images listed"),
     "empty_image_path": (lambda: _csv([GOOD_ROWS[0], {**GOOD_ROWS[1], "image_path": ""}]),
                          "empty image_path on row(s) 3"),
+    "patient_in_both_splits": (lambda: _csv([GOOD_ROWS[0], {**GOOD_ROWS[1], "patient_id": "P1"}]),
+                               "1 patient(s) in both train and test: P1;"),
 }
 
 
