@@ -31,6 +31,7 @@ import torch
 from core import jobs, runs
 from core.errors import CheckpointError, TrainingError
 from core.models import create_model, load_tensors, save_weights
+from core.preprocess import PreprocessParams
 from core.train import TrainConfig, run_lock, train_grid
 
 REPO = Path(__file__).resolve().parent.parent
@@ -477,8 +478,9 @@ def _tiny_run(root: Path, arch: str = "convnextv2_atto", size: int = 64) -> Path
     for view in ("RCC", "LCC", "RMLO", "LMLO"):
         sha = save_weights(model, root / f"all-{view}" / runs.WEIGHTS_FILE)
         cells[f"all-{view}"] = {"status": "done", "sha256": sha}
-    (root / runs.RUN_FILE).write_text(json.dumps({"arch": "convnextv2_atto", "img_size": 64,
-                                                  "modes": ["baseline"], "cells": cells}))
+    (root / runs.RUN_FILE).write_text(json.dumps({
+        "arch": "convnextv2_atto", "img_size": 64, "modes": ["baseline"], "cells": cells,
+        "preprocess": PreprocessParams(64, crop=False).to_json()}))
     return root
 
 
