@@ -3,8 +3,9 @@
 ``checkpoints/<name>/``::
 
     run.json            options, dataset + hash, code version, times, status,
-                        and per cell: status (done|skipped|pending), reason,
-                        weights SHA-256
+                        the preprocessing spec every pixel of the run is made by
+                        (``preprocess``, core.preprocess), and per cell: status
+                        (done|skipped|pending), reason, weights SHA-256
     progress.jsonl      one JSON object per line: cell, epoch, step, loss, img_s, eta_s
     <cell>/weights.safetensors   best-epoch weights of that cell
     <cell>/meta.json    n_train/n_val, threshold, validation metrics, history
