@@ -11,6 +11,8 @@ foreground pixel has been moved from ``mask_path`` to ``empty_mask_path``, so
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -117,26 +119,30 @@ def _clear_empty_masks(df: pd.DataFrame, source: str | Path) -> None:
     (``mask_path`` set ⇔ ROI) and a reader can still see which files were empty.
     A listed mask that is absent (``check_files=False``) is left to its reader.
     """
-    from core.roi import mask_file_has_roi
-
     if "empty_mask_path" not in df.columns:
         df["empty_mask_path"] = ""
     df["empty_mask_path"] = df["empty_mask_path"].fillna("").astype(str)
-    empty, unreadable = [], []
-    for i, path in df["mask_path"].items():
-        if not path or not Path(path).is_file():
-            continue
-        try:
-            if not mask_file_has_roi(path):
-                empty.append(i)
-        except MaskError as err:
-            unreadable.append(str(err))
+    listed = [(i, p) for i, p in df["mask_path"].items() if p and Path(p).is_file()]
+    with ThreadPoolExecutor(len(os.sched_getaffinity(0))) as pool:  # decoding frees the GIL
+        verdicts = list(pool.map(_mask_verdict, (p for _, p in listed)))
+    empty = [i for (i, _), v in zip(listed, verdicts) if v is False]
+    unreadable = [v for v in verdicts if isinstance(v, str)]
     if unreadable:
         more = f"; … {len(unreadable) - 3} more" if len(unreadable) > 3 else ""
         raise ManifestError(f"{len(unreadable)} mask file(s) unusable: "
                             + "; ".join(unreadable[:3]) + more, source)
     df.loc[empty, "empty_mask_path"] = df.loc[empty, "mask_path"]
     df.loc[empty, "mask_path"] = ""
+
+
+def _mask_verdict(path: str) -> bool | str:
+    """Whether a mask file holds an ROI, or why it cannot be used."""
+    from core.roi import mask_file_has_roi
+
+    try:
+        return mask_file_has_roi(path)
+    except MaskError as err:
+        return str(err)
 
 
 def _check_patients_on_one_side(df: pd.DataFrame, source: str | Path) -> None:
