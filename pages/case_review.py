@@ -231,10 +231,11 @@ def view_card(v: CaseView | None, slot: str | None, show_ids: bool, index: int,
                               index=options.index(v.view) if v.view in options else None,
                               placeholder="choose the view", key=f"view-{v.key}")
         set_view(v, chosen)
-        st.caption(f"View from {SOURCE_TEXT.get(v.view_source, 'nothing')}"
-                   + ("" if v.view else " · not found: choose it"))
+        st.caption("View set by hand" if v.view_source == "user" else
+                   f"View from {SOURCE_TEXT.get(v.view_source, 'nothing')}" if v.view else
+                   "View not found in the tags, the name or the image: choose it")
         for conflict in view_conflicts(v):
-            st.warning(conflict.capitalize(), icon=":material/warning:")
+            st.warning(conflict[0].upper() + conflict[1:], icon=":material/warning:")
         roi_editor(v, has_finder)
         for w in v.warnings:
             st.caption(f"⚠️ {w}")
@@ -442,7 +443,7 @@ except MammoError as err:
     show_error(err)
     st.stop()
 architecture_notice([run])
-top1, top2, top3 = st.columns([3, 3, 1])
+top1, top2, top3 = st.columns([3, 3, 2])
 keep("case_source", "dataset" if run.info.get("dataset_path") else "upload")
 source_choice = top1.segmented_control(
     "Study", ["dataset", "upload"], required=True,

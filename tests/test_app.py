@@ -694,3 +694,16 @@ def test_data_page_tables_and_gallery(dirs):
     assert len(at.image) == 4
     at.multiselect[1].set_value(["benign"]).run()
     assert len(at.image) == 0
+
+
+def test_case_review_holds_back_an_unfinished_run(dirs, weights):
+    ck, data = dirs
+    run = write_run(ck, write_dataset(data), weights)
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "status": "cancelled"}))
+    at = page("case_review.py").run()
+    no_exception(at)
+    assert "is cancelled" in texts(at) and not [b for b in at.button if b.label == "Predict"]
+    next(t for t in at.toggle if t.label == "Review with this run anyway").set_value(True).run()
+    no_exception(at)
+    assert [b for b in at.button if b.label == "Predict"]
