@@ -252,6 +252,20 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
     assert not (tmp_path / ".lock").exists()
 
 
+@pytest.mark.parametrize("module", ["core.predict", "core.evaluate"])
+def test_a_missing_prediction_or_evaluation_module_fails_the_run(tmp_path, monkeypatch, module):
+    """A run marked complete must hold its predictions and metrics; an ImportError is no note."""
+    manifest = write_blobs(tmp_path / "data", 16, 4)
+    monkeypatch.setitem(sys.modules, module, None)  # any import of it now raises ImportError
+    out = tmp_path / "run"
+    with pytest.raises(ImportError, match=module):
+        train_grid(manifest, out, tiny(epochs=1))
+    info = runs.read_run(out).info
+    assert info["status"] == "failed" and f"import of {module} halted" in info["error"], info
+    assert info["cells"]["all-RCC"]["status"] == "done" and "evaluation" not in info
+    assert not (out / runs.METRICS_FILE).exists()
+
+
 @pytest.mark.parametrize("argv", [
     ["train", "--dataset", "/no/such/dataset", "--out", "OUT"],
     ["train", "--dataset", "DATA", "--out", "OUT", "--cv", "1"],

@@ -27,19 +27,21 @@ from core.train.warmstart import pooled_rows, train_pooled
 
 def _predict_and_evaluate(out_dir: Path, test_df: pd.DataFrame, info: dict[str, Any],
                           device: torch.device) -> None:
-    """predictions.csv via core.predict, metrics.json via core.evaluate (clear notes if absent)."""
+    """predictions.csv via core.predict, metrics.json via core.evaluate.
+
+    Any failure here (a missing module included) fails the run: a run marked
+    complete must hold the predictions and metrics it promises.
+    """
     if test_df.empty:
         info["evaluation"] = "no test images in the dataset: nothing predicted"
         return
     if not any(c.get("status") == "done" for c in info["cells"].values()):
         info["evaluation"] = "no cell was trained: nothing to predict"
         return
-    try:
-        from core.cam_pointing import CAM_POINTING_FILE, run_cam_pointing
-        from core.predict import Predictor, predict_manifest
-    except ImportError as err:
-        info["evaluation"] = f"core.predict is not available ({err}); no predictions.csv"
-        return
+    from core.cam_pointing import CAM_POINTING_FILE, run_cam_pointing
+    from core.evaluate import evaluate_run
+    from core.predict import Predictor, predict_manifest
+
     _write_run(out_dir, info)  # the predictor reads the finished cells from run.json
     predictor = Predictor(out_dir, device)
     predictions = predict_manifest(predictor, test_df)
@@ -51,11 +53,6 @@ def _predict_and_evaluate(out_dir: Path, test_df: pd.DataFrame, info: dict[str, 
     # Grad-CAM pointing needs the models and the ROI geometry, both at hand only here;
     # evaluation (which reads tables, not models) merges the file into metrics.json.
     atomic_write_json(out_dir / CAM_POINTING_FILE, run_cam_pointing(predictor, test_df))
-    try:
-        from core.evaluate import evaluate_run
-    except ImportError as err:
-        info["evaluation"] = f"core.evaluate is not available ({err}); no metrics.json"
-        return
     evaluate_run(out_dir)
     info["evaluation"] = "complete"
 
