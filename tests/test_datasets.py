@@ -322,6 +322,12 @@ def test_cdd_cesm_type_and_workbook_spellings(tmp_path: Path) -> None:
     assert len(load_dataset(workbook)) == 8  # the workbook itself also names the dataset
 
 
+def test_cdd_cesm_unknown_image_type_is_a_manifest_error_naming_the_folder(cdd: Path) -> None:
+    with pytest.raises(ManifestError, match="unknown CDD-CESM image type 'MRI'") as err:
+        load_dataset(cdd, cdd_type="mri")
+    assert str(err.value).startswith(f"{cdd}") and err.value.path is not None
+
+
 def test_jpeg_header_size_matches_decode(tmp_path: Path) -> None:
     img = np.zeros((37, 53), np.uint8)
     plain, progressive, png = tmp_path / "a.jpg", tmp_path / "b.jpg", tmp_path / "c.png"

@@ -92,7 +92,8 @@ def load_cddcesm(path: str | Path, split_seed: int = 0, cdd_type: str = "DM") ->
     path = Path(path)
     cdd_type = str(cdd_type).strip().upper()
     if cdd_type not in IMAGE_DIRS:
-        raise ValueError(f"unknown CDD-CESM image type {cdd_type!r}; expected DM or CESM")
+        raise ManifestError(f"unknown CDD-CESM image type {cdd_type!r}; expected DM or CESM",
+                            path)
     sheet_path = find_annotation_sheet(path)
     if sheet_path is None:
         raise ManifestError(f"no {ANNOTATION_NAMES[0]} found", path)
