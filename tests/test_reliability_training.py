@@ -283,7 +283,8 @@ def test_cancel_stops_within_seconds_and_lock_is_respected(data, tmp_path, capsy
     ck.mkdir()
     monkeypatch.delenv(jobs.COMMAND_ENV, raising=False)
     out = ck / "cancel-me"
-    args = jobs.train_args(data, "convnextv2_atto", SIZE, 40, "baseline", out, device="cpu")
+    args = jobs.train_args(data, out, {"arch": "convnextv2_atto", "img_size": SIZE, "epochs": 40,
+                                       "mode": "baseline", "device": "cpu"})
     job = jobs.start_job(args, "train", run_dir=out, root=ck)
     try:
         progress = out / runs.PROGRESS_FILE

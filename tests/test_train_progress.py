@@ -91,3 +91,11 @@ def test_cli_hands_cdd_type_and_split_seed_to_the_loader(tmp_path, capsys):
     for other in (load_dataset(data, split_seed=0, cdd_type="CESM"),
                   load_dataset(data, split_seed=3, cdd_type="DM")):
         assert _dataset_hash(other, data) != info["dataset_hash"]
+
+
+def test_cv_fold_events_name_their_fold(blobs_two_cells, tmp_path):
+    """A fold's all-RCC is not the grid's all-RCC: the watcher must tell them apart."""
+    events: list[dict] = []
+    train_grid(blobs_two_cells, tmp_path / "run", tiny(epochs=1, cv=2), progress=events.append)
+    trained = [e for e in events if e["event"] == "cell_done" and e["cell"] == "all-RCC"]
+    assert [e.get("fold") for e in trained] == [1, 2, None]  # folds first, then the grid

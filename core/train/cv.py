@@ -91,7 +91,11 @@ def cross_validate(folds: list[tuple[int, list[_PlannedCell], pd.DataFrame]], ou
     result: dict[str, list[dict[str, Any]]] = {m: [] for m in modes_for(config.mode)}
     for k, planned, held in folds:
         fold_dir = out_dir / "cv" / f"fold-{k + 1}"
-        trained = _train_planned(planned, fold_dir, config, progress, bank, None)
+        progress.context = {"fold": k + 1}  # a fold's events are not its grid cell's
+        try:
+            trained = _train_planned(planned, fold_dir, config, progress, bank, None)
+        finally:
+            progress.context = {}
         done = {name for name, res in trained.items() if res.status == "done"}
         for mode in result:
             ys, ps, ts = [], [], []
