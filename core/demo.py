@@ -22,12 +22,11 @@ never evidence about real patients.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from core.runs import RUN_FILE, checkpoints_root, read_run
+from core.runs import RUN_FILE, checkpoints_root, data_root, read_run
 
 if TYPE_CHECKING:
     from core.train import TrainConfig
@@ -72,12 +71,6 @@ FULL = DemoPlan(studies={"vindr": 200, "cddcesm": 50}, phantom_size=384, img_siz
                 epochs=4, archs=("resnet10t",))
 TINY = DemoPlan(studies={"vindr": 60}, phantom_size=192, img_size=64, epochs=1,
                 archs=("resnet10t",), profiles=("vindr",), warm_start=1, roi_epochs=1)
-
-
-def data_root() -> Path:
-    """``$MAMMOROUTE_DATA`` or ``<repo>/data``: where datasets live."""
-    env = os.environ.get("MAMMOROUTE_DATA")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "data"
 
 
 def phantom_dir(profile: str, root: Path | None = None) -> Path:

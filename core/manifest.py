@@ -1,6 +1,6 @@
 """The manifest: the one internal table every dataset adapter produces.
 
-Columns (DESIGN.md): ``image_path, patient_id, study_id, laterality (L|R),
+Columns: ``image_path, patient_id, study_id, laterality (L|R),
 view (CC|MLO), label (benign|malignant), mask_path (empty = no ROI),
 split (train|test)``.  Adapters whose ROIs are boxes or drawn regions rather
 than mask files put them in the extra column ``roi_shapes`` (JSON, see

@@ -48,7 +48,6 @@ from core.roifinder.infer import Proposal, RoiFinder
 from core.runs import META_FILE, WEIGHTS_FILE, RunSummary, read_json, read_run
 from core.views import ViewSource, combine_view
 
-DEFAULT_THRESHOLD = 0.5  # used when a cell's meta.json records none
 DEFAULT_TEMPERATURE = 1.0  # runs trained before temperature scaling: the raw sigmoid
 BATCH_SIZE = 32
 PREDICTION_COLUMNS: tuple[str, ...] = (
@@ -225,19 +224,30 @@ class Predictor:
             self._template = create_model(self.arch, self.img_size)
         return copy.deepcopy(self._template)
 
-    def _meta_number(self, name: str, key: str, default: float) -> float:
-        """``key`` of the cell's meta.json as a float; ``default`` when the file or key is absent."""
+    def _meta_number(self, name: str, key: str, default: float | None = None) -> float:
+        """``key`` of the cell's meta.json as a float; ``default`` when the key is absent
+        (None: the key is required).
+
+        A trained cell always writes meta.json; without it the cell's threshold
+        is unknown, and serving it with some other threshold would be silent.
+        """
         meta_path = self.run.path / name / META_FILE
         if not meta_path.is_file():
+            raise CheckpointError("missing: a trained cell records its decision threshold "
+                                  "here; the run folder is incomplete", meta_path)
+        meta = read_json(meta_path)
+        value = meta.get(key) if isinstance(meta, dict) else None
+        if value is None:
+            if default is None:
+                raise CheckpointError(f"records no {key}", meta_path)
             return default
-        value = read_json(meta_path).get(key)
         try:
-            return float(value) if value is not None else default
+            return float(value)
         except (TypeError, ValueError):
             raise CheckpointError(f"{key} {value!r} is not a number", meta_path) from None
 
     def _threshold(self, name: str) -> float:
-        return self._meta_number(name, "threshold", DEFAULT_THRESHOLD)
+        return self._meta_number(name, "threshold")
 
     def _temperature(self, name: str) -> float:
         """The cell's fitted temperature (probabilities are ``sigmoid(logit / T)``)."""
@@ -478,27 +488,6 @@ def _record_prediction(result: ViewResult, mode: Mode, prob: float, threshold: f
     else:
         result.p_malignant_baseline, result.threshold_baseline = prob, threshold
         result.cam_baseline = cam_map
-
-
-def cam_overlay(image: np.ndarray, cam: np.ndarray | None, mask: np.ndarray | None = None,
-                alpha: float = 0.4) -> np.ndarray:
-    """RGB uint8: the grey image, the CAM as a JET colour map over it, the ROI outlined.
-
-    The outline is drawn in green, a colour the JET map uses little at its
-    ends, so the clinician can tell the ROI from a hot spot.
-    """
-    from core.roi import outline
-
-    rgb = cv2.cvtColor(np.asarray(image, np.uint8), cv2.COLOR_GRAY2RGB)
-    if cam is not None:
-        heat = cv2.applyColorMap(np.rint(np.clip(cam, 0, 1) * 255).astype(np.uint8),
-                                 cv2.COLORMAP_JET)
-        heat = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB)
-        rgb = cv2.addWeighted(rgb, 1.0 - alpha, heat, alpha, 0.0)
-    if mask is not None and mask.any():
-        contours = [c.reshape(-1, 1, 2).astype(np.int32) for c in outline(mask)]
-        cv2.drawContours(rgb, contours, -1, (0, 255, 0), max(1, image.shape[0] // 128))
-    return rgb
 
 
 # --------------------------------------------------------------------------- manifests

@@ -47,6 +47,13 @@ def checkpoints_root() -> Path:
     return Path(env) if env else Path(__file__).resolve().parent.parent / "checkpoints"
 
 
+def data_root() -> Path:
+    """``$MAMMOROUTE_DATA`` or ``<repo>/data``: where datasets live, and the only place
+    the app reads them from."""
+    env = os.environ.get("MAMMOROUTE_DATA")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "data"
+
+
 def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))

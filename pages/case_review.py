@@ -27,7 +27,7 @@ from ui.case import (MAX_VIEWS, SOURCE_TEXT, UPLOAD_TYPES, CaseView, box_mask, h
                      study_views, to_inputs, view_conflicts, view_problems)
 from ui.common import (architecture_notice, ensure_app_navigation, keep,
                        operating_point_picker, selected_run, show_error, synthetic_notice)
-from ui.images import cam_overlay, cam_scale_bar, draw_outline, hang, to_rgb
+from core.overlay import cam_overlay, cam_scale_bar, draw_outline, hang, to_rgb
 from ui.roi_view import roi_source_text
 
 THUMB_HEIGHT = 420

@@ -16,7 +16,7 @@ from core.preprocess import PreprocessParams, load_preprocessed
 from core.roi import row_mask
 from ui.common import (LABEL_COLOURS, data_root, ensure_app_navigation, resolve_dataset_path,
                        selected_run, show_error, synthetic_notice)
-from ui.images import draw_outline, to_rgb
+from core.overlay import draw_outline, to_rgb
 
 THUMB = 160
 PER_PAGE = 18

@@ -23,7 +23,8 @@ from helpers import dicom_write
 from core.errors import CheckpointError
 from core.grid import VIEWS, Cell, plan
 from core.models import create_model, save_weights
-from core.predict import PREDICTION_COLUMNS, Predictor, ViewInput, cam_overlay, predict_manifest
+from core.overlay import cam_overlay, draw_outline
+from core.predict import PREDICTION_COLUMNS, Predictor, ViewInput, predict_manifest
 from core.preprocess import PreprocessParams
 from core.views import combine_view, contradictions, parse_view_name, view_evidence
 
@@ -275,8 +276,8 @@ def test_cam_shape_and_range(work, study, arch):
         assert r.cam_roi_aware is None
     model = pred.models["all-RCC"]
     assert all(not m._forward_hooks for m in model.modules())
-    overlay = cam_overlay(results[0].preprocessed, results[0].cam_baseline,
-                          np.pad(np.ones((8, 8), np.uint8), 20))
+    overlay = draw_outline(cam_overlay(results[0].preprocessed, results[0].cam_baseline, 0.5),
+                           np.pad(np.ones((8, 8), np.uint8), 20))
     assert overlay.shape == (SIZE, SIZE, 3) and overlay.dtype == np.uint8
 
 

@@ -1,7 +1,6 @@
 """Formatting, colours, paths and the selected run, shared by every page."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -9,14 +8,13 @@ import streamlit as st
 
 from core.errors import MammoError, ManifestError
 from core.models import architecture_note
-from core.runs import RunSummary, checkpoints_root, list_runs, read_run
+from core.runs import RunSummary, checkpoints_root, data_root, list_runs, read_run
 
 BENIGN = "#2e7d32"
 MALIGNANT = "#c62828"
 LABEL_COLOURS: dict[str, str] = {"benign": BENIGN, "malignant": MALIGNANT}
 GRID_COLOURS: dict[str, str] = {"baseline": "#7f8c8d", "roi_aware": "#1f4e79",
                                 "roi_presence_only": "#e69f00", "majority": "#bbbbbb"}
-ROI_OUTLINE_RGB: tuple[int, int, int] = (0, 230, 255)
 SYNTHETIC_TEXT = ("Synthetic phantom data: these images and results demonstrate the software; "
                   "they are not evidence about real patients.")
 YOURS_ON_SYNTHETIC_TEXT = ("This run's models were trained on synthetic phantom images only. "
@@ -24,7 +22,6 @@ YOURS_ON_SYNTHETIC_TEXT = ("This run's models were trained on synthetic phantom 
                            "the software and are not a reading of these images.")
 RUN_KEY = "run_name"
 OPERATING_KEY = "operating_point"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def ensure_app_navigation() -> None:
@@ -115,12 +112,6 @@ def architecture_notice(runs: Iterable[RunSummary]) -> None:
 def show_error(err: MammoError | Exception) -> None:
     """One line, no traceback: ``<file>: <problem>`` for the project's own errors."""
     st.error(str(err), icon=":material/error:")
-
-
-def data_root() -> Path:
-    """``$MAMMOROUTE_DATA`` or ``<repo>/data``: the only place datasets are read from."""
-    env = os.environ.get("MAMMOROUTE_DATA")
-    return Path(env) if env else REPO_ROOT / "data"
 
 
 def resolve_dataset_path(text: str | Path) -> Path:

@@ -21,6 +21,8 @@ RESULT_KEYS: tuple[str, ...] = (
     "threshold_roi_aware", "threshold_baseline", "cell_baseline", "view_source",
     "fallback_reason", "roi_source", "roi_probability", "roi_boxes", "warnings", "error",
 )
+CAM_OPACITY = 0.5  # the app's default blend
+
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -114,7 +116,7 @@ def _write_cams(outdir: Path, results: list) -> None:
     """One overlay per image per grid, named ``<image stem>_<grid>.png``."""
     import cv2
 
-    from core.predict import cam_overlay
+    from core.overlay import cam_overlay, draw_outline
 
     outdir.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()
@@ -125,7 +127,7 @@ def _write_cams(outdir: Path, results: list) -> None:
         for grid, cam in (("roi_aware", r.cam_roi_aware), ("baseline", r.cam_baseline)):
             if cam is None:
                 continue
-            rgb = cam_overlay(r.preprocessed, cam, r.mask)
+            rgb = draw_outline(cam_overlay(r.preprocessed, cam, CAM_OPACITY), r.mask)
             target = outdir / f"{stem}_{grid}.png"
             if not cv2.imwrite(str(target), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
                 raise MammoError("cannot write overlay", target)

@@ -3,7 +3,7 @@
 Evaluation reads ``predictions.csv`` (one row per test image and mode), never
 a model, so it can be re-run, audited and tested without a GPU.
 
-Why each piece is here (DESIGN.md, "What the paper does not say"):
+Why each piece is here (README, "Method, and what the paper does not say"):
 
 * ROI presence alone is a strong label signal, so every comparison carries a
   ``roi_presence_only`` row (malignant iff an ROI exists) and a ``majority``

@@ -2,7 +2,7 @@
 
 No mammography data ships with an installable package, so the app's demo and
 the adapters' tests use this seeded phantom.  It writes the *real* on-disk
-layout of a profile (DESIGN.md, "The real layouts the adapters read"), so the
+layout of a profile (README, "Data"), so the
 adapters that read real data read it unchanged, and its class balance and
 ROI-presence rates follow the paper's Tables 1-4 *by construction* (exact
 allocation by rounding, then a seeded shuffle), not by luck.

@@ -1,6 +1,6 @@
 """The per-image finder table (``roi_proposals.csv``) that evaluation reads.
 
-Evaluation reads tables, never models (DESIGN.md), so the grid runner writes
+Evaluation reads tables, never models, so the grid runner writes
 the finder's answer for every test image next to the annotation it is judged
 against: presence probability and call, the proposed boxes and their scores,
 and the annotated ROIs as boxes, all in the image's own pixels.

@@ -1,6 +1,6 @@
 """Training: one cell's loop, the grid runner, resume, cancellation, CV.
 
-One cell = one model (DESIGN.md).  A run trains the cells of the chosen
+One cell = one model.  A run trains the cells of the chosen
 grids in order (baseline, then ROI-aware), then predicts the test split with
 :mod:`core.predict` and scores it with :mod:`core.evaluate`.  The run folder
 follows :mod:`core.runs` exactly; every file is written atomically.

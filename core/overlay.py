@@ -1,4 +1,10 @@
-"""Pictures for the UI: grey → RGB, Grad-CAM overlays, ROI outlines, hanging orientation."""
+"""Pictures of a mammogram for people: grey → RGB, Grad-CAM overlays, ROI outlines, and
+the hanging orientation.  One implementation serves the app and the command line.
+
+The Grad-CAM map is blended in proportion to its own value (weak activations
+stay grey), in the JET colours of :func:`cam_scale_bar`; ROI outlines are cyan,
+a colour the blend leaves rare, so an outline is never mistaken for a hot spot.
+"""
 from __future__ import annotations
 
 import cv2
@@ -6,7 +12,8 @@ import numpy as np
 
 from core.roi import outline
 from core.viewfind import chest_wall_on_left
-from ui.common import ROI_OUTLINE_RGB
+
+ROI_OUTLINE_RGB: tuple[int, int, int] = (0, 230, 255)
 
 
 def to_rgb(grey: np.ndarray) -> np.ndarray:
