@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 
 from core.errors import MammoError
-from core.grid import VIEWS
 from core.predict import ViewResult
 from core.readout import ShownCall, shown_call, uninformative_reason
 from core.runs import META_FILE, RunSummary, read_json
@@ -193,9 +192,10 @@ def export_record(results: Sequence[ViewResult], run: RunSummary, point: str,
     views = []
     for r in results:
         label = r.view or "unknown view"
+        names = [r.image, *scrub]
 
-        def clean(text: str | None) -> str | None:
-            for name in [r.image, *scrub]:
+        def clean(text: str | None, names: list[str] = names, label: str = label) -> str | None:
+            for name in names:
                 if text and name:
                     text = text.replace(name, label)
             return text

@@ -19,7 +19,7 @@ import pandas as pd
 
 from core.errors import MammoError, MaskError
 from core.grid import VIEWS
-from core.predict import ViewInput, ViewResult
+from core.predict import ViewInput
 from core.views import ViewEvidence, contradictions, view_evidence
 from core.preprocess import PreprocessParams, render_source, to_display
 from core.roi import read_mask, row_mask
