@@ -478,6 +478,7 @@ def _tiny_run(root: Path, arch: str = "convnextv2_atto", size: int = 64) -> Path
     cells = {}
     for view in ("RCC", "LCC", "RMLO", "LMLO"):
         sha = save_weights(model, root / f"all-{view}" / runs.WEIGHTS_FILE)
+        (root / f"all-{view}" / runs.META_FILE).write_text(json.dumps({"threshold": 0.4}))
         cells[f"all-{view}"] = {"status": "done", "sha256": sha}
     (root / runs.RUN_FILE).write_text(json.dumps({
         "arch": "convnextv2_atto", "img_size": 64, "modes": ["baseline"], "cells": cells,
@@ -496,6 +497,8 @@ def _png(path: Path) -> Path:
     ("foreign_arch", "weights are for swin_micro"),
     ("foreign_size", "weights are for convnextv2_atto at 32 px"),
     ("no_hash", "no SHA-256"),
+    ("no_meta", "missing: a trained cell records its decision threshold here"),
+    ("no_threshold", "records no threshold"),
 ])
 def test_predictor_refuses_bad_checkpoints(tmp_path, capsys, damage, words):
     from core.__main__ import main
@@ -512,8 +515,13 @@ def test_predictor_refuses_bad_checkpoints(tmp_path, capsys, damage, words):
     elif damage in ("foreign_arch", "foreign_size"):
         arch, size = ("swin_micro", 64) if damage == "foreign_arch" else ("convnextv2_atto", 32)
         info["cells"]["all-LCC"]["sha256"] = save_weights(create_model(arch, size), target)
-    else:
+    elif damage == "no_hash":
         del info["cells"]["all-LCC"]["sha256"]
+    else:  # a cell's threshold is never guessed
+        target = target.with_name(runs.META_FILE)
+        target.unlink()
+        if damage == "no_threshold":
+            target.write_text(json.dumps({"temperature": 1.5}))
     (run / runs.RUN_FILE).write_text(json.dumps(info))
     from core.predict import Predictor
 
