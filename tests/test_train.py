@@ -230,6 +230,47 @@ def test_resume_refuses_a_run_made_under_another_preprocessing_version(blobs, tm
     assert _open_run(out, df, source, tiny(resume=True), cpu)["status"] == "running"
 
 
+def test_resume_is_refused_with_other_pretrained_weights(tmp_path):
+    """The weights file's SHA-256, not its path, is part of a run's identity: resumed cells
+    must start from the weights the finished cells started from."""
+    import hashlib
+
+    import timm
+
+    from core.models import save_tensors
+
+    manifest = write_blobs(tmp_path / "data", 16, 4)
+    weights, out = tmp_path / "atto.safetensors", tmp_path / "run"
+
+    def save_backbone(seed: int) -> str:
+        torch.manual_seed(seed)
+        save_tensors(timm.create_model("convnextv2_atto", pretrained=False).state_dict(), weights)
+        return hashlib.sha256(weights.read_bytes()).hexdigest()
+
+    def interrupt(_event):
+        raise RuntimeError("interrupted")
+
+    def start(pretrained: Path | None, resume: bool) -> None:
+        config = tiny(epochs=1, pretrained=str(pretrained) if pretrained else None, resume=resume)
+        train_grid(manifest, out, config, progress=interrupt)
+
+    sha = save_backbone(1)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        start(weights, resume=False)
+    assert runs.read_run(out).info["config"]["pretrained_sha256"] == sha
+    with pytest.raises(TrainingError, match=rf"started from atto.safetensors \(SHA-256 "
+                                            rf"{sha[:12]}…\), this start gives from scratch"):
+        start(None, resume=True)
+    other = save_backbone(2)  # other weights under the same name
+    with pytest.raises(TrainingError, match=rf"other pretrained weights.*gives from "
+                                            rf"atto.safetensors \(SHA-256 {other[:12]}…\)"):
+        start(weights, resume=True)
+    assert save_backbone(1) == sha  # the run's own weights again: it resumes
+    with pytest.raises(RuntimeError, match="interrupted"):
+        start(weights, resume=True)
+    assert runs.read_run(out).info["resumed"]
+
+
 # ------------------------------------------------------------------ lock and CLI
 
 def test_second_start_is_refused_while_one_runs(blobs, tmp_path, capsys):

@@ -40,6 +40,7 @@ class TrainConfig:
     device: str = "auto"
     mode: str = "both"
     pretrained: str | None = None
+    pretrained_sha256: str | None = None  # set by the grid runner (see pretrained_digest)
     compile: bool = False
     workers: int = 0
     cv: int = 0
@@ -110,8 +111,30 @@ class TrainConfig:
         keys = ("arch", "img_size", "epochs", "lr", "weight_decay", "batch_size",
                 "val_fraction", "balanced", "seed", "mode", "augment", "select", "cv",
                 "clahe_clip", "clahe_tiles", "crop", "fit", "roi_model", "roi_size", "roi_epochs",
-                "warm_start")
+                "warm_start", "pretrained_sha256")
         return {k: getattr(self, k) for k in keys}
+
+
+def pretrained_digest(pretrained: str | None) -> str | None:
+    """What ``--pretrained`` stands for in a run's identity: the file's SHA-256, ``"hub"``
+    for timm's own weights, None from scratch.
+
+    The path alone would not do: another file can be put under the same name,
+    and a resumed run would then mix cells started from two different weights.
+    """
+    if not pretrained:
+        return None
+    if pretrained == "hub":
+        return "hub"
+    digest = hashlib.sha256()
+    try:
+        with open(pretrained, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as err:
+        raise CheckpointError(f"pretrained weights cannot be read ({err.strerror or err})",
+                              pretrained) from None
+    return digest.hexdigest()
 
 
 @dataclass

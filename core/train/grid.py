@@ -1,6 +1,7 @@
 """The grid runner: :func:`train_grid`, then prediction and evaluation of the test split."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from core.atomic import atomic_write_bytes, atomic_write_json
 from core.models import pick_device
 from core.train.cancel import TrainingCancelled, cancel_on_signals
 from core.train.checkpoint import _done_result
-from core.train.config import TrainConfig, _now
+from core.train.config import TrainConfig, _now, pretrained_digest
 from core.train.cv import _cv_complete, _cv_plan, cross_validate
 from core.train.data import ImageBank, steps_per_epoch
 from core.train.device import _setup_threads
@@ -66,6 +67,7 @@ def train_grid(dataset: str | Path | pd.DataFrame, out_dir: str | Path,
     ``config.resume``), and the exception propagates.
     """
     config.check()
+    config = replace(config, pretrained_sha256=pretrained_digest(config.pretrained))
     df, source = load_manifest(dataset, config.split_seed, config.cdd_type)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

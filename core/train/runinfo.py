@@ -111,6 +111,10 @@ def _open_run(out_dir: Path, df: pd.DataFrame, source: Path | None, config: Trai
                             "(manifest hash changed)", out_dir)
     old = TrainConfig(**{k: v for k, v in (info.get("config") or {}).items()
                          if k in TrainConfig.__dataclass_fields__})
+    if old.pretrained_sha256 != config.pretrained_sha256:
+        raise TrainingError(f"cannot resume with other pretrained weights: this run started "
+                            f"{_weights_words(old)}, this start gives {_weights_words(config)}; "
+                            "pass the run's own --pretrained file (or none) to resume it", out_dir)
     diff = [k for k, v in config.identity().items() if old.identity().get(k) != v]
     if diff:
         raise TrainingError(f"cannot resume with different options: {', '.join(diff)}", out_dir)
@@ -123,6 +127,17 @@ def _open_run(out_dir: Path, df: pd.DataFrame, source: Path | None, config: Trai
     info.update(status="running", finished=None, device=str(device), resumed=_now())
     info.pop("error", None)
     return info
+
+
+def _weights_words(config: TrainConfig) -> str:
+    """Where a run's cells start from, in words, for the resume refusal."""
+    if not config.pretrained:
+        return "from scratch (no --pretrained)"
+    if config.pretrained_sha256 == "hub":
+        return "from timm's hub weights"
+    sha = config.pretrained_sha256
+    return (f"from {Path(config.pretrained).name} "
+            f"({'SHA-256 ' + sha[:12] + '…' if sha else 'SHA-256 not recorded'})")
 
 
 def _write_run(out_dir: Path, info: dict[str, Any]) -> None:
