@@ -206,7 +206,7 @@ def advanced_options(cdd: bool) -> None:
                         step=0.5, key="clahe_clip")
         c1.checkbox("Augmentation", key="augment")
         c2.checkbox("Breast crop", key="crop")
-        c1.checkbox("Compile (torch.compile)", key="compile",
+        c1.checkbox("torch.compile", key="compile",
                     help="Faster steps on a GPU after a slow first one.")
 
 
@@ -256,6 +256,8 @@ def watched_run(job: Job | None) -> Path | None:
 def run_state(run: RunSummary, job: Job | None) -> None:
     """How the run stands, and a Resume button where it stopped before the end."""
     working = job is not None and job.run_dir == str(run.path)
+    if working and run.status != "running":
+        st.caption("Resuming: reading the dataset and preprocessing …")
     if working or run.status == "complete":
         return
     if run.status == "running":

@@ -404,8 +404,9 @@ def test_running_run_eta_and_the_evaluation_after_the_last_cell(dirs, weights):
     at = page("train.py").run()
     no_exception(at)
     assert _metric(at, "ETA") == "2m05s" and _metric(at, "Cells done") == "11/12"
-    bars = {p.proto.text.split("**")[1]: p.value for p in at.get("progress")}
+    bars = {p.proto.text: p.value for p in at.get("progress")}
     assert bars["Whole run: 77% of its training steps"] == 76  # 46 of 60 steps
+    assert bars["**noroi-LMLO** · epoch 1/4 · loss 0.500"] == 12  # 2 of 16 steps
     # every model trained, the run still running: the test split is being scored
     info["cells"]["noroi-LMLO"]["status"] = "done"
     _edit_run(run, cells=info["cells"])
@@ -464,6 +465,7 @@ def test_cancelled_run_is_neutral_and_resumes_from_the_button(dirs, weights):
     assert {"--resume", "--balanced", "--no-augment"} <= set(cmd)
     assert "--pretrained" not in cmd and "--log-every" not in cmd
     assert not [b for b in at.button if b.label == "Resume"]  # the job now owns the run
+    assert "Resuming" in texts(at)
 
 
 # --------------------------------------------------------------------------- Case review

@@ -50,8 +50,9 @@ def curves_figure(found: list[Part], events: list[dict[str, Any]]) -> go.Figure 
                                         "Validation ROC AUC"))
     for key, colour in colours.items():
         _add_curves(fig, key, data[key], colour)
-    fig.update_layout(height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      legend={"font": {"size": 10}})
+    fig.update_layout(height=400, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      legend={"font": {"size": 10}, "orientation": "h", "yanchor": "top",
+                              "y": -0.22, "x": 0})
     fig.update_xaxes(title_text="epoch")
     fig.update_yaxes(title_text="BCE loss", row=1, col=1)
     fig.update_yaxes(title_text="AUC", range=[0, 1.02], row=1, col=2)
@@ -61,8 +62,8 @@ def curves_figure(found: list[Part], events: list[dict[str, Any]]) -> go.Figure 
 
 def _add_curves(fig: go.Figure, key: str, c: Curve, colour: str) -> None:
     line = {"color": colour}
-    fig.add_trace(go.Scatter(x=c.x, y=c.loss, mode="lines", name=key, legendgroup=key,
-                             line=line), row=1, col=1)
+    fig.add_trace(go.Scatter(x=c.x, y=c.loss, mode="lines+markers", name=key, legendgroup=key,
+                             line=line, marker={"size": 3}), row=1, col=1)
     if any(v is not None for v in c.val_loss):
         fig.add_trace(go.Scatter(x=c.val_x, y=c.val_loss, mode="lines+markers",
                                  name=f"{key} validation", legendgroup=key, showlegend=False,
