@@ -65,9 +65,12 @@ def weight_files() -> list[Path]:
 
 
 def arch_defaults(arch: str, weights: list[Path]) -> dict[str, Any]:
-    """The recipe's options for ``arch``: the paper's starts from weights when there are any."""
+    """The recipe's options for ``arch``: the paper's starts from a weights file whose name
+    names its family ("swin", "convnext"; another family's would not load)."""
     if arch in PAPER_ARCHS:
-        return {**PAPER_DEFAULTS, "pretrained": str(weights[0]) if weights else NO_WEIGHTS}
+        family = arch.removesuffix("v2")
+        named = [w for w in weights if family in w.name.lower()]
+        return {**PAPER_DEFAULTS, "pretrained": str(named[0]) if named else NO_WEIGHTS}
     return {**DEMO_DEFAULTS, "pretrained": NO_WEIGHTS}
 
 

@@ -318,6 +318,8 @@ def test_train_command_carries_every_setting(dirs):
     at = page("train.py", run=None).run()
     at.selectbox[0].set_value("Other folder or manifest…").run()
     at.text_input[0].input("cdd").run()
+    at.selectbox(key="arch").set_value("convnextv2").run()
+    assert at.selectbox(key="pretrained").value == ""  # the Swin file would not load
     at.selectbox(key="arch").set_value("swin").run()
     no_exception(at)
     # the paper's recipe follows the architecture: weights, size, epochs, lr, batch
