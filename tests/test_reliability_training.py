@@ -456,6 +456,8 @@ def test_run_lock_admits_one_holder_at_a_time_under_contention(tmp_path):
     assert sum(held for held, _ in counts) > 100, counts  # they did contend
     assert [overlaps for _, overlaps in counts] == [0, 0], counts
     assert not (tmp_path / "run" / ".lock").exists()
+    _record("lock_contention", {"acquisitions": sum(held for held, _ in counts),
+                                "both_inside": sum(overlaps for _, overlaps in counts)})
 
 
 def test_two_processes_racing_to_train_one_run_exactly_one_trains(data, tmp_path):
@@ -468,6 +470,7 @@ def test_two_processes_racing_to_train_one_run_exactly_one_trains(data, tmp_path
     assert runs.read_run(run).info["status"] == "complete"
     done = [e["cell"] for e in runs.read_progress(run) if e["event"] == "cell_done"]
     assert sorted(done) == ["all-LCC", "all-RCC"]  # each cell trained once, by one process
+    _record("lock_race", {"trained": codes.count(0), "refused": refused[0]})
 
 
 # ------------------------------------------------------------------ checkpoint integrity
