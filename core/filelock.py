@@ -17,7 +17,8 @@ import fcntl
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, TextIO
+from collections.abc import Iterator
+from typing import TextIO
 
 
 class LockBusy(Exception):

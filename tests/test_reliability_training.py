@@ -330,11 +330,10 @@ def test_a_lock_file_nobody_holds_is_taken_over_and_a_held_one_is_refused(tmp_pa
     (tmp_path / ".lock").write_text(json.dumps({"pid": me, "since": "yesterday"}))
     with run_lock(tmp_path):
         assert json.loads((tmp_path / ".lock").read_text())["since"] != "yesterday"
-        with pytest.raises(TrainingError, match=f"this run is locked.*pid {me}"):
-            with run_lock(tmp_path):
-                pass
+        with pytest.raises(TrainingError, match=f"this run is locked.*pid {me}"), \
+                run_lock(tmp_path):
+            pass
     assert not (tmp_path / ".lock").exists()
-
 
 
 def write_slow_images(root: Path, n: int = 80) -> Path:

@@ -5,7 +5,8 @@ import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from core.errors import TrainingError
 from core.filelock import LockBusy, exclusive_lock
