@@ -255,12 +255,15 @@ def study_board(views: list[CaseView], show_ids: bool, has_finder: bool) -> None
                 view_card(v, slot, show_ids, index.get(v.key, 0) if v else 0, has_finder)
     shown = {id(v) for row in grid for v in row if v is not None}
     rest = [v for v in views if id(v) not in shown]  # errors, unknown or repeated views
-    if rest:
-        st.markdown("**Not yet placed** (choose each file's view)")
-        cols = st.columns(2, gap="small")
-        for k, v in enumerate(rest):
-            with cols[k % 2]:
-                view_card(v, None, show_ids, index[v.key], has_finder)
+    for title, group in (("**Not yet placed** (choose each file's view)",
+                          [v for v in rest if v.error is None]),
+                         ("**Could not be read**", [v for v in rest if v.error is not None])):
+        if group:
+            st.markdown(title)
+            cols = st.columns(2, gap="small")
+            for k, v in enumerate(group):
+                with cols[k % 2]:
+                    view_card(v, None, show_ids, index[v.key], has_finder)
 
 
 # ------------------------------------------------------------------ results

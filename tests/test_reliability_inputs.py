@@ -469,7 +469,9 @@ def test_case_review_page_with_one_broken_dicom_view(tmp_path, monkeypatch):
     [b for b in at.button if b.label == "Predict"][0].click().run()
     assert not at.exception, [e.value for e in at.exception]
     shown = "\n".join(str(m.value) for m in list(at.markdown) + list(at.caption))
-    assert shown.count("ROI-aware: :") == 3 and len(at.image) == 3
+    assert shown.count("ROI-aware: :") == 3
+    assert len(at.image) == 3 + 3 + 1  # the hanging, the results, the Grad-CAM scale
     assert "not in this study" in shown  # the LMLO slot of the hanging layout
+    assert "**Could not be read**" in shown and "Not yet placed" not in shown
     assert "Traceback" not in shown
     TRIED["case-review page (AppTest)"] += 1
