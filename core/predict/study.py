@@ -1,157 +1,32 @@
-"""Routed inference: one study (up to four views) or a whole manifest, with Grad-CAM.
-
-Every image goes to the model of its cell (:func:`core.grid.route_image`):
-the ROI-aware grid by (ROI present?, view), the baseline grid by view.  Only
-the *presence* of an ROI routes; its pixels are never a model input, and they
-are kept here only to draw an outline.
-
-Why the pieces look as they do:
-
-* A run may lack a cell (too few images → ``skipped``).  A clinician still
-  needs an answer for that view, so :data:`core.grid.FALLBACK_ORDER` says which model
-  stands in, and every result says that it did (``fallback``,
-  ``fallback_reason``) — a silent substitution would misreport the method.
-* A new study usually has no mask, so the view and the ROI decide the model;
-  both are reported per image, and contradictions between DICOM tags and the
-  file name are warned about rather than resolved silently.
-* One unreadable view must not cost the other three: every
-  :class:`~core.errors.MammoError` is caught per view and shown as that
-  view's ``error``.
-* Models are loaded once, verified by SHA-256, and Grad-CAM hooks are
-  attached only while a CAM is computed, so memory stays flat across calls.
-"""
+"""The models of one run and routed prediction of a study (up to four views)."""
 from __future__ import annotations
 
 import copy
 import threading
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
-import pandas as pd
 import torch
 
-from core.crop import CropBox, mask_to_input
-from core.preprocess import PreprocessParams, load_preprocessed, prepare_input, render_source
+from core.crop import mask_to_input
 from core.errors import CheckpointError, ImageReadError, MammoError, MaskError
 from core.evaluate.calibration import scaled_probability
-from core.evaluate.roifinder import PROPOSED_MODE
-from core.grid import MODES, VIEWS, Mode, Route, modes_for, plan, route_image, serve
-from core.models import (CamRecipe, MammoNet, create_model, load_weights, make_cam,
-                         pick_device)
-from core.manifest import roi_flags
+from core.grid import MODES, Mode, Route, modes_for, plan, route_image, serve
+from core.models import CamRecipe, MammoNet, create_model, load_weights, pick_device
+from core.predict.cam import cam_pass, new_cam, unit_maps
+from core.predict.types import ViewInput, ViewResult, _Prepared
+from core.preprocess import PreprocessParams, prepare_input, render_source
 from core.roi import has_roi, read_mask
 from core.roifinder.infer import Proposal, RoiFinder
 from core.runs import META_FILE, WEIGHTS_FILE, RunSummary, read_json, read_run
-from core.views import ViewSource, combine_view
+from core.views import combine_view
 
 DEFAULT_TEMPERATURE = 1.0  # runs trained before temperature scaling: the raw sigmoid
 BATCH_SIZE = 32
-PREDICTION_COLUMNS: tuple[str, ...] = (
-    "image_path", "patient_id", "study_id", "view", "roi", "label", "mode", "cell",
-    "fallback", "p_malignant", "threshold", "p_uncalibrated", "temperature",
-)
-SUMMARY_KEYS: tuple[str, ...] = (
-    "image", "view", "view_source", "roi", "cell", "cell_baseline", "fallback",
-    "fallback_reason", "p_malignant_roi_aware", "p_malignant_baseline",
-    "threshold_roi_aware", "threshold_baseline", "roi_source", "roi_probability", "roi_boxes",
-    "warnings", "error",
-)
-RoiSource = Literal["mask", "proposed", "none"]
 
-
-# --------------------------------------------------------------------------- data types
-
-@dataclass
-class ViewInput:
-    """One image of a study, as a file or as pixels already read.
-
-    ``pixels`` are what :func:`core.preprocess.render_source` returns under the
-    run's spec (uint8, tissue bright; what the app keeps of an upload) or
-    floats in [0, 1] as :func:`core.dicom.read_image` gives; other integer
-    arrays are scaled by their dtype's range.  ``tags["source_shape"]`` is the
-    mammogram's full size when the pixels are a reduced rendering (masks are
-    at that size), ``tags["source_side"]`` the spec's side it was rendered at
-    (checked: a rendering made for another run's spec is refused).
-    ``tags`` may carry ``laterality`` / ``view_position`` of pre-read pixels.
-    ``view`` forces the view.  A mask (array or file) must have the size of
-    the mammogram; only whether it is non-empty routes.
-    """
-
-    name: str = ""
-    path: str | Path | None = None
-    pixels: np.ndarray | None = None
-    view: str | None = None
-    mask: np.ndarray | None = None
-    mask_path: str | Path | None = None
-    tags: dict[str, Any] | None = None
-    propose: bool = True  # False: the clinician rejected the finder for this view
-
-    @property
-    def label(self) -> str:
-        """The name shown for this image."""
-        if self.name:
-            return self.name
-        return Path(self.path).name if self.path is not None else "image"
-
-
-@dataclass
-class ViewResult:
-    """Everything the UI and the command line show about one view.
-
-    ``cam_*`` are float32 ``(size, size)`` maps in [0, 1] over ``preprocessed``
-    (the model's input); ``mask`` is the ROI at that size (0/1) or None.
-    ``box`` is the breast crop the input was cut from, as fractions of the
-    image: :func:`core.crop.map_to_full` draws a map back on the whole image.
-    ``cell_roi_aware`` is the model that actually served the ROI-aware
-    prediction, which differs from the routed cell when ``fallback`` is True.
-    """
-
-    image: str
-    view: str | None = None
-    view_source: ViewSource | None = None
-    roi: bool = False
-    cell_roi_aware: str | None = None
-    cell_baseline: str | None = None
-    fallback: bool = False
-    fallback_reason: str | None = None
-    p_malignant_roi_aware: float | None = None
-    p_malignant_baseline: float | None = None
-    threshold_roi_aware: float | None = None
-    threshold_baseline: float | None = None
-    cam_roi_aware: np.ndarray | None = None
-    cam_baseline: np.ndarray | None = None
-    preprocessed: np.ndarray | None = None
-    mask: np.ndarray | None = None
-    box: CropBox | None = None
-    roi_source: RoiSource = "none"
-    roi_probability: float | None = None
-    roi_boxes: list[list[float]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    error: str | None = None
-
-    def summary(self) -> dict[str, Any]:
-        """JSON-ready fields (no arrays), as ``--json`` prints them; ``cell`` is ROI-aware."""
-        out = {k: getattr(self, k) for k in SUMMARY_KEYS if hasattr(self, k)}
-        out["cell"] = self.cell_roi_aware
-        out["warnings"] = list(self.warnings)
-        return {k: out[k] for k in SUMMARY_KEYS}
-
-
-@dataclass
-class _Prepared:
-    """A view after reading: the model input and what routes it."""
-
-    index: int
-    image: np.ndarray
-    view: str
-    roi: bool
-
-
-# --------------------------------------------------------------------------- predictor
 
 class Predictor:
     """The models of one run, loaded once, and routed prediction over them.
@@ -286,40 +161,26 @@ class Predictor:
         """Calibrated P(malignant), ``sigmoid(logit / T)``, under ``cell``'s model."""
         return scaled_probability(self.logits(cell, images), self.temperatures[cell])
 
-    def _cam_object(self, cell: str):
+    def _cam_object(self, cell: str) -> Any:
         """One CAM per model (:func:`core.models.make_cam`: the method and layers of its
         family, or ``self.cam_recipe``), made on first use; hooks detached between calls."""
         if cell not in self._cams:
-            cam = make_cam(self.models[cell], self.cam_recipe)
-            cam.activations_and_grads.release()
-            self._cams[cell] = cam
+            self._cams[cell] = new_cam(self.models[cell], self.cam_recipe)
         return self._cams[cell]
 
     def probabilities_and_cams(self, cell: str, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """P(malignant) and Grad-CAM maps (float32 ``(N, size, size)`` in [0, 1]).
 
-        The target is the single malignancy logit (``ClassifierOutputTarget(0)``),
-        so the map shows what pushes the model towards "malignant".
+        The target is the single malignancy logit, so the map shows what pushes
+        the model towards "malignant" (:func:`core.predict.cam.cam_pass`).
         """
-        from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
-        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
         probs, maps = [], []
         for start in range(0, len(images), BATCH_SIZE):
             x = self._tensor(images[start:start + BATCH_SIZE], grad=True)
             with self._lock:
-                cam = self._cam_object(cell)
-                cam.activations_and_grads = ActivationsAndGradients(
-                    cam.model, cam.target_layers, cam.reshape_transform)
-                try:
-                    with torch.enable_grad():
-                        grey = cam(input_tensor=x, targets=[ClassifierOutputTarget(0)] * len(x))
-                    probs.append(scaled_probability(cam.outputs.detach().float()[:, 0].cpu().numpy(),
-                                                    self.temperatures[cell]))
-                finally:
-                    cam.activations_and_grads.release()
-                    cam.outputs = None  # drops the retained autograd graph
-            maps.append(_unit_maps(grey, images.shape[1:]))
+                logits, grey = cam_pass(self._cam_object(cell), x)
+            probs.append(scaled_probability(logits, self.temperatures[cell]))
+            maps.append(unit_maps(grey, images.shape[1:]))
         return np.concatenate(probs).astype(np.float64), np.concatenate(maps)
 
     # ------------------------------------------------------------------ studies
@@ -445,18 +306,6 @@ def _read_input_mask(item: ViewInput, shape: tuple[int, int]) -> np.ndarray | No
     return None
 
 
-def _unit_maps(maps: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Each map resized to ``shape`` and scaled to [0, 1] as float32."""
-    out = np.empty((len(maps), *shape), np.float32)
-    for i, m in enumerate(np.nan_to_num(np.asarray(maps, np.float32))):
-        if m.shape != tuple(shape):
-            m = cv2.resize(m, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
-        m = m - m.min()
-        top = float(m.max())
-        out[i] = m / top if top > 0 else m
-    return np.clip(out, 0.0, 1.0)
-
-
 _ROUTE_PREFIXES = ("ROI-aware: ", "baseline: ")
 
 
@@ -488,115 +337,3 @@ def _record_prediction(result: ViewResult, mode: Mode, prob: float, threshold: f
     else:
         result.p_malignant_baseline, result.threshold_baseline = prob, threshold
         result.cam_baseline = cam_map
-
-
-# --------------------------------------------------------------------------- manifests
-
-def _label01(value: Any) -> int:
-    text = str(value).strip().lower()
-    mapping = {"benign": 0, "malignant": 1, "0": 0, "1": 1, "0.0": 0, "1.0": 1}
-    if text not in mapping:
-        raise MammoError(f"label {value!r} is neither benign nor malignant")
-    return mapping[text]
-
-
-def _manifest_records(df: pd.DataFrame) -> pd.DataFrame:
-    """The columns prediction needs: view name, ROI flag and 0/1 label per row."""
-    rec = pd.DataFrame({
-        "image_path": df["image_path"].astype(str),
-        "patient_id": df["patient_id"].astype(str),
-        "study_id": df["study_id"].astype(str),
-    })
-    if "view_name" in df.columns:
-        rec["view"] = df["view_name"].astype(str)
-    else:
-        rec["view"] = (df["laterality"].astype(str).str.strip().str.upper()
-                       + df["view"].astype(str).str.strip().str.upper())
-    rec["roi"] = roi_flags(df)
-    rec["label"] = df["label"].map(_label01)
-    bad = sorted(set(rec["view"]) - set(VIEWS))
-    if bad:
-        raise MammoError(f"unknown view(s) {bad[:5]} in the manifest")
-    return rec.reset_index(drop=True)
-
-
-def _chunks(indices: Sequence[int], size: int) -> Iterable[list[int]]:
-    for start in range(0, len(indices), size):
-        yield list(indices[start:start + size])
-
-
-def predict_manifest(run_dir: str | Path | Predictor, df: pd.DataFrame,
-                     device: str | torch.device = "auto", batch_size: int = BATCH_SIZE
-                     ) -> pd.DataFrame:
-    """Long prediction table for every manifest row: one row per (image, mode).
-
-    Routing uses the row's ``roi`` flag (not mask pixels); images come through
-    :func:`core.preprocess.load_preprocessed` (cached).  Images are loaded once
-    per chunk of one view and shared by both grids.  Rows a mode cannot
-    predict (no model, no stand-in) are left out, because
-    :mod:`core.evaluate` refuses missing probabilities; their count is in
-    ``result.attrs["unpredicted"]``.  Columns: :data:`PREDICTION_COLUMNS`;
-    ``p_malignant`` is the served, temperature-scaled probability and
-    ``p_uncalibrated`` the model's own sigmoid, kept so evaluation can show
-    what scaling changed.  A run with an ROI finder adds the ROI-aware grid
-    routed by the finder's call instead of the annotation (mode
-    ``roi_proposed``; ``roi`` stays the annotation) and its per-image table
-    in ``result.attrs["roi_proposals"]`` (:mod:`core.roifinder.proposals`).
-    """
-    predictor = run_dir if isinstance(run_dir, Predictor) else Predictor(run_dir, device)
-    rec = _manifest_records(df)
-    proposals = None
-    if predictor.finder is not None and "roi" in predictor.modes:
-        from core.roifinder.proposals import propose_manifest
-
-        proposals = propose_manifest(predictor.finder, df.reset_index(drop=True))
-    rows: list[dict[str, Any]] = []
-    unpredicted = 0
-    for view in VIEWS:
-        order = rec.index[rec["view"] == view].tolist()
-        order.sort(key=lambda i: bool(rec.at[i, "roi"]))
-        for chunk in _chunks(order, batch_size):
-            images = np.stack([load_preprocessed(rec.at[i, "image_path"], predictor.params)
-                               for i in chunk])
-            for mode in predictor.modes:
-                unpredicted += _predict_chunk(predictor, rec, chunk, images, mode, rows)
-            if proposals is not None:
-                _predict_chunk(predictor, rec, chunk, images, "roi", rows,
-                               proposals["roi_present"], PROPOSED_MODE)
-    out = pd.DataFrame(rows, columns=["_order", "_mode_order", *PREDICTION_COLUMNS])
-    out = out.sort_values(["_order", "_mode_order"]).drop(columns=["_order", "_mode_order"])
-    out = out.reset_index(drop=True)
-    out.attrs["unpredicted"] = unpredicted
-    out.attrs["roi_proposals"] = proposals
-    return out
-
-
-def _predict_chunk(predictor: Predictor, rec: pd.DataFrame, chunk: list[int],
-                   images: np.ndarray, mode: Mode, rows: list[dict[str, Any]],
-                   routed_roi: pd.Series | None = None, label: str | None = None) -> int:
-    """Append one mode's rows for a chunk; returns how many could not be predicted.
-
-    ``routed_roi`` (by row) routes instead of the annotation, and ``label``
-    then names the rows' mode (the finder-routed grid)."""
-    groups: dict[str, list[int]] = defaultdict(list)
-    routes: dict[int, Route] = {}
-    for pos, i in enumerate(chunk):
-        has_roi = rec.at[i, "roi"] if routed_roi is None else routed_roi.at[i]
-        routes[i] = predictor.route(rec.at[i, "view"], bool(has_roi), mode)
-        if routes[i].cell is not None:
-            groups[routes[i].cell].append(pos)
-    for cell, positions in groups.items():
-        logits = predictor.logits(cell, images[positions])
-        temperature = predictor.temperatures[cell]
-        probs = scaled_probability(logits, temperature)
-        for pos, prob, raw in zip(positions, probs, scaled_probability(logits, 1.0)):
-            i = chunk[pos]
-            rows.append({
-                "_order": i, "_mode_order": MODES.index(mode) + (len(MODES) if label else 0),
-                **rec.loc[i, ["image_path", "patient_id", "study_id", "view"]].to_dict(),
-                "roi": bool(rec.at[i, "roi"]), "label": int(rec.at[i, "label"]),
-                "mode": label or mode, "cell": cell, "fallback": routes[i].fallback,
-                "p_malignant": float(prob), "threshold": predictor.thresholds[cell],
-                "p_uncalibrated": float(raw), "temperature": temperature,
-            })
-    return sum(1 for i in chunk if routes[i].cell is None)
