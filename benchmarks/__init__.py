@@ -1,5 +1,5 @@
 """Benchmarks: scripts that measure the hot paths and print one JSON object.
 
-Run each as ``python -m benchmarks.<name> --json``; the README's
-"Performance" section records the figures and the commands that produced them.
+Run each as ``python -m benchmarks.<name> --json``; docs/performance.md records
+the figures with the commands that produced them, their dates and the machine.
 """

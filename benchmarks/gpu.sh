@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU figure issue 6 asks for, in one run (about 10 minutes on one H100):
+# Every GPU figure of docs/performance.md, in one run (about 10 minutes on one H100):
 # training throughput of both paper architectures at 384 px, batch 64, bf16,
 # channels_last, compiled, with the projected paper grid; GPU peak memory at
 # batch 64. Each script's JSON goes to ${OUT:-benchmarks/out}/<name>.json and
