@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import importlib.util
+import shutil
+from contextlib import contextmanager
 import os
 import signal
 import socket
@@ -10,6 +12,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 import pytest
@@ -73,8 +76,48 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait(10)
 
 
+def app_env(tmp: Path, **extra: str) -> tuple[dict[str, str], Path, Path]:
+    """An environment for one app server with its own checkpoints, data and cache folders
+    (created), no stand-in job command; returns ``(env, checkpoints, data)``."""
+    from core import jobs
+
+    ck, data, cache = tmp / "checkpoints", tmp / "data", tmp / "cache"
+    for d in (ck, data, cache):
+        d.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "MAMMOROUTE_CHECKPOINTS": str(ck), "MAMMOROUTE_DATA": str(data),
+           "MAMMOROUTE_CACHE": str(cache), **extra}
+    env.pop(jobs.COMMAND_ENV, None)
+    return env, ck, data
+
+
+@contextmanager
+def app_in_chromium(env: dict[str, str], log: Path, width: int = 1400, height: int = 1600,
+                    timeout_ms: int = 120_000) -> Iterator[tuple[Any, str]]:
+    """``streamlit run app.py`` and a headless Debian-chromium page on it: yields
+    ``(page, url)``; browser and server are stopped whatever happens."""
+    from playwright.sync_api import expect, sync_playwright
+
+    server, url = start_streamlit(env, log)
+    try:
+        wait_healthy(url, server, log)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(
+                executable_path=shutil.which("chromium"), headless=True,
+                args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"])
+            try:
+                page = browser.new_page(viewport={"width": width, "height": height},
+                                        accept_downloads=True)
+                page.set_default_timeout(timeout_ms)
+                expect.set_options(timeout=timeout_ms)
+                yield page, url
+            finally:
+                browser.close()
+    finally:
+        stop(server)
+
+
 def record_figures(file: str, name: str, figures: dict) -> None:
-    """Merge one test's measured figures into ``tests/artifacts/<file>`` (for the README)."""
+    """Merge one test's measured figures into ``tests/artifacts/<file>`` (for docs/performance.md)."""
     import json
 
     artifacts = REPO / "tests" / "artifacts"

@@ -8,14 +8,12 @@ showing the run, and never "No trained run yet".
 """
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from core import jobs
-from helpers import start_streamlit, stop, wait_healthy
+from helpers import app_env, app_in_chromium
 from test_reliability_inputs import write_run
 
 pytestmark = [
@@ -32,39 +30,20 @@ HEADINGS = {"home": "MammoRoute", "train": "Train", "case_review": "Case review"
 
 @pytest.mark.parametrize("page_name", list(URLS))
 def test_page_opened_first_on_a_fresh_server(page_name, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    ck, data = tmp_path / "checkpoints", tmp_path / "data"
-    data.mkdir()
+    env, ck, _ = app_env(tmp_path)
     write_run(ck / "bookmark-run")
-    env = {**os.environ, "MAMMOROUTE_CHECKPOINTS": str(ck), "MAMMOROUTE_DATA": str(data),
-           "MAMMOROUTE_CACHE": str(tmp_path / "cache")}
-    env.pop(jobs.COMMAND_ENV, None)
-    log = tmp_path / "streamlit.log"
-    server, url = start_streamlit(env, log)
-    try:
-        wait_healthy(url, server, log)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(
-                executable_path=shutil.which("chromium"), headless=True,
-                args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"])
-            try:
-                page = browser.new_page(viewport={"width": 1300, "height": 1000})
-                page.set_default_timeout(60_000)
-                page.goto(f"{url}/{URLS[page_name]}")
-                main = page.locator("[data-testid='stMain']")
-                expect(main.get_by_role("heading", name=HEADINGS[page_name], exact=True)
-                       ).to_be_visible()
-                nav = page.locator("[data-testid='stSidebarNav']")
-                expect(nav.get_by_text("Case review", exact=True)).to_be_visible()
-                expect(nav.get_by_text("case review", exact=True)).to_have_count(0)
-                sidebar = page.locator("[data-testid='stSidebar']")
-                expect(sidebar.get_by_role("combobox", name="Run")).to_have_value("● bookmark-run")
-                page.wait_for_timeout(500)
-                expect(page.get_by_text("No trained run yet")).to_have_count(0)
-                ARTIFACTS.mkdir(exist_ok=True)
-                page.screenshot(path=str(ARTIFACTS / f"first-page-{page_name}.png"))
-            finally:
-                browser.close()
-    finally:
-        stop(server)
+    with app_in_chromium(env, tmp_path / "streamlit.log", 1300, 1000, 60_000) as (page, url):
+        page.goto(f"{url}/{URLS[page_name]}")
+        main = page.locator("[data-testid='stMain']")
+        expect(main.get_by_role("heading", name=HEADINGS[page_name], exact=True)).to_be_visible()
+        nav = page.locator("[data-testid='stSidebarNav']")
+        expect(nav.get_by_text("Case review", exact=True)).to_be_visible()
+        expect(nav.get_by_text("case review", exact=True)).to_have_count(0)
+        sidebar = page.locator("[data-testid='stSidebar']")
+        expect(sidebar.get_by_role("combobox", name="Run")).to_have_value("● bookmark-run")
+        page.wait_for_timeout(500)
+        expect(page.get_by_text("No trained run yet")).to_have_count(0)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"first-page-{page_name}.png"))

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from core import jobs
-from helpers import record_figures, start_streamlit, stop, wait_healthy
+from helpers import app_env, app_in_chromium, record_figures
 from test_reliability_inputs import write_run
 
 pytestmark = [
@@ -30,7 +29,6 @@ pytestmark = [
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 REAL = Path(__file__).resolve().parents[2] / "shared" / "real-mammograms" / "rsna-10008"
-STEP_MS = 120_000
 
 
 def _phantom_study(tmp: Path) -> list[Path]:
@@ -54,97 +52,77 @@ def _files(source: str, tmp: Path) -> list[Path]:
 
 @pytest.mark.parametrize("source", ["real", "phantom"])
 def test_upload_see_correct_predict_download_return(source, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     files = _files(source, tmp_path)
-    ck, data = tmp_path / "checkpoints", tmp_path / "data"
-    data.mkdir()
+    env, ck, _ = app_env(tmp_path)
     write_run(ck / "review-run")
-    env = {**os.environ, "MAMMOROUTE_CHECKPOINTS": str(ck), "MAMMOROUTE_DATA": str(data),
-           "MAMMOROUTE_CACHE": str(tmp_path / "cache")}
-    env.pop(jobs.COMMAND_ENV, None)
-    log = tmp_path / "streamlit.log"
-    server, url = start_streamlit(env, log)
     shots = ARTIFACTS / f"review-{source}"
     ARTIFACTS.mkdir(exist_ok=True)
-    try:
-        wait_healthy(url, server, log)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(
-                executable_path=shutil.which("chromium"), headless=True,
-                args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"])
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1800},
-                                        accept_downloads=True)
-                page.set_default_timeout(STEP_MS)
-                expect.set_options(timeout=STEP_MS)
-                page.goto(f"{url}/case_review")
-                main = page.locator("[data-testid='stMain']")
-                main.get_by_text("Upload a study", exact=True).click()
-                uploader = main.locator("[data-testid='stFileUploaderDropzoneInput']").first
-                t0 = time.perf_counter()
-                uploader.set_input_files([str(f) for f in files])
-                images = main.locator("[data-testid='stImage'] img")
-                # 1. the four views hung before anything is predicted
-                expect(images).to_have_count(4)
-                expect(main.get_by_text("Running...")).to_have_count(0)
-                thumbs_s = time.perf_counter() - t0
-                expect(main.get_by_role("button", name="Predict")).to_be_enabled()
-                page.wait_for_timeout(1000)
-                page.screenshot(path=f"{shots}-1-hanging.png", full_page=True)
-                # 2. every view found, with its source; a hand-set contradiction is warned
-                views = main.get_by_role("combobox", name=re.compile(r"^View of file \d$"))
-                expect(views).to_have_count(4)
-                found = sorted(views.nth(i).input_value() for i in range(4))
-                assert found == ["LCC", "LMLO", "RCC", "RMLO"]
-                first_left = next(i for i in range(4) if views.nth(i).input_value() == "LCC")
-                name = views.nth(first_left).get_attribute("aria-label")
-                views.nth(first_left).click()
-                page.get_by_role("option", name="RCC", exact=True).click()
-                warning = main.get_by_text(re.compile(r"View set to RCC although .* laterality L"))
-                expect(warning).to_be_visible()
-                expect(main.get_by_text("RCC is assigned twice")).to_be_visible()
-                page.screenshot(path=f"{shots}-2-contradiction.png", full_page=True)
-                main.get_by_role("combobox", name=name, exact=True).click()
-                page.get_by_role("option", name="LCC", exact=True).click()
-                expect(warning).to_have_count(0)
-                # 3. predict: four results with Grad-CAM; the JSON names the run and the ROIs
-                t0 = time.perf_counter()
-                main.get_by_role("button", name="Predict").click()
-                calls = main.locator("[data-testid='stMarkdownContainer']",
-                                     has_text=re.compile(r"ROI-aware: \d+(\.\d+)? %"))
-                expect(calls).to_have_count(4)
-                predict_s = time.perf_counter() - t0
-                page.wait_for_timeout(1500)
-                page.screenshot(path=f"{shots}-3-results.png", full_page=True)
-                with page.expect_download() as download:
-                    main.get_by_role("button", name="Download JSON").click()
-                saved = download.value
-                assert re.fullmatch(r"mammoroute-upload-\d{4}-\d{2}-\d{2}\.json",
-                                    saved.suggested_filename)
-                record = json.loads(Path(saved.path()).read_text())
-                assert record["run"] == "review-run" and record["weights_sha256"]
-                assert record["operating_point"]["name"] == "tuned"
-                assert sorted(v["view"] for v in record["views"]) == ["LCC", "LMLO", "RCC",
-                                                                      "RMLO"]
-                assert all("roi_boxes" in v and v["roi_source"] == "none"
-                           for v in record["views"])
-                assert not any(f.stem in json.dumps(record) for f in files)  # no identifiers
-                # 4. another page and back: the study and its results are still there
-                page.locator("[data-testid='stSidebarNav']").get_by_text("Compare").click()
-                expect(main.get_by_role("heading", name="Compare", exact=True)).to_be_visible()
-                page.locator("[data-testid='stSidebarNav']").get_by_text("Case review").click()
-                expect(main.get_by_role("heading", name="Case review", exact=True)
-                       ).to_be_visible()
-                expect(calls).to_have_count(4)
-                expect(main.get_by_role("combobox", name=re.compile(r"^View of file \d$"))
-                       ).to_have_count(4)
-                page.wait_for_timeout(1000)
-                page.screenshot(path=f"{shots}-4-returned.png", full_page=True)
-            finally:
-                browser.close()
-    finally:
-        stop(server)
+    with app_in_chromium(env, tmp_path / "streamlit.log", 1400, 1800) as (page, url):
+        page.goto(f"{url}/case_review")
+        main = page.locator("[data-testid='stMain']")
+        main.get_by_text("Upload a study", exact=True).click()
+        uploader = main.locator("[data-testid='stFileUploaderDropzoneInput']").first
+        t0 = time.perf_counter()
+        uploader.set_input_files([str(f) for f in files])
+        images = main.locator("[data-testid='stImage'] img")
+        # 1. the four views hung before anything is predicted
+        expect(images).to_have_count(4)
+        expect(main.get_by_text("Running...")).to_have_count(0)
+        thumbs_s = time.perf_counter() - t0
+        expect(main.get_by_role("button", name="Predict")).to_be_enabled()
+        page.wait_for_timeout(1000)
+        page.screenshot(path=f"{shots}-1-hanging.png", full_page=True)
+        # 2. every view found, with its source; a hand-set contradiction is warned
+        views = main.get_by_role("combobox", name=re.compile(r"^View of file \d$"))
+        expect(views).to_have_count(4)
+        found = sorted(views.nth(i).input_value() for i in range(4))
+        assert found == ["LCC", "LMLO", "RCC", "RMLO"]
+        first_left = next(i for i in range(4) if views.nth(i).input_value() == "LCC")
+        name = views.nth(first_left).get_attribute("aria-label")
+        views.nth(first_left).click()
+        page.get_by_role("option", name="RCC", exact=True).click()
+        warning = main.get_by_text(re.compile(r"View set to RCC although .* laterality L"))
+        expect(warning).to_be_visible()
+        expect(main.get_by_text("RCC is assigned twice")).to_be_visible()
+        page.screenshot(path=f"{shots}-2-contradiction.png", full_page=True)
+        main.get_by_role("combobox", name=name, exact=True).click()
+        page.get_by_role("option", name="LCC", exact=True).click()
+        expect(warning).to_have_count(0)
+        # 3. predict: four results with Grad-CAM; the JSON names the run and the ROIs
+        t0 = time.perf_counter()
+        main.get_by_role("button", name="Predict").click()
+        calls = main.locator("[data-testid='stMarkdownContainer']",
+                             has_text=re.compile(r"ROI-aware: \d+(\.\d+)? %"))
+        expect(calls).to_have_count(4)
+        predict_s = time.perf_counter() - t0
+        page.wait_for_timeout(1500)
+        page.screenshot(path=f"{shots}-3-results.png", full_page=True)
+        with page.expect_download() as download:
+            main.get_by_role("button", name="Download JSON").click()
+        saved = download.value
+        assert re.fullmatch(r"mammoroute-upload-\d{4}-\d{2}-\d{2}\.json",
+                            saved.suggested_filename)
+        record = json.loads(Path(saved.path()).read_text())
+        assert record["run"] == "review-run" and record["weights_sha256"]
+        assert record["operating_point"]["name"] == "tuned"
+        assert sorted(v["view"] for v in record["views"]) == ["LCC", "LMLO", "RCC",
+                                                              "RMLO"]
+        assert all("roi_boxes" in v and v["roi_source"] == "none"
+                   for v in record["views"])
+        assert not any(f.stem in json.dumps(record) for f in files)  # no identifiers
+        # 4. another page and back: the study and its results are still there
+        page.locator("[data-testid='stSidebarNav']").get_by_text("Compare").click()
+        expect(main.get_by_role("heading", name="Compare", exact=True)).to_be_visible()
+        page.locator("[data-testid='stSidebarNav']").get_by_text("Case review").click()
+        expect(main.get_by_role("heading", name="Case review", exact=True)
+               ).to_be_visible()
+        expect(calls).to_have_count(4)
+        expect(main.get_by_role("combobox", name=re.compile(r"^View of file \d$"))
+               ).to_have_count(4)
+        page.wait_for_timeout(1000)
+        page.screenshot(path=f"{shots}-4-returned.png", full_page=True)
     record_figures("review-timings.json", source, {
         "upload_to_hanging_s": round(thumbs_s, 1), "predict_to_four_results_s": round(predict_s, 1),
         "files": len(files), "cores": len(os.sched_getaffinity(0))})

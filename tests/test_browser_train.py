@@ -7,7 +7,6 @@ red error), and the button must start the run again.  Screenshots go to
 """
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from core import jobs
-from helpers import start_streamlit, stop, wait_healthy
+from helpers import app_env, app_in_chromium
 
 pytestmark = [
     pytest.mark.browser,
@@ -23,59 +22,42 @@ pytestmark = [
 ]
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-STEP_MS = 120_000
 
 
 def test_cancel_a_training_then_resume_it_from_the_button(tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     from core.phantom import write_phantom
 
-    ck, data = tmp_path / "checkpoints", tmp_path / "data"
+    env, ck, data = app_env(tmp_path)
     write_phantom(data / "phantom-vindr", "vindr", 12, 192, 0)
-    env = {**os.environ, "MAMMOROUTE_CHECKPOINTS": str(ck), "MAMMOROUTE_DATA": str(data),
-           "MAMMOROUTE_CACHE": str(tmp_path / "cache")}
-    env.pop(jobs.COMMAND_ENV, None)
-    log = tmp_path / "streamlit.log"
-    server, url = start_streamlit(env, log)
     ARTIFACTS.mkdir(exist_ok=True)
     try:
-        wait_healthy(url, server, log)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(
-                executable_path=shutil.which("chromium"), headless=True,
-                args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"])
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1600})
-                page.set_default_timeout(STEP_MS)
-                expect.set_options(timeout=STEP_MS)
-                page.goto(f"{url}/train")
-                main = page.locator("[data-testid='stMain']")
-                main.get_by_role("button", name="Start training").click()
-                running = main.get_by_text(re.compile(r"Train job running"))
-                expect(running).to_be_visible()
-                expect(main.get_by_text(re.compile(r"^phantom-vindr-.* · running$"))).to_be_visible()
-                for _ in range(10):  # the monitor redraws every 2 s: a click can miss
-                    main.get_by_role("button", name="Cancel").click()
-                    page.wait_for_timeout(3000)
-                    if jobs.current_job(ck) is None:
-                        break
-                paused = main.get_by_text(re.compile(r"^Cancelled, \d+ of \d+ cells finished"))
-                expect(paused).to_be_visible()
-                expect(main.locator("[data-testid='stAlertContentError']")).to_have_count(0)
-                resume = main.get_by_role("button", name="Resume")
-                expect(resume).to_be_enabled()
-                page.wait_for_timeout(1000)
-                page.screenshot(path=str(ARTIFACTS / "train-cancelled.png"), full_page=True)
-                resume.click()
-                expect(running).to_be_visible()
-                expect(paused).to_have_count(0)
-                job = jobs.current_job(ck)
-                assert job is not None and "--resume" in job.command
-                page.wait_for_timeout(1000)
-                page.screenshot(path=str(ARTIFACTS / "train-resumed.png"), full_page=True)
-            finally:
-                browser.close()
+        with app_in_chromium(env, tmp_path / "streamlit.log") as (page, url):
+            page.goto(f"{url}/train")
+            main = page.locator("[data-testid='stMain']")
+            main.get_by_role("button", name="Start training").click()
+            running = main.get_by_text(re.compile(r"Train job running"))
+            expect(running).to_be_visible()
+            expect(main.get_by_text(re.compile(r"^phantom-vindr-.* · running$"))).to_be_visible()
+            for _ in range(10):  # the monitor redraws every 2 s: a click can miss
+                main.get_by_role("button", name="Cancel").click()
+                page.wait_for_timeout(3000)
+                if jobs.current_job(ck) is None:
+                    break
+            paused = main.get_by_text(re.compile(r"^Cancelled, \d+ of \d+ cells finished"))
+            expect(paused).to_be_visible()
+            expect(main.locator("[data-testid='stAlertContentError']")).to_have_count(0)
+            resume = main.get_by_role("button", name="Resume")
+            expect(resume).to_be_enabled()
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(ARTIFACTS / "train-cancelled.png"), full_page=True)
+            resume.click()
+            expect(running).to_be_visible()
+            expect(paused).to_have_count(0)
+            job = jobs.current_job(ck)
+            assert job is not None and "--resume" in job.command
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(ARTIFACTS / "train-resumed.png"), full_page=True)
     finally:
         jobs.cancel_job(ck, grace_s=5)
-        stop(server)
