@@ -43,7 +43,7 @@ def child_review(cases: int, arch: str, img_size: int, phantom_size: int, warmup
 
     from benchmarks.predict import study_inputs
     from core.predict import Predictor
-    from core.train import _setup_threads
+    from core.train.device import _setup_threads
 
     _setup_threads(torch.device("cpu"))
     with temp_dir() as tmp:

@@ -78,7 +78,7 @@ def _warm_torch() -> None:
 
 def measure(cases: list[tuple[str, int]], phantom_size: int, repeats: int,
             threads: int | None) -> dict[str, Any]:
-    from core.train import _setup_threads
+    from core.train.device import _setup_threads
 
     _setup_threads(torch.device("cpu"))  # as the app's predictor runs: all cores
     if threads:

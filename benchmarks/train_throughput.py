@@ -36,7 +36,8 @@ INFERENCE_SPEEDUP = 3.0  # forward-only vs forward + backward + step (assumed, n
 def _setup(arch: str, img_size: int, batch_size: int, device: torch.device, compile_: bool):
     """Model, step model, optimizer and loss exactly as core.train builds them for a cell."""
     from core.models import create_model
-    from core.train import TrainConfig, _make_optimizer
+    from core.train import TrainConfig
+    from core.train.device import _make_optimizer
 
     config = TrainConfig(arch=arch, img_size=img_size, batch_size=batch_size, compile=compile_,
                          device=str(device), epochs=1, log_every=10**9)
@@ -61,10 +62,10 @@ def model_only_rate(step_model: nn.Module, opt: torch.optim.Optimizer, loss_fn: 
                     steps: int, warmup: int) -> float:
     """Images/s of forward + backward + optimizer step on tensors already on the device.
 
-    Same autocast and memory format as ``core.train._train_epoch``; no
+    Same autocast and memory format as ``core.train.loop._train_epoch``; no
     indexing, no augmentation, no host↔device copies.
     """
-    from core.train import _autocast
+    from core.train.device import _autocast
 
     gen = torch.Generator(device="cpu").manual_seed(0)
     x = torch.rand((batch_size, 1, img_size, img_size), generator=gen).to(device)
@@ -95,7 +96,9 @@ def build_loop(config, model, step_model, opt, loss_fn, device: torch.device,
                paths: list[str], labels: np.ndarray, n_images: int):
     """core.train's ``_Loop`` over ``n_images`` drawn (cycling) from the ImageBank of ``paths``."""
     from core.grid import Cell
-    from core.train import ImageBank, Progress, _CellData, _Loop
+    from core.train import ImageBank, Progress
+    from core.train.data import _CellData
+    from core.train.loop import _Loop
 
     bank = ImageBank(paths, config.preprocess_params(), workers=1)
     reps = -(-n_images // len(paths))
@@ -107,12 +110,13 @@ def build_loop(config, model, step_model, opt, loss_fn, device: torch.device,
 
 
 def end_to_end_rate(loop, steps: int, warmup: int) -> float:
-    """Images/s of ``core.train._train_epoch`` (the real loop) over ``steps`` batches.
+    """Images/s of ``core.train.loop._train_epoch`` (the real loop) over ``steps`` batches.
 
     A separate, shorter epoch warms up first; ``_train_epoch`` ends with a
     ``.item()``, so the timed epoch is synchronised on the device.
     """
-    from core.train import _CellData, _train_epoch
+    from core.train.data import _CellData
+    from core.train.loop import _train_epoch
 
     bs = loop.config.batch_size
     full = loop.train
@@ -170,7 +174,8 @@ def measure(arch: str, img_size: int, batch_size: int, device_name: str, steps: 
     """Both rates, best of ``rounds`` alternating rounds (other jobs on a shared machine
     only ever slow a round down, so the best round is the least disturbed)."""
     from core.models import pick_device
-    from core.train import _cell_scope, _labels, _setup_threads
+    from core.train.config import _labels
+    from core.train.device import _cell_scope, _setup_threads
 
     device = pick_device(device_name)
     _setup_threads(device)

@@ -114,4 +114,4 @@ register_layout(Layout(
     "manifest", "a manifest CSV (or a folder holding one manifest.csv)",
     _manifest_root, lambda root, _options: read_manifest_csv(root)))
 
-__all__ = ["LAYOUTS", "Layout", "LoadOptions", "detect_layout", "load_dataset", "register_layout"]
+__all__ = ["Layout", "LoadOptions", "detect_layout", "load_dataset", "register_layout"]

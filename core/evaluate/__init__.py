@@ -52,44 +52,23 @@ The modules, from the bottom up:
 """
 from __future__ import annotations
 
-# Private helpers are re-exported too, so every name of the former core/evaluate.py
-# still resolves as core.evaluate.<name>.
-# ruff: noqa: F401
-
-from core.evaluate.bootstrap import (_BOOT_CHUNK, _chunked, _count_metrics, _percentile_ci,
-                                     auc_samples, metric_block, patient_bootstrap_weights)
-from core.evaluate.constants import (CI_LEVEL, CV_FILE, DEFAULT_THRESHOLD, F_SCORE_DEFINITION,
-                                     METRIC_NAMES, METRICS_FILE, MODE_KEYS, PREDICTIONS_FILE,
-                                     REFERENCE_KEYS, REQUIRED_COLUMNS, RUN_FILE, SYNTHETIC_BANNER,
-                                     SYSTEM_KEYS)
-from core.evaluate.cv import _is_count, summarize_cv
-from core.evaluate.jsonio import _jsonable, atomic_write_json
-from core.evaluate.mcnemar import _correct, _mcnemar_between, mcnemar_exact, paired_mcnemar
-from core.evaluate.metrics import (_as_binary, _nan_to_none, _ratio, _threshold_metric, accuracy,
-                                   balanced_accuracy, confusion_counts, confusion_matrix,
+from core.evaluate.bootstrap import patient_bootstrap_weights
+from core.evaluate.constants import METRIC_NAMES, SYNTHETIC_BANNER
+from core.evaluate.mcnemar import mcnemar_exact, paired_mcnemar
+from core.evaluate.metrics import (accuracy, balanced_accuracy, confusion_counts, confusion_matrix,
                                    f1_malignant, f1_weighted, metrics_from_counts, sensitivity,
                                    specificity)
 from core.evaluate.paper import PAPER_REPORTED, paper_reported
-from core.evaluate.per_cell import _cell_order, per_cell_metrics
-from core.evaluate.report import (TABLE_COLUMNS, TABLE_ROWS, _fmt, _fmt_p, _footnote,
-                                  _header_lines, format_cell, format_cv, format_paper_table,
-                                  format_per_cell, format_report)
-from core.evaluate.roc import _auc_from_weights, roc_auc, roc_points
-from core.evaluate.run_folder import (_read_json, _run_header, evaluate_external, evaluate_run,
-                                      external_folder)
-from core.evaluate.score import _empty_block, _majority, evaluate_predictions
-from core.evaluate.table import (_FALSE, _MODE_ALIASES, _TRUE, _parse_bool, _parse_float,
-                                 _parse_label, clean_predictions, read_predictions)
+from core.evaluate.report import format_cell, format_paper_table, format_report
+from core.evaluate.roc import roc_auc, roc_points
+from core.evaluate.run_folder import evaluate_external, evaluate_run, external_folder
+from core.evaluate.score import evaluate_predictions
 
 __all__ = [
-    "CI_LEVEL", "CV_FILE", "DEFAULT_THRESHOLD", "F_SCORE_DEFINITION", "METRICS_FILE",
-    "METRIC_NAMES", "MODE_KEYS", "PAPER_REPORTED", "PREDICTIONS_FILE", "REFERENCE_KEYS",
-    "REQUIRED_COLUMNS", "RUN_FILE", "SYNTHETIC_BANNER", "SYSTEM_KEYS", "TABLE_COLUMNS",
-    "TABLE_ROWS", "accuracy", "atomic_write_json", "auc_samples", "balanced_accuracy",
-    "clean_predictions", "confusion_counts", "confusion_matrix", "evaluate_predictions",
-    "evaluate_external", "evaluate_run", "external_folder", "f1_malignant", "f1_weighted", "format_cell", "format_cv",
-    "format_paper_table", "format_per_cell", "format_report", "mcnemar_exact", "metric_block",
-    "metrics_from_counts", "paired_mcnemar", "paper_reported", "patient_bootstrap_weights",
-    "per_cell_metrics", "read_predictions", "roc_auc", "roc_points", "sensitivity",
-    "specificity", "summarize_cv",
+    "METRIC_NAMES", "PAPER_REPORTED", "SYNTHETIC_BANNER", "accuracy", "balanced_accuracy",
+    "confusion_counts", "confusion_matrix", "evaluate_external", "evaluate_predictions",
+    "evaluate_run", "external_folder", "f1_malignant", "f1_weighted", "format_cell",
+    "format_paper_table", "format_report", "mcnemar_exact", "metrics_from_counts",
+    "paired_mcnemar", "paper_reported", "patient_bootstrap_weights", "roc_auc", "roc_points",
+    "sensitivity", "specificity",
 ]

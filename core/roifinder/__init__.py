@@ -29,20 +29,6 @@ IoU), :mod:`~core.roifinder.data` (inputs, masks, the carve),
 :mod:`~core.roifinder.train` (the loop), :mod:`~core.roifinder.infer`
 (presence + boxes), :mod:`~core.roifinder.store` (the run folder's
 ``roi_model/``), :mod:`~core.roifinder.proposals` (the per-image table the
-evaluation reads).
+evaluation reads).  Callers import from these modules: the package itself
+exports nothing, so a torch-free one (geometry) stays torch-free.
 """
-from __future__ import annotations
-
-import importlib
-from typing import Any
-
-# Names load on first use, so torch-free users (evaluation's geometry) do not import torch.
-_LAZY = {"Proposal": "infer", "RoiFinder": "infer", "ROI_DIR": "store", "RUN_KEY": "store",
-         "FinderConfig": "train", "train_finder": "train"}
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'core.roifinder' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"core.roifinder.{_LAZY[name]}"), name)

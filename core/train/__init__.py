@@ -67,34 +67,16 @@ The modules, from the bottom up:
 """
 from __future__ import annotations
 
-# Private helpers are re-exported too: tests/ and benchmarks/ import them from core.train.
-# ruff: noqa: F401
-
-from core.train.cancel import _CANCEL, TrainingCancelled, cancel_on_signals, request_cancel
-from core.train.checkpoint import (_done_result, _load_last, _save_last, load_optimizer_tensors,
-                                   optimizer_tensors)
-from core.train.config import (MIN_IMAGES, MIN_PER_CLASS, CellResult, TrainConfig, _generator,
-                               _labels, _now, _seed_everything, carve_validation, cell_rows,
-                               class_counts, derive_seed, skip_reason)
-from core.train.cv import _cv_complete, _cv_plan, _fold_metrics, cross_validate
-from core.train.data import ImageBank, _batches, _CellData, _file_sha256, steps_per_epoch
-from core.train.device import _autocast, _cell_scope, _make_optimizer, _setup_threads
-from core.train.grid import _close_run, _predict_and_evaluate, _run, train_grid
-from core.train.lock import LOCK_FILE, run_lock
-from core.train.loop import (_better, _finish_cell, _Loop, _run_epoch, _selection_score,
-                             _train_cell_scoped, _train_epoch, predict_logits,
-                             recalibrate_batchnorm, train_cell)
-from core.train.metrics import _auc, _bce, _sigmoid, youden_threshold
-from core.train.planned import _PlannedCell, _total_steps, _train_planned, plan_cells
-from core.train.progress import Progress, ProgressCallback
-from core.train.runinfo import (PHANTOM_MARKERS, _dataset_hash, _git_commit, _is_phantom,
-                                _new_run_info, _open_run, _write_run, load_manifest)
+from core.train.checkpoint import load_optimizer_tensors, optimizer_tensors
+from core.train.config import CellResult, TrainConfig, skip_reason
+from core.train.data import ImageBank
+from core.train.grid import train_grid
+from core.train.lock import run_lock
+from core.train.loop import recalibrate_batchnorm, train_cell
+from core.train.progress import Progress
 
 __all__ = [
-    "LOCK_FILE", "MIN_IMAGES", "MIN_PER_CLASS", "PHANTOM_MARKERS", "CellResult", "ImageBank",
-    "Progress", "ProgressCallback", "TrainConfig", "TrainingCancelled", "cancel_on_signals",
-    "carve_validation", "cell_rows", "class_counts", "cross_validate", "derive_seed",
-    "load_manifest", "load_optimizer_tensors", "optimizer_tensors", "plan_cells", "predict_logits",
-    "recalibrate_batchnorm", "request_cancel", "run_lock", "skip_reason", "steps_per_epoch",
-    "train_cell", "train_grid", "youden_threshold",
+    "CellResult", "ImageBank", "Progress", "TrainConfig", "load_optimizer_tensors",
+    "optimizer_tensors", "recalibrate_batchnorm", "run_lock", "skip_reason", "train_cell",
+    "train_grid",
 ]
