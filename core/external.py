@@ -65,9 +65,9 @@ def validate_external(run_dir: str | Path, dataset: str | Path, split: str = "te
     from core.datasets import LoadOptions, detect_layout
     from core.evaluate import evaluate_external, external_folder
     from core.evaluate.constants import DATASET_FILE, PREDICTIONS_FILE
+    from core.phantom import is_synthetic
     from core.predict import Predictor, predict_manifest
     from core.roifinder.proposals import write_proposals
-    from core.train.runinfo import _is_phantom
 
     predictor = Predictor(run_dir, device)  # a bad run fails before the dataset is read
     layout, root = detect_layout(dataset)
@@ -80,7 +80,7 @@ def validate_external(run_dir: str | Path, dataset: str | Path, split: str = "te
     folder = external_folder(predictor.run.path, name)
     info = {"name": name, "path": str(root.resolve()), "layout": layout.name, "split": split,
             "n_images": len(df), "unpredicted": int(predictions.attrs.get("unpredicted", 0)),
-            "synthetic": _is_phantom(root),
+            "synthetic": is_synthetic(root),
             "training_dataset": _is_training_dataset(predictor.run.info, root)}
     atomic_write_bytes(folder / PREDICTIONS_FILE, predictions.to_csv(index=False).encode())
     write_proposals(folder, predictions)  # the ROI finder's per-image table, when it has one

@@ -12,6 +12,7 @@ from core.datasets import load_dataset
 from core.datasets.describe import describe, tables
 from core.errors import MammoError
 from core.grid import VIEWS
+from core.phantom import is_synthetic
 from core.preprocess import PreprocessParams, load_preprocessed
 from core.roi import row_mask
 from ui.common import (LABEL_COLOURS, data_root, ensure_app_navigation, resolve_dataset_path,
@@ -41,11 +42,6 @@ def candidates() -> list[Path]:
     items = [p for p in root.iterdir() if not p.name.startswith(".")
              and (p.is_dir() or p.suffix.lower() == ".csv")]
     return sorted(items, key=lambda p: (not p.name.startswith("phantom-"), p.name))
-
-
-def is_synthetic(path: Path) -> bool:
-    folder = path if path.is_dir() else path.parent
-    return (folder / "phantom.json").is_file() or path.name.startswith("phantom-")
 
 
 def bars(counts: dict[str, dict[str, int]], names: dict[str, str], title: str) -> go.Figure:

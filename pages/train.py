@@ -14,6 +14,7 @@ from core.errors import MammoError, TrainingError
 from core.jobs import (Job, cancel_job, current_job, last_job, log_tail, resume_args, start_job,
                        train_args)
 from core.models import DEMO_ARCHS, PAPER_ARCHS, available_devices
+from core.phantom import is_synthetic
 from core.runprogress import cell_count, parts
 from core.runs import RunSummary, checkpoints_root, read_progress, read_run
 from ui.common import (data_root, ensure_app_navigation, resolve_dataset_path, selected_run,
@@ -137,7 +138,7 @@ def dataset_picker() -> Path | None:
                           help="Built-in phantoms are synthetic. Other datasets must lie under "
                                f"the data folder ({data_root()}).")
     if choice != OTHER:
-        if choice.startswith("phantom-"):
+        if is_synthetic(data_root() / choice):
             synthetic_notice("caption")
         return data_root() / choice
     typed = st.text_input("Folder or manifest CSV (relative to the data folder)",

@@ -700,6 +700,21 @@ def test_data_page_tables_and_gallery(dirs):
     assert len(at.image) == 0
 
 
+@pytest.mark.parametrize("name", ["data.py", "train.py"])
+def test_pages_call_a_dataset_synthetic_by_its_marker_not_its_name(dirs, name):
+    from ui.common import SYNTHETIC_TEXT
+
+    _, data = dirs
+    folder = write_dataset(data).rename(data / "phantom-mine")  # a phantom's name, real files
+    at = page(name, run=None).run()
+    no_exception(at)
+    assert SYNTHETIC_TEXT not in texts(at)
+    (folder / "phantom.json").write_text("{}")
+    at = page(name, run=None).run()
+    no_exception(at)
+    assert SYNTHETIC_TEXT in texts(at)
+
+
 def test_case_review_holds_back_an_unfinished_run(dirs, weights):
     ck, data = dirs
     run = write_run(ck, write_dataset(data), weights)

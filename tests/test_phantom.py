@@ -20,7 +20,7 @@ import pytest
 from core.__main__ import main
 from core.errors import MammoError
 from core.phantom import (CDD_CM_DIR, CDD_DM_DIR, CDD_SEGMENTATIONS, CDD_SHEET, PROFILES, Lesion,
-                          difficulty_value, render_view, write_phantom)
+                          difficulty_value, is_synthetic, render_view, write_phantom)
 
 REPO = Path(__file__).resolve().parents[1]
 TOL = 0.03  # the brief: within 3 percentage points at N >= 200 studies
@@ -212,6 +212,21 @@ def test_rewrite_replaces_an_earlier_phantom_but_never_other_data(tmp_path):
     with pytest.raises(MammoError, match="not empty"):
         write_phantom(foreign, "vindr", 1, size=64)
     assert (foreign / "keep.txt").read_text() == "patient data"
+
+
+def test_a_dataset_is_synthetic_by_its_marker_not_its_name(tmp_path):
+    written = tmp_path / "any-name"
+    write_phantom(written, "vindr", 1, size=64, workers=1)
+    assert is_synthetic(written) and is_synthetic(str(written))
+    assert is_synthetic(written / "finding_annotations.csv")  # a file of the phantom
+    assert is_synthetic(written / "images")  # a layout's sub-folder: the marker one level up
+    named = tmp_path / "phantom-real"
+    named.mkdir()
+    (named / "manifest.csv").write_text("image_path\n")
+    assert not is_synthetic(named) and not is_synthetic(named / "manifest.csv")
+    (named / ".phantom").touch()  # the marker for synthetic sets written by other tools
+    assert is_synthetic(named) and is_synthetic(named / "manifest.csv")
+    assert not is_synthetic(tmp_path) and not is_synthetic(None)
 
 
 def test_render_view_orientation_and_lesion():

@@ -23,21 +23,18 @@ breast.  The modules, from the bottom up:
   :mod:`~core.phantom.pool`: writing files, rendering in parallel;
 - :mod:`~core.phantom.vindr`, :mod:`~core.phantom.cddcesm`: the two layouts;
 - :mod:`~core.phantom.summary`, :mod:`~core.phantom.write`: what was written,
-  and the entry point.
+  the entry point, and :func:`is_synthetic`, the marker test every part of the app
+  uses to call a dataset synthetic.
 """
 from __future__ import annotations
 
 from core.phantom.cddcesm import CDD_CM_DIR, CDD_DM_DIR, CDD_SEGMENTATIONS, CDD_SHEET
 from core.phantom.lesions import Lesion
-from core.phantom.plan import BreastPlan, plan_breasts
-from core.phantom.profiles import (DENSITIES, DIFFICULTIES, PROFILES, SYNTHETIC_NAME, VIEWS, Profile,
-                                   difficulty_value)
+from core.phantom.profiles import DIFFICULTIES, PROFILES, difficulty_value
 from core.phantom.render import render_view
-from core.phantom.summary import PhantomSummary
-from core.phantom.write import MARKER_FILE, write_phantom
+from core.phantom.write import is_synthetic, write_phantom
 
 __all__ = [
-    "BreastPlan", "CDD_CM_DIR", "CDD_DM_DIR", "CDD_SEGMENTATIONS", "CDD_SHEET", "DENSITIES",
-    "DIFFICULTIES", "Lesion", "MARKER_FILE", "PROFILES", "PhantomSummary", "Profile", "SYNTHETIC_NAME",
-    "VIEWS", "difficulty_value", "plan_breasts", "render_view", "write_phantom",
+    "CDD_CM_DIR", "CDD_DM_DIR", "CDD_SEGMENTATIONS", "CDD_SHEET", "DIFFICULTIES", "PROFILES",
+    "Lesion", "difficulty_value", "is_synthetic", "render_view", "write_phantom",
 ]

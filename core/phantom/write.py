@@ -20,6 +20,24 @@ from core.phantom.vindr import write_vindr
 
 
 MARKER_FILE = "phantom.json"
+# phantom.json is what write_phantom leaves; an empty ``.phantom`` marks any other synthetic set.
+SYNTHETIC_MARKERS: tuple[str, ...] = (MARKER_FILE, ".phantom")
+
+
+def is_synthetic(path: str | Path | None) -> bool:
+    """Whether ``path`` (a dataset folder, or a file in one) holds synthetic images.
+
+    The evidence is a marker file in the folder or its parent (so a manifest, or
+    a layout's sub-folder, inside a phantom counts too), never the folder's name:
+    a name is the user's choice and says nothing about the pixels, while every
+    phantom carries ``phantom.json``.  The answer labels runs (``run.json``),
+    external evaluations and the Data page alike.
+    """
+    if path is None:
+        return False
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    return any((d / m).is_file() for d in (folder, folder.parent) for m in SYNTHETIC_MARKERS)
 
 
 def _check_args(profile: str, studies: int, size: int) -> None:

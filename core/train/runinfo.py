@@ -15,9 +15,8 @@ from core import runs
 from core.errors import TrainingError
 from core.grid import modes_for
 from core.atomic import atomic_write_json
+from core.phantom.write import is_synthetic
 from core.train.config import MIN_IMAGES, MIN_PER_CLASS, TrainConfig, _now, class_counts
-
-PHANTOM_MARKERS: tuple[str, ...] = ("phantom.json", ".phantom")
 
 
 def _dataset_hash(df: pd.DataFrame, root: Path | None) -> str:
@@ -37,13 +36,6 @@ def _dataset_hash(df: pd.DataFrame, root: Path | None) -> str:
         table["mask_path"] = table["mask_path"].map(rel)
     text = table.sort_values("image_path").to_csv(index=False, lineterminator="\n")
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _is_phantom(path: Path | None) -> bool:
-    if path is None:
-        return False
-    folder = path if path.is_dir() else path.parent
-    return any((d / m).is_file() for d in (folder, folder.parent) for m in PHANTOM_MARKERS)
 
 
 def _git_commit() -> str | None:
@@ -74,7 +66,7 @@ def load_manifest(dataset: str | Path | pd.DataFrame, split_seed: int = 0,
 def _new_run_info(out_dir: Path, df: pd.DataFrame, source: Path | None, config: TrainConfig,
                   device: torch.device) -> dict[str, Any]:
     train = df[df["split"] == "train"]
-    synthetic = config.synthetic if config.synthetic is not None else _is_phantom(source)
+    synthetic = config.synthetic if config.synthetic is not None else is_synthetic(source)
     name = (source.name if source.is_dir() else source.parent.name) if source else "in-memory"
     return {
         "name": out_dir.name, "dataset": name, "dataset_path": str(source) if source else None,
