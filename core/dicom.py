@@ -30,12 +30,15 @@ import struct
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import cv2
 import numpy as np
 
 from core.errors import ImageReadError
+
+if TYPE_CHECKING:  # pydicom loads on the first DICOM read, not with the app
+    from pydicom import Dataset
 
 MAX_PIXELS = 80_000_000  # largest FFDM detectors are ~30 MP; anything above is refused
 MAX_SIDE = 32_767  # OpenCV's own hard limit on one side
@@ -189,7 +192,7 @@ def _content_hint(head: bytes) -> str:
 
 # --------------------------------------------------------------------------- DICOM
 
-def _dcmread(path: Path, head: bytes, stop_before_pixels: bool = False):
+def _dcmread(path: Path, head: bytes, stop_before_pixels: bool = False) -> Dataset:
     """pydicom's reader with every failure turned into an ImageReadError."""
     import pydicom
 
@@ -207,7 +210,7 @@ def _dcmread(path: Path, head: bytes, stop_before_pixels: bool = False):
     return ds
 
 
-def _has_image_header(ds) -> bool:
+def _has_image_header(ds: Dataset) -> bool:
     """A force-read dataset is only believed when it parsed into real image tags."""
     try:
         return ("Rows" in ds and "Columns" in ds) or "SOPClassUID" in ds
@@ -215,7 +218,7 @@ def _has_image_header(ds) -> bool:
         return False
 
 
-def _open_dicom(path: Path, head: bytes):
+def _open_dicom(path: Path, head: bytes) -> tuple[Dataset, np.ndarray]:
     """``(dataset, stored values)`` after every header check (before decoding)."""
     ds = _dcmread(path, head)
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
@@ -239,7 +242,7 @@ def _read_dicom(path: Path, head: bytes) -> MammoImage:
     return MammoImage(pixels, stored.shape[:2], _dicom_tags(ds, window_used, path))
 
 
-def _render_float(ds, stored: np.ndarray, path: Path) -> tuple[np.ndarray, tuple]:
+def _render_float(ds: Dataset, stored: np.ndarray, path: Path) -> tuple[np.ndarray, tuple]:
     """Stored values → float32 [0, 1], tissue bright, padding 0."""
     padding = _padding_mask(ds, stored)
     values = _modality(ds, stored, path)
@@ -254,7 +257,7 @@ def _render_float(ds, stored: np.ndarray, path: Path) -> tuple[np.ndarray, tuple
     return np.ascontiguousarray(pixels, np.float32), window_used
 
 
-def _is_mono1(ds) -> bool:
+def _is_mono1(ds: Dataset) -> bool:
     return str(ds.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1"
 
 
@@ -277,7 +280,7 @@ def _render_dicom(path: Path, head: bytes, min_side: int) -> MammoImage:
                       _dicom_tags(ds, window_used, path))
 
 
-def _display_table(ds, stored: np.ndarray, path: Path) -> tuple[np.ndarray, bool, tuple]:
+def _display_table(ds: Dataset, stored: np.ndarray, path: Path) -> tuple[np.ndarray, bool, tuple]:
     """uint8 rendering of every possible stored value, indexed by their unsigned bits.
 
     The same float32 steps as :func:`_render_float`, run on the 256 or 65,536
@@ -300,7 +303,7 @@ def _display_table(ds, stored: np.ndarray, path: Path) -> tuple[np.ndarray, bool
     return table, black_padding, window_used
 
 
-def _percentile_sample(ds, stored: np.ndarray, table: np.ndarray) -> np.ndarray:
+def _percentile_sample(ds: Dataset, stored: np.ndarray, table: np.ndarray) -> np.ndarray:
     """Modality values of the pixels :func:`percentile_window` would sample."""
     padding = _padding_mask(ds, stored)
     kept = stored[~padding] if padding.any() else stored.ravel()
@@ -339,7 +342,7 @@ def _block_mean(img: np.ndarray, k: int) -> np.ndarray:
     return img.astype(dtype, copy=False)
 
 
-def _dicom_tags(ds, window_used: tuple, path: Path) -> dict[str, Any]:
+def _dicom_tags(ds: Dataset, window_used: tuple, path: Path) -> dict[str, Any]:
     photometric = str(ds.get("PhotometricInterpretation", "")).strip()
     return {
         "format": "dicom",
@@ -351,7 +354,7 @@ def _dicom_tags(ds, window_used: tuple, path: Path) -> dict[str, Any]:
     }
 
 
-def _tag_int(ds, keyword: str, path: Path, default: int | None = None) -> int:
+def _tag_int(ds: Dataset, keyword: str, path: Path, default: int | None = None) -> int:
     value = ds.get(keyword, default)
     if value is None or value == "":
         if default is None:
@@ -363,7 +366,7 @@ def _tag_int(ds, keyword: str, path: Path, default: int | None = None) -> int:
         raise ImageReadError(f"DICOM {keyword} is not a number ({value!r})", path) from None
 
 
-def _check_decoder(ds, path: Path) -> None:
+def _check_decoder(ds: Dataset, path: Path) -> None:
     """Refuse, by name, a transfer syntax no installed pydicom plugin can decode."""
     from pydicom.pixels import get_decoder
 
@@ -380,7 +383,7 @@ def _check_decoder(ds, path: Path) -> None:
                              "pylibjpeg plugin is not installed", path)
 
 
-def _decode(ds, path: Path) -> np.ndarray:
+def _decode(ds: Dataset, path: Path) -> np.ndarray:
     """Decode the stored values (any transfer syntax a pydicom plugin handles)."""
     _check_decoder(ds, path)
     try:
@@ -394,7 +397,7 @@ def _decode(ds, path: Path) -> np.ndarray:
     return arr
 
 
-def _palette_to_rgb(ds, indices: np.ndarray, path: Path) -> np.ndarray:
+def _palette_to_rgb(ds: Dataset, indices: np.ndarray, path: Path) -> np.ndarray:
     """PALETTE COLOR stores indices: look them up, then they are grey-converted like RGB."""
     from pydicom.pixels import apply_color_lut
 
@@ -404,7 +407,7 @@ def _palette_to_rgb(ds, indices: np.ndarray, path: Path) -> np.ndarray:
         raise ImageReadError(f"invalid palette colour lookup table ({_short(err)})", path) from None
 
 
-def _padding_mask(ds, stored: np.ndarray) -> np.ndarray:
+def _padding_mask(ds: Dataset, stored: np.ndarray) -> np.ndarray:
     """Pixels equal to PixelPaddingValue, or in [value, PixelPaddingRangeLimit].
 
     Padding is the area outside the detector or the collimation: it must
@@ -421,7 +424,7 @@ def _padding_mask(ds, stored: np.ndarray) -> np.ndarray:
     return (stored >= lo) & (stored <= hi)
 
 
-def _modality(ds, stored: np.ndarray, path: Path) -> np.ndarray:
+def _modality(ds: Dataset, stored: np.ndarray, path: Path) -> np.ndarray:
     """Modality LUT (rescale or LUT sequence) as float32 in output units.
 
     float32 holds every 16-bit value exactly and halves the memory of a 30 MP
@@ -449,7 +452,7 @@ def _to_grey(values: np.ndarray) -> np.ndarray:
     return values[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
 
 
-def _apply_voi(ds, values: np.ndarray, padding: np.ndarray | None, path: Path,
+def _apply_voi(ds: Dataset, values: np.ndarray, padding: np.ndarray | None, path: Path,
                sample: Callable[[], np.ndarray] | None = None
                ) -> tuple[np.ndarray, tuple[float | None, float | None, str]]:
     """First VOI LUT item, else first window, else a percentile window (of what
@@ -467,7 +470,7 @@ def _apply_voi(ds, values: np.ndarray, padding: np.ndarray | None, path: Path,
     return _stretch(values, lo, hi), ((lo + hi) / 2.0, hi - lo, "percentile")
 
 
-def _file_window(ds) -> tuple[float, float, str] | None:
+def _file_window(ds: Dataset) -> tuple[float, float, str] | None:
     """The file's first usable ``(center, width, function)``, or None."""
     center, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
     function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").strip().upper()
@@ -522,7 +525,7 @@ def window(values: np.ndarray, center: float, width: float, function: str = "LIN
     return np.clip(x, 0.0, 1.0, out=x)
 
 
-def _voi_lut(ds, item, values: np.ndarray, path: Path) -> np.ndarray:
+def _voi_lut(ds: Dataset, item: Dataset, values: np.ndarray, path: Path) -> np.ndarray:
     """A VOI LUT Sequence item applied to modality values, scaled by its bit depth."""
     try:
         n, first, bits = (int(v) for v in item.LUTDescriptor)
@@ -542,7 +545,7 @@ def _voi_lut(ds, item, values: np.ndarray, path: Path) -> np.ndarray:
     return (lut[index] / top).astype(np.float32)
 
 
-def _word_order(ds) -> str:
+def _word_order(ds: Dataset) -> str:
     """numpy dtype of an OW LUT's 16-bit words: the file's byte order."""
     ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     try:
@@ -593,7 +596,7 @@ def _stretch(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.clip(values, 0.0, 1.0, out=values)
 
 
-def _laterality(ds) -> str | None:
+def _laterality(ds: Dataset) -> str | None:
     for keyword in ("ImageLaterality", "Laterality"):
         value = str(ds.get(keyword, "") or "").strip().upper()
         if value in ("L", "R"):
@@ -601,7 +604,7 @@ def _laterality(ds) -> str | None:
     return None
 
 
-def _view_position(ds) -> str | None:
+def _view_position(ds: Dataset) -> str | None:
     value = str(ds.get("ViewPosition", "") or "").strip().upper()
     if value in ("CC", "MLO"):
         return value

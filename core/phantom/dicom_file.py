@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from core.phantom.profiles import SYNTHETIC_NAME
+
+if TYPE_CHECKING:  # pydicom loads when a DICOM is written, not with the package
+    from pydicom import Dataset
 
 
 @dataclass(frozen=True)
@@ -79,10 +82,10 @@ def _stored_pixels(img: np.ndarray, enc: Encoding, rng: np.random.Generator) -> 
     return stored, tags
 
 
-def _voi_lut_item(centre: float, width: float) -> Any:
+def _voi_lut_item(centre: float, width: float) -> Dataset:
     """A VOI LUT Sequence item equivalent to the NORMAL window (12-bit output),
     indexed by modality values as the standard says."""
-    from pydicom.dataset import Dataset
+    from pydicom import Dataset
 
     first = int(max(0, centre - width / 2))
     n = int(min(65535, max(2, width)))
@@ -107,7 +110,7 @@ def write_dicom(path: Path, img: np.ndarray, enc: Encoding, meta: dict[str, Any]
                 rng: np.random.Generator) -> None:
     """Write ``img`` (display intensity 0..1) as a For-Presentation mammogram,
     labelled synthetic in every name a viewer shows."""
-    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
 
     sop_class = "1.2.840.10008.5.1.4.1.1.1.2"  # Digital Mammography X-Ray Image Storage - For Presentation
