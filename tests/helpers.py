@@ -109,7 +109,15 @@ def app_in_chromium(env: dict[str, str], log: Path, width: int = 1400, height: i
                                         accept_downloads=True)
                 page.set_default_timeout(timeout_ms)
                 expect.set_options(timeout=timeout_ms)
-                yield page, url
+                try:
+                    yield page, url
+                except BaseException:  # what the page showed when the test failed
+                    (REPO / "tests" / "artifacts").mkdir(parents=True, exist_ok=True)
+                    page.screenshot(path=str(REPO / "tests" / "artifacts" / "failure.png"),
+                                    full_page=True)
+                    (REPO / "tests" / "artifacts" / "failure.txt").write_text(
+                        page.locator("body").inner_text())
+                    raise
             finally:
                 browser.close()
     finally:

@@ -141,7 +141,7 @@ def test_concurrent_browser_sessions_during_training(tmp_path):
                 for page in pages:  # all sessions ask at once
                     page.get_by_role("button", name="Predict").click()
                 for page in pages:
-                    main = page.locator("section.stMain, [data-testid='stMain']").first
+                    main = page.locator("[data-testid='stMain']")
                     expect(main.locator("[data-testid='stMarkdownContainer']",
                                         has_text=re.compile(r"ROI-aware: \d+(\.\d+)? %"))
                            ).to_have_count(4, timeout=300_000)

@@ -69,17 +69,13 @@ def render_sidebar() -> RunSummary | None:
 
 
 JOB_POLL_S = 3.0
-_JOB_SEEN = "_job_seen"
 
 
 @st.fragment(run_every=JOB_POLL_S)
 def job_status() -> None:
-    """The background job as it is now, polled on its own: when a job ends, the whole
-    page reruns once, so run lists and statuses stop saying "running"."""
+    """The background job as it is now, polled on its own, so the sidebar never says a
+    finished job is running.  Only this fragment reruns: a whole-page rerun when a
+    job ends would swallow a click made at that moment (a Predict, a Resume)."""
     job = current_job()
-    seen = st.session_state.get(_JOB_SEEN)
-    st.session_state[_JOB_SEEN] = job.name if job is not None else None
-    if job is None and seen is not None:
-        st.rerun(scope="app")
     if job is not None:
         st.caption(f"◐ {job.kind} job running: {job.name}")
