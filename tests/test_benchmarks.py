@@ -2,7 +2,7 @@
 
 No timing is asserted (the numbers depend on the machine); what is checked
 is that each ``python -m benchmarks.<name> --json`` runs, exits 0 and prints
-valid JSON with the documented keys.  The four scripts start together (each
+valid JSON with the documented keys.  The scripts start together (each
 needs its own interpreter and torch import), so the file stays well under
 90 s on two cores.
 """
@@ -28,6 +28,8 @@ COMMANDS: dict[str, list[str]] = {
                 "--repeats", "1"],
     "memory": ["--parts", "review,cuda", "--cases", "2", "--warmup", "1", "--review-size", "64",
                "--phantom-size", "128"],
+    "roifinder": ["--seeds", "3", "--studies", "30", "--roi-size", "32", "--roi-epochs", "1",
+                  "--phantom-size", "128", "--difficulty", "easy"],
 }
 
 
@@ -93,6 +95,15 @@ def test_memory_json(outputs):
     assert len(data["review_rss_mb"]) == 2
     assert "review_growth_after_warmup_mb" in data and data["review_peak_rss_mb"] > 0
     assert "cuda_note" in data or "cuda_swin_max_allocated_mb" in data
+
+
+def test_roifinder_json(outputs):
+    data = _json(outputs, "roifinder")
+    assert data["synthetic"] is True and (data["studies"], data["roi_size"]) == (30, 32)
+    (seed,) = data["seeds"]
+    assert seed["seed"] == 3 and seed["test_with_roi"] > 0 and seed["train_seconds"] > 0
+    assert 0 <= seed["presence_auc"] <= 1 and 0 <= seed["box_iou"] <= 1
+    assert seed["presence_auc_ci"][0] <= seed["presence_auc"] <= seed["presence_auc_ci"][1]
 
 
 def test_readable_line_without_json():
