@@ -726,3 +726,41 @@ def test_case_review_holds_back_an_unfinished_run(dirs, weights):
     next(t for t in at.toggle if t.label == "Review with this run anyway").set_value(True).run()
     no_exception(at)
     assert [b for b in at.button if b.label == "Predict"]
+
+
+@pytest.mark.parametrize("point", ["tuned", "paper"])
+def test_no_call_contradicts_its_number_at_the_edge(dirs, weights, point):
+    """Each serving cell's tuned threshold is set to the very probability it will give
+    (or the next float above it): every call on the page must still agree with the two
+    numbers printed beside it, at either operating point."""
+    import re
+
+    from core.datasets import load_dataset
+    from core.predict import Predictor
+    from ui.case import study_choices, study_views, to_inputs
+
+    ck, data = dirs
+    run = write_run(ck, write_dataset(data), weights)
+    df = load_dataset(data / "mini")
+    views = study_views(df, study_choices(df)[0]["study_id"], SPEC)
+    results = Predictor(run).predict_study(to_inputs(views))
+    for i, r in enumerate(results):
+        for grid in ("roi_aware", "baseline"):
+            p = getattr(r, f"p_malignant_{grid}")
+            edge = p if (i + len(grid)) % 2 else float(np.nextafter(p, 1.0))
+            meta = run / getattr(r, f"cell_{grid}") / "meta.json"
+            meta.write_text(json.dumps({**json.loads(meta.read_text()), "threshold": edge}))
+    at = page("case_review.py")
+    at.session_state["operating_point"] = point
+    at.run()
+    [b for b in at.button if b.label == "Predict"][0].click().run()
+    no_exception(at)
+    calls = re.findall(r"(ROI-aware|Baseline): :(red|green)\[\*\*([\d.]+) %\*\* → (\w+)\] · "
+                       r"threshold ([\d.]+) %", texts(at))
+    assert len(calls) == 8
+    for _, colour, shown_p, word, shown_t in calls:
+        assert (word == "malignant") == (colour == "red") == (float(shown_p) >= float(shown_t))
+        if point == "paper":
+            assert shown_t == "50"
+    if point == "tuned":  # at the edge the numbers need decimals to stay truthful
+        assert any("." in shown_p for _, _, shown_p, _, _ in calls)
