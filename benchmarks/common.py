@@ -16,9 +16,10 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 NOTE_CPU = "CPU figures; the machine may be shared with other jobs"
 
@@ -118,11 +119,11 @@ def make_random_run(root: Path, arch: str, img_size: int, seed: int = 0) -> Path
     Prediction speed does not depend on the weights' values, so random ones
     let the predictor be timed for the paper's architectures without training.
     """
+    import torch
+
     from core.grid import plan
     from core.models import create_model, save_weights
     from core.preprocess import PreprocessParams
-
-    import torch
 
     root.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)

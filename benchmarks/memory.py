@@ -17,8 +17,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import (base_parser, emit, make_random_run, peak_rss_mb, phantom_manifest,
-                               private_cache, rss_mb, temp_dir)
+from benchmarks.common import (
+    base_parser,
+    emit,
+    make_random_run,
+    peak_rss_mb,
+    phantom_manifest,
+    private_cache,
+    rss_mb,
+    temp_dir,
+)
 
 
 def child_train(studies: int, img_size: int, epochs: int) -> dict[str, Any]:

@@ -24,8 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import (base_parser, emit, make_random_run, median, phantom_manifest,
-                               rounded, temp_dir)
+from benchmarks.common import base_parser, emit, make_random_run, median, phantom_manifest, rounded, temp_dir
 
 DEFAULT_CASES = ("convnextv2_atto:96", "swin:384", "convnextv2:384")
 

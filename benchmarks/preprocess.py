@@ -149,8 +149,7 @@ def pool_rate(paths: list[Path], size: int, workers: int, cache_root: Path) -> f
 def measure(n: int, rows: int, cols: int, size: int, repeats: int, j2k: bool,
             pool_files: int) -> dict[str, Any]:
     from core.dicom import RENDER_TOLERANCE, read_image
-    from core.preprocess import (PreprocessCache, PreprocessParams, load_preprocessed,
-                                 preprocess_file)
+    from core.preprocess import PreprocessCache, PreprocessParams, load_preprocessed, preprocess_file
 
     params = PreprocessParams(size)
     img = synthetic_view(rows, cols)

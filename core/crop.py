@@ -60,7 +60,7 @@ class CropBox:
             raise ValueError(f"crop box {self.as_tuple()} needs x0 < x1, y0 < y1, within [-1, 2]")
 
     @classmethod
-    def full(cls) -> "CropBox":
+    def full(cls) -> CropBox:
         return cls(0.0, 0.0, 1.0, 1.0)
 
     def as_tuple(self) -> tuple[float, float, float, float]:
@@ -89,7 +89,7 @@ class CropBox:
         pad = [(max(0, -y0), max(0, y1 - h)), (max(0, -x0), max(0, x1 - w))]
         return np.pad(inner, pad + [(0, 0)] * (img.ndim - 2))
 
-    def squared(self, shape: tuple[int, ...]) -> "CropBox":
+    def squared(self, shape: tuple[int, ...]) -> CropBox:
         """The box grown about its centre to a square in pixels of ``shape``: a
         crop that keeps the aspect ratio when stretched to a square input."""
         h, w = int(shape[0]), int(shape[1])

@@ -22,9 +22,10 @@ never evidence about real patients.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from core.runs import RUN_FILE, checkpoints_root, data_root, read_run
 
@@ -52,7 +53,7 @@ class DemoPlan:
     warm_start: int = 12  # epochs of the pooled model; each cell then fine-tunes ``epochs``
     roi_epochs: int = 12  # the ROI finder that proposes ROIs for views without a mask
 
-    def config(self, arch: str, resume: bool) -> "TrainConfig":
+    def config(self, arch: str, resume: bool) -> TrainConfig:
         """The training options of one demo run."""
         from core.train import TrainConfig
 

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from core.atomic import atomic_write_bytes, atomic_write_json
-from core.errors import ManifestError, MammoError
+from core.errors import MammoError, ManifestError
 
 SPLITS: tuple[str, ...] = ("test", "train", "all")
 

@@ -39,7 +39,7 @@ class Cell:
         return "baseline" if self.roi is None else "roi"
 
     @classmethod
-    def parse(cls, name: str) -> "Cell":
+    def parse(cls, name: str) -> Cell:
         prefix, _, view = name.partition("-")
         if prefix not in _PREFIX_ROI:
             raise ValueError(f"not a cell name: {name!r}")

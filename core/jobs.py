@@ -25,10 +25,11 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from core.errors import TrainingError
 from core.filelock import exclusive_lock
@@ -146,7 +147,7 @@ def _reap(pid: int) -> int | None:
 # --------------------------------------------------------------------------- records
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:

@@ -48,11 +48,11 @@ import multiprocessing
 import os
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -113,7 +113,7 @@ class PreprocessParams:
 
     @classmethod
     def from_json(cls, block: object, where: str | Path | None = None,
-                  what: str = "this run", made_by: str = "") -> "PreprocessParams":
+                  what: str = "this run", made_by: str = "") -> PreprocessParams:
         """The stored spec, refused unless this code renders its version.
 
         A missing spec or another version means this code cannot promise the
@@ -146,7 +146,7 @@ class PreprocessParams:
 
     @classmethod
     def from_run(cls, info: dict[str, object],
-                 where: str | Path | None = None) -> "PreprocessParams":
+                 where: str | Path | None = None) -> PreprocessParams:
         """The spec a run was trained under, from its ``run.json`` (``where``: its path)."""
         spec = cls.from_json(info.get("preprocess"), where, "this run", _made_by(info))
         if info.get("img_size") is not None and info.get("img_size") != spec.size:

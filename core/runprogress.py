@@ -12,8 +12,9 @@ finished (it has nothing left to train), so a complete run reads
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from core.grid import plan
 from core.runs import RunSummary

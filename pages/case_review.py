@@ -11,23 +11,53 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.casereport import (BREAST_RULE, OPERATING_POINTS, Call, breast_summary,
-                             cell_meta, export_name, export_record, export_rows,
-                             routing_sentence, view_call)
+from core.casereport import (
+    BREAST_RULE,
+    OPERATING_POINTS,
+    Call,
+    breast_summary,
+    cell_meta,
+    export_name,
+    export_record,
+    export_rows,
+    routing_sentence,
+    view_call,
+)
 from core.crop import map_to_full
 from core.datasets import load_dataset
 from core.errors import MammoError
 from core.grid import VIEWS
+from core.overlay import cam_overlay, cam_scale_bar, draw_outline, hang, to_rgb
 from core.predict import Predictor, ViewResult
 from core.preprocess import PreprocessParams
 from core.readout import threshold_sentence
 from core.runs import RUN_FILE, RunSummary
-from ui.case import (MAX_VIEWS, SOURCE_TEXT, UPLOAD_TYPES, CaseView, box_mask, hanging_order,
-                     read_mask_upload, read_upload, set_view, signature, study_choices,
-                     study_views, to_inputs, view_conflicts, view_problems)
-from ui.common import (architecture_notice, ensure_app_navigation, keep,
-                       operating_point_picker, selected_run, show_error, synthetic_notice)
-from core.overlay import cam_overlay, cam_scale_bar, draw_outline, hang, to_rgb
+from ui.case import (
+    MAX_VIEWS,
+    SOURCE_TEXT,
+    UPLOAD_TYPES,
+    CaseView,
+    box_mask,
+    hanging_order,
+    read_mask_upload,
+    read_upload,
+    set_view,
+    signature,
+    study_choices,
+    study_views,
+    to_inputs,
+    view_conflicts,
+    view_problems,
+)
+from ui.common import (
+    architecture_notice,
+    ensure_app_navigation,
+    keep,
+    operating_point_picker,
+    selected_run,
+    show_error,
+    synthetic_notice,
+)
 from ui.roi_view import roi_source_text
 
 THUMB_HEIGHT = 420

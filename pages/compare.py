@@ -11,12 +11,32 @@ import streamlit as st
 from core.errors import MammoError
 from core.evaluate import evaluate_run
 from core.runs import METRICS_FILE, PREDICTIONS_FILE, RunSummary
-from ui.common import (RUN_KEY, architecture_notice, ensure_app_navigation,
-                       operating_point_picker, run_title, runs, show_error, synthetic_notice)
+from ui.common import (
+    RUN_KEY,
+    architecture_notice,
+    ensure_app_navigation,
+    operating_point_picker,
+    run_title,
+    runs,
+    show_error,
+    synthetic_notice,
+)
+from ui.metrics_view import (
+    PAPER_FOOTNOTE,
+    calibration_table,
+    confusion_figure,
+    cv_table,
+    headline,
+    mcnemar_text,
+    paired_text,
+    paper_table,
+    per_cell_table,
+    pointing_caption,
+    pointing_table,
+    reliability_figure,
+    roc_figure,
+)
 from ui.roi_view import finder_caption, froc_figure, has_finder, routing_table
-from ui.metrics_view import (PAPER_FOOTNOTE, calibration_table, confusion_figure, cv_table, headline,
-                             mcnemar_text, paired_text, paper_table, per_cell_table,
-                             pointing_caption, pointing_table, reliability_figure, roc_figure)
 
 ensure_app_navigation()
 

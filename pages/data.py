@@ -12,12 +12,19 @@ from core.datasets import load_dataset
 from core.datasets.describe import describe, tables
 from core.errors import MammoError
 from core.grid import VIEWS
+from core.overlay import draw_outline, to_rgb
 from core.phantom import is_synthetic
 from core.preprocess import PreprocessParams, load_preprocessed
 from core.roi import row_mask
-from ui.common import (LABEL_COLOURS, data_root, ensure_app_navigation, resolve_dataset_path,
-                       selected_run, show_error, synthetic_notice)
-from core.overlay import draw_outline, to_rgb
+from ui.common import (
+    LABEL_COLOURS,
+    data_root,
+    ensure_app_navigation,
+    resolve_dataset_path,
+    selected_run,
+    show_error,
+    synthetic_notice,
+)
 
 THUMB = 160
 PER_PAGE = 18

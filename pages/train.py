@@ -11,14 +11,19 @@ import streamlit as st
 
 from core.datasets import detect_layout
 from core.errors import MammoError, TrainingError
-from core.jobs import (Job, cancel_job, current_job, last_job, log_tail, resume_args, start_job,
-                       train_args)
+from core.jobs import Job, cancel_job, current_job, last_job, log_tail, resume_args, start_job, train_args
 from core.models import DEMO_ARCHS, PAPER_ARCHS, available_devices
 from core.phantom import is_synthetic
 from core.runprogress import cell_count, parts
 from core.runs import RunSummary, checkpoints_root, read_progress, read_run
-from ui.common import (data_root, ensure_app_navigation, resolve_dataset_path, selected_run,
-                       show_error, synthetic_notice)
+from ui.common import (
+    data_root,
+    ensure_app_navigation,
+    resolve_dataset_path,
+    selected_run,
+    show_error,
+    synthetic_notice,
+)
 from ui.progress import render_progress
 
 ARCH_LABELS: dict[str, str] = {

@@ -2,17 +2,18 @@
 from __future__ import annotations
 
 import importlib.util
-import shutil
-from contextlib import contextmanager
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest

@@ -576,8 +576,8 @@ def test_case_review_roi_finder_switch_and_source(dirs, weights):
 
 
 def test_upload_helpers_strip_identifiers_and_temp_paths():
-    from core.predict import ViewResult
     from core.casereport import export_record, view_call
+    from core.predict import ViewResult
     from core.runs import RunSummary
     from ui.case import box_mask, read_upload, view_problems
 

@@ -12,9 +12,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from test_reliability_inputs import write_run
 
 from helpers import app_env, app_in_chromium
-from test_reliability_inputs import write_run
 
 pytestmark = [
     pytest.mark.browser,

@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 import pytest
+from test_reliability_inputs import write_run
 
 from helpers import app_env, app_in_chromium, record_figures
-from test_reliability_inputs import write_run
 
 pytestmark = [
     pytest.mark.browser,

@@ -12,8 +12,13 @@ import pytest
 import torch
 
 from core.errors import CheckpointError
-from core.evaluate.calibration import (brier_score, expected_calibration_error, fit_temperature,
-                                       reliability_curve, scaled_probability)
+from core.evaluate.calibration import (
+    brier_score,
+    expected_calibration_error,
+    fit_temperature,
+    reliability_curve,
+    scaled_probability,
+)
 from core.readout import shown_call, threshold_sentence
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from core.evaluate.pointing import dilate_mask, map_peak, pointing_hits, pointing_score
@@ -95,13 +96,12 @@ def test_every_cam_method_gives_input_sized_maps(arch, one_thread):
 
 # --------------------------------------------------------------------------- a run's pointing
 
-def _manifest(root) -> "pd.DataFrame":
+def _manifest(root) -> pd.DataFrame:
     """Two malignant views whose bright spot sits at rows 40-51, columns 44-55 of a breast
     that fills the left 64 of 160 columns (the crop cuts the air on the right).  The
     first view's ROI is on the spot, the second's far from it, the third's in the air the
     crop removes; a benign view with an ROI and a malignant one without are not scored."""
     import cv2
-    import pandas as pd
 
     from core.manifest import finalize
 
@@ -127,12 +127,13 @@ def _manifest(root) -> "pd.DataFrame":
 def test_run_pointing_maps_masks_through_the_input_geometry(tmp_path, monkeypatch, one_thread):
     """With the model input itself as the "CAM", its peak is the bright spot: a hit
     exactly when the ROI was carried through the same crop and resize as the pixels."""
+    from test_predict import make_run
+
     from core.cam_pointing import run_cam_pointing
     from core.crop import CropBox, mask_to_input
     from core.evaluate.pointing import dilate_mask
     from core.predict import Predictor
     from core.preprocess import PreprocessParams, load_preprocessed_with_box
-    from test_predict import make_run
 
     df = _manifest(tmp_path)
     run = make_run(tmp_path / "run")
@@ -166,9 +167,10 @@ def cv2_read(path) -> np.ndarray:
 
 
 def test_benchmark_scores_each_recipe(tmp_path, one_thread):
+    from test_predict import make_run
+
     from benchmarks.cam_pointing import measure, parse_recipe
     from core.models import CamRecipe
-    from test_predict import make_run
 
     assert parse_recipe("layercam:-3,-2,-1") == CamRecipe("layercam", (-3, -2, -1))
     assert parse_recipe("gradcam") == CamRecipe("gradcam", (-1,))

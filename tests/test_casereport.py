@@ -3,14 +3,22 @@ why each view went where it went, and what a download carries."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from core.casereport import (applied_threshold, breast_summary, export_name, export_record,
-                             export_rows, roi_boxes, routing_sentence, view_call)
+from core.casereport import (
+    applied_threshold,
+    breast_summary,
+    export_name,
+    export_record,
+    export_rows,
+    roi_boxes,
+    routing_sentence,
+    view_call,
+)
 from core.predict import ViewResult
 from core.runs import RunSummary
 
@@ -19,7 +27,7 @@ RUN = RunSummary(Path("/runs/demo"), {
     "cells": {"roi-RCC": {"sha256": "a" * 64}, "all-RCC": {"sha256": "b" * 64},
               "noroi-LCC": {"sha256": "c" * 64}, "all-LCC": {"sha256": "d" * 64}},
     "roi_model": {"status": "done", "sha256": "e" * 64}})
-WHEN = datetime(2026, 12, 1, 9, 30, tzinfo=timezone.utc)
+WHEN = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 
 
 def _tuned(r, g):

@@ -14,10 +14,10 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
 
-from helpers import RAMP, dicom_real, dicom_write
 from core import dicom
 from core.dicom import MAX_PIXELS, read_image, read_view_tags
 from core.errors import ImageReadError
+from helpers import RAMP, dicom_real, dicom_write
 
 # --------------------------------------------------------------------------- VOI maths
 

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_predict import BIAS, make_run, served_by
 
 from core.datasets import load_dataset
 from core.errors import ManifestError
 from core.evaluate import format_report
 from core.external import dataset_name, validate_external
 from core.phantom import write_phantom
-from test_predict import BIAS, make_run, served_by
 
 REPO = Path(__file__).resolve().parents[1]
 

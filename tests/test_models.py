@@ -6,7 +6,15 @@ import torch
 
 from core.errors import CheckpointError
 from core.models import (
-    ARCHS, CamRecipe, arch_spec, cam_target, create_model, load_tensors, load_weights, save_tensors, save_weights,
+    ARCHS,
+    CamRecipe,
+    arch_spec,
+    cam_target,
+    create_model,
+    load_tensors,
+    load_weights,
+    save_tensors,
+    save_weights,
 )
 
 TINY = ("convnextv2_atto", "swin_micro")

@@ -19,8 +19,18 @@ import pytest
 
 from core.__main__ import main
 from core.errors import MammoError
-from core.phantom import (CDD_CM_DIR, CDD_DM_DIR, CDD_SEGMENTATIONS, CDD_SHEET, PROFILES, Lesion,
-                          difficulty_value, is_synthetic, render_view, write_phantom)
+from core.phantom import (
+    CDD_CM_DIR,
+    CDD_DM_DIR,
+    CDD_SEGMENTATIONS,
+    CDD_SHEET,
+    PROFILES,
+    Lesion,
+    difficulty_value,
+    is_synthetic,
+    render_view,
+    write_phantom,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 TOL = 0.03  # the brief: within 3 percentage points at N >= 200 studies

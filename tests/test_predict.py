@@ -19,7 +19,6 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import dicom_write
 from core.errors import CheckpointError
 from core.grid import VIEWS, Cell, plan
 from core.models import create_model, save_weights
@@ -27,6 +26,7 @@ from core.overlay import cam_overlay, draw_outline
 from core.predict import PREDICTION_COLUMNS, Predictor, ViewInput, predict_manifest
 from core.preprocess import PreprocessParams
 from core.views import combine_view, contradictions, parse_view_name, view_evidence
+from helpers import dicom_write
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 64

@@ -13,12 +13,19 @@ import numpy as np
 import pytest
 from pydicom.data import get_testdata_file
 
-from helpers import dicom_real
 from core import preprocess as pp
 from core.errors import ImageReadError
-from core.preprocess import (PreprocessCache, PreprocessParams, default_cache, load_preprocessed,
-                             load_preprocessed_with_box,
-                             preprocess_array, preprocess_many, to_display)
+from core.preprocess import (
+    PreprocessCache,
+    PreprocessParams,
+    default_cache,
+    load_preprocessed,
+    load_preprocessed_with_box,
+    preprocess_array,
+    preprocess_many,
+    to_display,
+)
+from helpers import dicom_real
 
 REPO = Path(__file__).resolve().parents[1]
 P64 = PreprocessParams(size=64)

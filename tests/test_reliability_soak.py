@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import record_figures
-
 from test_reliability_inputs import mammo, write_run
+
+from helpers import record_figures
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "tests" / "artifacts"
@@ -95,10 +95,10 @@ def test_case_reviews_do_not_leak_memory(tmp_path):
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
 def test_concurrent_browser_sessions_during_training(tmp_path):
     from playwright.sync_api import expect, sync_playwright
-
     from test_app import write_dataset
-    from helpers import start_streamlit, stop, wait_healthy
     from test_reliability_training import TRAIN_ARGS, write_two_view_blobs
+
+    from helpers import start_streamlit, stop, wait_healthy
 
     ck, data, cache = tmp_path / "checkpoints", tmp_path / "data", tmp_path / "cache"
     for d in (ck, data, cache):

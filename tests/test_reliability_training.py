@@ -25,7 +25,6 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import record_figures
 import torch
 
 from core import jobs, runs
@@ -33,6 +32,7 @@ from core.errors import CheckpointError, TrainingError
 from core.models import create_model, load_tensors, save_weights
 from core.preprocess import PreprocessParams
 from core.train import TrainConfig, run_lock, train_grid
+from helpers import record_figures
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "tests" / "artifacts"
@@ -160,9 +160,9 @@ def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(data, refere
             assert proc.returncode == 0, err.decode()[-2000:]
             break
 
-        def locked() -> bool:
+        def locked(pid: int = proc.pid) -> bool:
             try:
-                return json.loads((run / ".lock").read_text()).get("pid") == proc.pid
+                return json.loads((run / ".lock").read_text()).get("pid") == pid
             except (OSError, ValueError):
                 return False
 
@@ -170,7 +170,7 @@ def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(data, refere
         if during_startup:
             _wait(locked, 300, proc)
         else:
-            _wait(lambda: _distinct(progress) >= target, 300, proc)
+            _wait(lambda target=target: _distinct(progress) >= target, 300, proc)
         jitter = float(rng.uniform(0.0, 1.0 if target < n_events - 3 else 0.2))
         time.sleep(jitter)
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:]  # not finished yet

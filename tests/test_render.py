@@ -16,10 +16,10 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from helpers import RAMP, dicom_real, dicom_write
 from core import dicom
 from core.dicom import RENDER_TOLERANCE, read_image, render_uint8, to_uint8
 from core.errors import ImageReadError
+from helpers import RAMP, dicom_real, dicom_write
 
 
 def _texture(mean: float, amplitude: float, noise: float, dtype) -> np.ndarray:

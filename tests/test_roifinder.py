@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_predict import make_run, served_by, write_png
 
 from core.crop import CropBox
 from core.errors import CheckpointError
@@ -25,7 +26,6 @@ from core.roifinder.store import ROI_DIR, save_finder
 from core.roifinder.train import FinderConfig, train_finder
 from core.train.metrics import _auc
 from helpers import record_figures
-from test_predict import make_run, served_by, write_png
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 H, W = 96, 80

@@ -22,8 +22,17 @@ from core import runs
 from core.errors import TrainingError
 from core.grid import Cell
 from core.models import create_model, load_weights
-from core.train import (CellResult, TrainConfig, load_optimizer_tensors, optimizer_tensors,
-                        recalibrate_batchnorm, run_lock, skip_reason, train_cell, train_grid)
+from core.train import (
+    CellResult,
+    TrainConfig,
+    load_optimizer_tensors,
+    optimizer_tensors,
+    recalibrate_batchnorm,
+    run_lock,
+    skip_reason,
+    train_cell,
+    train_grid,
+)
 from core.train.data import _CellData
 
 SIZE = 32

@@ -10,13 +10,13 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from test_train import tiny, write_blobs
 
 from core import runs
 from core.datasets import load_dataset
 from core.roi import shapes_json
 from core.train import train_grid
 from core.train.runinfo import _dataset_hash
-from test_train import tiny, write_blobs
 
 
 @pytest.fixture(autouse=True)

@@ -15,11 +15,11 @@ import cv2
 import numpy as np
 import pytest
 
-from helpers import dicom_write
 from core.dicom import render_uint8
 from core.phantom.render import render_view
-from core.views import combine_view
 from core.viewfind import ViewGuess, find_view
+from core.views import combine_view
+from helpers import dicom_write
 
 VIEWS4 = ("RCC", "LCC", "RMLO", "LMLO")
 REAL = Path(__file__).resolve().parents[2] / "shared" / "real-mammograms" / "rsna-10008"

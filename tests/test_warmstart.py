@@ -4,13 +4,13 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
+from test_train import write_blobs
 
 from core import runs
 from core.errors import CheckpointError
 from core.models import create_model, load_weights
 from core.train import TrainConfig, train_grid
 from core.train.warmstart import POOLED, pooled_rows
-from test_train import write_blobs
 
 
 @pytest.fixture(autouse=True)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import re
 import tempfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,9 +21,9 @@ import pandas as pd
 from core.errors import MammoError, MaskError
 from core.grid import VIEWS
 from core.predict import ViewInput
-from core.views import ViewEvidence, contradictions, view_evidence
 from core.preprocess import PreprocessParams, render_source, to_display
 from core.roi import read_mask, row_mask
+from core.views import ViewEvidence, contradictions, view_evidence
 
 MAX_VIEWS = 4
 DISPLAY_SIDE = 512

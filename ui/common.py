@@ -1,8 +1,9 @@
 """Formatting, colours, paths and the selected run, shared by every page."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import streamlit as st
 

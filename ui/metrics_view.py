@@ -1,7 +1,8 @@
 """Tables and figures of a run's metrics.json for the Compare page."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go

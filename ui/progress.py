@@ -7,8 +7,17 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from core.runprogress import (TRAINING_EVENTS, Curve, Part, cell_count, curves, eta_seconds,
-                              overall_fraction, parts, phase)
+from core.runprogress import (
+    TRAINING_EVENTS,
+    Curve,
+    Part,
+    cell_count,
+    curves,
+    eta_seconds,
+    overall_fraction,
+    parts,
+    phase,
+)
 from core.runs import RunSummary, read_progress
 
 # Twelve cells and the warm-start model, each its own colour (Tableau 10 and three more).

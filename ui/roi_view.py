@@ -4,7 +4,8 @@ Reads only ``metrics.json`` (keys written by :mod:`core.evaluate.roifinder`).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go

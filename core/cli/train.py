@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 
 def _positive(text: str) -> int:
@@ -76,7 +77,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cdd-type", type=str.upper, choices=("DM", "CESM"),
                    help="CDD-CESM images: DM = low energy (the paper's, default), "
                         "CESM = subtracted")
-    p.add_argument("--pretrained", help="backbone weights: a local .safetensors file, or 'hub' for timm's (needs a network)")
+    p.add_argument("--pretrained", help="backbone weights: a local .safetensors file, or 'hub' "
+                                        "for timm's (needs a network)")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
     p.add_argument("--workers", type=_non_negative, help="preprocessing processes (0 = all cores)")
     p.add_argument("--clahe-clip", type=float,

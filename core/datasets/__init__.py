@@ -7,9 +7,9 @@ layout is one :func:`register_layout` call, not another branch in
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 

@@ -14,8 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import CheckpointError
-from core.evaluate.constants import (CAM_POINTING_FILE, CV_FILE, DATASET_FILE, EXTERNAL_DIR,
-                                     METRICS_FILE, PREDICTIONS_FILE, RUN_FILE)
+from core.evaluate.constants import (
+    CAM_POINTING_FILE,
+    CV_FILE,
+    DATASET_FILE,
+    EXTERNAL_DIR,
+    METRICS_FILE,
+    PREDICTIONS_FILE,
+    RUN_FILE,
+)
 from core.evaluate.cv import summarize_cv
 from core.evaluate.jsonio import _jsonable, atomic_write_json
 from core.evaluate.paper import paper_reported

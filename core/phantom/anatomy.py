@@ -14,7 +14,6 @@ import numpy as np
 
 from core.phantom.noise import power_noise, radial_streaks, sigmoid, smoothstep
 
-
 # Fraction of the breast area that is fibroglandular, per BI-RADS density.
 _GLAND_FRACTION = {"A": 0.10, "B": 0.28, "C": 0.50, "D": 0.74}
 

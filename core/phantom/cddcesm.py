@@ -18,9 +18,8 @@ from core.errors import MammoError
 from core.phantom.files import write_csv, write_xlsx
 from core.phantom.plan import BreastPlan, plan_breasts, study_densities, view_lesions
 from core.phantom.pool import run_tasks
-from core.phantom.profiles import Profile, SYNTHETIC_NAME
+from core.phantom.profiles import SYNTHETIC_NAME, Profile
 from core.phantom.render import render_task
-
 
 CDD_DM_DIR = "Low energy images of CDD-CESM"
 CDD_CM_DIR = "Subtracted images of CDD-CESM"
@@ -44,16 +43,20 @@ def _cdd_birads(plan: BreastPlan, k: int) -> str:
 def _cdd_findings(plan: BreastPlan) -> tuple[str, str]:
     if not plan.lesions:
         return ("No findings", "") if plan.label == "normal" else ("Benign features", "scattered")
-    kinds = {l.kind for l in plan.lesions}
+    kinds = {lesion.kind for lesion in plan.lesions}
     words, tags = [], []
     if "malignant_mass" in kinds:
-        words.append("irregular spiculated mass"); tags += ["irregular", "spiculated"]
+        words.append("irregular spiculated mass")
+        tags += ["irregular", "spiculated"]
     if "calcifications" in kinds:
-        words.append("pleomorphic microcalcifications"); tags += ["clustered", "pleomorphic"]
+        words.append("pleomorphic microcalcifications")
+        tags += ["clustered", "pleomorphic"]
     if "benign_mass" in kinds:
-        words.append("oval circumscribed mass"); tags += ["oval", "circumscribed"]
+        words.append("oval circumscribed mass")
+        tags += ["oval", "circumscribed"]
     if "benign_calcifications" in kinds:
-        words.append("coarse calcifications"); tags += ["coarse"]
+        words.append("coarse calcifications")
+        tags += ["coarse"]
     return ", ".join(words), ", ".join(tags)
 
 

@@ -40,7 +40,8 @@ def pick_encodings(rng: np.random.Generator, n: int) -> list[Encoding]:
         mono1 = k % 3 == 2
         bits = int(rng.choice([12, 14, 16], p=[0.45, 0.35, 0.20]))
         rescale = rng.random() < 0.3
-        slope, intercept = (float(rng.choice([0.5, 1.0, 2.0])), float(rng.choice([0, -100, 50]))) if rescale else (1.0, 0.0)
+        slope, intercept = ((float(rng.choice([0.5, 1.0, 2.0])), float(rng.choice([0, -100, 50])))
+                            if rescale else (1.0, 0.0))
         out.append(Encoding(mono1, bits, slope, intercept, rng.random() < 0.3,
                             int(rng.choice([1, 2, 3], p=[0.6, 0.15, 0.25])), rng.random() < 0.15,
                             rng.random() < 0.08))
@@ -111,7 +112,7 @@ def write_dicom(path: Path, img: np.ndarray, enc: Encoding, meta: dict[str, Any]
     """Write ``img`` (display intensity 0..1) as a For-Presentation mammogram,
     labelled synthetic in every name a viewer shows."""
     from pydicom import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
     sop_class = "1.2.840.10008.5.1.4.1.1.1.2"  # Digital Mammography X-Ray Image Storage - For Presentation
     stored, tags = _stored_pixels(img, enc, rng)

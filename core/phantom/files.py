@@ -9,9 +9,9 @@ import csv
 import io
 import re
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
-
+from typing import Any
 
 _FIXED_ZIP_TIME = (2020, 1, 1, 0, 0, 0)
 _FIXED_ISO = "2020-01-01T00:00:00Z"

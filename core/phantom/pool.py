@@ -6,8 +6,9 @@ own task, so the pool changes the speed and never the bytes.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 
 def run_tasks(func: Callable[[dict[str, Any]], dict[str, Any]], tasks: list[dict[str, Any]],

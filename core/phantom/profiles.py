@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 from core.errors import MammoError
 
-
 VIEWS: tuple[str, ...] = ("RCC", "LCC", "RMLO", "LMLO")
 DIFFICULTIES: dict[str, float] = {"easy": 0.0, "obvious": 0.15, "moderate": 0.5, "subtle": 0.85}
 DENSITIES: tuple[str, ...] = ("A", "B", "C", "D")

@@ -11,7 +11,8 @@ against the chest-wall edge, and the view is burned in as text in the air
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -21,7 +22,6 @@ from core.phantom.anatomy import Scene, make_scene
 from core.phantom.detector import burn_label, detector_layout, place, shift_drawn
 from core.phantom.lesions import Lesion, draw_lesion
 from core.phantom.profiles import DENSITIES, VIEWS, difficulty_value
-
 
 CESM_AIR = 0.07  # the subtracted image's background grey
 

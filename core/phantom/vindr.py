@@ -16,7 +16,6 @@ from core.phantom.pool import run_tasks
 from core.phantom.profiles import Profile
 from core.phantom.render import render_task
 
-
 _BREAST_COLS = ["study_id", "series_id", "image_id", "laterality", "view_position", "height", "width",
                 "breast_birads", "breast_density"]
 # PatientOrientation (row, column directions) per view, in the hanging convention

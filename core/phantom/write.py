@@ -18,7 +18,6 @@ from core.phantom.profiles import PROFILES, SYNTHETIC_NAME, difficulty_value
 from core.phantom.summary import PhantomSummary
 from core.phantom.vindr import write_vindr
 
-
 MARKER_FILE = "phantom.json"
 # phantom.json is what write_phantom leaves; an empty ``.phantom`` marks any other synthetic set.
 SYNTHETIC_MARKERS: tuple[str, ...] = (MARKER_FILE, ".phantom")

@@ -16,8 +16,9 @@ so a one-pixel component at column 3 is ``[3, y, 4, y + 1]``.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import cv2
 import numpy as np

@@ -13,9 +13,10 @@ Case review and ``predict`` show boxes only for images called "ROI".
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -109,7 +110,7 @@ class RoiFinder:
 
     @classmethod
     def from_run(cls, run_dir: str | Path, info: dict[str, Any],
-                 device: torch.device | str = "cpu") -> "RoiFinder | None":
+                 device: torch.device | str = "cpu") -> RoiFinder | None:
         """The run's finder (SHA-256 verified), or None when the run has none."""
         from core.roifinder.store import ROI_DIR, load_run_finder
 

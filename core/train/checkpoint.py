@@ -7,9 +7,9 @@ from typing import Any
 import torch
 
 from core import runs
+from core.atomic import atomic_write_json
 from core.errors import CheckpointError
 from core.grid import Cell
-from core.atomic import atomic_write_json
 from core.models import MammoNet, load_tensors, save_tensors
 from core.train.config import CellResult
 from core.train.data import _file_sha256
@@ -83,4 +83,5 @@ def _done_result(cell: Cell, cell_dir: Path, expected_sha: str | None = None) ->
         return None
     return CellResult(cell.name, "done", sha256=sha, n_train=meta["n_train"], n_val=meta["n_val"],
                       counts=meta["counts"], threshold=meta["threshold"],
-                      temperature=meta.get("temperature", 1.0), best_epoch=meta["best_epoch"], seconds=meta.get("seconds", 0.0))
+                      temperature=meta.get("temperature", 1.0), best_epoch=meta["best_epoch"],
+                      seconds=meta.get("seconds", 0.0))

@@ -12,12 +12,12 @@ import torch
 
 from core import runs
 from core.errors import CheckpointError, TrainingError
+from core.evaluate.calibration import scaled_probability
 from core.grid import Mode, modes_for, serve
 from core.models import create_model, load_weights
 from core.train.config import TrainConfig, _labels
 from core.train.data import ImageBank
 from core.train.loop import predict_logits
-from core.evaluate.calibration import scaled_probability
 from core.train.planned import _PlannedCell, _train_planned, plan_cells
 from core.train.progress import Progress
 
@@ -44,6 +44,10 @@ def _cv_plan(train_df: pd.DataFrame, config: TrainConfig
         fit, held = train_df[fold_of != k], train_df[fold_of == k]
         out.append((k, plan_cells(fit, config), held))
     return out
+
+
+def _cat(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0)
 
 
 def _fold_metrics(y: np.ndarray, p: np.ndarray, thr: np.ndarray, fold: int,
@@ -107,8 +111,7 @@ def cross_validate(folds: list[tuple[int, list[_PlannedCell], pd.DataFrame]], ou
                 p = scaled_probability(predict_logits(model, bank.take(rows["image_path"]), device),
                                        res.temperature or 1.0)
                 ys.append(_labels(rows)), ps.append(p), ts.append(np.full(len(p), res.threshold))
-            cat = (lambda a: np.concatenate(a) if a else np.zeros(0))
-            result[mode].append(_fold_metrics(cat(ys).astype(int), cat(ps), cat(ts), k + 1,
+            result[mode].append(_fold_metrics(_cat(ys).astype(int), _cat(ps), _cat(ts), k + 1,
                                               unserved, fallback))
         for weights in fold_dir.glob(f"*/{runs.WEIGHTS_FILE}"):
             weights.unlink()

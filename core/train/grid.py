@@ -9,9 +9,9 @@ import pandas as pd
 import torch
 
 from core import runs
+from core.atomic import atomic_write_bytes, atomic_write_json
 from core.errors import MammoError
 from core.grid import Cell
-from core.atomic import atomic_write_bytes, atomic_write_json
 from core.models import pick_device
 from core.train.cancel import TrainingCancelled, cancel_on_signals
 from core.train.checkpoint import _done_result

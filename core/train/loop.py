@@ -12,18 +12,25 @@ import torch
 from torch import nn
 
 from core import runs
-from core.augment import augment_batch, to_float
-from core.grid import Cell
 from core.atomic import atomic_write_json
-from core.models import (MammoNet, create_model, load_weights, pick_device,
-                         save_weights)
+from core.augment import augment_batch, to_float
+from core.evaluate.calibration import expected_calibration_error, fit_temperature, scaled_probability
+from core.grid import Cell
+from core.models import MammoNet, create_model, load_weights, pick_device, save_weights
 from core.train.cancel import _CANCEL, TrainingCancelled
 from core.train.checkpoint import _done_result, _load_last, _save_last
-from core.train.config import (CellResult, TrainConfig, _generator, _labels, _seed_everything,
-                               class_counts, derive_seed, skip_reason)
+from core.train.config import (
+    CellResult,
+    TrainConfig,
+    _generator,
+    _labels,
+    _seed_everything,
+    class_counts,
+    derive_seed,
+    skip_reason,
+)
 from core.train.data import ImageBank, _batches, _CellData, steps_per_epoch
 from core.train.device import _autocast, _cell_scope, _make_optimizer, _setup_threads
-from core.evaluate.calibration import expected_calibration_error, fit_temperature, scaled_probability
 from core.train.metrics import _auc, _bce, _sigmoid, operating_point, youden_threshold
 from core.train.progress import Progress, ProgressCallback
 

@@ -8,8 +8,15 @@ from typing import Any
 import pandas as pd
 
 from core.grid import Cell, modes_for, plan
-from core.train.config import (CellResult, TrainConfig, carve_validation, cell_rows, class_counts,
-                               derive_seed, skip_reason)
+from core.train.config import (
+    CellResult,
+    TrainConfig,
+    carve_validation,
+    cell_rows,
+    class_counts,
+    derive_seed,
+    skip_reason,
+)
 from core.train.data import ImageBank, steps_per_epoch
 from core.train.loop import train_cell
 from core.train.progress import Progress

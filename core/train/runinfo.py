@@ -12,9 +12,9 @@ import torch
 
 import core
 from core import runs
+from core.atomic import atomic_write_json
 from core.errors import TrainingError
 from core.grid import modes_for
-from core.atomic import atomic_write_json
 from core.phantom.write import is_synthetic
 from core.train.config import MIN_IMAGES, MIN_PER_CLASS, TrainConfig, _now, class_counts
 
