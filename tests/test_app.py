@@ -764,3 +764,28 @@ def test_no_call_contradicts_its_number_at_the_edge(dirs, weights, point):
             assert shown_t == "50"
     if point == "tuned":  # at the edge the numbers need decimals to stay truthful
         assert any("." in shown_p for _, _, shown_p, _, _ in calls)
+
+
+def test_study_picker_belongs_to_its_run(dirs, weights):
+    ck, data = dirs
+    a = write_dataset(data / "a", studies=4)
+    manifest = pd.read_csv(a / "manifest.csv")
+    manifest.loc[manifest["study_id"] == "S2", "split"] = "test"
+    manifest.to_csv(a / "manifest.csv", index=False)
+    write_run(ck, a, weights, "run-a")
+    write_run(ck, write_dataset(data / "b"), weights, "run-b")
+
+    def picker(at: AppTest):
+        return next(s for s in at.selectbox if s.label.startswith("Test study"))
+
+    at = page("case_review.py", run="run-a").run()
+    no_exception(at)
+    assert picker(at).label.startswith("Test study (2 in")
+    picker(at).set_value(1).run()
+    at.session_state["run_name"] = "run-b"
+    at.run()
+    no_exception(at)
+    assert picker(at).label.startswith("Test study (1 in") and picker(at).value == 0
+    at.session_state["run_name"] = "run-a"
+    at.run()
+    assert picker(at).value == 1  # each run keeps the study it was left on
