@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from ui.common import app_page_run  # noqa: E402
 from ui.sidebar import render_sidebar  # noqa: E402
 
 st.set_page_config(page_title="MammoRoute", page_icon=":material/radiology:", layout="wide")
@@ -29,4 +30,5 @@ PAGES = [
 
 page = st.navigation(PAGES)
 render_sidebar()
-page.run()
+with app_page_run():
+    page.run()

@@ -1,7 +1,9 @@
 """Formatting, colours, paths and the selected run, shared by every page."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,24 +24,46 @@ YOURS_ON_SYNTHETIC_TEXT = ("This run's models were trained on synthetic phantom 
                            "The images under review are yours: the answers below demonstrate "
                            "the software and are not a reading of these images.")
 RUN_KEY = "run_name"
+APP_SCRIPT = Path(__file__).resolve().parent.parent / "app.py"
 OPERATING_KEY = "operating_point"
+
+
+_PAGE_RUN = threading.local()  # set while app.py runs a page (one script thread per session)
+
+
+@contextmanager
+def app_page_run() -> Iterator[None]:
+    """``app.py`` runs the selected page inside this, so a page knows it came through the
+    app's navigation (:func:`ensure_app_navigation`)."""
+    _PAGE_RUN.via_app = True
+    try:
+        yield
+    finally:
+        _PAGE_RUN.via_app = False
 
 
 def ensure_app_navigation() -> None:
     """Hand a page that Streamlit ran straight from ``pages/`` back to ``app.py``.
 
     Until some script has called ``st.navigation``, Streamlit treats a top-level
-    ``pages/`` folder as a navigation of its own.  A bookmark opened first on a
-    fresh server therefore ran the page without the app's navigation and
-    sidebar (no run picker: "No trained run yet" although runs existed;
-    Streamlit issue #9624).  Clearing the flag and rerunning makes this and
-    every later run go through ``app.py``, which resolves the same URL.
+    ``pages/`` folder as a navigation of its own, per session.  A bookmark opened
+    first on a fresh server, or several sessions opening at once, could then run
+    the page without the app's navigation and sidebar (no run picker: "No
+    trained run yet" although runs existed; Streamlit issue #9624).  Such a run
+    clears Streamlit's flag and reruns: every later run goes through
+    ``app.py``, which resolves the same URL.  A page run on its own (AppTest,
+    ``streamlit run pages/x.py``) is its own main script and is left alone.
     """
     from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
 
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
+    if getattr(_PAGE_RUN, "via_app", False):
+        return
+    ctx = get_script_run_ctx()
+    if ctx is None or Path(ctx.main_script_path).resolve() != APP_SCRIPT:
+        return
+    PagesManager.uses_pages_directory = False
+    st.rerun()
 
 
 def _number(x: Any) -> float | None:
