@@ -90,6 +90,7 @@ def test_upload_see_correct_predict_download_return(source, tmp_path):
         main.get_by_role("combobox", name=name, exact=True).click()
         page.get_by_role("option", name="LCC", exact=True).click()
         expect(warning).to_have_count(0)
+        expect(main.get_by_text("View set by hand")).to_have_count(0)  # its own source again
         # 3. predict: four results with Grad-CAM; the JSON names the run and the ROIs
         t0 = time.perf_counter()
         main.get_by_role("button", name="Predict").click()

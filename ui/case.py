@@ -92,8 +92,9 @@ def _decoded(key: str, name: str, path: Path, spec: PreprocessParams) -> CaseVie
 
 def set_view(view: CaseView, chosen: str | None) -> None:
     """A view chosen by hand; :func:`view_conflicts` then says what it contradicts."""
-    if chosen != view.view:
-        view.view, view.view_source = chosen, "user"
+    if chosen != view.view:  # back to what the file says: its own source again
+        found = chosen is not None and chosen == view.evidence.view
+        view.view, view.view_source = chosen, view.evidence.source if found else "user"
 
 
 def view_conflicts(view: CaseView) -> list[str]:
