@@ -76,11 +76,17 @@ HANG_ASPECT = 1.0
 """Width / height of a hanging frame: a whole CC or MLO view fits with room to spare."""
 
 
-def hang(rgb: np.ndarray, view: str | None, height: int) -> np.ndarray:
+def hang(rgb: np.ndarray, view: str | None, height: int,
+         grey: np.ndarray | None = None) -> np.ndarray:
     """An image in its hanging frame: oriented by the hanging convention, on black,
     with the chest wall against the frame's inner edge, so the two breasts meet
-    back to back across the middle of the screen."""
-    grey = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    back to back across the middle of the screen.
+
+    ``grey`` is the plain image the chest-wall side is judged on (default: ``rgb``
+    itself); pass it for an overlay, whose colours must not sway the orientation.
+    """
+    if grey is None:
+        grey = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     if view and needs_mirror(view, grey):
         rgb = rgb[:, ::-1]
     img = fit_height(to_rgb(np.ascontiguousarray(rgb)), height)

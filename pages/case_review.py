@@ -3,8 +3,10 @@ with Grad-CAM, one stated operating point, and why each view went where it went.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -254,7 +256,7 @@ def view_card(v: CaseView | None, slot: str | None, show_ids: bool, index: int,
                      icon=":material/error:")
             return
         if v.roi_choice != "box":
-            st.image(hang(draw_outline(to_rgb(v.display), v.mask), v.view, THUMB_HEIGHT),
+            st.image(hang(draw_outline(to_rgb(v.display), v.mask), v.view, THUMB_HEIGHT, v.display),
                      width="stretch")
         options = list(VIEWS)
         chosen = st.selectbox(f"View of {title}", options,
@@ -338,7 +340,7 @@ def call_text(call: Call | None) -> str:
             f"threshold {call.shown.threshold}")
 
 
-def panel(r: ViewResult | None, v: CaseView | None, run: RunSummary, call_of, source: str,
+def panel(r: ViewResult | None, v: CaseView | None, meta_of, call_of, source: str,
           opacity: float, show_ids: bool) -> None:
     with st.container(border=True):
         if r is None:
@@ -356,7 +358,8 @@ def panel(r: ViewResult | None, v: CaseView | None, run: RunSummary, call_of, so
         mask = v.mask if v is not None and v.mask is not None and r.roi else r.mask
         if v is not None and r.roi_source == "proposed" and r.roi_boxes:
             mask = np.maximum.reduce([box_mask(v.shape, b) for b in r.roi_boxes])
-        st.image(hang(draw_outline(cam_overlay(base, cam, opacity), mask), r.view, PANEL_HEIGHT),
+        st.image(hang(draw_outline(cam_overlay(base, cam, opacity), mask), r.view, PANEL_HEIGHT,
+                      base),
                  width="stretch")
         if cam is not None and float(np.max(cam)) <= 0:
             st.caption("Grad-CAM is empty for this view: nothing in it pushed the model "
@@ -364,7 +367,7 @@ def panel(r: ViewResult | None, v: CaseView | None, run: RunSummary, call_of, so
         calls = {g: call_of(r, g) for g in ("roi_aware", "baseline")}
         st.markdown(f"ROI-aware: {call_text(calls['roi_aware'])}  \n"
                     f"Baseline: {call_text(calls['baseline'])}")
-        counts = (cell_meta(run, r.cell_roi_aware).get("counts") or {}).get("train")
+        counts = (meta_of(r.cell_roi_aware).get("counts") or {}).get("train")
         st.markdown(routing_sentence(r, v.roi_choice if v else None,
                                      counts if isinstance(counts, dict) else None))
         if v is not None and r.roi_source == "proposed":
@@ -376,7 +379,7 @@ def panel(r: ViewResult | None, v: CaseView | None, run: RunSummary, call_of, so
                                      ("Baseline", r.cell_baseline, calls["baseline"])):
                 if call is not None:
                     st.caption(f"{grid} model **{cell}**: " + threshold_sentence(
-                        cell_meta(run, cell), call.threshold, call.shown.threshold) + ".")
+                        meta_of(cell), call.threshold, call.shown.threshold) + ".")
             st.caption(roi_source_text(r))
             if r.fallback:
                 st.caption(f"Fallback: {r.fallback_reason}")
@@ -387,13 +390,16 @@ def panel(r: ViewResult | None, v: CaseView | None, run: RunSummary, call_of, so
 
 def show_results(results: list[ViewResult], views: list[CaseView], run: RunSummary,
                  point: str, show_ids: bool) -> None:
-    metas = {}
+    metas: dict[str | None, Mapping[str, Any]] = {}
 
-    def call_of(r: ViewResult, grid: str) -> Call | None:
-        cell = getattr(r, f"cell_{grid}")
+    def meta_of(cell: str | None) -> Mapping[str, Any]:
+        """Each serving cell's meta.json, read once per render."""
         if cell not in metas:
             metas[cell] = cell_meta(run, cell)
-        return view_call(r, grid, metas[cell], point)
+        return metas[cell]
+
+    def call_of(r: ViewResult, grid: str) -> Call | None:
+        return view_call(r, grid, meta_of(getattr(r, f"cell_{grid}")), point)
 
     st.caption(f"Calls at the operating point: {OPERATING_POINTS[point]}.")
     c1, c2, c3 = st.columns([2, 2, 2])
@@ -409,10 +415,10 @@ def show_results(results: list[ViewResult], views: list[CaseView], run: RunSumma
         cols = st.columns(2, gap="small")
         for col, r in zip(cols, row):
             with col:
-                panel(r, by_name.get(r.image) if r else None, run, call_of, source, opacity,
+                panel(r, by_name.get(r.image) if r else None, meta_of, call_of, source, opacity,
                       show_ids)
     for r in [r for r in results if r.view not in VIEWS]:
-        panel(r, by_name.get(r.image), run, call_of, source, opacity, show_ids)
+        panel(r, by_name.get(r.image), meta_of, call_of, source, opacity, show_ids)
     st.subheader("Per breast")
     rows = breast_summary(results, call_of)
     st.table(pd.DataFrame([{
