@@ -178,6 +178,14 @@ def served_weights(run: RunSummary, cells: Sequence[str | None]) -> dict[str, st
     return {c: str((entries.get(c) or {}).get("sha256", "")) for c in cells if c}
 
 
+def _scrub(text: str | None, names: Sequence[str], label: str) -> str | None:
+    """``text`` with every file name in ``names`` replaced by the view's label."""
+    for name in names:
+        if text and name:
+            text = text.replace(name, label)
+    return text
+
+
 def export_record(results: Sequence[ViewResult], run: RunSummary, point: str,
                   call_of: Callable[[ViewResult, str], Call | None],
                   roi: Mapping[str, tuple[str | None, np.ndarray | None]],
@@ -193,19 +201,12 @@ def export_record(results: Sequence[ViewResult], run: RunSummary, point: str,
     for r in results:
         label = r.view or "unknown view"
         names = [r.image, *scrub]
-
-        def clean(text: str | None, names: list[str] = names, label: str = label) -> str | None:
-            for name in names:
-                if text and name:
-                    text = text.replace(name, label)
-            return text
-
         given_as, mask = roi.get(r.image, (None, None))
         row: dict[str, Any] = {
             "view": label, "roi": bool(r.roi), "roi_source": r.roi_source,
             "roi_given_as": given_as if r.roi_source == "mask" else None,
             "roi_probability": r.roi_probability, "roi_boxes": roi_boxes(r, mask),
-            "fallback": bool(r.fallback), "fallback_reason": clean(r.fallback_reason),
+            "fallback": bool(r.fallback), "fallback_reason": _scrub(r.fallback_reason, names, label),
         }
         for grid in GRIDS:
             call = call_of(r, grid)
@@ -214,9 +215,9 @@ def export_record(results: Sequence[ViewResult], run: RunSummary, point: str,
             row[f"threshold_{grid}"] = None if call is None else call.threshold
             row[f"call_{grid}"] = None if call is None else call.word
             row[f"uninformative_{grid}"] = None if call is None else call.uninformative
-        row["why"] = clean(routing_sentence(r, given_as))
-        row["warnings"] = "; ".join(clean(w) or "" for w in r.warnings)
-        row["error"] = clean(r.error)
+        row["why"] = _scrub(routing_sentence(r, given_as), names, label)
+        row["warnings"] = "; ".join(_scrub(w, names, label) or "" for w in r.warnings)
+        row["error"] = _scrub(r.error, names, label)
         views.append(row)
     cells = [c for r in results for c in (r.cell_roi_aware, r.cell_baseline)]
     finder = (run.info.get("roi_model") or {}).get("sha256") \
