@@ -429,12 +429,10 @@ def preprocess_many(paths: Iterable[str | Path], params: PreprocessParams,
         progress(done, len(paths))
     jobs = [(p, params, str(store.root)) for p in misses]
     n_workers = max(1, min(workers or len(os.sched_getaffinity(0)) or 1, len(jobs)))
-    failed = 0
     stop = stop or (lambda: False)
     for path, error in _run_jobs(jobs, n_workers, stop):
         if error is not None:
             errors.append((path, error))
-            failed += 1
         done += 1
         if progress:
             progress(done, len(paths))
