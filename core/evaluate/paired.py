@@ -41,9 +41,9 @@ def sign_flip_p(net: Any) -> float:
     The distribution of Σ ±d is built by convolving one patient at a time
     over the integer range [−Σ|d|, Σ|d|]; patients with d = 0 change nothing.
     """
-    d = np.abs(np.asarray(net, dtype=np.int64))
-    d = d[d != 0]
-    observed = abs(int(np.asarray(net, dtype=np.int64).sum()))
+    net = np.asarray(net, dtype=np.int64)
+    d = np.abs(net[net != 0])
+    observed = abs(int(net.sum()))
     if d.size == 0:
         return 1.0
     span = int(d.sum())
