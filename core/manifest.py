@@ -79,8 +79,8 @@ def finalize(df: pd.DataFrame, root: str | Path, source: str | Path | None = Non
         listed = [p for p in pd.concat([df["image_path"], df["mask_path"]]) if p]
         missing = [p for p in listed if not Path(p).is_file()]
         if missing:
-            shown = "; ".join(missing[:5]) + (f"; … {len(missing) - 5} more" if len(missing) > 5 else "")
-            raise ManifestError(f"{len(missing)} listed file(s) missing: {shown}", source)
+            raise ManifestError(f"{len(missing)} listed file(s) missing: "
+                                f"{_shown(missing, 5, '; ')}", source)
     _check_patients_on_one_side(df, source)
     if "roi_shapes" not in df.columns:
         df["roi_shapes"] = ""
@@ -126,9 +126,8 @@ def _clear_empty_masks(df: pd.DataFrame, source: str | Path) -> None:
     empty = [i for (i, _), v in zip(listed, verdicts) if v is False]
     unreadable = [v for v in verdicts if isinstance(v, str)]
     if unreadable:
-        more = f"; … {len(unreadable) - 3} more" if len(unreadable) > 3 else ""
         raise ManifestError(f"{len(unreadable)} mask file(s) unusable: "
-                            + "; ".join(unreadable[:3]) + more, source)
+                            f"{_shown(unreadable, 3, '; ')}", source)
     df.loc[empty, "empty_mask_path"] = df.loc[empty, "mask_path"]
     df.loc[empty, "mask_path"] = ""
 
@@ -143,14 +142,19 @@ def _mask_verdict(path: str) -> bool | str:
         return str(err)
 
 
+def _shown(items: list[str], k: int, sep: str) -> str:
+    """The first ``k`` items for a message, then how many more there are."""
+    more = f"{sep}… {len(items) - k} more" if len(items) > k else ""
+    return sep.join(items[:k]) + more
+
+
 def _check_patients_on_one_side(df: pd.DataFrame, source: str | Path) -> None:
     """Refuse a patient listed in both splits: the model would be tested on what it saw."""
     sides = df.groupby("patient_id")["split"].nunique()
     both = sorted(sides.index[sides > 1].astype(str))
     if both:
-        shown = ", ".join(both[:10]) + (f", … {len(both) - 10} more" if len(both) > 10 else "")
         raise ManifestError(
-            f"{len(both)} patient(s) in both train and test: {shown}; "
+            f"{len(both)} patient(s) in both train and test: {_shown(both, 10, ', ')}; "
             "put all of a patient's images in one split", source)
 
 
