@@ -56,15 +56,15 @@ from core.evaluate.bootstrap import patient_bootstrap_weights
 from core.evaluate.constants import METRIC_NAMES, SYNTHETIC_BANNER
 from core.evaluate.mcnemar import mcnemar_exact, paired_mcnemar
 from core.evaluate.metrics import (
-                                   accuracy,
-                                   balanced_accuracy,
-                                   confusion_counts,
-                                   confusion_matrix,
-                                   f1_malignant,
-                                   f1_weighted,
-                                   metrics_from_counts,
-                                   sensitivity,
-                                   specificity,
+    accuracy,
+    balanced_accuracy,
+    confusion_counts,
+    confusion_matrix,
+    f1_malignant,
+    f1_weighted,
+    metrics_from_counts,
+    sensitivity,
+    specificity,
 )
 from core.evaluate.paper import PAPER_REPORTED, paper_reported
 from core.evaluate.report import format_cell, format_paper_table, format_report

@@ -16,7 +16,13 @@ import pandas as pd
 
 from core.evaluate.bootstrap import auc_samples, metric_block, patient_bootstrap_weights
 from core.evaluate.calibration import table_calibration
-from core.evaluate.constants import CI_LEVEL, DEFAULT_THRESHOLD, F_SCORE_DEFINITION, METRIC_NAMES, MODE_KEYS
+from core.evaluate.constants import (
+    CI_LEVEL,
+    DEFAULT_THRESHOLD,
+    F_SCORE_DEFINITION,
+    METRIC_NAMES,
+    MODE_KEYS,
+)
 from core.evaluate.mcnemar import _mcnemar_between
 from core.evaluate.metrics import confusion_counts
 from core.evaluate.paired import paired_comparison
