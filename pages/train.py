@@ -84,15 +84,15 @@ def apply_arch_defaults() -> None:
     st.session_state.update(arch_defaults(st.session_state["arch"], weight_files()))
 
 
-def init_state() -> None:
+def init_state(weights: list[Path]) -> None:
     """Widget values live in session state, so changing the architecture can reset them."""
     if "arch" not in st.session_state:
         st.session_state["arch"] = DEMO_ARCHS[0]
-    for key, value in {**FIXED_DEFAULTS, **arch_defaults(st.session_state["arch"],
-                                                         weight_files())}.items():
+    for key, value in {**FIXED_DEFAULTS,
+                       **arch_defaults(st.session_state["arch"], weights)}.items():
         st.session_state.setdefault(key, value)
     offered = {"device": available_devices(), "img_size": SIZES, "cv": CV_FOLDS,
-               "pretrained": (NO_WEIGHTS, HUB, *map(str, weight_files()))}
+               "pretrained": (NO_WEIGHTS, HUB, *map(str, weights))}
     for key, choices in offered.items():  # a value no longer offered (a GPU or file gone)
         if st.session_state[key] not in choices:
             st.session_state[key] = choices[0]
@@ -156,8 +156,8 @@ def dataset_picker() -> Path | None:
     return None
 
 
-def main_options(dataset: Path | None, weights: list[Path]) -> None:
-    if is_cddcesm(dataset):
+def main_options(cdd: bool, weights: list[Path]) -> None:
+    if cdd:
         st.radio("CDD-CESM images", list(CDD_LABELS), key="cdd_type", horizontal=True,
                  format_func=CDD_LABELS.get)
     st.selectbox("Architecture", list(DEMO_ARCHS) + list(PAPER_ARCHS), key="arch",
@@ -231,13 +231,14 @@ def chosen_options(cdd: bool) -> dict[str, Any]:
     return options
 
 
-init_state()
+weights = weight_files()
+init_state(weights)
 left, right = st.columns([2, 3], gap="large")
 with left:
     st.subheader("Options")
     dataset = dataset_picker()
     cdd = is_cddcesm(dataset)
-    main_options(dataset, weight_files())
+    main_options(cdd, weights)
     advanced_options(cdd)
     options = chosen_options(cdd)
     stamp = datetime.now().strftime("%m%d-%H%M")
