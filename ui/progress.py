@@ -116,8 +116,9 @@ def _render_part(part: Part) -> None:
     if part.status == "skipped":
         st.caption(f"**{_label(part)}** skipped: {part.reason or 'too few images'}")
         return
-    detail = f"epoch {part.epoch}/{part.epochs}" if part.epoch else part.status
     if part.status == "done":
-        detail = "done"
-    loss = f" · loss {part.loss:.3f}" if part.loss is not None and part.status != "done" else ""
+        detail, loss = "done", ""
+    else:
+        detail = f"epoch {part.epoch}/{part.epochs}" if part.epoch else part.status
+        loss = f" · loss {part.loss:.3f}" if part.loss is not None else ""
     st.progress(part.fraction, text=f"**{_label(part)}** · {detail}{loss}")
