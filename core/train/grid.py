@@ -153,7 +153,7 @@ def _train_roi_model(train_df: pd.DataFrame, out_dir: Path, config: TrainConfig,
                                  previous.get("sha256"), emit)
     reporter.skip(max(0, until - reporter.done))  # a kept or skipped finder: nothing left
     _write_run(out_dir, info)
-    reporter.emit("roi_model_done", cell="roi_model", status=info[RUN_KEY]["status"],
+    reporter.emit("roi_model_done", cell=RUN_KEY, status=info[RUN_KEY]["status"],
                   threshold=info[RUN_KEY].get("threshold"), reason=info[RUN_KEY].get("reason"))
 
 
