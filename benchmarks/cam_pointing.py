@@ -34,10 +34,10 @@ def parse_recipe(text: str):
 
 def measure(run: str, dataset: str, split: str, recipes: list[str], pool_views: bool,
             device: str) -> dict[str, Any]:
-    from core.cam_pointing import run_cam_pointing
     from core.datasets import load_dataset
-    from core.external import select_split
     from core.predict import Predictor
+    from core.predict.cam_pointing import run_cam_pointing
+    from core.predict.external import select_split
 
     df = select_split(load_dataset(dataset), split, dataset)
     if pool_views:

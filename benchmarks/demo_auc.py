@@ -25,8 +25,8 @@ DIFFICULTIES = ("easy", "obvious", "moderate", "subtle")
 def one_difficulty(root: Path, difficulty: str, test_seed: int, test_studies: int,
                    mode: str, clahe_clip: float | None = None) -> dict[str, Any]:
     from core.demo import FULL
-    from core.external import validate_external
     from core.phantom import write_phantom
+    from core.predict.external import validate_external
     from core.train import train_grid
 
     plan = replace(FULL, difficulty=difficulty,

@@ -1,4 +1,4 @@
-"""How often the pixels alone give the right laterality and CC / MLO (core.viewfind).
+"""How often the pixels alone give the right laterality and CC / MLO (core.pixels.viewfind).
 
 Why: a view read from the image routes the image to a model without anyone
 checking, so the reader's record must be known: how often it is right, how
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import base_parser, emit, rounded
-from core.viewfind import find_view
+from core.pixels.viewfind import find_view
 
 VIEWS4 = ("RCC", "LCC", "RMLO", "LMLO")
 
@@ -45,8 +45,8 @@ def phantom_views(n: int, size: int, seed: int) -> Iterator[tuple[str, np.ndarra
 
 def file_views(path: Path, cdd_type: str = "DM") -> Iterator[tuple[str, np.ndarray]]:
     """``(true view, uint8 rendering)`` of every image of a dataset or a views.csv folder."""
-    from core.dicom import render_uint8
-    from core.preprocess import SOURCE_SIDE
+    from core.pixels.dicom import render_uint8
+    from core.pixels.preprocess import SOURCE_SIDE
 
     if (path / "views.csv").is_file():
         with open(path / "views.csv", newline="") as f:

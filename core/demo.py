@@ -5,7 +5,7 @@ anything: both synthetic profiles written in their real on-disk layouts, and
 baseline + ROI-aware grids trained on the CPU.  The small CDD-CESM-profile
 run comes first, so case review works within about two and a half minutes
 while the VinDr-profile run trains; once both are complete the app opens the
-run with the better-evidenced baseline (:func:`core.runs.recommended_run`),
+run with the better-evidenced baseline (:func:`core.runfolder.layout.recommended_run`),
 the VinDr one, whose test split is eight times larger.
 
 The recipe was chosen by measurement (README, "The demo's recipe"): a small
@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.runs import RUN_FILE, checkpoints_root, data_root, read_run
+from core.runfolder.layout import RUN_FILE, checkpoints_root, data_root, read_run
 
 if TYPE_CHECKING:
     from core.train import TrainConfig

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from core.atomic import atomic_write_bytes
 from core.errors import CheckpointError
+from core.runfolder.atomic import atomic_write_bytes
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

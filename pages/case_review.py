@@ -13,7 +13,15 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.casereport import (
+from core.datasets import load_dataset
+from core.errors import MammoError
+from core.grid import VIEWS
+from core.pixels.crop import map_to_full
+from core.pixels.preprocess import PreprocessParams
+from core.predict import Predictor, ViewResult
+from core.review.overlay import cam_overlay, cam_scale_bar, draw_outline, hang, to_rgb
+from core.review.readout import threshold_sentence
+from core.review.report import (
     BREAST_RULE,
     OPERATING_POINTS,
     Call,
@@ -25,15 +33,7 @@ from core.casereport import (
     routing_sentence,
     view_call,
 )
-from core.crop import map_to_full
-from core.datasets import load_dataset
-from core.errors import MammoError
-from core.grid import VIEWS
-from core.overlay import cam_overlay, cam_scale_bar, draw_outline, hang, to_rgb
-from core.predict import Predictor, ViewResult
-from core.preprocess import PreprocessParams
-from core.readout import threshold_sentence
-from core.runs import RUN_FILE, RunSummary
+from core.runfolder.layout import RUN_FILE, RunSummary
 from ui.case import (
     MAX_VIEWS,
     SOURCE_TEXT,

@@ -10,7 +10,7 @@ import streamlit as st
 
 from core.errors import MammoError
 from core.evaluate import evaluate_run
-from core.runs import METRICS_FILE, PREDICTIONS_FILE, RunSummary
+from core.runfolder.layout import METRICS_FILE, PREDICTIONS_FILE, RunSummary
 from ui.common import (
     RUN_KEY,
     architecture_notice,

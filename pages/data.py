@@ -10,12 +10,12 @@ import streamlit as st
 
 from core.datasets import load_dataset
 from core.datasets.describe import describe, tables
+from core.datasets.roi import row_mask
 from core.errors import MammoError
 from core.grid import VIEWS
-from core.overlay import draw_outline, to_rgb
 from core.phantom import is_synthetic
-from core.preprocess import PreprocessParams, load_preprocessed
-from core.roi import row_mask
+from core.pixels.preprocess import PreprocessParams, load_preprocessed
+from core.review.overlay import draw_outline, to_rgb
 from ui.common import (
     LABEL_COLOURS,
     data_root,

@@ -6,8 +6,8 @@ import os
 import streamlit as st
 
 from core.errors import MammoError
-from core.jobs import current_job, demo_args, last_job, log_tail, start_job
-from core.runs import recommended_run
+from core.runfolder.jobs import current_job, demo_args, last_job, log_tail, start_job
+from core.runfolder.layout import recommended_run
 from ui.common import architecture_notice, ensure_app_navigation, run_title, runs, synthetic_notice
 from ui.progress import render_progress
 
@@ -28,7 +28,7 @@ def _start_demo() -> None:
 
 
 def ready_banner(complete: list) -> None:
-    """The recommended complete run (:func:`core.runs.recommended_run`) and how to read it."""
+    """The recommended complete run (:func:`core.runfolder.layout.recommended_run`) and how to read it."""
     best = recommended_run(complete)
     st.success(f"Ready for case review: **{best.name}** ({run_title(best)}).")
     architecture_notice([best])

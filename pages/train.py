@@ -11,11 +11,11 @@ import streamlit as st
 
 from core.datasets import detect_layout
 from core.errors import MammoError, TrainingError
-from core.jobs import Job, cancel_job, current_job, last_job, log_tail, resume_args, start_job, train_args
 from core.models import DEMO_ARCHS, PAPER_ARCHS, available_devices
 from core.phantom import is_synthetic
-from core.runprogress import cell_count, parts
-from core.runs import RunSummary, checkpoints_root, read_progress, read_run
+from core.runfolder.jobs import Job, cancel_job, current_job, last_job, log_tail, resume_args, start_job, train_args
+from core.runfolder.layout import RunSummary, checkpoints_root, read_progress, read_run
+from core.runfolder.progress import cell_count, parts
 from ui.common import (
     data_root,
     ensure_app_navigation,
@@ -220,7 +220,7 @@ def advanced_options(cdd: bool) -> None:
 
 
 def chosen_options(cdd: bool) -> dict[str, Any]:
-    """The page's options as TrainConfig fields (what :func:`core.jobs.train_args` takes)."""
+    """The page's options as TrainConfig fields (what :func:`core.runfolder.jobs.train_args` takes)."""
     keys = ["arch", *PAPER_DEFAULTS, *FIXED_DEFAULTS, "pretrained"]
     options = {k: st.session_state[k] for k in dict.fromkeys(keys)}
     options["pretrained"] = options["pretrained"] or None

@@ -80,7 +80,7 @@ def stop(proc: subprocess.Popen) -> None:
 def app_env(tmp: Path, **extra: str) -> tuple[dict[str, str], Path, Path]:
     """An environment for one app server with its own checkpoints, data and cache folders
     (created), no stand-in job command; returns ``(env, checkpoints, data)``."""
-    from core import jobs
+    from core.runfolder import jobs
 
     ck, data, cache = tmp / "checkpoints", tmp / "data", tmp / "cache"
     for d in (ck, data, cache):

@@ -1,4 +1,4 @@
-"""The Streamlit app through streamlit.testing (AppTest), and core.jobs on its own.
+"""The Streamlit app through streamlit.testing (AppTest), and core.runfolder.jobs on its own.
 
 Runs and datasets are built in temporary folders: a small manifest dataset of
 PNG files, and a run folder whose cells hold freshly initialised (untrained)
@@ -24,11 +24,11 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import jobs
 from core.errors import TrainingError
 from core.grid import plan
 from core.models import create_model, save_weights
-from core.preprocess import PreprocessParams
+from core.pixels.preprocess import PreprocessParams
+from core.runfolder import jobs
 
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "app.py")
@@ -156,7 +156,7 @@ def no_exception(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
 
 
-# --------------------------------------------------------------------------- core.jobs
+# --------------------------------------------------------------------------- core.runfolder.jobs
 
 def test_job_start_refuse_cancel(dirs):
     ck, _ = dirs
@@ -576,9 +576,9 @@ def test_case_review_roi_finder_switch_and_source(dirs, weights):
 
 
 def test_upload_helpers_strip_identifiers_and_temp_paths():
-    from core.casereport import export_record, view_call
     from core.predict import ViewResult
-    from core.runs import RunSummary
+    from core.review.report import export_record, view_call
+    from core.runfolder.layout import RunSummary
     from ui.case import box_mask, read_upload, view_problems
 
     bad = read_upload("Doe_John_RCC.png", b"\x89PNG broken", SPEC)

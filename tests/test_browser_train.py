@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from core import jobs
+from core.runfolder import jobs
 from helpers import app_env, app_in_chromium
 
 pytestmark = [

@@ -19,7 +19,7 @@ from core.evaluate.calibration import (
     reliability_curve,
     scaled_probability,
 )
-from core.readout import shown_call, threshold_sentence
+from core.review.readout import shown_call, threshold_sentence
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -130,7 +130,7 @@ def _biased_run(root: Path, bias: float, temperatures: dict[str, object]) -> Pat
     """A baseline-only run whose models output ``bias`` for any image (head zeroed)."""
     from core.grid import plan
     from core.models import create_model, save_weights
-    from core.preprocess import PreprocessParams
+    from core.pixels.preprocess import PreprocessParams
 
     torch.manual_seed(0)
     model = create_model("resnet10t", 32)
@@ -268,8 +268,8 @@ def test_threshold_sentence_reads_at_a_glance():
 
 
 def test_breast_call_follows_its_deciding_view():
-    from core.casereport import breast_summary, view_call
     from core.predict import ViewResult
+    from core.review.report import breast_summary, view_call
 
     results = [ViewResult(image="a", view="RCC", p_malignant_baseline=0.22, threshold_baseline=0.20),
                ViewResult(image="b", view="RMLO", p_malignant_baseline=0.10, threshold_baseline=0.30),

@@ -103,7 +103,7 @@ def _manifest(root) -> pd.DataFrame:
     crop removes; a benign view with an ROI and a malignant one without are not scored."""
     import cv2
 
-    from core.manifest import finalize
+    from core.datasets.manifest import finalize
 
     rng = np.random.default_rng(0)
     rows = []
@@ -129,11 +129,11 @@ def test_run_pointing_maps_masks_through_the_input_geometry(tmp_path, monkeypatc
     exactly when the ROI was carried through the same crop and resize as the pixels."""
     from test_predict import make_run
 
-    from core.cam_pointing import run_cam_pointing
-    from core.crop import CropBox, mask_to_input
     from core.evaluate.pointing import dilate_mask
+    from core.pixels.crop import CropBox, mask_to_input
+    from core.pixels.preprocess import PreprocessParams, load_preprocessed_with_box
     from core.predict import Predictor
-    from core.preprocess import PreprocessParams, load_preprocessed_with_box
+    from core.predict.cam_pointing import run_cam_pointing
 
     df = _manifest(tmp_path)
     run = make_run(tmp_path / "run")

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.casereport import (
+from core.predict import ViewResult
+from core.review.report import (
     applied_threshold,
     breast_summary,
     export_name,
@@ -19,8 +20,7 @@ from core.casereport import (
     routing_sentence,
     view_call,
 )
-from core.predict import ViewResult
-from core.runs import RunSummary
+from core.runfolder.layout import RunSummary
 
 RUN = RunSummary(Path("/runs/demo"), {
     "arch": "resnet10t", "img_size": 128, "synthetic": True,

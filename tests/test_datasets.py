@@ -16,9 +16,9 @@ from core.__main__ import main as cli_main
 from core.datasets import detect_layout, load_dataset
 from core.datasets.cddcesm import image_size
 from core.datasets.describe import describe, render_text, tables
+from core.datasets.roi import render_shapes, row_mask
 from core.datasets.split import grouped_folds, grouped_split
 from core.errors import ManifestError
-from core.roi import render_shapes, row_mask
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""core.dicom: windowing maths, photometric handling, every file kind, every bad input."""
+"""core.pixels.dicom: windowing maths, photometric handling, every file kind, every bad input."""
 from __future__ import annotations
 
 import struct
@@ -14,9 +14,9 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
 
-from core import dicom
-from core.dicom import MAX_PIXELS, read_image, read_view_tags
 from core.errors import ImageReadError
+from core.pixels import dicom
+from core.pixels.dicom import MAX_PIXELS, read_image, read_view_tags
 from helpers import RAMP, dicom_real, dicom_write
 
 # --------------------------------------------------------------------------- VOI maths

@@ -20,8 +20,8 @@ from test_predict import BIAS, make_run, served_by
 from core.datasets import load_dataset
 from core.errors import ManifestError
 from core.evaluate import format_report
-from core.external import dataset_name, validate_external
 from core.phantom import write_phantom
+from core.predict.external import dataset_name, validate_external
 
 REPO = Path(__file__).resolve().parents[1]
 

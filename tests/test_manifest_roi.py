@@ -1,4 +1,4 @@
-"""The manifest contract (core.manifest) and ROI geometry (core.roi)."""
+"""The manifest contract (core.datasets.manifest) and ROI geometry (core.datasets.roi)."""
 from __future__ import annotations
 
 import json
@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.datasets.manifest import COLUMNS, finalize, read_manifest_csv
+from core.datasets.roi import outline, read_mask, render_shapes, row_mask, shapes_json
 from core.errors import ManifestError, MaskError
-from core.manifest import COLUMNS, finalize, read_manifest_csv
-from core.roi import outline, read_mask, render_shapes, row_mask, shapes_json
 
 
 def _row(name: str, **changes: str) -> dict[str, str]:
@@ -226,8 +226,8 @@ def empty_mask_dataset(folder: Path) -> Path:
 def test_an_all_zero_mask_file_is_no_roi_everywhere(empty_mask_dataset: Path) -> None:
     from core.datasets import load_dataset
     from core.datasets.describe import describe
+    from core.datasets.manifest import roi_flags
     from core.grid import Cell
-    from core.manifest import roi_flags
     from core.roifinder.geometry import row_mask_full
     from core.train import TrainConfig
     from core.train.planned import plan_cells

@@ -22,10 +22,10 @@ import torch
 from core.errors import CheckpointError
 from core.grid import VIEWS, Cell, plan
 from core.models import create_model, save_weights
-from core.overlay import cam_overlay, draw_outline
+from core.pixels.preprocess import PreprocessParams
+from core.pixels.views import combine_view, contradictions, parse_view_name, view_evidence
 from core.predict import PREDICTION_COLUMNS, Predictor, ViewInput, predict_manifest
-from core.preprocess import PreprocessParams
-from core.views import combine_view, contradictions, parse_view_name, view_evidence
+from core.review.overlay import cam_overlay, draw_outline
 from helpers import dicom_write
 
 REPO = Path(__file__).resolve().parents[1]
@@ -361,8 +361,8 @@ def test_training_review_and_command_line_give_the_model_the_same_pixels_at_1024
     ``preprocess --run`` must all reach the model as the same pixels (no train/serve
     skew), all built from the spec stored in run.json."""
     from core.__main__ import main
-    from core.dicom import render_uint8
-    from core.preprocess import SOURCE_SIDE, prepare_input
+    from core.pixels.dicom import render_uint8
+    from core.pixels.preprocess import SOURCE_SIDE, prepare_input
     from core.train.config import TrainConfig
     from core.train.data import ImageBank
     from ui.case import read_upload, to_inputs
@@ -442,8 +442,8 @@ def test_run_without_this_preprocessing_version_is_refused(work, study, capsys, 
 
 def test_manifest_with_an_all_zero_mask_file_routes_and_scores_as_no_roi(predictor, work,
                                                                          monkeypatch):
+    from core.datasets.manifest import read_manifest_csv
     from core.evaluate import evaluate_predictions
-    from core.manifest import read_manifest_csv
 
     monkeypatch.setenv("MAMMOROUTE_CACHE", str(work / "cache"))
     rows = []

@@ -1,4 +1,4 @@
-"""core.preprocess and ``python -m core preprocess``: pixels, the cache, the batch filler."""
+"""core.pixels.preprocess and ``python -m core preprocess``: pixels, the cache, the batch filler."""
 from __future__ import annotations
 
 import os
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from pydicom.data import get_testdata_file
 
-from core import preprocess as pp
 from core.errors import ImageReadError
-from core.preprocess import (
+from core.pixels import preprocess as pp
+from core.pixels.preprocess import (
     PreprocessCache,
     PreprocessParams,
     default_cache,

@@ -23,10 +23,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.dicom import read_image, read_view_tags, render_uint8
+from core.datasets.manifest import read_manifest_csv
+from core.datasets.roi import read_mask
 from core.errors import MammoError
-from core.manifest import read_manifest_csv
-from core.roi import read_mask
+from core.pixels.dicom import read_image, read_view_tags, render_uint8
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))

@@ -27,10 +27,11 @@ import pandas as pd
 import pytest
 import torch
 
-from core import jobs, runs
 from core.errors import CheckpointError, TrainingError
 from core.models import create_model, load_tensors, save_weights
-from core.preprocess import PreprocessParams
+from core.pixels.preprocess import PreprocessParams
+from core.runfolder import jobs
+from core.runfolder import layout as runs
 from core.train import TrainConfig, run_lock, train_grid
 from helpers import record_figures
 
@@ -223,7 +224,7 @@ def test_unwritable_checkpoint_folder_is_a_clear_error_and_keeps_earlier_cells(
         data, tmp_path, capsys, monkeypatch):
     """As a normal user: the second cell's folder is read-only.  As root (chmod has no
     effect) the write of that cell's weights fails with ENOSPC instead."""
-    import core.atomic as atomic
+    import core.runfolder.atomic as atomic
     from core.__main__ import main
 
     out = tmp_path / "full"
@@ -290,7 +291,7 @@ def test_cancel_stops_within_seconds_and_lock_is_respected(data, tmp_path, capsy
         progress = out / runs.PROGRESS_FILE
         assert _wait(lambda: any(e["event"] == "epoch" for e in _lines(progress)), 300), \
             Path(job.log).read_text()[-2000:]
-        # one training at a time: core.jobs and a second command line start are both refused
+        # one training at a time: core.runfolder.jobs and a second command line start are both refused
         with pytest.raises(TrainingError, match="already running"):
             jobs.start_job(args, "train", run_dir=out, root=ck)
         rc = main(["train", "--dataset", str(data), "--out", str(out), *TRAIN_ARGS])

@@ -1,4 +1,4 @@
-"""core.dicom.render_uint8: the 8-bit rendering training and review both start from.
+"""core.pixels.dicom.render_uint8: the 8-bit rendering training and review both start from.
 
 At full size it must equal the float path rounded to 8 bits, bit for bit, for
 every kind of file (the lookup table folds the same float32 steps); reduced,
@@ -16,9 +16,9 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from core import dicom
-from core.dicom import RENDER_TOLERANCE, read_image, render_uint8, to_uint8
 from core.errors import ImageReadError
+from core.pixels import dicom
+from core.pixels.dicom import RENDER_TOLERANCE, read_image, render_uint8, to_uint8
 from helpers import RAMP, dicom_real, dicom_write
 
 

@@ -18,10 +18,10 @@ import pandas as pd
 import pytest
 import torch
 
-from core import runs
 from core.errors import TrainingError
 from core.grid import Cell
 from core.models import create_model, load_weights
+from core.runfolder import layout as runs
 from core.train import (
     CellResult,
     TrainConfig,
@@ -222,7 +222,7 @@ def test_resume_after_interruption_equals_uninterrupted(reference_run, blobs, tm
 
 def test_resume_refuses_a_run_made_under_another_preprocessing_version(blobs, tmp_path):
     """Resumed cells would see this version's pixels beside the old cells' pixels."""
-    from core.preprocess import PREPROCESS_VERSION
+    from core.pixels.preprocess import PREPROCESS_VERSION
     from core.train.runinfo import _open_run, _write_run, load_manifest
 
     df, source = load_manifest(blobs)
@@ -442,7 +442,7 @@ def test_cv_and_test_serve_a_skipped_cells_images_through_the_same_stand_in(tmp_
     """roi-RCC has 4 training images (< 8, skipped): on the test split and in every
     CV fold its images are served by the stand-in :func:`core.grid.serve` names
     (here, an ROI-aware grid alone, the view's other cell), none is dropped."""
-    from core.roi import shapes_json
+    from core.datasets.roi import shapes_json
 
     manifest = write_blobs(tmp_path / "data", 28, 8)
     df = pd.read_csv(manifest, keep_default_na=False)

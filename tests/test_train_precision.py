@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 import torch
 
-from core import runs
-from core.augment import to_float
 from core.grid import Cell
 from core.models import create_model, load_weights
+from core.runfolder import layout as runs
 from core.train import TrainConfig, train_cell
 from core.train import loop as train_loop
+from core.train.augment import to_float
 
 SIZE = 32
 

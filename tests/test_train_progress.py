@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from test_train import tiny, write_blobs
 
-from core import runs
 from core.datasets import load_dataset
-from core.roi import shapes_json
+from core.datasets.roi import shapes_json
+from core.runfolder import layout as runs
 from core.train import train_grid
 from core.train.runinfo import _dataset_hash
 

@@ -1,4 +1,4 @@
-"""View and laterality from the pixels (core.viewfind) and where they enter view resolution.
+"""View and laterality from the pixels (core.pixels.viewfind) and where they enter view resolution.
 
 The phantom draws each view in the hanging orientation the real sources use
 (chest wall on the left = left breast; MLO with its pectoral muscle), so its
@@ -15,10 +15,10 @@ import cv2
 import numpy as np
 import pytest
 
-from core.dicom import render_uint8
 from core.phantom.render import render_view
-from core.viewfind import ViewGuess, find_view
-from core.views import combine_view
+from core.pixels.dicom import render_uint8
+from core.pixels.viewfind import ViewGuess, find_view
+from core.pixels.views import combine_view
 from helpers import dicom_write
 
 VIEWS4 = ("RCC", "LCC", "RMLO", "LMLO")
@@ -169,7 +169,7 @@ def test_real_rsna_views_are_found():
 
 def test_case_review_upload_shows_the_image_as_source(tmp_path):
     """An upload with ImageLaterality only: the view is found, its source reads "the image"."""
-    from core.preprocess import PreprocessParams
+    from core.pixels.preprocess import PreprocessParams
     from ui.case import SOURCE_TEXT, read_upload, view_problems
 
     stored = phantom_u8("LCC", 41).astype(np.uint16) * 16

@@ -6,9 +6,9 @@ import pytest
 import torch
 from test_train import write_blobs
 
-from core import runs
 from core.errors import CheckpointError
 from core.models import create_model, load_weights
+from core.runfolder import layout as runs
 from core.train import TrainConfig, train_grid
 from core.train.warmstart import POOLED, pooled_rows
 
@@ -77,7 +77,7 @@ def test_resume_keeps_the_pooled_model_and_refuses_a_changed_one(tmp_path):
 def test_recommended_run_is_the_best_evidenced_complete_one(tmp_path):
     import json
 
-    from core.runs import read_run, recommended_run
+    from core.runfolder.layout import read_run, recommended_run
 
     def run(name, started, status="complete", auc=None):
         folder = tmp_path / name

@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.datasets.roi import read_mask, row_mask
 from core.errors import MammoError, MaskError
 from core.grid import VIEWS
+from core.pixels.preprocess import PreprocessParams, render_source, to_display
+from core.pixels.views import ViewEvidence, contradictions, view_evidence
 from core.predict import ViewInput
-from core.preprocess import PreprocessParams, render_source, to_display
-from core.roi import read_mask, row_mask
-from core.views import ViewEvidence, contradictions, view_evidence
 
 MAX_VIEWS = 4
 DISPLAY_SIDE = 512
@@ -107,7 +107,7 @@ def view_conflicts(view: CaseView) -> list[str]:
 def read_upload(name: str, data: bytes, spec: PreprocessParams,
                 key: str | None = None) -> CaseView:
     """Decode one uploaded file as the run's spec renders it (``spec``: the run's
-    :class:`~core.preprocess.PreprocessParams`); its view from DICOM tags, the file
+    :class:`~core.pixels.preprocess.PreprocessParams`); its view from DICOM tags, the file
     name or the pixels (maybe None)."""
     key = key or hashlib.sha256(data).hexdigest()[:16]
     with tempfile.TemporaryDirectory(prefix="mammoroute-") as tmp:

@@ -11,7 +11,7 @@ import streamlit as st
 
 from core.errors import MammoError, ManifestError
 from core.models import architecture_note
-from core.runs import RunSummary, checkpoints_root, data_root, list_runs, read_run
+from core.runfolder.layout import RunSummary, checkpoints_root, data_root, list_runs, read_run
 
 BENIGN = "#2e7d32"
 MALIGNANT = "#c62828"
@@ -116,7 +116,7 @@ def keep(key: str, default: Any) -> None:
 
 def operating_point_picker(container: Any = st) -> str:
     """The page setting both Case review and Compare call with ("tuned" or "paper")."""
-    from core.casereport import OPERATING_POINTS
+    from core.review.report import OPERATING_POINTS
 
     keep(OPERATING_KEY, "tuned")
     return container.segmented_control(

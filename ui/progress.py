@@ -7,7 +7,8 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from core.runprogress import (
+from core.runfolder.layout import RunSummary, read_progress
+from core.runfolder.progress import (
     TRAINING_EVENTS,
     Curve,
     Part,
@@ -18,7 +19,6 @@ from core.runprogress import (
     parts,
     phase,
 )
-from core.runs import RunSummary, read_progress
 
 # Twelve cells and the warm-start model, each its own colour (Tableau 10 and three more).
 CURVE_COLOURS: tuple[str, ...] = (

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.jobs import current_job
-from core.runs import RunSummary, recommended_run
+from core.runfolder.jobs import current_job
+from core.runfolder.layout import RunSummary, recommended_run
 from ui.common import RUN_KEY, run_title, runs
 
 STATUS_MARK: dict[str, str] = {"complete": "●", "running": "◐", "cancelled": "○",

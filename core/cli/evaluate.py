@@ -3,7 +3,7 @@
 Without ``--dataset``: reads the run's ``predictions.csv`` (never its
 models), writes ``metrics.json`` and prints the paper-style tables, or the
 JSON with --json.  With ``--dataset``: external validation
-(:mod:`core.external`): the run's models predict another dataset, and the
+(:mod:`core.predict.external`): the run's models predict another dataset, and the
 result goes to ``checkpoints/NAME/external/<dataset>-<split>/``, leaving the
 run's own ``metrics.json`` as it was.
 """
@@ -13,7 +13,7 @@ import argparse
 import json
 
 from core.evaluate import evaluate_run, format_report
-from core.external import SPLITS, validate_external
+from core.predict.external import SPLITS, validate_external
 
 
 def _non_negative(text: str) -> int:

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from core.errors import MammoError
-from core.readout import shown_call
+from core.review.readout import shown_call
 
 RESULT_KEYS: tuple[str, ...] = (
     "image", "view", "roi", "cell", "fallback", "p_malignant_roi_aware", "p_malignant_baseline",
@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _run_path(text: str) -> Path:
     """A run folder as given, else a run of that name under the checkpoints root."""
-    from core.runs import checkpoints_root
+    from core.runfolder.layout import checkpoints_root
 
     path = Path(text)
     if path.is_dir() or path.is_absolute() or len(path.parts) > 1:
@@ -90,8 +90,8 @@ def _match_image(key: str, images: list[str], option: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from core.pixels.views import normalise_view
     from core.predict import Predictor, ViewInput
-    from core.views import normalise_view
 
     masks = _pairs(args.mask, "--mask", args.images)
     views = {k: normalise_view(v) for k, v in _pairs(args.view, "--view", args.images).items()}
@@ -116,7 +116,7 @@ def _write_cams(outdir: Path, results: list) -> None:
     """One overlay per image per grid, named ``<image stem>_<grid>.png``."""
     import cv2
 
-    from core.overlay import cam_overlay, draw_outline
+    from core.review.overlay import cam_overlay, draw_outline
 
     outdir.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()

@@ -16,8 +16,8 @@ from pathlib import Path
 import cv2
 
 from core.errors import MammoError
-from core.preprocess import MAX_SIZE, PreprocessParams, load_preprocessed
-from core.runs import RUN_FILE, read_run
+from core.pixels.preprocess import MAX_SIZE, PreprocessParams, load_preprocessed
+from core.runfolder.layout import RUN_FILE, read_run
 
 OPTIONS: dict[str, str] = {"size": "--size", "clahe_clip": "--clahe-clip",
                            "clahe_tiles": "--clahe-tiles", "crop": "--no-crop", "fit": "--fit"}

@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 from core.datasets import cddcesm, vindr
+from core.datasets.manifest import read_manifest_csv
 from core.errors import ManifestError
-from core.manifest import read_manifest_csv
 
 MANIFEST_NAME = "manifest.csv"
 MANIFEST_SEARCH_DEPTH = 2
@@ -64,7 +64,7 @@ def detect_layout(path: str | Path) -> tuple[Layout, Path]:
 
 
 def load_dataset(path: str | Path, split_seed: int = 0, cdd_type: str = "DM") -> pd.DataFrame:
-    """Read any supported dataset as a finalized manifest (see :mod:`core.manifest`).
+    """Read any supported dataset as a finalized manifest (see :mod:`core.datasets.manifest`).
 
     ``split_seed`` seeds the train/test split of layouts that ship none
     (CDD-CESM); ``cdd_type`` picks CDD-CESM's low-energy (``"DM"``, the

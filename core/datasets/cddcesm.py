@@ -23,11 +23,11 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from core.datasets.manifest import finalize
 from core.datasets.readers import column_key, list_missing_files, read_csv_strict
+from core.datasets.roi import shapes_json
 from core.datasets.split import grouped_split
 from core.errors import ManifestError
-from core.manifest import finalize
-from core.roi import shapes_json
 
 ANNOTATION_NAMES: tuple[str, ...] = (
     "Radiology-manual-annotations.xlsx", "Radiology manual annotations.xlsx")
@@ -256,7 +256,7 @@ def _regions_by_image(path: Path, keys: set[str]) -> dict[str, list[dict[str, An
 
 
 def via_shape(text: str, path: Path, row_number: int) -> dict[str, Any] | None:
-    """One VIA ``region_shape_attributes`` JSON → a :mod:`core.roi` shape (None for ``{}``)."""
+    """One VIA ``region_shape_attributes`` JSON → a :mod:`core.datasets.roi` shape (None for ``{}``)."""
     try:
         attrs = json.loads(text) if str(text).strip() else {}
     except json.JSONDecodeError:

@@ -10,8 +10,8 @@ from typing import Any
 
 import pandas as pd
 
+from core.datasets.manifest import LABELS, SPLITS, roi_flags
 from core.grid import VIEWS
-from core.manifest import LABELS, SPLITS, roi_flags
 
 ROI_KEYS: tuple[str, ...] = ("with", "without")
 

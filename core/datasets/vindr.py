@@ -19,10 +19,10 @@ from typing import Any
 
 import pandas as pd
 
+from core.datasets.manifest import finalize
 from core.datasets.readers import read_csv_strict
+from core.datasets.roi import shapes_json
 from core.errors import ManifestError
-from core.manifest import finalize
-from core.roi import shapes_json
 
 FINDINGS_CSV = "finding_annotations.csv"
 BREASTS_CSV = "breast-level_annotations.csv"

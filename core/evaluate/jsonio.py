@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from core.atomic import atomic_write_bytes
 from core.evaluate.metrics import _nan_to_none
+from core.runfolder.atomic import atomic_write_bytes
 
 
 def _jsonable(obj: Any) -> Any:
@@ -32,5 +32,5 @@ def _jsonable(obj: Any) -> Any:
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
-    """Strict JSON (NaN → null) written atomically (:mod:`core.atomic`)."""
+    """Strict JSON (NaN → null) written atomically (:mod:`core.runfolder.atomic`)."""
     atomic_write_bytes(path, (json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n").encode())

@@ -1,6 +1,6 @@
 """Evaluating a run folder: ``predictions.csv`` + ``run.json`` + ``cv.json`` → ``metrics.json``.
 
-An external validation (:mod:`core.external`) keeps its own table and
+An external validation (:mod:`core.predict.external`) keeps its own table and
 metrics under ``external/<dataset>-<split>/`` and is evaluated the same way.
 
 The only module that touches a run folder; everything it computes comes from
@@ -110,7 +110,7 @@ def evaluate_external(run_dir: str | Path, name: str, n_boot: int = 1000, seed: 
 
     The run's own ``metrics.json`` is never touched: an external dataset is a
     different test, not a new version of the run's result.  ``dataset.json``
-    in the folder (written by :mod:`core.external`) names the dataset.  The
+    in the folder (written by :mod:`core.predict.external`) names the dataset.  The
     paper's figures and the run's CV summary belong to the run's own data and
     are left out.
     """

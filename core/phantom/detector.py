@@ -4,7 +4,7 @@ On a full-field screening image the breast rarely fills the detector: it
 sits against the chest-wall edge, off-centre vertically, with air on the
 nipple side, and the view is burned into the pixels as text ("R-MLO",
 "L CC") in that air.  The phantom draws both so the breast crop
-(:mod:`core.crop`) is exercised on the same problem it solves on real files.
+(:mod:`core.pixels.crop`) is exercised on the same problem it solves on real files.
 """
 from __future__ import annotations
 

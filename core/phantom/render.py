@@ -107,7 +107,7 @@ def render_view(rng: np.random.Generator, view: str, density: str = "B",
     Returns a float32 ``(size, ≈size*aspect)`` image in 0..1 (0 = air, exactly;
     brighter = denser, as displayed) and one dict per lesion with ``kind``,
     ``category`` (VinDr finding), ``box`` ``(xmin, ymin, xmax, ymax)`` and
-    ``shape`` (a :mod:`core.roi` shape: ellipse, polygon or circle), in pixels.
+    ``shape`` (a :mod:`core.datasets.roi` shape: ellipse, polygon or circle), in pixels.
     ``labels=False`` leaves out the burned-in view label (the same breast otherwise).
     """
     if view not in VIEWS:

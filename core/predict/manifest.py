@@ -10,14 +10,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from core.datasets.manifest import roi_flags
 from core.errors import MammoError
 from core.evaluate.calibration import scaled_probability
 from core.evaluate.roifinder import PROPOSED_MODE
 from core.grid import MODES, VIEWS, Mode, Route
-from core.manifest import roi_flags
+from core.pixels.preprocess import load_preprocessed
 from core.predict.study import BATCH_SIZE, Predictor
 from core.predict.types import PREDICTION_COLUMNS
-from core.preprocess import load_preprocessed
 
 
 def _label01(value: Any) -> int:
@@ -59,7 +59,7 @@ def predict_manifest(run_dir: str | Path | Predictor, df: pd.DataFrame,
     """Long prediction table for every manifest row: one row per (image, mode).
 
     Routing uses the row's ``roi`` flag (not mask pixels); images come through
-    :func:`core.preprocess.load_preprocessed` (cached).  Images are loaded once
+    :func:`core.pixels.preprocess.load_preprocessed` (cached).  Images are loaded once
     per chunk of one view and shared by both grids.  Rows a mode cannot
     predict (no model, no stand-in) are left out, because
     :mod:`core.evaluate` refuses missing probabilities; their count is in

@@ -12,18 +12,18 @@ import cv2
 import numpy as np
 import torch
 
-from core.crop import mask_to_input
+from core.datasets.roi import has_roi, read_mask
 from core.errors import CheckpointError, ImageReadError, MammoError, MaskError
 from core.evaluate.calibration import scaled_probability
 from core.grid import MODES, Mode, Route, modes_for, plan, route_image, serve
 from core.models import CamRecipe, MammoNet, create_model, load_weights, pick_device
+from core.pixels.crop import mask_to_input
+from core.pixels.preprocess import PreprocessParams, prepare_input, render_source
+from core.pixels.views import combine_view
 from core.predict.cam import cam_pass, new_cam, unit_maps
 from core.predict.types import ViewInput, ViewResult, _Prepared
-from core.preprocess import PreprocessParams, prepare_input, render_source
-from core.roi import has_roi, read_mask
 from core.roifinder.infer import Proposal, RoiFinder
-from core.runs import META_FILE, WEIGHTS_FILE, RunSummary, read_json, read_run
-from core.views import combine_view
+from core.runfolder.layout import META_FILE, WEIGHTS_FILE, RunSummary, read_json, read_run
 
 DEFAULT_TEMPERATURE = 1.0  # runs trained before temperature scaling: the raw sigmoid
 BATCH_SIZE = 32

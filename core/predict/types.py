@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from core.crop import CropBox
-from core.views import ViewSource
+from core.pixels.crop import CropBox
+from core.pixels.views import ViewSource
 
 PREDICTION_COLUMNS: tuple[str, ...] = (
     "image_path", "patient_id", "study_id", "view", "roi", "label", "mode", "cell",
@@ -28,9 +28,9 @@ RoiSource = Literal["mask", "proposed", "none"]
 class ViewInput:
     """One image of a study, as a file or as pixels already read.
 
-    ``pixels`` are what :func:`core.preprocess.render_source` returns under the
+    ``pixels`` are what :func:`core.pixels.preprocess.render_source` returns under the
     run's spec (uint8, tissue bright; what the app keeps of an upload) or
-    floats in [0, 1] as :func:`core.dicom.read_image` gives; other integer
+    floats in [0, 1] as :func:`core.pixels.dicom.read_image` gives; other integer
     arrays are scaled by their dtype's range.  ``tags["source_shape"]`` is the
     mammogram's full size when the pixels are a reduced rendering (masks are
     at that size), ``tags["source_side"]`` the spec's side it was rendered at
@@ -64,7 +64,7 @@ class ViewResult:
     ``cam_*`` are float32 ``(size, size)`` maps in [0, 1] over ``preprocessed``
     (the model's input); ``mask`` is the ROI at that size (0/1) or None.
     ``box`` is the breast crop the input was cut from, as fractions of the
-    image: :func:`core.crop.map_to_full` draws a map back on the whole image.
+    image: :func:`core.pixels.crop.map_to_full` draws a map back on the whole image.
     ``cell_roi_aware`` is the model that actually served the ROI-aware
     prediction, which differs from the routed cell when ``fallback`` is True.
     """

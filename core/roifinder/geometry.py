@@ -1,13 +1,13 @@
 """The finder's geometry: model input + crop box, masks into the input, boxes back out.
 
 Every coordinate change of the finder lives here, so the grids' breast crop
-(:mod:`core.crop`) applies to the finder exactly as it applies to the grids:
+(:mod:`core.pixels.crop`) applies to the finder exactly as it applies to the grids:
 the same rendering, the same crop box, the same stretch.  Three frames:
 
 * **full**: the mammogram's own pixels (``(h, w)`` of the stored image; the
   frame masks, ``roi_shapes`` and the reported boxes use);
 * **box**: the breast's crop box, fractions of the full frame
-  (:class:`core.crop.CropBox`; the whole frame when no crop is made);
+  (:class:`core.pixels.crop.CropBox`; the whole frame when no crop is made);
 * **input**: the ``(size, size)`` square the model sees (the box stretched).
 
 A box ``[x0, y0, x1, y1]`` is in pixel-edge coordinates (``x1`` exclusive),
@@ -23,14 +23,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-from core.crop import CropBox
+from core.pixels.crop import CropBox
 
 Box = list[float]  # [x0, y0, x1, y1]
 
 
 def prepare_pixels(pixels: np.ndarray, params: Any) -> tuple[np.ndarray, CropBox]:
     """Windowed pixels → ``(model input, crop box)``, as the grids prepare them."""
-    import core.preprocess as pre
+    import core.pixels.preprocess as pre
 
     if hasattr(pre, "prepare_input"):
         return pre.prepare_input(pixels, params)
@@ -39,7 +39,7 @@ def prepare_pixels(pixels: np.ndarray, params: Any) -> tuple[np.ndarray, CropBox
 
 def load_input(path: str | Path, params: Any) -> tuple[np.ndarray, CropBox]:
     """A file's cached ``(model input, crop box)``, as the grids load it."""
-    import core.preprocess as pre
+    import core.pixels.preprocess as pre
 
     if hasattr(pre, "load_preprocessed_with_box"):
         return pre.load_preprocessed_with_box(path, params)
@@ -48,7 +48,7 @@ def load_input(path: str | Path, params: Any) -> tuple[np.ndarray, CropBox]:
 
 def mask_to_input(mask_full: np.ndarray, box: CropBox, size: int) -> np.ndarray:
     """A full-frame 0/1 mask → the ``(size, size)`` input frame (a small ROI never vanishes)."""
-    from core.crop import mask_to_input as crop_mask
+    from core.pixels.crop import mask_to_input as crop_mask
 
     return crop_mask(mask_full, box, size)
 
@@ -65,7 +65,7 @@ def full_shape(row: Mapping[str, Any]) -> tuple[int, int]:
 def file_shape(path: str | Path) -> tuple[int, int]:
     """``(h, w)`` of an image file, from its header when it has one (DICOM Rows /
     Columns, a picture's header), else by decoding it."""
-    from core.dicom import _picture_header_size, render_uint8
+    from core.pixels.dicom import _picture_header_size, render_uint8
 
     path = Path(path)
     try:
@@ -86,7 +86,7 @@ def file_shape(path: str | Path) -> tuple[int, int]:
 def row_mask_full(row: Mapping[str, Any], max_side: int = 1024) -> np.ndarray | None:
     """A row's ROI as a full-frame-shaped 0/1 mask (shapes rendered at most ``max_side``
     on the longer side: the crop box is in fractions, so scale does not matter), or None."""
-    from core.roi import has_roi, read_mask, render_shapes
+    from core.datasets.roi import has_roi, read_mask, render_shapes
 
     if row.get("mask_path"):
         mask = read_mask(row["mask_path"])
@@ -109,7 +109,7 @@ def row_input_mask(row: Mapping[str, Any], box: CropBox, size: int) -> np.ndarra
 def truth_boxes(row: Mapping[str, Any]) -> list[Box]:
     """The annotated ROIs of a row as full-frame boxes: one per shape of ``roi_shapes``
     (a VinDr finding, a CDD-CESM region), or one per connected component of a mask file."""
-    from core.roi import read_mask, render_shapes
+    from core.datasets.roi import read_mask, render_shapes
 
     if row.get("mask_path"):
         return component_boxes(read_mask(row["mask_path"]).astype(np.float32), 0.5)[0]

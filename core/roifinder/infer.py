@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.crop import CropBox
 from core.errors import CheckpointError
+from core.pixels.crop import CropBox
 from core.roifinder.geometry import Box, component_boxes, input_to_full, prepare_pixels
 from core.roifinder.model import FinderNet
 
@@ -92,7 +92,7 @@ class RoiFinder:
     def __init__(self, model: FinderNet, meta: dict[str, Any], device: torch.device | str = "cpu",
                  where: str | Path | None = None):
         """``where``: the finder's ``meta.json``, named when its preprocessing spec is refused."""
-        from core.preprocess import PreprocessParams
+        from core.pixels.preprocess import PreprocessParams
 
         self.device = torch.device(device)
         self.model = model.to(self.device).eval().requires_grad_(False)

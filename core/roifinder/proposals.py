@@ -52,7 +52,7 @@ def propose_manifest(finder: RoiFinder, df: pd.DataFrame) -> pd.DataFrame:
 def write_proposals(folder: Path, predictions: pd.DataFrame) -> None:
     """Write the finder table :func:`core.predict.predict_manifest` attached to its
     predictions (``attrs["roi_proposals"]``) into ``folder``, when the run has a finder."""
-    from core.atomic import atomic_write_bytes
+    from core.runfolder.atomic import atomic_write_bytes
 
     table = predictions.attrs.get("roi_proposals")
     if table is not None:

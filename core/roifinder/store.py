@@ -1,6 +1,6 @@
 """The finder in the run folder: ``roi_model/weights.safetensors`` + ``meta.json``.
 
-Same integrity rules as the cells (:mod:`core.runs`): weights only as
+Same integrity rules as the cells (:mod:`core.runfolder.layout`): weights only as
 safetensors, their SHA-256 recorded in ``run.json`` under ``roi_model`` and
 checked before a single tensor is used; a changed file is a
 :class:`~core.errors.CheckpointError`, never a silent reload.
@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from core import runs
 from core.errors import CheckpointError
 from core.roifinder.model import FinderNet, create_finder
+from core.runfolder import layout as runs
 
 ROI_DIR = "roi_model"
 RUN_KEY = "roi_model"  # run.json's entry: {"status", "sha256", "threshold", "size", ...}

@@ -38,14 +38,14 @@ import pandas as pd
 import torch
 from torch import nn
 
-from core import runs
-from core.atomic import atomic_write_json
 from core.errors import TrainingError
 from core.roifinder.data import FinderData, build_data, carve
 from core.roifinder.geometry import component_boxes, iou
 from core.roifinder.infer import PRESENCE_SOURCES, predict_maps, presence_scores
 from core.roifinder.model import ARCH, MIN_MULTIPLE, FinderNet, create_finder
 from core.roifinder.store import ROI_DIR, RUN_KEY, finished, save_finder
+from core.runfolder import layout as runs
+from core.runfolder.atomic import atomic_write_json
 
 __all__ = ["RUN_KEY", "FinderConfig", "finder_config", "finder_loss", "train_finder"]
 
@@ -91,7 +91,7 @@ def finder_config(config: Any) -> FinderConfig:
 
 
 def _params(config: FinderConfig):
-    from core.preprocess import PreprocessParams
+    from core.pixels.preprocess import PreprocessParams
 
     return PreprocessParams(config.size, config.clahe_clip, config.clahe_tiles, config.crop,
                             config.fit, config.source_side)

@@ -3,7 +3,7 @@
 One cell = one model.  A run trains the cells of the chosen
 grids in order (baseline, then ROI-aware), then predicts the test split with
 :mod:`core.predict` and scores it with :mod:`core.evaluate`.  The run folder
-follows :mod:`core.runs` exactly; every file is written atomically.
+follows :mod:`core.runfolder.layout` exactly; every file is written atomically.
 
 Decisions the paper leaves open, and what is done here:
 

@@ -6,11 +6,11 @@ from typing import Any
 
 import torch
 
-from core import runs
-from core.atomic import atomic_write_json
 from core.errors import CheckpointError
 from core.grid import Cell
 from core.models import MammoNet, load_tensors, save_tensors
+from core.runfolder import layout as runs
+from core.runfolder.atomic import atomic_write_json
 from core.train.config import CellResult
 from core.train.data import _file_sha256
 

@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from core import runs
 from core.errors import CheckpointError, TrainingError
 from core.evaluate.calibration import scaled_probability
 from core.grid import Mode, modes_for, serve
 from core.models import create_model, load_weights
+from core.runfolder import layout as runs
 from core.train.config import TrainConfig, _labels
 from core.train.data import ImageBank
 from core.train.loop import predict_logits

@@ -8,11 +8,11 @@ from typing import Any
 import pandas as pd
 import torch
 
-from core import runs
-from core.atomic import atomic_write_bytes, atomic_write_json
 from core.errors import MammoError
 from core.grid import Cell
 from core.models import pick_device
+from core.runfolder import layout as runs
+from core.runfolder.atomic import atomic_write_bytes, atomic_write_json
 from core.train.cancel import TrainingCancelled, cancel_on_signals
 from core.train.checkpoint import _done_result
 from core.train.config import TrainConfig, _now, pretrained_digest
@@ -39,9 +39,9 @@ def _predict_and_evaluate(out_dir: Path, test_df: pd.DataFrame, info: dict[str, 
     if not any(c.get("status") == "done" for c in info["cells"].values()):
         info["evaluation"] = "no cell was trained: nothing to predict"
         return
-    from core.cam_pointing import CAM_POINTING_FILE, run_cam_pointing
     from core.evaluate import evaluate_run
     from core.predict import Predictor, predict_manifest
+    from core.predict.cam_pointing import CAM_POINTING_FILE, run_cam_pointing
 
     _write_run(out_dir, info)  # the predictor reads the finished cells from run.json
     predictor = Predictor(out_dir, device)

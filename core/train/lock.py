@@ -1,4 +1,4 @@
-"""The run lock: one training process per run folder (:func:`core.filelock.exclusive_lock`)."""
+"""The run lock: one training process per run folder (:func:`core.runfolder.lock.exclusive_lock`)."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import TrainingError
-from core.filelock import LockBusy, exclusive_lock
+from core.runfolder.lock import LockBusy, exclusive_lock
 from core.train.config import _now
 
 LOCK_FILE = ".lock"

@@ -11,12 +11,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from core import runs
-from core.atomic import atomic_write_json
-from core.augment import augment_batch, to_float
 from core.evaluate.calibration import expected_calibration_error, fit_temperature, scaled_probability
 from core.grid import Cell
 from core.models import MammoNet, create_model, load_weights, pick_device, save_weights
+from core.runfolder import layout as runs
+from core.runfolder.atomic import atomic_write_json
+from core.train.augment import augment_batch, to_float
 from core.train.cancel import _CANCEL, TrainingCancelled
 from core.train.checkpoint import _done_result, _load_last, _save_last
 from core.train.config import (

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core import runs
+from core.runfolder import layout as runs
 from core.train.config import _now
 
 ProgressCallback = Callable[[dict[str, Any]], None]

@@ -11,17 +11,17 @@ import pandas as pd
 import torch
 
 import core
-from core import runs
-from core.atomic import atomic_write_json
 from core.errors import TrainingError
 from core.grid import modes_for
 from core.phantom.write import is_synthetic
+from core.runfolder import layout as runs
+from core.runfolder.atomic import atomic_write_json
 from core.train.config import MIN_IMAGES, MIN_PER_CLASS, TrainConfig, _now, class_counts
 
 
 def _dataset_hash(df: pd.DataFrame, root: Path | None) -> str:
     """SHA-256 of the manifest's columns as sorted CSV text, paths relative to the dataset."""
-    from core.manifest import COLUMNS
+    from core.datasets.manifest import COLUMNS
 
     table = df[list(COLUMNS)].copy()
     if root is not None:

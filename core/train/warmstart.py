@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from core import runs
+from core.runfolder import layout as runs
 from core.train.config import TrainConfig, carve_validation, derive_seed
 from core.train.data import ImageBank
 from core.train.progress import Progress

@@ -3,7 +3,7 @@
 For every malignant image with an ROI, each grid's serving model (routed as
 :func:`core.predict.predict_manifest` routes it) makes a CAM over the model
 input, the ROI is brought into the same coordinates through the same breast
-crop and resize as the pixels (:func:`core.crop.mask_to_input` with the
+crop and resize as the pixels (:func:`core.pixels.crop.mask_to_input` with the
 image's own crop box), and
 :func:`core.evaluate.pointing.pointing_score` scores the peaks.
 
@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.crop import mask_to_input
 from core.evaluate.constants import MODE_KEYS
 from core.evaluate.pointing import DILATION_FRACTION, pointing_score
 from core.grid import MODES
 from core.models import cam_target
+from core.pixels.crop import mask_to_input
 from core.predict import Predictor
 from core.roifinder.geometry import row_mask_full
 
@@ -49,7 +49,7 @@ def run_cam_pointing(predictor: Predictor, df: pd.DataFrame) -> dict[str, Any]:
     the breast crop (counted in ``roi_outside_input``).  ``df`` is a finalized
     manifest (``roi``, ``view_name``, ``mask_path`` / ``roi_shapes``).
     """
-    from core.preprocess import load_preprocessed_with_box
+    from core.pixels.preprocess import load_preprocessed_with_box
 
     rows = _scored_rows(df)
     size = predictor.img_size

@@ -4,7 +4,7 @@
 
     run.json            options, dataset + hash, code version, times, status,
                         the preprocessing spec every pixel of the run is made by
-                        (``preprocess``, core.preprocess), and per cell: status
+                        (``preprocess``, core.pixels.preprocess), and per cell: status
                         (done|skipped|pending), reason, weights SHA-256
     progress.jsonl      one JSON object per line: cell, epoch, step, loss, img_s, eta_s
     <cell>/weights.safetensors   best-epoch weights of that cell
@@ -14,10 +14,10 @@
     metrics.json        core.evaluate's output
     cam_pointing.json   Grad-CAM pointing on the test split (written after prediction)
     external/<dataset>-<split>/   evaluate --dataset: predictions.csv, cam_pointing.json,
-                        dataset.json, metrics.json of another dataset (core.external)
+                        dataset.json, metrics.json of another dataset (core.predict.external)
     cv.json             cross-validation results when --cv was given
 
-Every file is written atomically (core.atomic).  This module
+Every file is written atomically (core.runfolder.atomic).  This module
 only reads; training writes through :mod:`core.train`.
 """
 from __future__ import annotations
@@ -30,6 +30,7 @@ from typing import Any
 
 from core.errors import CheckpointError
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 RUN_FILE = "run.json"
 PROGRESS_FILE = "progress.jsonl"
 PREDICTIONS_FILE = "predictions.csv"
@@ -44,14 +45,14 @@ LAST_STATE_FILE = "last.json"
 def checkpoints_root() -> Path:
     """``$MAMMOROUTE_CHECKPOINTS`` or ``<repo>/checkpoints``."""
     env = os.environ.get("MAMMOROUTE_CHECKPOINTS")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "checkpoints"
+    return Path(env) if env else REPO_ROOT / "checkpoints"
 
 
 def data_root() -> Path:
     """``$MAMMOROUTE_DATA`` or ``<repo>/data``: where datasets live, and the only place
     the app reads them from."""
     env = os.environ.get("MAMMOROUTE_DATA")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "data"
+    return Path(env) if env else REPO_ROOT / "data"
 
 
 def read_json(path: Path) -> Any:

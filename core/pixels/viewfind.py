@@ -19,7 +19,7 @@ view at a glance from two things, and so does this module:
   :data:`POSITION_RULE`); their thresholds were set by measurement on phantom
   views and the four real RSNA views (README, "How views are found").
 
-Everything is measured on the breast found by :func:`core.crop.tissue_mask`
+Everything is measured on the breast found by :func:`core.pixels.crop.tissue_mask`
 (the largest bright component: burned-in labels and markers in the air are
 separate, smaller components and fall away) on a copy whose longer side is
 :data:`FIND_SIDE` pixels, so a call costs a few milliseconds.
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from core.crop import tissue_mask
+from core.pixels.crop import tissue_mask
 
 FIND_SIDE = 256  # longer side of the copy the view is read on
 EDGE_BAND = 0.03  # of the breast's width: the column band at each end of its box

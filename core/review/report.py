@@ -8,7 +8,7 @@ Three rules live here so that the page, its downloads and the tests agree:
   validation-tuned threshold; the page and the export say which.
 * **An uninformative model makes no call.**  A threshold at 0 % or 100 %, or
   a validation AUC at chance, means the cell did not learn
-  (:func:`core.readout.uninformative_reason`); its probability is shown, but
+  (:func:`core.review.readout.uninformative_reason`); its probability is shown, but
   it neither calls the view nor decides the breast.
 * **A breast is decided by one stated rule** (:data:`BREAST_RULE`).
 """
@@ -23,8 +23,8 @@ import numpy as np
 
 from core.errors import MammoError
 from core.predict import ViewResult
-from core.readout import ShownCall, shown_call, uninformative_reason
-from core.runs import META_FILE, RunSummary, read_json
+from core.review.readout import ShownCall, shown_call, uninformative_reason
+from core.runfolder.layout import META_FILE, RunSummary, read_json
 
 GRIDS: tuple[str, ...] = ("roi_aware", "baseline")
 OPERATING_POINTS: dict[str, str] = {

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.grid import plan
-from core.runs import RunSummary
+from core.runfolder.layout import RunSummary
 
 TRAINING_EVENTS = ("step", "epoch")
 FINDER_EVENTS = ("roi_epoch",)

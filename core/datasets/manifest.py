@@ -4,7 +4,7 @@ Columns: ``image_path, patient_id, study_id, laterality (L|R),
 view (CC|MLO), label (benign|malignant), mask_path (empty = no ROI),
 split (train|test)``.  Adapters whose ROIs are boxes or drawn regions rather
 than mask files put them in the extra column ``roi_shapes`` (JSON, see
-:mod:`core.roi`).  After :func:`finalize` every table also has ``roi`` (bool)
+:mod:`core.datasets.roi`).  After :func:`finalize` every table also has ``roi`` (bool)
 and ``view_name`` (RCC/LCC/RMLO/LMLO) and absolute paths; a mask file with no
 foreground pixel has been moved from ``mask_path`` to ``empty_mask_path``, so
 ``roi`` and ``mask_path`` tell the same story everywhere downstream.
@@ -95,12 +95,12 @@ def roi_flags(df: pd.DataFrame) -> pd.Series:
     """ROI presence per row: a drawn shape, or a mask file with a foreground pixel.
 
     A finalized table carries the answer in ``roi``; any other manifest-shaped
-    table is judged by the same rule (:func:`core.roi.mask_file_has_roi`), so
+    table is judged by the same rule (:func:`core.datasets.roi.mask_file_has_roi`), so
     no reader keeps a notion of its own.
     """
     if "roi" in df.columns:
         return df["roi"].astype(bool)
-    from core.roi import mask_file_has_roi
+    from core.datasets.roi import mask_file_has_roi
 
     def text(column: str) -> pd.Series:
         values = df[column] if column in df.columns else pd.Series("", index=df.index)
@@ -134,7 +134,7 @@ def _clear_empty_masks(df: pd.DataFrame, source: str | Path) -> None:
 
 def _mask_verdict(path: str) -> bool | str:
     """Whether a mask file holds an ROI, or why it cannot be used."""
-    from core.roi import mask_file_has_roi
+    from core.datasets.roi import mask_file_has_roi
 
     try:
         return mask_file_has_roi(path)

@@ -86,10 +86,10 @@ def _merge_part(what: str, said: dict[str, str | None], warnings: list[str]
 
 
 def _image_view(pixels: np.ndarray | None, warnings: list[str]) -> tuple[str | None, str | None]:
-    """``(laterality, position)`` the pixels show confidently (:mod:`core.viewfind`)."""
+    """``(laterality, position)`` the pixels show confidently (:mod:`core.pixels.viewfind`)."""
     if pixels is None:
         return None, None
-    from core.viewfind import find_view
+    from core.pixels.viewfind import find_view
 
     try:
         guess = find_view(np.asarray(pixels))
@@ -133,7 +133,7 @@ def view_evidence(tag_laterality: str | None, tag_position: str | None, name: st
     """Each part of the view from DICOM tags, then the file name, then the pixels.
 
     ``ImageLaterality`` alone still gives the laterality.  ``pixels`` (the 8-bit
-    rendering) are read by :func:`core.viewfind.find_view`, which answers only
+    rendering) are read by :func:`core.pixels.viewfind.find_view`, which answers only
     when confident.  Disagreements between sources go to ``warnings``.
     """
     warnings = warnings if warnings is not None else []

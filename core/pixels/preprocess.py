@@ -3,7 +3,7 @@
 The paper's preprocessing is "DICOM windowing → 8-bit, then CLAHE" at
 384×384.  Two choices it leaves open, made here:
 
-* **The breast is cropped first** (:mod:`core.crop`): its bounding box
+* **The breast is cropped first** (:mod:`core.pixels.crop`): its bounding box
   plus a 2 % margin, found on the 8-bit rendering, so air, burned-in labels
   and markers do not take the model's pixels.  ``crop=False`` (``--no-crop``)
   keeps the whole frame, for comparison.
@@ -14,7 +14,7 @@ The paper's preprocessing is "DICOM windowing → 8-bit, then CLAHE" at
   exam the breast spans the whole input in both directions, where padding
   leaves it 0.5–0.8 of the width) and because its phantom AUC was no worse
   (README, "Preprocessing").  ROI masks and Grad-CAM maps follow the same
-  geometry through the returned :class:`~core.crop.CropBox`.
+  geometry through the returned :class:`~core.pixels.crop.CropBox`.
 * **CLAHE runs on the reduced image**, not the full-field one: 10–50x faster
   and, since the tile grid is relative to the image, the same contrast
   behaviour.
@@ -57,15 +57,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core.crop import CropBox, find_breast
-from core.dicom import MammoImage, render_uint8, to_uint8
 from core.errors import CheckpointError, ImageReadError, MammoError
+from core.pixels.crop import CropBox, find_breast
+from core.pixels.dicom import MammoImage, render_uint8, to_uint8
 
 # The spec's version: bump whenever dicom.py or this file changes the pixels a spec
 # produces, or the spec's fields change (a stored spec of another version is refused).
 PREPROCESS_VERSION = 4
 CACHE_ENV = "MAMMOROUTE_CACHE"
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 MAX_SIZE = 4096  # no model input is larger; bigger asks are a typo
 FITS = ("stretch", "pad")  # how the breast's box becomes the square input
 SOURCE_SIDE = 768  # default shorter side of the 8-bit rendering preprocessing starts from
@@ -200,7 +200,7 @@ def prepare_input(pixels: np.ndarray, params: PreprocessParams) -> tuple[np.ndar
 
     8-bit first (the paper's step), then the breast crop, a square stretch,
     and CLAHE on the small image (clip 0 disables CLAHE).  The box maps masks
-    in and Grad-CAM maps back out (:mod:`core.crop`).
+    in and Grad-CAM maps back out (:mod:`core.pixels.crop`).
     """
     img = to_uint8(pixels)
     if img.ndim != 2:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from core.roi import outline
-from core.viewfind import chest_wall_on_left
+from core.datasets.roi import outline
+from core.pixels.viewfind import chest_wall_on_left
 
 ROI_OUTLINE_RGB: tuple[int, int, int] = (0, 230, 255)
 
@@ -27,7 +27,7 @@ def cam_overlay(grey: np.ndarray, cam: np.ndarray | None, opacity: float) -> np.
     """Blend a [0, 1] Grad-CAM map (jet colours) over a grey image; opacity 0 = image only.
 
     A map over the model input is stretched to the image; a map already
-    placed on the whole image (:func:`core.crop.map_to_full`) fits as it is.
+    placed on the whole image (:func:`core.pixels.crop.map_to_full`) fits as it is.
     Weak activations stay grey.
     """
     rgb = to_rgb(grey)

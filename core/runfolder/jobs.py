@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import TrainingError
-from core.filelock import exclusive_lock
-from core.runs import checkpoints_root
+from core.runfolder.layout import checkpoints_root
+from core.runfolder.lock import exclusive_lock
 
 JOBS_DIR = ".jobs"
 CURRENT_FILE = "current.json"
@@ -41,7 +41,7 @@ LAST_FILE = "last.json"
 LOCK_FILE = ".start.lock"
 COMMAND_ENV = "MAMMOROUTE_JOB_COMMAND"
 CANCEL_GRACE_S = 5.0
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)

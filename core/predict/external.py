@@ -20,8 +20,8 @@ from typing import Any
 
 import pandas as pd
 
-from core.atomic import atomic_write_bytes, atomic_write_json
 from core.errors import MammoError, ManifestError
+from core.runfolder.atomic import atomic_write_bytes, atomic_write_json
 
 SPLITS: tuple[str, ...] = ("test", "train", "all")
 
@@ -61,12 +61,12 @@ def validate_external(run_dir: str | Path, dataset: str | Path, split: str = "te
     pairs no model of the run serves (as ``run.json`` does).  ``split_seed`` seeds the split of
     layouts that ship none (CDD-CESM), as in training.
     """
-    from core.cam_pointing import CAM_POINTING_FILE, run_cam_pointing
     from core.datasets import LoadOptions, detect_layout
     from core.evaluate import evaluate_external, external_folder
     from core.evaluate.constants import DATASET_FILE, PREDICTIONS_FILE
     from core.phantom import is_synthetic
     from core.predict import Predictor, predict_manifest
+    from core.predict.cam_pointing import CAM_POINTING_FILE, run_cam_pointing
     from core.roifinder.proposals import write_proposals
 
     predictor = Predictor(run_dir, device)  # a bad run fails before the dataset is read
