@@ -176,6 +176,7 @@ def test_sr_holds_every_value_of_the_result(sources: list[pydicom.Dataset], tmp_
         assert _text(group, _coded(codes.DCM.AlgorithmVersion)) == [RUN.version]
         parameters = _text(group, _coded(codes.DCM.AlgorithmParameters))
         assert parameters == [f"run={RUN.name}", f"run identity={RUN.identity}",
+                              "intended use=research software, not for diagnosis",
                               *(f"sha256 {cell}={digest}"
                                 for cell, digest in sorted(RUN.model_sha256.items()))]
     by_uid = {v.sop_instance_uid: v.view for v in result.views}
@@ -213,6 +214,8 @@ def test_seg_frames_equal_the_routing_masks(sources: list[pydicom.Dataset], tmp_
         expected = "SEMIAUTOMATIC" if view.roi_source == "proposed" else "MANUAL"
         assert segment.algorithm_type.value == expected
         assert segment.segmented_property_type == codes.SCT.Lesion
+        assert seg.ImageComments.startswith("SYNTHETIC PHANTOM DATA")
+        assert "not for diagnosis" in seg.ImageComments
     assert make_segs(_result(sources, masks=False), sources) == []  # no ROI, no SEG
 
 
@@ -233,8 +236,26 @@ def test_sc_is_derived_and_points_at_its_source(sources: list[pydicom.Dataset], 
         assert np.array_equal(sc.pixel_array, view.cam_overlay)
         assert list(sc.PatientOrientation) == list(source.PatientOrientation)
         assert sc.StudyInstanceUID == source.StudyInstanceUID
+        assert sc.ImageComments.startswith("SYNTHETIC PHANTOM DATA")
         _identifiers_from(source, sc)
     assert "baseline grid" in scs[[v.view for v in result.views].index("LMLO")].DerivationDescription
+
+
+def test_lossy_sc_is_marked_and_close_to_the_overlay(sources: list[pydicom.Dataset],
+                                                     tmp_path: Path) -> None:
+    result = _result(sources)
+    smooth = np.zeros((48, 40, 3), np.uint8)  # a heat-map-like ramp, which JPEG keeps well
+    smooth[..., 0] = np.linspace(0, 255, 40, dtype=np.uint8)[None]
+    smooth[..., 1] = np.linspace(0, 200, 48, dtype=np.uint8)[:, None]
+    view = ViewOutcome(**{**result.views[0].__dict__, "cam_overlay": smooth})
+    (obj,) = make_scs(StudyResult(RUN, [view], synthetic=True), sources, lossy=True)
+    path = _write(obj, tmp_path / "sc-lossy.dcm")
+    _dciodvfy(path)
+    sc = pydicom.dcmread(path)
+    assert sc.file_meta.TransferSyntaxUID == pydicom.uid.JPEGBaseline8Bit
+    assert (sc.LossyImageCompression, sc.LossyImageCompressionMethod) == ("01", "ISO_10918_1")
+    rgb = sc.pixel_array  # pydicom turns YBR into RGB when it decodes
+    assert np.abs(rgb.astype(int) - smooth).mean() < 4
 
 
 def test_every_call_makes_new_series_in_the_same_study(sources: list[pydicom.Dataset]) -> None:
@@ -263,6 +284,11 @@ def test_results_that_do_not_fit_the_sources_are_refused(sources: list[pydicom.D
     other_study.SOPInstanceUID = "1.2.3.6"
     with pytest.raises(DicomOutError, match="2 studies"):
         make_scs(result, [*sources, other_study])
+    r_view = next(v.sop_instance_uid for v in result.views if v.view == "RCC")
+    left_decided_by_right = BreastOutcome("L", BreastCall("benign", r_view),
+                                          BreastCall(None, None))
+    with pytest.raises(DicomOutError, match="deciding view"):
+        make_sr(StudyResult(RUN, result.views, [left_decided_by_right]), sources)
     grey = ViewOutcome(**{**result.views[0].__dict__,
                           "cam_overlay": np.zeros((8, 8), np.uint8)})
     with pytest.raises(DicomOutError, match="RGB uint8"):

@@ -150,13 +150,13 @@ def check_sources(result: StudyResult, sources: Sequence[Dataset]) -> dict[str, 
         if overlay is not None and (overlay.dtype != np.uint8 or overlay.ndim != 3
                                     or overlay.shape[2] != 3):
             raise DicomOutError(f"view {v.view}: the Grad-CAM overlay must be RGB uint8")
-    uids = {v.sop_instance_uid for v in result.views}
+    side = {v.sop_instance_uid: v.view[0] for v in result.views}
     for b in result.breasts:
         for grid in GRIDS:
             deciding = getattr(b, grid).deciding_view
-            if deciding is not None and deciding not in uids:
+            if deciding is not None and side.get(deciding) != b.laterality:
                 raise DicomOutError(f"breast {b.laterality}: deciding view {deciding} is not "
-                                    "one of the study's views")
+                                    "one of that breast's views")
     return by_uid
 
 
@@ -173,8 +173,15 @@ def series_description(what: str, result: StudyResult) -> str:
 
 def run_parameters(run: RunIdentity) -> dict[str, str]:
     """The run's identity and model hashes as algorithm parameters (name → value)."""
-    return {"run": run.name, "run identity": run.identity,
+    return {"run": run.name, "run identity": run.identity, "intended use": NOT_FOR_DIAGNOSIS,
             **{f"sha256 {cell}": digest for cell, digest in sorted(run.model_sha256.items())}}
+
+
+def image_comments(result: StudyResult) -> str:
+    """What an image object says of itself in Image Comments: who made it, that it is
+    not for diagnosis, and, on phantom studies, that the data are synthetic."""
+    return (f"{SYNTHETIC_NOTE}. " if result.synthetic else "") + \
+        f"{MANUFACTURER} {result.run.version}, run {result.run.name}: {NOT_FOR_DIAGNOSIS}"
 
 
 def seg_algorithm(run: RunIdentity) -> hd.AlgorithmIdentificationSequence:

@@ -26,6 +26,7 @@ from core.dicomout.common import (
     StudyResult,
     ViewOutcome,
     check_sources,
+    image_comments,
     new_series,
     seg_algorithm,
     series_description,
@@ -68,6 +69,7 @@ def make_segs(result: StudyResult, sources: Sequence[Dataset]) -> list[hd.seg.Se
             content_label=CONTENT_LABEL,
             content_description=f"ROI that routed {view.view}: {ROI_SOURCES[view.roi_source]}"[:64])
         seg.SeriesDescription = series_description("routing ROIs (SEG)", result)
+        seg.ImageComments = image_comments(result)
         if "PatientOrientation" in src:  # the General Image module needs it for a 2D image
             seg.PatientOrientation = src.PatientOrientation
         out.append(seg)

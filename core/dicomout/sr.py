@@ -11,9 +11,11 @@ viewer that reads measurement reports reads it.
 Layout (one Comprehensive 3D SR, a new series each call):
 
 * observer: a device (MammoRoute, model name = run, serial = run identity);
+  the document is complete, preliminary and unverified (machine output);
 * per view, a measurement group (TID 1501) referencing its source image,
   finding site breast + laterality, algorithm identification (MammoRoute,
-  version, run, run identity, SHA-256 of every serving model as parameters),
+  version, and as parameters the run, its identity, "research software, not
+  for diagnosis" and the SHA-256 of every serving model),
   and: ``Probability of cancer`` (DCM 111047) and ``Threshold Value``
   (DCM 122411) per grid, told apart by their measurement method (a local
   code per grid); the call per grid (SCT Malignant / Benign, or a local
@@ -36,7 +38,6 @@ from pydicom.sr.codedict import codes
 from core.dicomout.common import (
     GRIDS,
     MANUFACTURER,
-    NOT_FOR_DIAGNOSIS,
     ROI_SOURCES,
     SERIES_NUMBERS,
     BreastOutcome,
@@ -192,11 +193,12 @@ def make_sr(result: StudyResult, sources: Sequence[Dataset]) -> hd.sr.Comprehens
     sr = hd.sr.Comprehensive3DSR(
         evidence=list(sources), content=report[0], series_instance_uid=new_series(),
         series_number=SERIES_NUMBERS["sr"], sop_instance_uid=hd.UID(), instance_number=1,
-        manufacturer=MANUFACTURER, is_complete=True, is_final=False, is_verified=False)
+        manufacturer=MANUFACTURER, is_complete=True,
+        is_final=False, is_verified=False)  # machine output nobody has verified: preliminary
     sr.SeriesDescription = series_description("results (SR)", result)
     scheme = Dataset()
     scheme.CodingSchemeDesignator = SCHEME
     scheme.CodingSchemeName = SCHEME_NAME
-    scheme.CodingSchemeResponsibleOrganization = f"{MANUFACTURER} ({NOT_FOR_DIAGNOSIS})"
+    scheme.CodingSchemeResponsibleOrganization = MANUFACTURER
     sr.CodingSchemeIdentificationSequence = [scheme]
     return sr
