@@ -293,3 +293,35 @@ def test_results_that_do_not_fit_the_sources_are_refused(sources: list[pydicom.D
                           "cam_overlay": np.zeros((8, 8), np.uint8)})
     with pytest.raises(DicomOutError, match="RGB uint8"):
         make_scs(StudyResult(RUN, [grey]), sources)
+
+
+def test_prediction_results_become_view_outcomes(sources: list[pydicom.Dataset]) -> None:
+    from core.dicomout.from_predict import view_outcome
+    from core.predict import ViewResult
+
+    lcc = next(ds for ds in sources if _view(ds) == "LCC")
+    mask = _mask(lcc, 10, 10)
+    served_by_baseline = ViewResult(
+        image="upload-1.dcm", view="LCC", roi=True, cell_roi_aware="all-LCC", fallback=True,
+        fallback_reason="roi-LCC has no model (not trained); served by all-LCC",
+        p_malignant_roi_aware=0.7, threshold_roi_aware=0.6, p_malignant_baseline=0.2,
+        threshold_baseline=0.5, roi_source="mask")
+    outcome = view_outcome(served_by_baseline, str(lcc.SOPInstanceUID), roi_mask=mask,
+                           given_as="box", cam_overlay=np.zeros((4, 4, 3), np.uint8))
+    assert outcome.cell == "roi-LCC"  # the routed cell; the fallback says who served
+    assert outcome.fallback == served_by_baseline.fallback_reason
+    assert (outcome.roi_aware, outcome.baseline) == (GridOutcome(0.7, 0.6, "malignant"),
+                                                     GridOutcome(0.2, 0.5, "benign"))
+    assert outcome.roi_source == "box" and np.array_equal(outcome.roi_mask, mask)
+    (seg,) = make_segs(StudyResult(RUN, [outcome]), sources)
+    assert seg.SegmentSequence[0].SegmentAlgorithmType == "MANUAL"
+
+    nothing_found = ViewResult(image="upload-2.dcm", view="RCC", roi=False,
+                               cell_roi_aware="noroi-RCC", p_malignant_roi_aware=0.1,
+                               threshold_roi_aware=None, roi_source="proposed")
+    outcome = view_outcome(nothing_found, "1.2.3", roi_mask=mask)
+    assert (outcome.cell, outcome.roi_source, outcome.roi_mask, outcome.fallback) == \
+        ("noroi-RCC", "none", None, None)
+    assert outcome.roi_aware == GridOutcome(0.1, None, None)  # no threshold, no call
+    with pytest.raises(DicomOutError, match="upload-3"):
+        view_outcome(ViewResult(image="upload-3.dcm", error="unreadable"), "1.2.4")

@@ -9,7 +9,9 @@ patient and study identifiers come only from the sources.
 - :mod:`~core.dicomout.common`: the result structure, checks, shared parts;
 - :mod:`~core.dicomout.sr`: the TID 1500 measurement report;
 - :mod:`~core.dicomout.seg`: the routing ROIs as BINARY Segmentations;
-- :mod:`~core.dicomout.sc`: the Grad-CAM overlays as derived Secondary Captures.
+- :mod:`~core.dicomout.sc`: the Grad-CAM overlays as derived Secondary Captures;
+- :mod:`~core.dicomout.from_predict`: a :class:`core.predict.ViewResult` as a view outcome
+  (imported on its own, so making objects does not load the predictor).
 """
 from __future__ import annotations
 
