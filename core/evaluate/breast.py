@@ -82,13 +82,16 @@ def breasts_of(rows: pd.DataFrame) -> pd.DataFrame:
 def _system(breasts: pd.DataFrame, patients: pd.Index, boot: np.ndarray,
             calls: tuple[np.ndarray, np.ndarray], score: np.ndarray | None
             ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """(block at 0.5, block at the tuned thresholds, confusion counts at both)."""
+    """(block at 0.5, block at the tuned thresholds, confusion counts at both).
+
+    A reference row passes the same calls twice; its block is computed once."""
     y = breasts["label"].to_numpy().astype(int)
     codes = patients.get_indexer(breasts["patient_id"])
     auc = auc_samples(y, score, codes, boot)
-    blocks = tuple(metric_block(y, c, codes, boot, auc) for c in calls)
-    return blocks[0], blocks[1], {"at_0.5": confusion_counts(y, calls[0]),
-                                  "at_tuned": confusion_counts(y, calls[1])}
+    at_05 = metric_block(y, calls[0], codes, boot, auc)
+    tuned = at_05 if calls[1] is calls[0] else metric_block(y, calls[1], codes, boot, auc)
+    return at_05, tuned, {"at_0.5": confusion_counts(y, calls[0]),
+                          "at_tuned": confusion_counts(y, calls[1])}
 
 
 def _paired(df: pd.DataFrame, mode_b: str, patients: pd.Index, boot: np.ndarray,
