@@ -22,7 +22,9 @@ from ui.common import (
     synthetic_notice,
 )
 from ui.metrics_view import (
+    BREAST_CAPTION,
     PAPER_FOOTNOTE,
+    breast_table,
     calibration_table,
     confusion_figure,
     cv_table,
@@ -98,6 +100,14 @@ for name, result in results.items():
                f"{result.get('n_patients')} patients, {result.get('n_malignant')} malignant")
     table = paper_table(result, tuned)
     st.dataframe(table, width="stretch")
+    breasts = breast_table(result, tuned)
+    if not breasts.empty:
+        level = result["breast_level"]
+        st.markdown(f"**Per breast** ({level.get('n_breasts')} breasts, "
+                    f"{level.get('n_malignant')} malignant)")
+        st.dataframe(breasts, width="stretch")
+        st.markdown(paired_text(level, tuned))
+        st.caption(BREAST_CAPTION)
     st.markdown(mcnemar_text(result, tuned))
     st.markdown(paired_text(result, tuned))
     st.caption("Values: estimate [95 % CI, patient-level bootstrap] at "

@@ -631,6 +631,24 @@ def test_compare_tables_references_and_paper_row(dirs, weights):
     assert "Synthetic phantom data" in texts(at)
 
 
+def test_compare_shows_the_breast_table_beside_the_image_table(dirs, weights):
+    from core.evaluate import evaluate_run
+    from ui.metrics_view import with_ci
+
+    ck, data = dirs
+    run = write_run(ck, data, weights)
+    write_predictions(run)
+    level = evaluate_run(run, n_boot=100)["breast_level"]
+    at = page("compare.py").run()
+    no_exception(at)
+    images, breasts = at.dataframe[0].value, at.dataframe[1].value
+    assert breasts.index.tolist() == [s for s in images.index if not s.startswith("paper")]
+    assert breasts.loc["with ROI consideration (ROI-aware)", "ROC AUC"] == \
+        with_ci(level["roi_aware"]["roc_auc"])
+    assert f"Per breast** ({level['n_breasts']} breasts" in texts(at)
+    assert "any view's own call" in texts(at)
+
+
 def test_compare_shows_cam_pointing_against_chance(dirs, weights):
     from core.evaluate import evaluate_run
 

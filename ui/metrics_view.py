@@ -66,6 +66,21 @@ def paper_table(result: Mapping[str, Any], tuned: bool = False) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("system") if rows else pd.DataFrame()
 
 
+def breast_table(result: Mapping[str, Any], tuned: bool = False) -> pd.DataFrame:
+    """:func:`paper_table` of the ``breast_level`` block: the same systems and metrics per
+    breast.  The block carries no run header, so no paper rows join it: the paper reports
+    images only.  Empty for a metrics.json written before breast-level results existed."""
+    level = result.get("breast_level")
+    return paper_table(level, tuned) if level else pd.DataFrame()
+
+
+BREAST_CAPTION = ("Per breast (one study, one side): malignant when any of its images is; "
+                  "called malignant when any view's own call is, each at its own threshold; "
+                  "ROC AUC ranks breasts by the highest probability of their views; ROI "
+                  "presence only = any view has an ROI. 95 % CI: the image table's patient "
+                  "resamples.")
+
+
 def nearest_paper(run: Mapping[str, Any]) -> dict[str, Any] | None:
     """The paper's table for a run's dataset family (a phantom of VinDr counts as VinDr)."""
     dataset = str(run.get("dataset") or "").lower().removeprefix("phantom-")

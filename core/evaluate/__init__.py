@@ -41,6 +41,8 @@ The modules, from the bottom up:
 - :mod:`~core.evaluate.per_cell`: per-cell metrics at 0.5, in grid order.
 - :mod:`~core.evaluate.score`: :func:`evaluate_predictions`: both grids and the reference
   rows, at 0.5 and at the tuned thresholds.
+- :mod:`~core.evaluate.breast`: the same systems per breast (any image malignant; called when
+  any view is; AUC by the highest view), with the image level's patient resamples.
 - :mod:`~core.evaluate.calibration`: temperature fitting, ECE (10 equal-width bins), Brier,
   the reliability curve and the ``calibration`` block.
 - :mod:`~core.evaluate.cv`: mean ± sd summary of per-fold cross-validation results.

@@ -122,17 +122,31 @@ def paired_comparison(df: pd.DataFrame, mode_a: str, mode_b: str, patients: pd.I
         on="image_path", suffixes=("_a", "_b"))
     if pair.empty:
         return None
-    y = pair["label"].to_numpy()
-    codes = patients.get_indexer(pair["patient_id"])
     p_a, p_b = pair["p_malignant_a"].to_numpy(), pair["p_malignant_b"].to_numpy()
-    result: dict[str, Any] = {"difference": difference, "n_images": int(len(pair)),
-                              "n_patients": int(pair["patient_id"].nunique())}
-    auc = _difference(_auc_metric, y, p_a, p_b, codes, boot)  # threshold-free: once
+    calls = {"at_0.5": ((p_a >= DEFAULT_THRESHOLD).astype(int),
+                        (p_b >= DEFAULT_THRESHOLD).astype(int)),
+             "at_tuned": ((p_a >= pair["threshold_a"].to_numpy()).astype(int),
+                          (p_b >= pair["threshold_b"].to_numpy()).astype(int))}
+    return {"difference": difference, "n_images": int(len(pair)),
+            "n_patients": int(pair["patient_id"].nunique()),
+            **paired_calls(pair["label"].to_numpy(), patients.get_indexer(pair["patient_id"]),
+                           (p_a, p_b), calls, boot)}
+
+
+def paired_calls(y: np.ndarray, codes: np.ndarray, scores: tuple[np.ndarray, np.ndarray],
+                 calls: dict[str, tuple[np.ndarray, np.ndarray]], boot: np.ndarray
+                 ) -> dict[str, Any]:
+    """Deltas and sign-flip tests of two paired systems given their scores and 0/1 calls.
+
+    ``calls`` maps ``"at_0.5"`` / ``"at_tuned"`` to (calls of a, calls of b).
+    Separate from :func:`paired_comparison` because a unit need not be one
+    row with one threshold: a breast is called from its views' own calls
+    (:mod:`core.evaluate.breast`).  ``codes`` index the columns of ``boot``.
+    """
+    result: dict[str, Any] = {}
+    auc = _difference(_auc_metric, y, scores[0], scores[1], codes, boot)  # threshold-free: once
     tests = {}
-    for at, cut_a, cut_b in (("at_0.5", DEFAULT_THRESHOLD, DEFAULT_THRESHOLD),
-                             ("at_tuned", pair["threshold_a"].to_numpy(),
-                              pair["threshold_b"].to_numpy())):
-        pred_a, pred_b = (p_a >= cut_a).astype(int), (p_b >= cut_b).astype(int)
+    for at, (pred_a, pred_b) in calls.items():
         deltas = _delta_block({**_difference(_count_metrics, y, pred_a, pred_b, codes, boot),
                                **auc})
         if at == "at_0.5":

@@ -200,10 +200,33 @@ def format_pointing(result: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_breast_level(result: Mapping[str, Any]) -> str:
+    """The per-breast table at 0.5 (systems × the paper's metrics) and its paired test;
+    the rules are :data:`core.evaluate.breast.BREAST_RULES`, stored with the numbers."""
+    level = result.get("breast_level") or {}
+    lines = [f"Per breast ({level.get('n_breasts')} breasts, {level.get('n_malignant')} "
+             "malignant; threshold 0.5): a breast is malignant when any of its images is and "
+             "is called malignant when any view's call is; ROC AUC ranks by its highest view"]
+    for key, title in (*TABLE_COLUMNS[:2], (PROPOSED_KEY, "ROI-aware, ROI proposed by finder"),
+                       *TABLE_COLUMNS[2:]):
+        if level.get(key):
+            lines.append(f"  {title:<38} " + "  ".join(
+                f"{m} {format_cell(level[key][m])}" for m in ("sensitivity", "specificity",
+                                                            "accuracy", "roc_auc")))
+    lines += ["  " + line for line in format_paired(level.get("paired"), "0.5", "baseline",
+                                                    "ROI-aware")]
+    if level.get("paired_proposed"):
+        lines += ["  " + line for line in format_paired(level["paired_proposed"], "0.5",
+                                                        "baseline", "proposed routing")]
+    return "\n".join(lines)
+
+
 def format_report(result: Mapping[str, Any]) -> str:
     """Everything the command line prints: both tables, per-cell, CAM pointing, CV."""
     parts = [format_paper_table(result, "0.5"), "", format_paper_table(result, "tuned", header=False),
              "", "Per cell (threshold 0.5):", format_per_cell(result)]
+    if result.get("breast_level"):
+        parts += ["", format_breast_level(result)]
     if result.get("cam_pointing"):
         parts += ["", format_pointing(result)]
     if result.get("roi_model") or result.get(PROPOSED_KEY):

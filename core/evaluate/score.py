@@ -2,7 +2,8 @@
 
 :func:`evaluate_predictions` assembles everything ``metrics.json`` holds:
 metric blocks with CIs, confusion counts, ROC points, per-cell metrics,
-McNemar and the paired patient-level comparison of the grids.  ROI presence
+McNemar, the paired patient-level comparison of the grids, and the same per
+breast (:mod:`~core.evaluate.breast`).  ROI presence
 alone is a strong label signal, so the ``roi_presence_only`` and ``majority``
 reference rows are scored beside the grids.
 """
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from core.evaluate.bootstrap import auc_samples, metric_block, patient_bootstrap_weights
+from core.evaluate.breast import breast_level
 from core.evaluate.calibration import table_calibration
 from core.evaluate.constants import (
     CI_LEVEL,
@@ -122,4 +124,5 @@ def evaluate_predictions(df: pd.DataFrame, train_counts: Mapping[str, Any] | Non
     result["paired"] = paired_comparison(df, "baseline", "roi", patients, boot,
                                          "roi_aware minus baseline")
     result["calibration"] = table_calibration(df, MODE_KEYS)
+    result["breast_level"] = breast_level(df, patients, boot, majority_label, source)
     return result

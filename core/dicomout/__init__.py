@@ -1,0 +1,47 @@
+"""Results back into the study as DICOM: a Structured Report, Segmentations, Secondary Captures.
+
+Pure functions of the source images (pydicom datasets) and a plain
+:class:`~core.dicomout.common.StudyResult`; they write nothing and reach no
+PACS, so storing (STOW-RS) and the app or command line that fill the result
+stay elsewhere.  Every call makes new series in the sources' study, and
+patient and study identifiers come only from the sources.
+
+- :mod:`~core.dicomout.common`: the result structure, checks, shared parts;
+- :mod:`~core.dicomout.sr`: the TID 1500 measurement report;
+- :mod:`~core.dicomout.seg`: the routing ROIs as BINARY Segmentations;
+- :mod:`~core.dicomout.sc`: the Grad-CAM overlays as derived Secondary Captures;
+- :mod:`~core.dicomout.from_predict`: a :class:`core.predict.ViewResult` as a view outcome
+  (imported on its own, so making objects does not load the predictor).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydicom import Dataset
+
+from core.dicomout.common import (
+    GRIDS,
+    ROI_SOURCES,
+    BreastCall,
+    BreastOutcome,
+    DicomOutError,
+    GridOutcome,
+    RunIdentity,
+    StudyResult,
+    ViewOutcome,
+)
+from core.dicomout.sc import make_scs
+from core.dicomout.seg import make_segs
+from core.dicomout.sr import make_sr
+
+
+def result_objects(result: StudyResult, sources: Sequence[Dataset]) -> list[Dataset]:
+    """The SR, then the Segmentations (none without an ROI), then the Secondary Captures."""
+    return [make_sr(result, sources), *make_segs(result, sources), *make_scs(result, sources)]
+
+
+__all__ = [
+    "GRIDS", "ROI_SOURCES", "BreastCall", "BreastOutcome", "DicomOutError", "GridOutcome",
+    "RunIdentity", "StudyResult", "ViewOutcome", "make_scs", "make_segs", "make_sr",
+    "result_objects",
+]
