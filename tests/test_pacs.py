@@ -337,30 +337,39 @@ def test_push_command_counts_stored_refused_and_skipped(tmp_path, monkeypatch, c
 
 
 @needs_orthanc
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_serve_command_runs_until_signalled_and_leaves_nothing(tmp_path, sig):
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT", "Orthanc killed"])
+def test_serve_command_runs_until_stopped_and_leaves_nothing(tmp_path, how):
     port = free_port()
+    url = f"http://127.0.0.1:{port}/dicom-web"
     proc = subprocess.Popen([sys.executable, "-m", "core", "pacs", "serve", "--port", str(port),
                              "--storage", str(tmp_path / "store")], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         first = proc.stdout.readline()  # printed once the server answers
-        assert first.strip() == f"local PACS (loopback only): http://127.0.0.1:{port}/dicom-web"
-        assert PacsClient(f"http://127.0.0.1:{port}/dicom-web").find_studies() == []
+        assert first.strip() == f"local PACS (loopback only): {url}"
+        assert PacsClient(url).find_studies() == []
         orthanc = children(proc.pid)
         assert len(orthanc) == 1 and alive(orthanc[0])
         start = time.monotonic()
-        proc.send_signal(sig)
+        if how == "Orthanc killed":
+            os.kill(orthanc[0], signal.SIGKILL)
+        else:
+            proc.send_signal(getattr(signal, how))
         out, err = proc.communicate(timeout=30)
         stop_seconds = time.monotonic() - start
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    assert (proc.returncode, err) == (0, "")
-    assert out.strip().endswith("local PACS stopped")
     assert not alive(orthanc[0]) and port_free(port)
     assert stop_seconds < 15
+    if how == "Orthanc killed":
+        assert proc.returncode == 2
+        assert err.strip() == (f"error: {url}: Orthanc stopped by itself (exit code -9); "
+                               f"see {tmp_path / 'store' / 'orthanc.log'}")
+    else:
+        assert (proc.returncode, err) == (0, "")
+        assert out.strip().endswith("local PACS stopped")
 
 
 # -- failures against misbehaving servers ----------------------------------------------------
@@ -444,6 +453,33 @@ def test_a_retrieval_breaking_off_mid_way_is_one_error():
             PacsClient(url).retrieve_all([ref])
         assert str(err.value).startswith(f"{url}: retrieving instance 1.2.3.4.5: the answer broke off mid-way")
         assert time.monotonic() - start < 30
+
+
+class _Answers(_Quiet):
+    """Answers every GET with one HTTP status and no body."""
+
+    status = 404
+    seen = 0
+
+    def do_GET(self):
+        type(self).seen += 1
+        self.send_response(type(self).status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def test_http_errors_are_one_line_and_never_retried():
+    with fake_pacs(_Answers) as url:
+        _Answers.status = 404
+        with pytest.raises(PacsError) as err:
+            PacsClient(url).study_images("1.2.3.9")
+        assert str(err.value) == f"{url}: study 1.2.3.9 not found"
+        _Answers.status, _Answers.seen = 503, 0
+        start = time.monotonic()
+        with pytest.raises(PacsError) as err:
+            PacsClient(url).find_studies()
+        assert str(err.value) == f"{url}: searching studies: HTTP 503 Service Unavailable"
+        assert _Answers.seen == 1 and time.monotonic() - start < 5  # dicomweb-client would retry for 30 s
 
 
 def test_a_pacs_that_never_answers_is_reported_within_30_seconds():

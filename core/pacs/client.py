@@ -350,8 +350,13 @@ class PacsClient:
         ignored: list[str] = []
         images: list[ImageRef] = []
         with self._calling(f"listing the series of study {study_uid}"):
-            series = [Dataset.from_json(item) for item in
-                      self._web.search_for_series(study_uid, fields=["Modality", "SeriesDescription"])]
+            try:
+                found = self._web.search_for_series(study_uid, fields=["Modality", "SeriesDescription"])
+            except requests.HTTPError as err:  # some PACS answer an unknown study with 404, Orthanc with []
+                if err.response is None or err.response.status_code != 404:
+                    raise
+                found = []
+            series = [Dataset.from_json(item) for item in found]
         if not series:
             raise self._fail(f"study {study_uid} not found")
         for s in series:
