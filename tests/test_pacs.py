@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import http.server
+import json
 import logging
 import os
 import signal
@@ -530,3 +531,14 @@ def test_repeats_come_newest_first_by_acquisition_then_content_time_then_number(
         ("RCC", "new"), ("RCC", "content"), ("RCC", "old"), ("LCC", "coded"),
         ("LMLO", "n3"), ("LMLO", "n1"), ("LXCCL", "spot"), ("", "unknown")]
 
+
+
+@needs_orthanc
+def test_pacs_benchmark_prints_its_figures_as_json():
+    done = subprocess.run([sys.executable, "-m", "benchmarks.pacs", "--studies", "1", "--size", "64", "--j2k",
+                           "--json"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = json.loads(done.stdout)
+    assert (data["files"], data["stored"], data["refused"], data["views"]) == (4, 4, 0, FOUR)
+    assert data["transfer_syntax"] == JPEG2000Lossless.name and data["rows_columns"][0] == 64
+    assert all(data[k] >= 0 for k in ("start_s", "push_s", "qido_s", "open_s", "retrieve_s", "decode_s", "stop_s"))
