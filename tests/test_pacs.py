@@ -446,13 +446,24 @@ class _BreaksOff(_Quiet):
         self.close_connection = True
 
 
-def test_a_retrieval_breaking_off_mid_way_is_one_error():
-    with fake_pacs(_BreaksOff) as url:
+class _HangsUp(_Quiet):
+    """Reads the request and closes the connection without a word."""
+
+    def do_GET(self):
+        self.close_connection = True
+
+
+@pytest.mark.parametrize("handler, problem", [
+    (_BreaksOff, "the answer broke off mid-way (ChunkedEncodingError)"),
+    (_HangsUp, "the PACS closed the connection without answering"),
+])
+def test_a_retrieval_failing_mid_way_is_one_error(handler, problem):
+    with fake_pacs(handler) as url:
         ref = ImageRef("1.2.3", "1.2.3.4", "1.2.3.4.5", MG_SOP, "R", "CC", "", 1, "")
         start = time.monotonic()
         with pytest.raises(PacsError) as err:
             PacsClient(url).retrieve_all([ref])
-        assert str(err.value).startswith(f"{url}: retrieving instance 1.2.3.4.5: the answer broke off mid-way")
+        assert str(err.value) == f"{url}: retrieving instance 1.2.3.4.5: {problem}"
         assert time.monotonic() - start < 30
 
 

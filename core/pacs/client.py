@@ -234,10 +234,16 @@ def _secrets() -> list[str]:
     return sorted((v for v in (basic, user, password, token) if v), key=len, reverse=True)
 
 
-def _errno_reason(err: Exception) -> str:
-    """The operating system's words for a failed connection ("Connection refused")."""
-    found = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", str(err))
-    return found.group(1).strip().rstrip(".") if found else "connection failed"
+def _connection_problem(err: Exception) -> str:
+    """A failed connection in the operating system's words ("Connection refused"),
+    or a PACS that hung up on a request it had accepted."""
+    text = str(err)
+    found = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
+    if found:
+        return f"cannot connect ({found.group(1).strip().rstrip('.')})"
+    if "RemoteDisconnected" in text or "aborted" in text:
+        return "the PACS closed the connection without answering"
+    return "cannot connect"
 
 
 class PacsClient:
@@ -290,7 +296,7 @@ class PacsClient:
         except requests.ReadTimeout as err:
             raise self._fail(f"{what}: no answer within {self.timeout[1]:g} s") from err
         except requests.ConnectionError as err:
-            raise self._fail(f"{what}: cannot connect ({_errno_reason(err)})") from err
+            raise self._fail(f"{what}: {_connection_problem(err)}") from err
         except requests.RequestException as err:
             raise self._fail(f"{what}: the answer broke off mid-way ({type(err).__name__})") from err
         except (ValueError, KeyError, InvalidDicomError) as err:

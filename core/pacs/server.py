@@ -15,7 +15,6 @@ import socket
 import subprocess
 import tempfile
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -87,7 +86,7 @@ def _answers(base: str) -> bool:
     try:
         with urllib.request.urlopen(f"{base}/dicom-web/studies?limit=1", timeout=2) as r:
             return r.status in (200, 204)
-    except (OSError, urllib.error.HTTPError):
+    except OSError:  # refused, not yet listening, or an HTTP error status
         return False
 
 
