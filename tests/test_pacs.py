@@ -44,6 +44,7 @@ from helpers import REPO, dicom_write, free_port
 needs_orthanc = pytest.mark.skipif(missing_orthanc() is not None, reason=f"no local PACS: {missing_orthanc()}")
 BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
 GSPS = "1.2.840.10008.5.1.4.1.1.11.1"  # Grayscale Softcopy Presentation State
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 MG_SOP = "1.2.840.10008.5.1.4.1.1.1.2"
 FOUR = ["RCC", "LCC", "RMLO", "LMLO"]
 
@@ -145,8 +146,9 @@ class _Quiet(http.server.BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def exam(tmp_path_factory) -> dict:
     """Two phantom studies with accession numbers, plus in study 1 an SR series, a
-    presentation state with no Modality, and a later JPEG 2000 repeat of its RCC
-    with no Modality either (an image SOP class: it is a view)."""
+    presentation state with no Modality, a derived secondary capture with Modality
+    MG (as a heat map stored back into the study has), and a later JPEG 2000
+    repeat of its RCC with no Modality (an image SOP class: it is a view)."""
     root = tmp_path_factory.mktemp("exam")
     write_phantom(root / "phantom", "vindr", 2, size=64, seed=3)
     studies: dict[str, dict] = {}
@@ -168,9 +170,11 @@ def exam(tmp_path_factory) -> dict:
     repeat.save_as(extra / "repeat-rcc.dcm")
     sr = write_instance(extra / "report.dcm", rcc, BASIC_TEXT_SR, "SR")
     pr = write_instance(extra / "state.dcm", rcc, GSPS, "")
+    sc = write_instance(extra / "overlay.dcm", rcc, SECONDARY_CAPTURE, "MG", ImageType=["DERIVED", "SECONDARY"],
+                        ImageLaterality="R", ViewPosition="CC")
     return {"root": root / "phantom", "studies": studies, "first": first, "repeat": extra / "repeat-rcc.dcm",
             "rcc_pixels": rcc.pixel_array, "sr": pydicom.dcmread(sr).SOPInstanceUID,
-            "pr": pydicom.dcmread(pr).SOPInstanceUID}
+            "pr": pydicom.dcmread(pr).SOPInstanceUID, "sc": pydicom.dcmread(sc).SOPInstanceUID}
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +184,7 @@ def pacs(exam, tmp_path_factory) -> Iterator[str]:
         pytest.skip(f"no local PACS: {missing_orthanc()}")
     with local_pacs(free_port(), tmp_path_factory.mktemp("orthanc")) as server:
         report = push_folder(exam["root"], PacsClient(server.url))
-        assert (len(report.stored), report.refused) == (11, [])
+        assert (len(report.stored), report.refused) == (12, [])
         assert sorted(p.suffix for p in report.skipped) == [".csv", ".csv", ".json"]
         yield server.url
     assert not alive(server.process.pid)
@@ -229,11 +233,12 @@ def test_study_opens_as_four_mammograms_ignoring_sr_and_presentation_state(pacs,
     assert list(by_view) == FOUR and [len(v) for v in by_view.values()] == [2, 1, 1, 1]
     repeat = pydicom.dcmread(exam["repeat"], stop_before_pixels=True)
     assert by_view["RCC"][0].sop_uid == repeat.SOPInstanceUID  # 13:00 before 12:00
-    assert len(first.ignored) == 2
+    assert len(first.ignored) == 3
     assert any("(SR): not a mammography image series" in line for line in first.ignored)
     assert any(exam["pr"] in line and GSPS in line for line in first.ignored)
+    assert any(exam["sc"] in line and SECONDARY_CAPTURE in line for line in first.ignored)
     every = {im.sop_uid for im in first.images}
-    assert exam["sr"] not in every and exam["pr"] not in every
+    assert not {exam["sr"], exam["pr"], exam["sc"]} & every
 
 
 @needs_orthanc
