@@ -558,3 +558,12 @@ def test_pacs_benchmark_prints_its_figures_as_json():
     assert (data["files"], data["stored"], data["refused"], data["views"]) == (4, 4, 0, FOUR)
     assert data["transfer_syntax"] == JPEG2000Lossless.name and data["rows_columns"][0] == 64
     assert all(data[k] >= 0 for k in ("start_s", "push_s", "qido_s", "open_s", "retrieve_s", "decode_s", "stop_s"))
+
+
+def test_half_set_credentials_name_the_missing_variable_not_the_value(monkeypatch):
+    monkeypatch.delenv(ENV_TOKEN, raising=False)
+    monkeypatch.delenv(ENV_PASSWORD, raising=False)
+    monkeypatch.setenv(ENV_USER, SECRETS[ENV_USER])
+    with pytest.raises(PacsError) as err:
+        PacsClient("http://127.0.0.1:1/dicom-web")
+    assert str(err.value) == f"{ENV_PASSWORD} is not set although {ENV_USER} is"
