@@ -36,3 +36,7 @@ class CheckpointError(MammoError):
 
 class TrainingError(MammoError):
     """Training cannot start or continue (lock held, bad options, disk full)."""
+
+
+class PacsError(MammoError):
+    """A PACS cannot be started, reached or read: ``str()`` is ``"<URL>: <problem>"``."""
