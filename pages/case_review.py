@@ -17,7 +17,7 @@ from core.datasets import load_dataset
 from core.errors import MammoError
 from core.grid import VIEWS
 from core.pixels.crop import map_to_full
-from core.pixels.preprocess import PreprocessParams
+from core.pixels.spec import PreprocessParams
 from core.predict import Predictor, ViewResult
 from core.review.overlay import cam_overlay, cam_scale_bar, draw_outline, hang, to_rgb
 from core.review.readout import threshold_sentence

@@ -14,7 +14,8 @@ from core.datasets.roi import row_mask
 from core.errors import MammoError
 from core.grid import VIEWS
 from core.phantom import is_synthetic
-from core.pixels.preprocess import PreprocessParams, load_preprocessed
+from core.pixels.cache import load_preprocessed
+from core.pixels.spec import PreprocessParams
 from core.review.overlay import draw_outline, to_rgb
 from ui.common import (
     LABEL_COLOURS,

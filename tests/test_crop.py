@@ -13,7 +13,8 @@ import pytest
 from core.phantom import render_view
 from core.phantom.lesions import Lesion
 from core.pixels.crop import CropBox, breast_share, find_breast, map_to_full, mask_to_input, tissue_mask
-from core.pixels.preprocess import PreprocessParams, prepare_input
+from core.pixels.preprocess import prepare_input
+from core.pixels.spec import PreprocessParams
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "real-mammograms" / "rsna-10008"
 REPO = Path(__file__).resolve().parents[1]
@@ -97,7 +98,7 @@ def test_squared_box_keeps_the_aspect_and_pads_with_air():
 
 
 def test_crop_is_a_parameter_of_the_input_and_the_cache_key(tmp_path):
-    from core.pixels.preprocess import PreprocessCache
+    from core.pixels.cache import PreprocessCache
 
     img, _ = render_view(np.random.default_rng(1), "LCC", "B", size=256)
     path = tmp_path / "view.png"
@@ -128,7 +129,7 @@ def test_cli_no_crop(tmp_path):
 
 @pytest.mark.skipif(not REAL.is_dir(), reason="../shared/real-mammograms is absent (kept out of the repo)")
 def test_real_exam_breast_fills_the_input():
-    from core.pixels.dicom import render_uint8
+    from core.pixels.read import render_uint8
 
     shares = []
     for path in sorted(REAL.glob("*.dcm")):

@@ -1,4 +1,4 @@
-"""core.pixels.dicom: windowing maths, photometric handling, every file kind, every bad input."""
+"""core.pixels.read / dicom / voi / picture: windowing maths, photometric handling, every file kind, every bad input."""
 from __future__ import annotations
 
 import struct
@@ -15,8 +15,9 @@ from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
 
 from core.errors import ImageReadError
-from core.pixels import dicom
-from core.pixels.dicom import MAX_PIXELS, read_image, read_view_tags
+from core.pixels import dicom, picture, voi
+from core.pixels.limits import MAX_PIXELS
+from core.pixels.read import read_image
 from helpers import RAMP, dicom_real, dicom_write
 
 # --------------------------------------------------------------------------- VOI maths
@@ -76,7 +77,7 @@ def test_voi_lut_sequence_wins_over_window(tmp_path, encoding):
 
 def test_percentile_window_when_file_has_none(tmp_path):
     im = read_image(dicom_write(tmp_path / "a.dcm"))
-    lo, hi = np.percentile(RAMP, dicom.PERCENTILES)
+    lo, hi = np.percentile(RAMP, voi.PERCENTILES)
     center, width, kind = im.tags["window"]
     assert kind == "percentile"
     assert center == pytest.approx((lo + hi) / 2) and width == pytest.approx(hi - lo)
@@ -90,7 +91,7 @@ def test_padding_value_excluded_from_window_and_dark(tmp_path):
         path = dicom_write(tmp_path / f"{photometric}.dcm", arr, PixelPaddingValue=0,
                            PhotometricInterpretation=photometric)
         im = read_image(path)
-        lo, hi = np.percentile(arr[:, 8:], dicom.PERCENTILES)
+        lo, hi = np.percentile(arr[:, 8:], voi.PERCENTILES)
         assert im.tags["window"][1] == pytest.approx(hi - lo)  # padding did not widen it
         assert (im.pixels[:, :8] == 0).all(), photometric  # padding is background, dark
         assert im.pixels[:, 8:].max() == 1.0
@@ -160,37 +161,33 @@ def test_real_radiograph_tags():
     im = read_image(dicom_real("RG3_UNCR.dcm"))
     assert im.tags["laterality"] == "R" and im.tags["bits_stored"] == 10
     assert im.tags["photometric"] == "MONOCHROME1" and im.tags["window"] == (550.0, 1024.0, "LINEAR")
-    assert read_view_tags(dicom_real("RG3_UNCR.dcm")) == ("R", None)  # ViewPosition "AP"
+    assert im.tags["view_position"] is None  # ViewPosition "AP"
 
 
 # --------------------------------------------------------------------------- header-only tags
 
-def test_read_view_tags_prefers_image_laterality(tmp_path):
+def _view_tags(path):
+    tags = read_image(path).tags
+    return tags["laterality"], tags["view_position"]
+
+
+def test_view_tags_prefer_image_laterality(tmp_path):
     path = dicom_write(tmp_path / "a.dcm", ImageLaterality="L", Laterality="R", ViewPosition="MLO")
-    assert read_view_tags(path) == ("L", "MLO")
+    assert _view_tags(path) == ("L", "MLO")
 
 
-def test_read_view_tags_fallbacks(tmp_path):
+def test_view_tags_fallbacks(tmp_path):
     code = Dataset()
     code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "399162004", "SCT", "cranio-caudal"
     path = dicom_write(tmp_path / "a.dcm", Laterality="R", ViewCodeSequence=Sequence([code]))
-    assert read_view_tags(path) == ("R", "CC")
-    assert read_view_tags(dicom_write(tmp_path / "b.dcm", ViewPosition="LL")) == (None, None)
+    assert _view_tags(path) == ("R", "CC")
+    assert _view_tags(dicom_write(tmp_path / "b.dcm", ViewPosition="LL")) == (None, None)
 
 
-def test_read_view_tags_skips_pixels(tmp_path):
-    # Pixel data far shorter than Rows x Columns: read_image refuses, the header still answers.
-    path = dicom_write(tmp_path / "a.dcm", pixel_bytes=b"\0\0" * 10, ImageLaterality="R",
-                       ViewPosition="CC")
-    assert read_view_tags(path) == ("R", "CC")
-    with pytest.raises(ImageReadError):
-        read_image(path)
-
-
-def test_read_view_tags_of_picture_is_empty(tmp_path):
+def test_picture_has_no_view_tags(tmp_path):
     path = tmp_path / "a.png"
     cv2.imwrite(str(path), (RAMP // 4).astype(np.uint8))
-    assert read_view_tags(path) == (None, None)
+    assert _view_tags(path) == (None, None)
 
 
 def test_dicom_without_preamble_is_read_by_name(tmp_path):
@@ -326,7 +323,7 @@ def test_bomb_refused_before_decoding(dicom_bad_files, monkeypatch):
         raise AssertionError("decoded a file that the header already refuses")
 
     monkeypatch.setattr(dicom, "_decode", no_decode)
-    monkeypatch.setattr(dicom.cv2, "imdecode", no_decode)
+    monkeypatch.setattr(picture.cv2, "imdecode", no_decode)
     for name in ("bomb.dcm", "bomb.png", "bomb90.png"):
         with pytest.raises(ImageReadError, match="megapixel"):
             read_image(dicom_bad_files[name][0])
@@ -346,8 +343,7 @@ def test_damaged_bytes_never_escape_as_foreign_exceptions(tmp_path):
                 data[int(at)] = int(rng.integers(0, 256))
         path = tmp_path / f"damaged{i}.dcm"
         path.write_bytes(bytes(data))
-        for reader in (read_image, read_view_tags):
-            try:
-                reader(path)
-            except ImageReadError as err:
-                assert str(path) in str(err)
+        try:
+            read_image(path)
+        except ImageReadError as err:
+            assert str(path) in str(err)

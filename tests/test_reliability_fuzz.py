@@ -2,7 +2,7 @@
 
 Valid DICOM, PNG, mask and manifest bytes are mutated by Hypothesis (bit flips,
 byte overwrites, truncation, insertion, deletion, duplicated chunks) and fed to
-``read_image`` / ``read_view_tags`` / ``read_mask`` / ``read_manifest_csv``.
+``read_image`` / ``read_mask`` / ``read_manifest_csv``.
 Anything but a :class:`~core.errors.MammoError` (or a clean return) is a bug.
 
 The regular suite runs ``FUZZ_EXAMPLES`` = 60 examples per reader, derandomised;
@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from core.datasets.manifest import read_manifest_csv
 from core.datasets.roi import read_mask
 from core.errors import MammoError
-from core.pixels.dicom import read_image, read_view_tags, render_uint8
+from core.pixels.read import read_image, render_uint8
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
@@ -184,7 +184,6 @@ def test_fuzz_dicom(work, data):
     path.write_bytes(data)
     _only_mammo_errors(read_image, path, "read_image(dicom)")
     _only_mammo_errors(lambda p: render_uint8(p, 16), path, "render_uint8(dicom)")
-    _only_mammo_errors(read_view_tags, path, "read_view_tags")
 
 
 @FUZZ

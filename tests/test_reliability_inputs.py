@@ -33,7 +33,7 @@ import pytest
 from core.errors import ManifestError, MaskError
 from core.grid import plan
 from core.models import create_model, save_weights
-from core.pixels.preprocess import PreprocessParams
+from core.pixels.spec import PreprocessParams
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "tests" / "artifacts"

@@ -21,7 +21,8 @@ import pandas as pd
 from core.datasets.roi import read_mask, row_mask
 from core.errors import MammoError, MaskError
 from core.grid import VIEWS
-from core.pixels.preprocess import PreprocessParams, render_source, to_display
+from core.pixels.preprocess import render_source, to_display
+from core.pixels.spec import PreprocessParams
 from core.pixels.views import ViewEvidence, contradictions, view_evidence
 from core.predict import ViewInput
 
@@ -107,7 +108,7 @@ def view_conflicts(view: CaseView) -> list[str]:
 def read_upload(name: str, data: bytes, spec: PreprocessParams,
                 key: str | None = None) -> CaseView:
     """Decode one uploaded file as the run's spec renders it (``spec``: the run's
-    :class:`~core.pixels.preprocess.PreprocessParams`); its view from DICOM tags, the file
+    :class:`~core.pixels.spec.PreprocessParams`); its view from DICOM tags, the file
     name or the pixels (maybe None)."""
     key = key or hashlib.sha256(data).hexdigest()[:16]
     with tempfile.TemporaryDirectory(prefix="mammoroute-") as tmp:

@@ -18,7 +18,8 @@ from core.evaluate.calibration import scaled_probability
 from core.grid import MODES, Mode, Route, modes_for, plan, route_image, serve
 from core.models import CamRecipe, MammoNet, create_model, load_weights, pick_device
 from core.pixels.crop import mask_to_input
-from core.pixels.preprocess import PreprocessParams, prepare_input, render_source
+from core.pixels.preprocess import prepare_input, render_source
+from core.pixels.spec import PreprocessParams
 from core.pixels.views import combine_view
 from core.predict.cam import cam_pass, new_cam, unit_maps
 from core.predict.types import ViewInput, ViewResult, _Prepared

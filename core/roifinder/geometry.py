@@ -30,20 +30,16 @@ Box = list[float]  # [x0, y0, x1, y1]
 
 def prepare_pixels(pixels: np.ndarray, params: Any) -> tuple[np.ndarray, CropBox]:
     """Windowed pixels → ``(model input, crop box)``, as the grids prepare them."""
-    import core.pixels.preprocess as pre
+    from core.pixels.preprocess import prepare_input
 
-    if hasattr(pre, "prepare_input"):
-        return pre.prepare_input(pixels, params)
-    return pre.preprocess_array(pixels, params), CropBox.full()
+    return prepare_input(pixels, params)
 
 
 def load_input(path: str | Path, params: Any) -> tuple[np.ndarray, CropBox]:
     """A file's cached ``(model input, crop box)``, as the grids load it."""
-    import core.pixels.preprocess as pre
+    from core.pixels.cache import load_preprocessed_with_box
 
-    if hasattr(pre, "load_preprocessed_with_box"):
-        return pre.load_preprocessed_with_box(path, params)
-    return pre.load_preprocessed(path, params), CropBox.full()
+    return load_preprocessed_with_box(path, params)
 
 
 def mask_to_input(mask_full: np.ndarray, box: CropBox, size: int) -> np.ndarray:
@@ -65,7 +61,8 @@ def full_shape(row: Mapping[str, Any]) -> tuple[int, int]:
 def file_shape(path: str | Path) -> tuple[int, int]:
     """``(h, w)`` of an image file, from its header when it has one (DICOM Rows /
     Columns, a picture's header), else by decoding it."""
-    from core.pixels.dicom import _picture_header_size, render_uint8
+    from core.pixels.picture import header_size
+    from core.pixels.read import render_uint8
 
     path = Path(path)
     try:
@@ -76,7 +73,7 @@ def file_shape(path: str | Path) -> tuple[int, int]:
             return int(ds.Rows), int(ds.Columns)
     except Exception:  # not DICOM (or an odd header): the picture reader or a decode decides
         pass
-    size = _picture_header_size(path)
+    size = header_size(path)
     if size is not None:
         return int(size[0]), int(size[1])
     shape = render_uint8(path, 8).source_shape

@@ -92,7 +92,7 @@ class RoiFinder:
     def __init__(self, model: FinderNet, meta: dict[str, Any], device: torch.device | str = "cpu",
                  where: str | Path | None = None):
         """``where``: the finder's ``meta.json``, named when its preprocessing spec is refused."""
-        from core.pixels.preprocess import PreprocessParams
+        from core.pixels.spec import PreprocessParams
 
         self.device = torch.device(device)
         self.model = model.to(self.device).eval().requires_grad_(False)
