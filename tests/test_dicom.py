@@ -1,7 +1,10 @@
 """core.pixels.read / dicom / voi / picture: windowing maths, photometric handling, every file kind, every bad input."""
 from __future__ import annotations
 
+import os
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -347,3 +350,48 @@ def test_damaged_bytes_never_escape_as_foreign_exceptions(tmp_path):
             read_image(path)
         except ImageReadError as err:
             assert str(path) in str(err)
+
+
+# --------------------------------------------------------------------------- OpenCV's decompression bombs
+
+def _radiance_header(path: Path, rows: int, cols: int) -> Path:
+    """A Radiance HDR header (OpenCV reads it, Pillow does not) claiming rows × cols, no data."""
+    path.write_bytes(b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n" + f"-Y {rows} +X {cols}\n".encode()
+                     + bytes(64))
+    return path
+
+
+def test_picture_whose_header_gives_no_size_is_refused_before_decoding(tmp_path, monkeypatch):
+    """OpenCV decodes up to a gigapixel before anyone can ask the size: never hand it a
+    picture whose header the size check cannot read."""
+    from core.datasets.roi import read_mask
+    from core.errors import MaskError
+    from core.pixels.read import render_uint8
+
+    def no_decode(*args, **kwargs):
+        raise AssertionError("decoded a picture whose size was never checked")
+
+    monkeypatch.setattr(picture.cv2, "imdecode", no_decode)
+    bomb = _radiance_header(tmp_path / "scan.png", 20_000, 20_000)  # 400 MP as a ".png"
+    for reader in (read_image, lambda p: render_uint8(p, 64)):
+        with pytest.raises(ImageReadError, match="not an image whose size its header gives") as info:
+            reader(bomb)
+        assert str(info.value).startswith(f"{bomb}: ") and "\n" not in str(info.value)
+    with pytest.raises(MaskError, match="not an image whose size its header gives"):
+        read_mask(bomb)
+
+
+def test_opencv_decode_limit_is_capped_when_core_is_imported(tmp_path):
+    """Importing core lowers OpenCV's own limit to MAX_PIXELS before cv2 loads, so even a
+    file the header check misread cannot make OpenCV allocate more."""
+    bomb = _radiance_header(tmp_path / "scan.hdr", 9_000, 9_000)  # 81 MP: over MAX_PIXELS
+    code = ("import core, cv2, numpy as np\n"
+            f"data = np.fromfile({str(bomb)!r}, np.uint8)\n"
+            "try:\n    cv2.imdecode(data, cv2.IMREAD_UNCHANGED)\n    print('decoded')\n"
+            "except cv2.error as err:\n    print('refused' if 'CV_IO_MAX_IMAGE_PIXELS' in str(err) "
+            "else 'other')\n")
+    env = {k: v for k, v in os.environ.items() if k != "OPENCV_IO_MAX_IMAGE_PIXELS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=Path(__file__).resolve().parents[1], timeout=120)
+    assert out.stdout.strip() == "refused", out.stdout + out.stderr
+    assert 9_000 * 9_000 > MAX_PIXELS

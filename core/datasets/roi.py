@@ -111,8 +111,6 @@ def _check_header_size(path: Path, expected_shape: tuple[int, int] | None) -> No
         size = header_size(path)
     except ImageReadError as err:
         raise MaskError(err.problem, path) from None
-    if size is None:
-        return
     h, w = size
     if h * w > MAX_PIXELS:
         raise MaskError(f"mask of {w}×{h} pixels exceeds the {MAX_PIXELS // 1_000_000} "

@@ -18,7 +18,7 @@ from core.errors import ImageReadError
 from core.pixels.downscale import block_mean, shrink_factor
 from core.pixels.image import MammoImage, to_uint8
 from core.pixels.limits import MAX_PIXELS, check_size, short_error
-from core.pixels.sniff import content_hint
+from core.pixels.sniff import content_hint, read_head
 from core.pixels.voi import percentile_window
 
 
@@ -52,9 +52,7 @@ def _picture_pixels(arr: np.ndarray, path: Path) -> tuple[np.ndarray, tuple]:
 
 def _decode_picture(path: Path, head: bytes) -> np.ndarray:
     """The grey 2-D array of an image file, refusing oversize and constant 8-bit images."""
-    size = header_size(path)
-    if size is not None:
-        check_size(*size, path)
+    check_size(*header_size(path), path)
     try:
         data = np.fromfile(path, dtype=np.uint8)
         arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
@@ -89,17 +87,18 @@ def _picture_grey(arr: np.ndarray) -> np.ndarray:
     return (bgr.astype(np.float64) @ np.array([0.114, 0.587, 0.299])).astype(np.float32)
 
 
-def header_size(path: Path) -> tuple[int, int] | None:
-    """(rows, cols) from the image header without decoding, via Pillow.
+def header_size(path: Path) -> tuple[int, int]:
+    """(rows, cols) from the image header without decoding, via Pillow; a picture whose
+    size its header does not give is refused.
 
-    Pillow reads only the header here; it is a dependency of Streamlit and
-    torchvision, so it is always installed with the app.  If it cannot tell
-    (a format it does not know), the size is checked again after decoding.
+    OpenCV decodes before it can be asked a size, and some of its formats
+    (Radiance HDR, OpenEXR, whatever the file's name) go up to a gigapixel,
+    so a picture Pillow cannot size is never handed to it.  Pillow reads only
+    the header here; it is a dependency of Streamlit and torchvision, so it is
+    always installed with the app.
     """
-    try:
-        from PIL import Image
-    except ImportError:
-        return None
+    from PIL import Image
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -108,6 +107,8 @@ def header_size(path: Path) -> tuple[int, int] | None:
     except Image.DecompressionBombError:
         raise ImageReadError(f"image larger than the {MAX_PIXELS // 1_000_000} megapixel limit",
                              path) from None
-    except Exception:  # Pillow does not know the format: OpenCV may, sizes checked after
-        return None
+    except Exception:  # Pillow does not know the format, or the header is broken
+        raise ImageReadError(f"not an image whose size its header gives (looks like "
+                             f"{content_hint(read_head(path))}); use PNG, JPEG, TIFF, PGM or BMP",
+                             path) from None
     return int(height), int(width)

@@ -61,6 +61,7 @@ def full_shape(row: Mapping[str, Any]) -> tuple[int, int]:
 def file_shape(path: str | Path) -> tuple[int, int]:
     """``(h, w)`` of an image file, from its header when it has one (DICOM Rows /
     Columns, a picture's header), else by decoding it."""
+    from core.errors import ImageReadError
     from core.pixels.picture import header_size
     from core.pixels.read import render_uint8
 
@@ -73,11 +74,11 @@ def file_shape(path: str | Path) -> tuple[int, int]:
             return int(ds.Rows), int(ds.Columns)
     except Exception:  # not DICOM (or an odd header): the picture reader or a decode decides
         pass
-    size = header_size(path)
-    if size is not None:
-        return int(size[0]), int(size[1])
-    shape = render_uint8(path, 8).source_shape
-    return int(shape[0]), int(shape[1])
+    try:
+        return header_size(path)
+    except ImageReadError:  # e.g. a DICOM without preamble: the reader sniffs it (or refuses)
+        shape = render_uint8(path, 8).source_shape
+        return int(shape[0]), int(shape[1])
 
 
 def row_mask_full(row: Mapping[str, Any], max_side: int = 1024) -> np.ndarray | None:
