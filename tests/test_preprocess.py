@@ -18,6 +18,7 @@ from core.pixels import cache as pc
 from core.pixels import pool
 from core.pixels import preprocess as pp
 from core.pixels.cache import PreprocessCache, default_cache, load_preprocessed, load_preprocessed_with_box
+from core.pixels.crop import CropBox
 from core.pixels.image import to_uint8
 from core.pixels.pool import preprocess_many
 from core.pixels.preprocess import preprocess_array, to_display
@@ -51,10 +52,12 @@ def test_preprocess_array_is_square_uint8():
 
 def test_clip_zero_disables_clahe_and_steps_are_8bit_then_stretch():
     pixels = np.linspace(0, 1, 120 * 80, dtype=np.float32).reshape(120, 80)
-    out = preprocess_array(pixels, PreprocessParams(size=40, clahe_clip=0, crop=False))
+    out = preprocess_array(pixels, PreprocessParams(size=40, clahe_clip=0, crop=False,
+                                                    chest_wall="as-is"))
     expected = cv2.resize(to_uint8(pixels), (40, 40), interpolation=cv2.INTER_AREA)
     np.testing.assert_array_equal(out, expected)
-    assert not np.array_equal(out, preprocess_array(pixels, PreprocessParams(size=40, crop=False)))
+    assert not np.array_equal(out, preprocess_array(pixels, PreprocessParams(size=40, crop=False,
+                                                                             chest_wall="as-is")))
 
 
 def test_to_uint8_rounds_clips_and_zeroes_nan():
@@ -136,7 +139,7 @@ def test_cache_entries_are_plain_npy_and_writes_leave_no_temp(tmp_path, dicom_sm
     assert [f.suffix for f in files] == [".box", ".npy"]
     assert not any(f.name.startswith(".tmp") for f in files)
     np.testing.assert_array_equal(np.load(files[1], allow_pickle=False), arr)
-    assert tuple(np.frombuffer(files[0].read_bytes(), np.float64)) == box.as_tuple()
+    assert CropBox.from_array(np.frombuffer(files[0].read_bytes(), np.float64)) == box
 
 
 def test_damaged_entry_is_a_miss_and_is_rewritten(tmp_path, dicom_small):

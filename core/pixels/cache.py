@@ -62,7 +62,7 @@ class PreprocessCache:
 
     @staticmethod
     def box_entry(entry: Path) -> Path:
-        """The crop box's side file (four float64 fractions) of an entry."""
+        """The crop box's side file (:meth:`CropBox.to_array`) of an entry."""
         return entry.with_suffix(".box")
 
     def get(self, path: str | Path, params: PreprocessParams) -> tuple[np.ndarray, CropBox] | None:
@@ -70,7 +70,7 @@ class PreprocessCache:
         entry = self.entry(self.key(path, params))
         try:
             arr = np.load(entry, allow_pickle=False)
-            box = CropBox(*np.frombuffer(self.box_entry(entry).read_bytes(), np.float64))
+            box = CropBox.from_array(np.frombuffer(self.box_entry(entry).read_bytes(), np.float64))
         except (OSError, ValueError, TypeError, EOFError):
             return None
         if arr.dtype != np.uint8 or arr.shape != (params.size, params.size):
@@ -82,7 +82,7 @@ class PreprocessCache:
         """Store ``arr`` and its box atomically (box first, so an entry never lacks
         one); returns the entry's path."""
         target = self.entry(self.key(path, params))
-        atomic_write_bytes(self.box_entry(target), np.asarray(box.as_tuple(), np.float64).tobytes())
+        atomic_write_bytes(self.box_entry(target), box.to_array().tobytes())
         buf = io.BytesIO()
         np.save(buf, np.ascontiguousarray(arr, np.uint8), allow_pickle=False)
         atomic_write_bytes(target, buf.getvalue())

@@ -6,6 +6,8 @@ Decisions a caller must know:
   not a 2-D mammogram, and silently showing one slice would mislead.
 * Size limits (:mod:`core.pixels.limits`) are checked from ``Rows`` /
   ``Columns`` before the pixel data is decoded.
+* ``PresentationIntentType`` FOR PROCESSING is refused: raw detector data,
+  not what a model or a reader should see.
 * Every failure on bad bytes is an :class:`~core.errors.ImageReadError` naming
   the file; no pydicom exception escapes.
 """
@@ -66,6 +68,9 @@ def open_dicom(path: Path, head: bytes) -> tuple[Dataset, np.ndarray]:
     if frames > 1:
         raise ImageReadError(f"multi-frame DICOM ({frames} frames, e.g. tomosynthesis or cine) "
                              "is not supported; export one 2-D view", path)
+    if str(ds.get("PresentationIntentType", "") or "").strip().upper() == "FOR PROCESSING":
+        raise ImageReadError("PresentationIntentType is FOR PROCESSING: raw detector data, not "
+                             "an image to read; use the FOR PRESENTATION image", path)
     stored = _decode(ds, path)
     if str(ds.get("PhotometricInterpretation", "")).startswith("PALETTE"):
         stored = _palette_to_rgb(ds, stored, path)
@@ -81,7 +86,17 @@ def dicom_tags(ds: Dataset, window_used: tuple, path: Path) -> dict[str, Any]:
         "photometric": photometric or None,
         "bits_stored": _tag_int(ds, "BitsStored", path, default=0) or None,
         "window": window_used,
+        "patient_orientation": _patient_orientation(ds),
     }
+
+
+def _patient_orientation(ds: Dataset) -> tuple[str, ...] | None:
+    """``PatientOrientation``'s values (row direction, column direction), or None."""
+    value = ds.get("PatientOrientation")
+    if not value:
+        return None
+    values = [value] if isinstance(value, str) else list(value)
+    return tuple(str(v).strip().upper() for v in values) or None
 
 
 def _tag_int(ds: Dataset, keyword: str, path: Path, default: int | None = None) -> int:

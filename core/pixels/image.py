@@ -16,7 +16,9 @@ class MammoImage:
     ``window`` = ``(center, width, kind)`` with kind one of ``LINEAR``,
     ``LINEAR_EXACT``, ``SIGMOID`` (from the file), ``percentile`` (computed;
     center/width describe the range used), ``voi_lut`` or ``dtype`` (8-bit
-    image scaled by 255); center/width are ``None`` for the last two.
+    image scaled by 255); center/width are ``None`` for the last two;
+    ``patient_orientation``: the DICOM tag's values (row, column direction),
+    e.g. ``("A", "R")``, or None.
     """
 
     pixels: np.ndarray

@@ -18,6 +18,10 @@ The paper's preprocessing is "DICOM windowing → 8-bit, then CLAHE" at
 * **CLAHE runs on the reduced image**, not the full-field one: 10–50x faster
   and, since the tile grid is relative to the image, the same contrast
   behaviour.
+* **One orientation**: the crop is flipped left-right when the chest wall is
+  not on the spec's side (``chest_wall="left"``), decided by
+  :func:`core.pixels.orientation.chest_wall` (``PatientOrientation``, else
+  the pixels), so a mirrored file gives the model the same input.
 * **Windowing runs on a reduced image too**: every file is first rendered to
   8 bits at the largest power-of-two reduction whose shorter side stays at
   least the spec's ``source_side`` (:func:`render_source`; by default
@@ -28,6 +32,7 @@ the cached loader is :mod:`core.pixels.cache`.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -35,6 +40,7 @@ import numpy as np
 
 from core.pixels.crop import CropBox, find_breast
 from core.pixels.image import MammoImage, to_uint8
+from core.pixels.orientation import chest_wall
 from core.pixels.read import render_uint8
 from core.pixels.spec import PreprocessParams
 
@@ -56,25 +62,34 @@ def _resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
                       interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
 
-def input_box(img: np.ndarray, params: PreprocessParams) -> CropBox:
-    """The part of a uint8 rendering that becomes the model input, as fractions."""
-    if not params.crop:
-        return CropBox.full()
-    box = find_breast(img)
-    return box.squared(img.shape) if params.fit == "pad" else box
+def input_box(img: np.ndarray, params: PreprocessParams,
+              patient_orientation: str | Sequence[str] | None = None) -> CropBox:
+    """The part of a uint8 rendering that becomes the model input, as fractions, mirrored
+    when its chest wall is not on the spec's side (:func:`core.pixels.orientation.chest_wall`)."""
+    box = CropBox.full()
+    if params.crop:
+        box = find_breast(img)
+        box = box.squared(img.shape) if params.fit == "pad" else box
+    if params.chest_wall == "as-is":
+        return box
+    return box.flipped(not chest_wall(img, patient_orientation).on_left)
 
 
-def prepare_input(pixels: np.ndarray, params: PreprocessParams) -> tuple[np.ndarray, CropBox]:
+def prepare_input(pixels: np.ndarray, params: PreprocessParams,
+                  patient_orientation: str | Sequence[str] | None = None
+                  ) -> tuple[np.ndarray, CropBox]:
     """A windowed image (uint8, or float in [0, 1]) → ``(model input, crop box)``.
 
-    8-bit first (the paper's step), then the breast crop, a square stretch,
-    and CLAHE on the small image (clip 0 disables CLAHE).  The box maps masks
-    in and Grad-CAM maps back out (:mod:`core.pixels.crop`).
+    8-bit first (the paper's step), then the breast crop turned so the chest
+    wall is on the spec's side (``patient_orientation``: the file's DICOM tag,
+    when it has one), a square stretch, and CLAHE on the small image (clip 0
+    disables CLAHE).  The box maps masks in and Grad-CAM maps back out
+    (:mod:`core.pixels.crop`), through the same turn.
     """
     img = to_uint8(pixels)
     if img.ndim != 2:
         raise ValueError(f"expected a 2-D image, got shape {img.shape}")
-    box = input_box(img, params)
+    box = input_box(img, params, patient_orientation)
     img = _resize(box.crop(img), params.size, params.size)
     if params.clahe_clip > 0:
         clahe = cv2.createCLAHE(clipLimit=float(params.clahe_clip),
@@ -83,14 +98,16 @@ def prepare_input(pixels: np.ndarray, params: PreprocessParams) -> tuple[np.ndar
     return np.ascontiguousarray(img), box
 
 
-def preprocess_array(pixels: np.ndarray, params: PreprocessParams) -> np.ndarray:
+def preprocess_array(pixels: np.ndarray, params: PreprocessParams,
+                     patient_orientation: str | Sequence[str] | None = None) -> np.ndarray:
     """The model's uint8 ``(size, size)`` input alone (see :func:`prepare_input`)."""
-    return prepare_input(pixels, params)[0]
+    return prepare_input(pixels, params, patient_orientation)[0]
 
 
 def preprocess_file(path: str | Path, params: PreprocessParams) -> tuple[np.ndarray, CropBox]:
     """Decode one file and preprocess it, no cache involved: ``(input, crop box)``."""
-    return prepare_input(render_source(path, params).pixels, params)
+    img = render_source(path, params)
+    return prepare_input(img.pixels, params, img.tags.get("patient_orientation"))
 
 
 def to_display(path_or_pixels: str | Path | np.ndarray, size: int) -> np.ndarray:

@@ -17,9 +17,10 @@ from core.errors import CheckpointError
 
 # The spec's version: bump whenever the pixel path changes the pixels a spec
 # produces, or the spec's fields change (a stored spec of another version is refused).
-PREPROCESS_VERSION = 4
+PREPROCESS_VERSION = 5  # 5: every input turned to put the chest wall on one side
 MAX_SIZE = 4096  # no model input is larger; bigger asks are a typo
 FITS = ("stretch", "pad")  # how the breast's box becomes the square input
+CHEST_WALL_SIDES = ("left", "as-is")  # where every input's chest wall is turned; as-is: no turn
 SOURCE_SIDE = 768  # default shorter side of the 8-bit rendering preprocessing starts from
 MAX_SOURCE_SIDE = 16384  # larger than any mammogram's side
 
@@ -33,7 +34,10 @@ class PreprocessParams:
     because the rendering's reduction changes the pixels.  ``clahe_clip`` is
     OpenCV's clip limit (contrast amplification cap; 2.0 enhances parenchyma
     without blowing up noise), ``clahe_tiles`` the number of tiles per side
-    (8 → 48-pixel tiles at 384, about a lesion's size).
+    (8 → 48-pixel tiles at 384, about a lesion's size).  ``chest_wall`` is the
+    side every input's chest wall is turned to (:mod:`core.pixels.orientation`),
+    so a mirrored file reaches the model as the same pixels; ``"as-is"`` keeps
+    each file's own orientation, for comparison.
     """
 
     size: int
@@ -42,10 +46,14 @@ class PreprocessParams:
     crop: bool = True
     fit: str = "stretch"
     source_side: int | None = None
+    chest_wall: str = "left"
 
     def __post_init__(self) -> None:
         if self.fit not in FITS:
             raise ValueError(f"fit must be one of {', '.join(FITS)}, got {self.fit!r}")
+        if self.chest_wall not in CHEST_WALL_SIDES:
+            raise ValueError(f"chest_wall must be one of {', '.join(CHEST_WALL_SIDES)}, "
+                             f"got {self.chest_wall!r}")
         if not 8 <= int(self.size) <= MAX_SIZE:
             raise ValueError(f"size must be between 8 and {MAX_SIZE}, got {self.size}")
         if not 0 <= float(self.clahe_clip) <= 100:
@@ -90,7 +98,8 @@ class PreprocessParams:
                 raise ValueError(f"crop must be true or false, got {block['crop']!r}")
             return cls(size=int(block["size"]), clahe_clip=float(block["clahe_clip"]),
                        clahe_tiles=int(block["clahe_tiles"]), crop=block["crop"],
-                       fit=block["fit"], source_side=int(block["source_side"]))
+                       fit=block["fit"], source_side=int(block["source_side"]),
+                       chest_wall=block["chest_wall"])
         except (TypeError, ValueError) as err:
             raise CheckpointError(f"the preprocessing spec of {what} is invalid: {err}",
                                   where) from None

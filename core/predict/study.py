@@ -214,7 +214,8 @@ class Predictor:
                  propose: bool = True) -> _Prepared:
         """Read, preprocess, assign the view and read the mask of one input."""
         pixels, source_shape, tags = _read_pixels(item, self.params)
-        result.preprocessed, result.box = prepare_input(pixels, self.params)
+        orientation = tags.get("patient_orientation")
+        result.preprocessed, result.box = prepare_input(pixels, self.params, orientation)
         view, source = combine_view(tags.get("laterality"), tags.get("view_position"),
                                     item.name or (Path(item.path).name if item.path else ""),
                                     item.view, "user", result.warnings, pixels=pixels)
@@ -231,7 +232,7 @@ class Predictor:
         if full is not None:
             result.roi_source = "mask"
         elif propose and item.propose and self.finder is not None:
-            _record_proposal(result, self.finder.propose_pixels(pixels, source_shape))
+            _record_proposal(result, self.finder.propose_pixels(pixels, source_shape, orientation))
         return _Prepared(index, result.preprocessed, view, result.roi)
 
     def _predict_mode(self, mode: Mode, prepared: list[_Prepared], results: list[ViewResult],

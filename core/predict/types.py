@@ -35,7 +35,8 @@ class ViewInput:
     mammogram's full size when the pixels are a reduced rendering (masks are
     at that size), ``tags["source_side"]`` the spec's side it was rendered at
     (checked: a rendering made for another run's spec is refused).
-    ``tags`` may carry ``laterality`` / ``view_position`` of pre-read pixels.
+    ``tags`` may carry ``laterality`` / ``view_position`` / ``patient_orientation``
+    (the DICOM tags) of pre-read pixels.
     ``view`` forces the view.  A mask (array or file) must have the size of
     the mammogram; only whether it is non-empty routes.
     """

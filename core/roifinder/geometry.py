@@ -28,11 +28,13 @@ from core.pixels.crop import CropBox
 Box = list[float]  # [x0, y0, x1, y1]
 
 
-def prepare_pixels(pixels: np.ndarray, params: Any) -> tuple[np.ndarray, CropBox]:
+def prepare_pixels(pixels: np.ndarray, params: Any,
+                   patient_orientation: str | Sequence[str] | None = None
+                   ) -> tuple[np.ndarray, CropBox]:
     """Windowed pixels → ``(model input, crop box)``, as the grids prepare them."""
     from core.pixels.preprocess import prepare_input
 
-    return prepare_input(pixels, params)
+    return prepare_input(pixels, params, patient_orientation)
 
 
 def load_input(path: str | Path, params: Any) -> tuple[np.ndarray, CropBox]:
@@ -148,11 +150,13 @@ def component_boxes(prob: np.ndarray, level: float, max_boxes: int = 3,
 def input_to_full(boxes: Sequence[Box], box: CropBox, size: int,
                   shape: tuple[int, int]) -> list[Box]:
     """Input-frame boxes → full-frame pixel boxes of an image of ``shape`` ``(h, w)``,
-    clipped to the image and rounded to 0.1 px."""
+    clipped to the image and rounded to 0.1 px (a mirrored crop is flipped back)."""
     h, w = int(shape[0]), int(shape[1])
     sx, sy = (box.x1 - box.x0) / size, (box.y1 - box.y0) / size
     out = []
     for x0, y0, x1, y1 in boxes:
+        if box.mirrored:
+            x0, x1 = size - x1, size - x0
         fx = [(box.x0 + x * sx) * w for x in (x0, x1)]
         fy = [(box.y0 + y * sy) * h for y in (y0, y1)]
         out.append([round(min(max(v, 0.0), lim), 1)
