@@ -15,6 +15,7 @@ sniffed from the first bytes (:mod:`core.pixels.sniff`); DICOM goes through
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 from core.errors import ImageReadError
@@ -25,6 +26,7 @@ from core.pixels.picture import read_picture, render_picture
 from core.pixels.sniff import looks_like_dicom, read_head
 
 RENDER_TOLERANCE = 1.0  # mean |Δ| (grey levels of 255) allowed for averaging before the table
+Reader = Callable[[Path, bytes], MammoImage]  # (path, first bytes) → image
 
 
 def read_image(path: str | Path) -> MammoImage:
@@ -62,7 +64,7 @@ def render_uint8(path: str | Path, min_side: int = 0) -> MammoImage:
                     lambda p, h: render_picture(p, h, min_side))
 
 
-def _guarded(path: str | Path, dicom_reader, picture_reader) -> MammoImage:
+def _guarded(path: str | Path, dicom_reader: Reader, picture_reader: Reader) -> MammoImage:
     """Sniff the format and run its reader; any failure becomes an ImageReadError."""
     path = Path(path)
     head = read_head(path)
@@ -74,5 +76,5 @@ def _guarded(path: str | Path, dicom_reader, picture_reader) -> MammoImage:
     except ImageReadError:
         raise
     except Exception as err:  # bad bytes surfacing somewhere unforeseen inside pydicom / cv2
-        raise ImageReadError(f"corrupt or unsupported file ({type(err).__name__}: {short_error(err)})",
-                             path) from err
+        raise ImageReadError(f"corrupt or unsupported file ({type(err).__name__}: "
+                             f"{short_error(err)})", path) from err
