@@ -89,7 +89,7 @@ def temp_dir(prefix: str = "mammoroute-bench-") -> Iterator[Path]:
 @contextmanager
 def private_cache(root: Path) -> Iterator[Path]:
     """Point ``$MAMMOROUTE_CACHE`` at ``root`` for the duration (the user's cache stays untouched)."""
-    from core.pixels.preprocess import CACHE_ENV
+    from core.pixels.cache import CACHE_ENV
 
     old = os.environ.get(CACHE_ENV)
     root.mkdir(parents=True, exist_ok=True)
@@ -123,7 +123,7 @@ def make_random_run(root: Path, arch: str, img_size: int, seed: int = 0) -> Path
 
     from core.grid import plan
     from core.models import create_model, save_weights
-    from core.pixels.preprocess import PreprocessParams
+    from core.pixels.spec import PreprocessParams
 
     root.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)

@@ -38,7 +38,7 @@ def study_inputs(df) -> list:
     for i, row in enumerate(study.itertuples()):
         mask = None
         if i == 0:
-            from core.pixels.dicom import read_image
+            from core.pixels.read import read_image
 
             h, w = read_image(row.image_path).source_shape
             mask = np.zeros((h, w), np.uint8)

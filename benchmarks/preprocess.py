@@ -1,7 +1,7 @@
 """Preprocessing cost on full-field 16-bit DICOMs, the cache, and the CLAHE shortcut.
 
 Why: decoding a 13.6 MP mammogram is the irreducible part; everything
-core.pixels.dicom and core.pixels.preprocess add on top (modality/VOI maths, windowing,
+core.pixels.read and core.pixels.preprocess add on top (modality/VOI maths, windowing,
 8-bit, resize, CLAHE) should stay small beside it (issue 6: ``ratio =
 full / decode_only ≤ 1.5``; ``full`` is ``core.pixels.preprocess.preprocess_file``,
 the path training and review both take), a cache hit must be cheap (< 2 ms) because
@@ -12,7 +12,7 @@ It also checks the two shortcuts that make this possible against the
 slow, exact way, in mean absolute grey levels beside the tolerance stated
 for each: CLAHE on the reduced image instead of the full-field one
 (``CLAHE_TOLERANCE``), and windowing after a power-of-two block average
-instead of before (``core.pixels.dicom.RENDER_TOLERANCE``; ``float_path_ms`` is
+instead of before (``core.pixels.read.RENDER_TOLERANCE``; ``float_path_ms`` is
 the time of the exact way: float32 windowing of every pixel, then resize).
 
 The DICOMs are synthetic (a phantom view rendered at the requested size),
@@ -89,8 +89,9 @@ def decode_ms(path: Path, repeats: int) -> float:
 def render_vs_exact(path: Path, size: int) -> dict[str, float]:
     """MAD (grey levels) between the fast model input and the exact way (window every
     pixel in float32, 8 bits, then resize and CLAHE), the latter's time included."""
-    from core.pixels.dicom import read_image
-    from core.pixels.preprocess import PreprocessParams, preprocess_array, preprocess_file
+    from core.pixels.preprocess import preprocess_array, preprocess_file
+    from core.pixels.read import read_image
+    from core.pixels.spec import PreprocessParams
 
     params = PreprocessParams(size)
     t0 = time.perf_counter()
@@ -105,7 +106,9 @@ def clahe_reduced_vs_full(pixels: np.ndarray, size: int, clip: float = 2.0, tile
                           ) -> dict[str, float]:
     """MAD (grey levels) between CLAHE-then-resize on the full image and core's
     resize-then-CLAHE, with the time of each."""
-    from core.pixels.preprocess import PreprocessParams, preprocess_array, to_uint8
+    from core.pixels.image import to_uint8
+    from core.pixels.preprocess import preprocess_array
+    from core.pixels.spec import PreprocessParams
 
     params = PreprocessParams(size, clip, tiles)
     t0 = time.perf_counter()
@@ -137,7 +140,9 @@ def pool_paths(paths: list[Path], count: int, folder: Path) -> list[Path]:
 def pool_rate(paths: list[Path], size: int, workers: int, cache_root: Path) -> float:
     """Images/s of ``preprocess_many`` filling an empty cache with ``workers`` processes
     (pool start-up included: that is what a user waits for)."""
-    from core.pixels.preprocess import PreprocessCache, PreprocessParams, preprocess_many
+    from core.pixels.cache import PreprocessCache
+    from core.pixels.pool import preprocess_many
+    from core.pixels.spec import PreprocessParams
 
     report = preprocess_many([str(p) for p in paths], PreprocessParams(size), workers=workers,
                              cache=PreprocessCache(cache_root))
@@ -148,8 +153,10 @@ def pool_rate(paths: list[Path], size: int, workers: int, cache_root: Path) -> f
 
 def measure(n: int, rows: int, cols: int, size: int, repeats: int, j2k: bool,
             pool_files: int) -> dict[str, Any]:
-    from core.pixels.dicom import RENDER_TOLERANCE, read_image
-    from core.pixels.preprocess import PreprocessCache, PreprocessParams, load_preprocessed, preprocess_file
+    from core.pixels.cache import PreprocessCache, load_preprocessed
+    from core.pixels.preprocess import preprocess_file
+    from core.pixels.read import RENDER_TOLERANCE, read_image
+    from core.pixels.spec import PreprocessParams
 
     params = PreprocessParams(size)
     img = synthetic_view(rows, cols)

@@ -25,7 +25,7 @@ def one_seed(root: Path, seed: int, studies: int, size: int, epochs: int, clahe_
     from core.datasets import load_dataset
     from core.evaluate.roifinder import roi_model_metrics
     from core.phantom import write_phantom
-    from core.pixels.preprocess import PreprocessParams
+    from core.pixels.spec import PreprocessParams
     from core.roifinder.infer import RoiFinder
     from core.roifinder.proposals import propose_manifest
     from core.roifinder.train import FinderConfig, train_finder

@@ -45,8 +45,8 @@ def phantom_views(n: int, size: int, seed: int) -> Iterator[tuple[str, np.ndarra
 
 def file_views(path: Path, cdd_type: str = "DM") -> Iterator[tuple[str, np.ndarray]]:
     """``(true view, uint8 rendering)`` of every image of a dataset or a views.csv folder."""
-    from core.pixels.dicom import render_uint8
-    from core.pixels.preprocess import SOURCE_SIDE
+    from core.pixels.read import render_uint8
+    from core.pixels.spec import SOURCE_SIDE
 
     if (path / "views.csv").is_file():
         with open(path / "views.csv", newline="") as f:

@@ -17,7 +17,7 @@ from core.datasets import load_dataset
 from core.errors import MammoError
 from core.grid import VIEWS
 from core.pixels.crop import map_to_full
-from core.pixels.preprocess import PreprocessParams
+from core.pixels.spec import PreprocessParams
 from core.predict import Predictor, ViewResult
 from core.review.overlay import cam_overlay, cam_scale_bar, draw_outline, hang, to_rgb
 from core.review.readout import threshold_sentence
@@ -256,8 +256,8 @@ def view_card(v: CaseView | None, slot: str | None, show_ids: bool, index: int,
                      icon=":material/error:")
             return
         if v.roi_choice != "box":
-            st.image(hang(draw_outline(to_rgb(v.display), v.mask), v.view, THUMB_HEIGHT, v.display),
-                     width="stretch")
+            st.image(hang(draw_outline(to_rgb(v.display), v.mask), v.view, THUMB_HEIGHT, v.display,
+                          v.chest_on_left), width="stretch")
         options = list(VIEWS)
         chosen = st.selectbox(f"View of {title}", options,
                               index=options.index(v.view) if v.view in options else None,
@@ -359,7 +359,7 @@ def panel(r: ViewResult | None, v: CaseView | None, meta_of, call_of, source: st
         if v is not None and r.roi_source == "proposed" and r.roi_boxes:
             mask = np.maximum.reduce([box_mask(v.shape, b) for b in r.roi_boxes])
         st.image(hang(draw_outline(cam_overlay(base, cam, opacity), mask), r.view, PANEL_HEIGHT,
-                      base),
+                      base, v.chest_on_left if v is not None and base is v.display else None),
                  width="stretch")
         if cam is not None and float(np.max(cam)) <= 0:
             st.caption("Grad-CAM is empty for this view: nothing in it pushed the model "

@@ -10,12 +10,11 @@ import streamlit as st
 
 from core.datasets import load_dataset
 from core.datasets.describe import describe, tables
-from core.datasets.roi import row_mask
 from core.errors import MammoError
 from core.grid import VIEWS
 from core.phantom import is_synthetic
-from core.pixels.preprocess import PreprocessParams, load_preprocessed
-from core.review.overlay import draw_outline, to_rgb
+from core.pixels.spec import PreprocessParams
+from core.review.gallery import gallery_tile
 from ui.common import (
     LABEL_COLOURS,
     data_root,
@@ -65,9 +64,8 @@ def bars(counts: dict[str, dict[str, int]], names: dict[str, str], title: str) -
 
 @st.cache_data(show_spinner=False, max_entries=512)
 def thumbnail(path: str, mask_path: str, roi_shapes: str) -> np.ndarray:
-    img = to_rgb(load_preprocessed(path, PreprocessParams(THUMB)))
-    mask = row_mask({"mask_path": mask_path, "roi_shapes": roi_shapes}, (THUMB, THUMB))
-    return draw_outline(img, mask)
+    return gallery_tile({"image_path": path, "mask_path": mask_path, "roi_shapes": roi_shapes},
+                        PreprocessParams(THUMB))
 
 
 def _text(value: object) -> str:

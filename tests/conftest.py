@@ -5,6 +5,8 @@ import os
 
 import pytest
 
+import core  # noqa: F401  (first: caps OpenCV's decode limit before a test imports cv2)
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_dirs(tmp_path_factory):

@@ -27,7 +27,7 @@ from streamlit.testing.v1 import AppTest
 from core.errors import TrainingError
 from core.grid import plan
 from core.models import create_model, save_weights
-from core.pixels.preprocess import PreprocessParams
+from core.pixels.spec import PreprocessParams
 from core.runfolder import jobs
 
 REPO = Path(__file__).resolve().parent.parent

@@ -130,7 +130,7 @@ def _biased_run(root: Path, bias: float, temperatures: dict[str, object]) -> Pat
     """A baseline-only run whose models output ``bias`` for any image (head zeroed)."""
     from core.grid import plan
     from core.models import create_model, save_weights
-    from core.pixels.preprocess import PreprocessParams
+    from core.pixels.spec import PreprocessParams
 
     torch.manual_seed(0)
     model = create_model("resnet10t", 32)

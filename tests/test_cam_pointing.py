@@ -130,8 +130,9 @@ def test_run_pointing_maps_masks_through_the_input_geometry(tmp_path, monkeypatc
     from test_predict import make_run
 
     from core.evaluate.pointing import dilate_mask
+    from core.pixels.cache import load_preprocessed_with_box
     from core.pixels.crop import CropBox, mask_to_input
-    from core.pixels.preprocess import PreprocessParams, load_preprocessed_with_box
+    from core.pixels.spec import PreprocessParams
     from core.predict import Predictor
     from core.predict.cam_pointing import run_cam_pointing
 

@@ -337,6 +337,20 @@ def test_jpeg_header_size_matches_decode(tmp_path: Path) -> None:
     assert image_size(plain) == image_size(progressive) == image_size(png) == (53, 37)
 
 
+def test_cdd_cesm_image_size_never_decodes_a_picture_whose_header_gives_none(tmp_path: Path,
+                                                                              monkeypatch) -> None:
+    """A ".jpg" holding Radiance HDR claiming 20000 × 20000 is refused from its header."""
+    def no_decode(*args, **kwargs):
+        raise AssertionError("decoded a picture to learn its size")
+
+    monkeypatch.setattr(cv2, "imdecode", no_decode)
+    bomb = tmp_path / "P1_L_DM_CC.jpg"
+    bomb.write_bytes(b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 20000 +X 20000\n" + bytes(64))
+    with pytest.raises(ManifestError, match="not an image whose size its header gives") as err:
+        image_size(bomb)
+    assert str(err.value).startswith(f"{bomb}: ")
+
+
 def _bad_rows(rows: list[tuple], index: int, column: int, value) -> list[tuple]:
     changed = list(rows)
     row = list(changed[index])

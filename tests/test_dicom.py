@@ -1,7 +1,10 @@
-"""core.pixels.dicom: windowing maths, photometric handling, every file kind, every bad input."""
+"""core.pixels.read / dicom / voi / picture: windowing maths, photometric handling, every file kind, every bad input."""
 from __future__ import annotations
 
+import os
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -15,8 +18,9 @@ from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
 
 from core.errors import ImageReadError
-from core.pixels import dicom
-from core.pixels.dicom import MAX_PIXELS, read_image, read_view_tags
+from core.pixels import dicom, picture, voi
+from core.pixels.limits import MAX_PIXELS
+from core.pixels.read import read_image
 from helpers import RAMP, dicom_real, dicom_write
 
 # --------------------------------------------------------------------------- VOI maths
@@ -76,7 +80,7 @@ def test_voi_lut_sequence_wins_over_window(tmp_path, encoding):
 
 def test_percentile_window_when_file_has_none(tmp_path):
     im = read_image(dicom_write(tmp_path / "a.dcm"))
-    lo, hi = np.percentile(RAMP, dicom.PERCENTILES)
+    lo, hi = np.percentile(RAMP, voi.PERCENTILES)
     center, width, kind = im.tags["window"]
     assert kind == "percentile"
     assert center == pytest.approx((lo + hi) / 2) and width == pytest.approx(hi - lo)
@@ -90,7 +94,7 @@ def test_padding_value_excluded_from_window_and_dark(tmp_path):
         path = dicom_write(tmp_path / f"{photometric}.dcm", arr, PixelPaddingValue=0,
                            PhotometricInterpretation=photometric)
         im = read_image(path)
-        lo, hi = np.percentile(arr[:, 8:], dicom.PERCENTILES)
+        lo, hi = np.percentile(arr[:, 8:], voi.PERCENTILES)
         assert im.tags["window"][1] == pytest.approx(hi - lo)  # padding did not widen it
         assert (im.pixels[:, :8] == 0).all(), photometric  # padding is background, dark
         assert im.pixels[:, 8:].max() == 1.0
@@ -160,37 +164,33 @@ def test_real_radiograph_tags():
     im = read_image(dicom_real("RG3_UNCR.dcm"))
     assert im.tags["laterality"] == "R" and im.tags["bits_stored"] == 10
     assert im.tags["photometric"] == "MONOCHROME1" and im.tags["window"] == (550.0, 1024.0, "LINEAR")
-    assert read_view_tags(dicom_real("RG3_UNCR.dcm")) == ("R", None)  # ViewPosition "AP"
+    assert im.tags["view_position"] is None  # ViewPosition "AP"
 
 
 # --------------------------------------------------------------------------- header-only tags
 
-def test_read_view_tags_prefers_image_laterality(tmp_path):
+def _view_tags(path):
+    tags = read_image(path).tags
+    return tags["laterality"], tags["view_position"]
+
+
+def test_view_tags_prefer_image_laterality(tmp_path):
     path = dicom_write(tmp_path / "a.dcm", ImageLaterality="L", Laterality="R", ViewPosition="MLO")
-    assert read_view_tags(path) == ("L", "MLO")
+    assert _view_tags(path) == ("L", "MLO")
 
 
-def test_read_view_tags_fallbacks(tmp_path):
+def test_view_tags_fallbacks(tmp_path):
     code = Dataset()
     code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "399162004", "SCT", "cranio-caudal"
     path = dicom_write(tmp_path / "a.dcm", Laterality="R", ViewCodeSequence=Sequence([code]))
-    assert read_view_tags(path) == ("R", "CC")
-    assert read_view_tags(dicom_write(tmp_path / "b.dcm", ViewPosition="LL")) == (None, None)
+    assert _view_tags(path) == ("R", "CC")
+    assert _view_tags(dicom_write(tmp_path / "b.dcm", ViewPosition="LL")) == (None, None)
 
 
-def test_read_view_tags_skips_pixels(tmp_path):
-    # Pixel data far shorter than Rows x Columns: read_image refuses, the header still answers.
-    path = dicom_write(tmp_path / "a.dcm", pixel_bytes=b"\0\0" * 10, ImageLaterality="R",
-                       ViewPosition="CC")
-    assert read_view_tags(path) == ("R", "CC")
-    with pytest.raises(ImageReadError):
-        read_image(path)
-
-
-def test_read_view_tags_of_picture_is_empty(tmp_path):
+def test_picture_has_no_view_tags(tmp_path):
     path = tmp_path / "a.png"
     cv2.imwrite(str(path), (RAMP // 4).astype(np.uint8))
-    assert read_view_tags(path) == (None, None)
+    assert _view_tags(path) == (None, None)
 
 
 def test_dicom_without_preamble_is_read_by_name(tmp_path):
@@ -326,7 +326,7 @@ def test_bomb_refused_before_decoding(dicom_bad_files, monkeypatch):
         raise AssertionError("decoded a file that the header already refuses")
 
     monkeypatch.setattr(dicom, "_decode", no_decode)
-    monkeypatch.setattr(dicom.cv2, "imdecode", no_decode)
+    monkeypatch.setattr(picture.cv2, "imdecode", no_decode)
     for name in ("bomb.dcm", "bomb.png", "bomb90.png"):
         with pytest.raises(ImageReadError, match="megapixel"):
             read_image(dicom_bad_files[name][0])
@@ -346,8 +346,52 @@ def test_damaged_bytes_never_escape_as_foreign_exceptions(tmp_path):
                 data[int(at)] = int(rng.integers(0, 256))
         path = tmp_path / f"damaged{i}.dcm"
         path.write_bytes(bytes(data))
-        for reader in (read_image, read_view_tags):
-            try:
-                reader(path)
-            except ImageReadError as err:
-                assert str(path) in str(err)
+        try:
+            read_image(path)
+        except ImageReadError as err:
+            assert str(path) in str(err)
+
+
+# --------------------------------------------------------------------------- OpenCV's decompression bombs
+
+def _radiance_header(path: Path, rows: int, cols: int) -> Path:
+    """A Radiance HDR header (OpenCV reads it, Pillow does not) claiming rows × cols, no data."""
+    path.write_bytes(b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n" + f"-Y {rows} +X {cols}\n".encode()
+                     + bytes(64))
+    return path
+
+
+def test_picture_whose_header_gives_no_size_is_refused_before_decoding(tmp_path, monkeypatch):
+    """OpenCV decodes up to a gigapixel before anyone can ask the size: never hand it a
+    picture whose header the size check cannot read."""
+    from core.datasets.roi import read_mask
+    from core.errors import MaskError
+    from core.pixels.read import render_uint8
+
+    def no_decode(*args, **kwargs):
+        raise AssertionError("decoded a picture whose size was never checked")
+
+    monkeypatch.setattr(picture.cv2, "imdecode", no_decode)
+    bomb = _radiance_header(tmp_path / "scan.png", 20_000, 20_000)  # 400 MP as a ".png"
+    for reader in (read_image, lambda p: render_uint8(p, 64)):
+        with pytest.raises(ImageReadError, match="not an image whose size its header gives") as info:
+            reader(bomb)
+        assert str(info.value).startswith(f"{bomb}: ") and "\n" not in str(info.value)
+    with pytest.raises(MaskError, match="not an image whose size its header gives"):
+        read_mask(bomb)
+
+
+def test_opencv_decode_limit_is_capped_when_core_is_imported(tmp_path):
+    """Importing core lowers OpenCV's own limit to MAX_PIXELS before cv2 loads, so even a
+    file the header check misread cannot make OpenCV allocate more."""
+    bomb = _radiance_header(tmp_path / "scan.hdr", 9_000, 9_000)  # 81 MP: over MAX_PIXELS
+    code = ("import core, cv2, numpy as np\n"
+            f"data = np.fromfile({str(bomb)!r}, np.uint8)\n"
+            "try:\n    cv2.imdecode(data, cv2.IMREAD_UNCHANGED)\n    print('decoded')\n"
+            "except cv2.error as err:\n    print('refused' if 'CV_IO_MAX_IMAGE_PIXELS' in str(err) "
+            "else 'other')\n")
+    env = {k: v for k, v in os.environ.items() if k != "OPENCV_IO_MAX_IMAGE_PIXELS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=Path(__file__).resolve().parents[1], timeout=120)
+    assert out.stdout.strip() == "refused", out.stdout + out.stderr
+    assert 9_000 * 9_000 > MAX_PIXELS

@@ -22,7 +22,7 @@ import torch
 from core.errors import CheckpointError
 from core.grid import VIEWS, Cell, plan
 from core.models import create_model, save_weights
-from core.pixels.preprocess import PreprocessParams
+from core.pixels.spec import PreprocessParams
 from core.pixels.views import combine_view, contradictions, parse_view_name, view_evidence
 from core.predict import PREDICTION_COLUMNS, Predictor, ViewInput, predict_manifest
 from core.review.overlay import cam_overlay, draw_outline
@@ -361,8 +361,9 @@ def test_training_review_and_command_line_give_the_model_the_same_pixels_at_1024
     ``preprocess --run`` must all reach the model as the same pixels (no train/serve
     skew), all built from the spec stored in run.json."""
     from core.__main__ import main
-    from core.pixels.dicom import render_uint8
-    from core.pixels.preprocess import SOURCE_SIDE, prepare_input
+    from core.pixels.preprocess import prepare_input
+    from core.pixels.read import render_uint8
+    from core.pixels.spec import SOURCE_SIDE
     from core.train.config import TrainConfig
     from core.train.data import ImageBank
     from ui.case import read_upload, to_inputs

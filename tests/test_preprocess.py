@@ -1,4 +1,4 @@
-"""core.pixels.preprocess and ``python -m core preprocess``: pixels, the cache, the batch filler."""
+"""core.pixels.preprocess, spec, cache, pool and ``python -m core preprocess``: pixels, the cache, the batch filler."""
 from __future__ import annotations
 
 import os
@@ -14,17 +14,15 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from core.errors import ImageReadError
+from core.pixels import cache as pc
+from core.pixels import pool
 from core.pixels import preprocess as pp
-from core.pixels.preprocess import (
-    PreprocessCache,
-    PreprocessParams,
-    default_cache,
-    load_preprocessed,
-    load_preprocessed_with_box,
-    preprocess_array,
-    preprocess_many,
-    to_display,
-)
+from core.pixels.cache import PreprocessCache, default_cache, load_preprocessed, load_preprocessed_with_box
+from core.pixels.crop import CropBox
+from core.pixels.image import to_uint8
+from core.pixels.pool import preprocess_many
+from core.pixels.preprocess import preprocess_array, to_display
+from core.pixels.spec import PreprocessParams
 from helpers import dicom_real
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,14 +52,16 @@ def test_preprocess_array_is_square_uint8():
 
 def test_clip_zero_disables_clahe_and_steps_are_8bit_then_stretch():
     pixels = np.linspace(0, 1, 120 * 80, dtype=np.float32).reshape(120, 80)
-    out = preprocess_array(pixels, PreprocessParams(size=40, clahe_clip=0, crop=False))
-    expected = cv2.resize(pp.to_uint8(pixels), (40, 40), interpolation=cv2.INTER_AREA)
+    out = preprocess_array(pixels, PreprocessParams(size=40, clahe_clip=0, crop=False,
+                                                    chest_wall="as-is"))
+    expected = cv2.resize(to_uint8(pixels), (40, 40), interpolation=cv2.INTER_AREA)
     np.testing.assert_array_equal(out, expected)
-    assert not np.array_equal(out, preprocess_array(pixels, PreprocessParams(size=40, crop=False)))
+    assert not np.array_equal(out, preprocess_array(pixels, PreprocessParams(size=40, crop=False,
+                                                                             chest_wall="as-is")))
 
 
 def test_to_uint8_rounds_clips_and_zeroes_nan():
-    out = pp.to_uint8(np.array([[-1.0, 0.0, 0.5, 1.0, 2.0, np.nan]]))
+    out = to_uint8(np.array([[-1.0, 0.0, 0.5, 1.0, 2.0, np.nan]]))
     assert out.tolist() == [[0, 0, 128, 255, 255, 0]]
 
 
@@ -139,7 +139,7 @@ def test_cache_entries_are_plain_npy_and_writes_leave_no_temp(tmp_path, dicom_sm
     assert [f.suffix for f in files] == [".box", ".npy"]
     assert not any(f.name.startswith(".tmp") for f in files)
     np.testing.assert_array_equal(np.load(files[1], allow_pickle=False), arr)
-    assert tuple(np.frombuffer(files[0].read_bytes(), np.float64)) == box.as_tuple()
+    assert CropBox.from_array(np.frombuffer(files[0].read_bytes(), np.float64)) == box
 
 
 def test_damaged_entry_is_a_miss_and_is_rewritten(tmp_path, dicom_small):
@@ -162,11 +162,11 @@ def test_unwritable_cache_still_returns_the_image(tmp_path, dicom_small):
 
 
 def test_default_cache_follows_env_at_call_time(tmp_path, dicom_small, monkeypatch):
-    monkeypatch.setenv(pp.CACHE_ENV, str(tmp_path / "envcache"))
+    monkeypatch.setenv(pc.CACHE_ENV, str(tmp_path / "envcache"))
     assert default_cache().root == tmp_path / "envcache"
     load_preprocessed(dicom_small, P64)  # default argument: the env cache
     assert list((tmp_path / "envcache").rglob("*.npy"))
-    monkeypatch.delenv(pp.CACHE_ENV)
+    monkeypatch.delenv(pc.CACHE_ENV)
     assert default_cache().root == REPO / ".cache" / "preprocessed"
 
 
@@ -234,11 +234,11 @@ def test_pool_is_sized_from_the_cores_this_process_may_use(tmp_path, monkeypatch
     class Broken:
         def __init__(self, max_workers: int, **_kw):
             sized.append(max_workers)
-            raise pp.BrokenProcessPool("not started in this test")
+            raise pool.BrokenProcessPool("not started in this test")
 
-    monkeypatch.setattr(pp.os, "sched_getaffinity", lambda _pid: {0, 1})
-    monkeypatch.setattr(pp.os, "cpu_count", lambda: 64)
-    monkeypatch.setattr(pp, "ProcessPoolExecutor", Broken)
+    monkeypatch.setattr(pool.os, "sched_getaffinity", lambda _pid: {0, 1})
+    monkeypatch.setattr(pool.os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(pool, "ProcessPoolExecutor", Broken)
     paths = []
     for i in range(4):
         paths.append(tmp_path / f"{i}.png")
@@ -252,9 +252,9 @@ def test_a_stop_request_is_honoured_when_the_pool_breaks_and_in_this_process(tmp
     """A cancel's signal kills the pool's workers too: the files left are not decoded here."""
     class Broken:
         def __init__(self, **_kw):
-            raise pp.BrokenProcessPool("workers killed by the cancel")
+            raise pool.BrokenProcessPool("workers killed by the cancel")
 
-    monkeypatch.setattr(pp, "ProcessPoolExecutor", Broken)
+    monkeypatch.setattr(pool, "ProcessPoolExecutor", Broken)
     paths = []
     for i in range(4):
         paths.append(tmp_path / f"{i}.png")

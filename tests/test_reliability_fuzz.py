@@ -2,8 +2,12 @@
 
 Valid DICOM, PNG, mask and manifest bytes are mutated by Hypothesis (bit flips,
 byte overwrites, truncation, insertion, deletion, duplicated chunks) and fed to
-``read_image`` / ``read_view_tags`` / ``read_mask`` / ``read_manifest_csv``.
-Anything but a :class:`~core.errors.MammoError` (or a clean return) is a bug.
+``read_image`` / ``render_uint8`` / ``read_mask`` / ``read_manifest_csv``.
+Each outcome is either a :class:`~core.errors.MammoError` naming the file in
+one line, or a valid result: an image of the right dtype, finite and in range,
+within the size limits and of the size its header gives; a binary mask of the
+asked size; a manifest whose columns hold only allowed values.  Anything else
+(a foreign exception, NaN pixels, a half-decoded array) is a bug.
 
 The regular suite runs ``FUZZ_EXAMPLES`` = 60 examples per reader, derandomised;
 the long run is ``FUZZ_EXAMPLES=5000 .venv/bin/python -m pytest tests/test_reliability_fuzz.py``
@@ -23,10 +27,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.datasets.manifest import read_manifest_csv
+from core.datasets.manifest import COLUMNS, LABELS, LATERALITIES, SPLITS, VIEW_POSITIONS, read_manifest_csv
 from core.datasets.roi import read_mask
 from core.errors import MammoError
-from core.pixels.dicom import read_image, read_view_tags, render_uint8
+from core.pixels.image import MammoImage
+from core.pixels.limits import MAX_PIXELS, MAX_SIDE, MIN_SIDE
+from core.pixels.read import read_image, render_uint8
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
@@ -165,15 +171,54 @@ def work():
     print(f"\nfuzz: tried {dict(TRIED)}; outcomes {dict(OUTCOMES)}")
 
 
-def _only_mammo_errors(reader, path: Path, name: str) -> None:
+def valid_float_image(im: MammoImage) -> None:
+    """What :func:`read_image` promises: 2-D float32 in [0, 1], finite, at the file's size."""
+    px = im.pixels
+    assert isinstance(px, np.ndarray) and px.ndim == 2 and px.dtype == np.float32, (px.dtype, px.shape)
+    assert np.isfinite(px).all() and px.min() >= 0.0 and px.max() <= 1.0
+    assert tuple(px.shape) == tuple(im.source_shape)
+    _within_limits(im.source_shape)
+
+
+def valid_uint8_rendering(im: MammoImage, min_side: int) -> None:
+    """What :func:`render_uint8` promises: 2-D uint8, the file's size shrunk by a power of two
+    that keeps the shorter side at least ``min_side``."""
+    px = im.pixels
+    assert isinstance(px, np.ndarray) and px.ndim == 2 and px.dtype == np.uint8, (px.dtype, px.shape)
+    _within_limits(im.source_shape)
+    h, w = im.source_shape
+    factors = [k for k in (1, 2, 4, 8, 16, 32, 64) if px.shape == (h // k, w // k)]
+    assert factors and (factors[0] == 1 or min(px.shape) >= min_side), (px.shape, im.source_shape)
+
+
+def _within_limits(shape) -> None:
+    h, w = (int(v) for v in shape)
+    assert MIN_SIDE <= h <= MAX_SIDE and MIN_SIDE <= w <= MAX_SIDE and h * w <= MAX_PIXELS
+
+
+def valid_mask(mask: np.ndarray, shape: tuple[int, int]) -> None:
+    assert mask.dtype == np.uint8 and mask.shape == shape and set(np.unique(mask)) <= {0, 1}
+
+
+def valid_manifest(df) -> None:
+    assert set(COLUMNS) <= set(df.columns) and len(df) > 0
+    for column, allowed in (("label", LABELS), ("split", SPLITS), ("laterality", LATERALITIES),
+                            ("view", VIEW_POSITIONS)):
+        assert set(df[column]) <= set(allowed), (column, set(df[column]))
+
+
+def _read_or_refused(reader, check, path: Path, name: str) -> None:
+    """``reader(path)`` either refuses with the project's one-line error naming the file,
+    or returns a result that passes ``check``."""
     TRIED[name] += 1
     try:
-        reader(path)
+        result = reader(path)
     except MammoError as err:
         OUTCOMES[f"{name}: refused"] += 1
         message = str(err)
         assert str(path) in message and "\n" not in message and "Traceback" not in message
     else:
+        check(result)
         OUTCOMES[f"{name}: read"] += 1
 
 
@@ -182,9 +227,9 @@ def _only_mammo_errors(reader, path: Path, name: str) -> None:
 def test_fuzz_dicom(work, data):
     path = work / "fuzz.dcm"
     path.write_bytes(data)
-    _only_mammo_errors(read_image, path, "read_image(dicom)")
-    _only_mammo_errors(lambda p: render_uint8(p, 16), path, "render_uint8(dicom)")
-    _only_mammo_errors(read_view_tags, path, "read_view_tags")
+    _read_or_refused(read_image, valid_float_image, path, "read_image(dicom)")
+    _read_or_refused(lambda p: render_uint8(p, 16), lambda im: valid_uint8_rendering(im, 16), path,
+                     "render_uint8(dicom)")
 
 
 @FUZZ
@@ -192,8 +237,9 @@ def test_fuzz_dicom(work, data):
 def test_fuzz_picture(work, data, suffix):
     path = work / f"fuzz{suffix}"
     path.write_bytes(data)
-    _only_mammo_errors(read_image, path, "read_image(picture)")
-    _only_mammo_errors(lambda p: render_uint8(p, 16), path, "render_uint8(picture)")
+    _read_or_refused(read_image, valid_float_image, path, "read_image(picture)")
+    _read_or_refused(lambda p: render_uint8(p, 16), lambda im: valid_uint8_rendering(im, 16), path,
+                     "render_uint8(picture)")
 
 
 @FUZZ
@@ -201,7 +247,8 @@ def test_fuzz_picture(work, data, suffix):
 def test_fuzz_mask(work, data):
     path = work / "fuzz_mask.png"
     path.write_bytes(data)
-    _only_mammo_errors(lambda p: read_mask(p, expected_shape=(40, 32)), path, "read_mask")
+    _read_or_refused(lambda p: read_mask(p, expected_shape=(40, 32)),
+                     lambda mask: valid_mask(mask, (40, 32)), path, "read_mask")
 
 
 @FUZZ
@@ -209,20 +256,37 @@ def test_fuzz_mask(work, data):
 def test_fuzz_manifest(work, data):
     path = work / "fuzz_manifest.csv"
     path.write_bytes(data)
-    _only_mammo_errors(read_manifest_csv, path, "read_manifest_csv")
+    _read_or_refused(read_manifest_csv, valid_manifest, path, "read_manifest_csv")
 
 
 def test_sources_are_valid(work):
     """The unmutated sources read cleanly, so the fuzzing starts from valid files."""
     for i, data in enumerate(SOURCES["dicom"]):
         (work / f"ok{i}.dcm").write_bytes(data)
-        read_image(work / f"ok{i}.dcm")
+        valid_float_image(read_image(work / f"ok{i}.dcm"))
+        valid_uint8_rendering(render_uint8(work / f"ok{i}.dcm", 16), 16)
     for i, data in enumerate(SOURCES["picture"]):
         (work / f"ok{i}.img").write_bytes(data)
-        read_image(work / f"ok{i}.img")
+        valid_float_image(read_image(work / f"ok{i}.img"))
+        valid_uint8_rendering(render_uint8(work / f"ok{i}.img", 16), 16)
     for i, data in enumerate(SOURCES["mask"]):
         (work / f"ok{i}.mask").write_bytes(data)
-        assert read_mask(work / f"ok{i}.mask", expected_shape=(40, 32)).sum() == 80
+        mask = read_mask(work / f"ok{i}.mask", expected_shape=(40, 32))
+        valid_mask(mask, (40, 32))
+        assert mask.sum() == 80
     for i, data in enumerate(SOURCES["manifest"]):
         (work / f"ok{i}.csv").write_bytes(data)
-        assert len(read_manifest_csv(work / f"ok{i}.csv")) == 3
+        df = read_manifest_csv(work / f"ok{i}.csv")
+        valid_manifest(df)
+        assert len(df) == 3
+
+
+@pytest.mark.parametrize("broken", ["nan", "out of range", "wrong dtype", "half decoded"])
+def test_the_checks_refuse_what_a_broken_reader_would_return(broken):
+    """The outcome checks are real: each catches one way a reader could go wrong."""
+    px = np.linspace(0, 1, 40 * 32, dtype=np.float32).reshape(40, 32)
+    bad = {"nan": np.where(px > 0.5, np.nan, px).astype(np.float32), "out of range": px * 2,
+           "wrong dtype": px.astype(np.float64), "half decoded": px[:20]}[broken]
+    valid_float_image(MammoImage(px, (40, 32)))
+    with pytest.raises(AssertionError):
+        valid_float_image(MammoImage(bad, (40, 32)))

@@ -33,7 +33,7 @@ import pytest
 from core.errors import ManifestError, MaskError
 from core.grid import plan
 from core.models import create_model, save_weights
-from core.pixels.preprocess import PreprocessParams
+from core.pixels.spec import PreprocessParams
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "tests" / "artifacts"
@@ -125,7 +125,7 @@ IMAGES: dict[str, tuple] = {
     "bomb.png": (lambda: png_claiming(12_000, 8_000), "megapixel limit"),
     "nan.tif": (_nan_tiff, "not a number"),
     "constant.png": (lambda: encode(np.full((64, 64), 9, np.uint8)), "constant image"),
-    "garbage.png": (lambda: b"\x01\x02 not a png" * 30, "not an image OpenCV can read"),
+    "garbage.png": (lambda: b"\x01\x02 not a png" * 30, "not an image"),
     "missing.dcm": (None, "file not found"),
     "folder.dcm": ("folder", "is a folder"),
     # awkward but valid: must be accepted

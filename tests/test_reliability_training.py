@@ -29,7 +29,7 @@ import torch
 
 from core.errors import CheckpointError, TrainingError
 from core.models import create_model, load_tensors, save_weights
-from core.pixels.preprocess import PreprocessParams
+from core.pixels.spec import PreprocessParams
 from core.runfolder import jobs
 from core.runfolder import layout as runs
 from core.train import TrainConfig, run_lock, train_grid

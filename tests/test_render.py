@@ -1,4 +1,4 @@
-"""core.pixels.dicom.render_uint8: the 8-bit rendering training and review both start from.
+"""core.pixels.read.render_uint8: the 8-bit rendering training and review both start from.
 
 At full size it must equal the float path rounded to 8 bits, bit for bit, for
 every kind of file (the lookup table folds the same float32 steps); reduced,
@@ -17,8 +17,9 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from core.errors import ImageReadError
-from core.pixels import dicom
-from core.pixels.dicom import RENDER_TOLERANCE, read_image, render_uint8, to_uint8
+from core.pixels import voi
+from core.pixels.image import to_uint8
+from core.pixels.read import RENDER_TOLERANCE, read_image, render_uint8
 from helpers import RAMP, dicom_real, dicom_write
 
 
@@ -230,4 +231,4 @@ def test_bad_input_is_refused_by_name(tmp_path):
 
 def test_tolerance_is_a_stated_small_number():
     assert 0 < RENDER_TOLERANCE <= 2.0  # mean grey levels of 255: a fraction of one step of noise
-    assert dicom.PERCENTILE_SAMPLES >= 100_000
+    assert voi.PERCENTILE_SAMPLES >= 100_000

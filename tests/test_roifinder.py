@@ -18,7 +18,7 @@ from core.errors import CheckpointError
 from core.evaluate import evaluate_predictions
 from core.evaluate.roifinder import box_iou, clean_proposals, froc, roi_model_metrics
 from core.pixels.crop import CropBox
-from core.pixels.preprocess import PreprocessParams
+from core.pixels.spec import PreprocessParams
 from core.roifinder.geometry import component_boxes, input_to_full, iou
 from core.roifinder.infer import RoiFinder, map_boxes
 from core.roifinder.model import create_finder

@@ -222,7 +222,7 @@ def test_resume_after_interruption_equals_uninterrupted(reference_run, blobs, tm
 
 def test_resume_refuses_a_run_made_under_another_preprocessing_version(blobs, tmp_path):
     """Resumed cells would see this version's pixels beside the old cells' pixels."""
-    from core.pixels.preprocess import PREPROCESS_VERSION
+    from core.pixels.spec import PREPROCESS_VERSION
     from core.train.runinfo import _open_run, _write_run, load_manifest
 
     df, source = load_manifest(blobs)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from core.phantom.render import render_view
-from core.pixels.dicom import render_uint8
+from core.pixels.read import render_uint8
 from core.pixels.viewfind import ViewGuess, find_view
 from core.pixels.views import combine_view
 from helpers import dicom_write
@@ -169,7 +169,7 @@ def test_real_rsna_views_are_found():
 
 def test_case_review_upload_shows_the_image_as_source(tmp_path):
     """An upload with ImageLaterality only: the view is found, its source reads "the image"."""
-    from core.pixels.preprocess import PreprocessParams
+    from core.pixels.spec import PreprocessParams
     from ui.case import SOURCE_TEXT, read_upload, view_problems
 
     stored = phantom_u8("LCC", 41).astype(np.uint16) * 16

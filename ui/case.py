@@ -21,7 +21,9 @@ import pandas as pd
 from core.datasets.roi import read_mask, row_mask
 from core.errors import MammoError, MaskError
 from core.grid import VIEWS
-from core.pixels.preprocess import PreprocessParams, render_source, to_display
+from core.pixels.orientation import chest_wall
+from core.pixels.preprocess import render_source, to_display
+from core.pixels.spec import PreprocessParams
 from core.pixels.views import ViewEvidence, contradictions, view_evidence
 from core.predict import ViewInput
 
@@ -47,6 +49,8 @@ class CaseView:
     view: str | None = None
     view_source: str | None = None
     evidence: ViewEvidence = field(default_factory=ViewEvidence)  # tags, name, pixels
+    patient_orientation: tuple[str, ...] | None = None  # the DICOM tag, when the file has it
+    chest_on_left: bool | None = None  # the chest-wall side the model input and hanging use
     mask: np.ndarray | None = None  # 0/1 at source_shape: the ROI that routes the view
     roi_choice: str | None = None  # how the ROI is given: finder, none, dataset, mask, box
     box: tuple[int, int, int, int] | None = None  # a drawn or accepted box (image pixels)
@@ -84,6 +88,11 @@ def _decoded(key: str, name: str, path: Path, spec: PreprocessParams) -> CaseVie
     view.pixels, view.source_shape = img.pixels, tuple(img.source_shape)
     view.source_side = spec.source_side
     view.display = to_display(img.pixels, DISPLAY_SIDE)
+    view.patient_orientation = img.tags.get("patient_orientation")
+    side = chest_wall(img.pixels, view.patient_orientation)
+    view.chest_on_left = side.on_left
+    if side.warning:
+        view.warnings.append(side.warning)
     view.evidence = view_evidence(img.tags.get("laterality"), img.tags.get("view_position"),
                                   name, warnings=view.warnings, pixels=img.pixels)
     view.view, view.view_source = view.evidence.view, view.evidence.source
@@ -107,7 +116,7 @@ def view_conflicts(view: CaseView) -> list[str]:
 def read_upload(name: str, data: bytes, spec: PreprocessParams,
                 key: str | None = None) -> CaseView:
     """Decode one uploaded file as the run's spec renders it (``spec``: the run's
-    :class:`~core.pixels.preprocess.PreprocessParams`); its view from DICOM tags, the file
+    :class:`~core.pixels.spec.PreprocessParams`); its view from DICOM tags, the file
     name or the pixels (maybe None)."""
     key = key or hashlib.sha256(data).hexdigest()[:16]
     with tempfile.TemporaryDirectory(prefix="mammoroute-") as tmp:
@@ -197,7 +206,8 @@ def view_problems(views: Iterable[CaseView]) -> list[str]:
 def to_inputs(views: Iterable[CaseView]) -> list[ViewInput]:
     """What :meth:`core.predict.Predictor.predict_study` takes (decoded, views fixed)."""
     return [ViewInput(name=v.name, pixels=v.pixels, view=v.view, mask=v.mask,
-                      tags={"source_shape": v.shape, "source_side": v.source_side},
+                      tags={"source_shape": v.shape, "source_side": v.source_side,
+                            "patient_orientation": v.patient_orientation},
                       propose=v.propose)
             for v in views if v.error is None and v.pixels is not None]
 

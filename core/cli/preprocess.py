@@ -16,7 +16,8 @@ from pathlib import Path
 import cv2
 
 from core.errors import MammoError
-from core.pixels.preprocess import MAX_SIZE, PreprocessParams, load_preprocessed
+from core.pixels.cache import load_preprocessed
+from core.pixels.spec import MAX_SIZE, PreprocessParams
 from core.runfolder.layout import RUN_FILE, read_run
 
 OPTIONS: dict[str, str] = {"size": "--size", "clahe_clip": "--clahe-clip",

@@ -19,8 +19,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
 import pandas as pd
 
 from core.datasets.manifest import finalize
@@ -317,18 +315,26 @@ _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """``(width, height)`` from the JPEG header; decodes only when it is not a plain JPEG.
+    """``(width, height)`` from the image header, never by decoding.
 
     Reading 2,000 full-field JPEGs to learn their sizes would take a minute;
-    the header takes microseconds.
+    the header takes microseconds.  A plain JPEG's header is read here; any
+    other picture's by the pixel path's size guard, which refuses a picture
+    whose header gives no size.
     """
+    from core.errors import ImageReadError
+    from core.pixels.picture import header_size
+
     size = _jpeg_header_size(path)
     if size is not None:
         return size
-    img = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED) if path.is_file() else None
-    if img is None:
-        raise ManifestError("not an image OpenCV can read", path)
-    return int(img.shape[1]), int(img.shape[0])
+    if not path.is_file():
+        raise ManifestError("file not found", path)
+    try:
+        rows, cols = header_size(path)
+    except ImageReadError as err:
+        raise ManifestError(err.problem, path) from None
+    return cols, rows
 
 
 def _jpeg_header_size(path: Path) -> tuple[int, int] | None:

@@ -104,14 +104,13 @@ def read_mask(path: str | Path, expected_shape: tuple[int, int] | None = None) -
 def _check_header_size(path: Path, expected_shape: tuple[int, int] | None) -> None:
     """Refuse a decompression bomb, or a mask of the wrong size, from its header alone."""
     from core.errors import ImageReadError
-    from core.pixels.dicom import MAX_PIXELS, _picture_header_size
+    from core.pixels.limits import MAX_PIXELS
+    from core.pixels.picture import header_size
 
     try:
-        size = _picture_header_size(path)
+        size = header_size(path)
     except ImageReadError as err:
         raise MaskError(err.problem, path) from None
-    if size is None:
-        return
     h, w = size
     if h * w > MAX_PIXELS:
         raise MaskError(f"mask of {w}×{h} pixels exceeds the {MAX_PIXELS // 1_000_000} "

@@ -25,6 +25,9 @@ Why it is done this way:
   more, and it keeps the crop's cost below a millisecond or two per image.
 * **No breast found → no crop.**  A blank or odd image keeps the whole frame
   (``CropBox.full()``) rather than a crop of noise.
+* **The mirror travels with the box.**  A box may say ``mirrored``: the crop
+  is then flipped left-right (:mod:`core.pixels.orientation` puts every
+  chest wall on one side), and masks in and maps out go through the same flip.
 """
 from __future__ import annotations
 
@@ -46,13 +49,16 @@ class CropBox:
 
     ``x1``/``y1`` are exclusive; ``(0, 0, 1, 1)`` is the whole image.  A box
     may reach outside ``[0, 1]`` (a crop squared to keep the aspect ratio):
-    what lies outside the image reads as air (zero).
+    what lies outside the image reads as air (zero).  ``mirrored``: the crop
+    is flipped left-right, so the model input has its chest wall on the
+    spec's side.
     """
 
     x0: float
     y0: float
     x1: float
     y1: float
+    mirrored: bool = False
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.as_tuple()).all() and self.x0 < self.x1 and self.y0 < self.y1
@@ -66,9 +72,20 @@ class CropBox:
     def as_tuple(self) -> tuple[float, float, float, float]:
         return (self.x0, self.y0, self.x1, self.y1)
 
+    def to_array(self) -> np.ndarray:
+        """The box as five float64s (the mirror as 0 / 1), as the preprocess cache stores it."""
+        return np.array([*self.as_tuple(), float(self.mirrored)], np.float64)
+
+    @classmethod
+    def from_array(cls, values: np.ndarray) -> CropBox:
+        """The inverse of :meth:`to_array`; ValueError unless five values."""
+        if len(values) != 5:
+            raise ValueError(f"a crop box is five numbers, got {len(values)}")
+        return cls(*(float(v) for v in values[:4]), mirrored=bool(values[4]))
+
     @property
     def is_full(self) -> bool:
-        return self.as_tuple() == (0.0, 0.0, 1.0, 1.0)
+        return self.as_tuple() == (0.0, 0.0, 1.0, 1.0) and not self.mirrored
 
     def pixels(self, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
         """``(x0, y0, x1, y1)`` in pixels of an image of ``shape`` (never empty; may
@@ -80,14 +97,15 @@ class CropBox:
         return x0, y0, x1, y1
 
     def crop(self, img: np.ndarray) -> np.ndarray:
-        """The part of ``img`` (2-D or HxWxC) inside the box; outside the image is zero."""
+        """The part of ``img`` (2-D or HxWxC) inside the box, flipped left-right when
+        ``mirrored``; outside the image is zero."""
         x0, y0, x1, y1 = self.pixels(img.shape)
         h, w = img.shape[:2]
         inner = img[max(0, y0):min(h, y1), max(0, x0):min(w, x1)]
-        if (x0, y0, x1, y1) == (max(0, x0), max(0, y0), min(w, x1), min(h, y1)):
-            return inner
-        pad = [(max(0, -y0), max(0, y1 - h)), (max(0, -x0), max(0, x1 - w))]
-        return np.pad(inner, pad + [(0, 0)] * (img.ndim - 2))
+        if (x0, y0, x1, y1) != (max(0, x0), max(0, y0), min(w, x1), min(h, y1)):
+            pad = [(max(0, -y0), max(0, y1 - h)), (max(0, -x0), max(0, x1 - w))]
+            inner = np.pad(inner, pad + [(0, 0)] * (img.ndim - 2))
+        return inner[:, ::-1] if self.mirrored else inner
 
     def squared(self, shape: tuple[int, ...]) -> CropBox:
         """The box grown about its centre to a square in pixels of ``shape``: a
@@ -96,7 +114,11 @@ class CropBox:
         side = max((self.x1 - self.x0) * w, (self.y1 - self.y0) * h)
         cx, cy = (self.x0 + self.x1) / 2, (self.y0 + self.y1) / 2
         return CropBox(float(cx - side / w / 2), float(cy - side / h / 2),
-                       float(cx + side / w / 2), float(cy + side / h / 2))
+                       float(cx + side / w / 2), float(cy + side / h / 2), self.mirrored)
+
+    def flipped(self, mirrored: bool) -> CropBox:
+        """The same box with its crop flipped left-right or not."""
+        return CropBox(self.x0, self.y0, self.x1, self.y1, mirrored)
 
 
 def tissue_mask(img: np.ndarray) -> np.ndarray:
@@ -155,10 +177,13 @@ def mask_to_input(mask: np.ndarray, box: CropBox, size: int) -> np.ndarray:
 def map_to_full(values: np.ndarray, box: CropBox, shape: tuple[int, int]) -> np.ndarray:
     """A map over the model input (e.g. Grad-CAM) → the full image of ``shape``.
 
-    The inverse of the crop and stretch: the map is resized onto the box and
-    the rest of the frame (air the model never saw) is zero.
+    The inverse of the crop, flip and stretch: the map is flipped back when the
+    box is mirrored, resized onto the box, and the rest of the frame (air the
+    model never saw) is zero.
     """
     values = np.asarray(values, np.float32)
+    if box.mirrored:
+        values = np.ascontiguousarray(values[:, ::-1])
     h, w = int(shape[0]), int(shape[1])
     x0, y0, x1, y1 = box.pixels((h, w))
     placed = cv2.resize(values, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)

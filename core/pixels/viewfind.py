@@ -103,14 +103,15 @@ def find_view(img: np.ndarray) -> ViewGuess:
         measures={k: round(float(v), 4) for k, v in measures.items()})
 
 
-def chest_wall_on_left(img: np.ndarray) -> bool:
-    """Whether the breast's chest-wall edge is on the image's left (the rule by which
-    :func:`find_view` reads laterality); True when no breast is found."""
+def chest_wall_in_pixels(img: np.ndarray) -> tuple[bool, float]:
+    """``(on the left, confidence in [0, 1])`` of the breast's chest-wall edge, by the
+    rule :func:`find_view` reads laterality with; ``(True, 0.0)`` when no breast is
+    found.  :func:`core.pixels.orientation.chest_wall` adds the DICOM tags to it."""
     mask = tissue_mask(_small_copy(img))
     if not mask.any():
-        return True
+        return True, 0.0
     _, _, left, right = _edge_bands(mask)
-    return left >= right
+    return left >= right, abs(left - right) / max(1.0, left + right)
 
 
 def _edge_bands(mask: np.ndarray) -> tuple[tuple[int, int, int, int], int, float, float]:

@@ -49,7 +49,7 @@ def run_cam_pointing(predictor: Predictor, df: pd.DataFrame) -> dict[str, Any]:
     the breast crop (counted in ``roi_outside_input``).  ``df`` is a finalized
     manifest (``roi``, ``view_name``, ``mask_path`` / ``roi_shapes``).
     """
-    from core.pixels.preprocess import load_preprocessed_with_box
+    from core.pixels.cache import load_preprocessed_with_box
 
     rows = _scored_rows(df)
     size = predictor.img_size

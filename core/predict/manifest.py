@@ -15,7 +15,7 @@ from core.errors import MammoError
 from core.evaluate.calibration import scaled_probability
 from core.evaluate.roifinder import PROPOSED_MODE
 from core.grid import MODES, VIEWS, Mode, Route
-from core.pixels.preprocess import load_preprocessed
+from core.pixels.cache import load_preprocessed
 from core.predict.study import BATCH_SIZE, Predictor
 from core.predict.types import PREDICTION_COLUMNS
 
@@ -59,7 +59,7 @@ def predict_manifest(run_dir: str | Path | Predictor, df: pd.DataFrame,
     """Long prediction table for every manifest row: one row per (image, mode).
 
     Routing uses the row's ``roi`` flag (not mask pixels); images come through
-    :func:`core.pixels.preprocess.load_preprocessed` (cached).  Images are loaded once
+    :func:`core.pixels.cache.load_preprocessed` (cached).  Images are loaded once
     per chunk of one view and shared by both grids.  Rows a mode cannot
     predict (no model, no stand-in) are left out, because
     :mod:`core.evaluate` refuses missing probabilities; their count is in

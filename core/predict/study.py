@@ -18,7 +18,8 @@ from core.evaluate.calibration import scaled_probability
 from core.grid import MODES, Mode, Route, modes_for, plan, route_image, serve
 from core.models import CamRecipe, MammoNet, create_model, load_weights, pick_device
 from core.pixels.crop import mask_to_input
-from core.pixels.preprocess import PreprocessParams, prepare_input, render_source
+from core.pixels.preprocess import prepare_input, render_source
+from core.pixels.spec import PreprocessParams
 from core.pixels.views import combine_view
 from core.predict.cam import cam_pass, new_cam, unit_maps
 from core.predict.types import ViewInput, ViewResult, _Prepared
@@ -213,7 +214,8 @@ class Predictor:
                  propose: bool = True) -> _Prepared:
         """Read, preprocess, assign the view and read the mask of one input."""
         pixels, source_shape, tags = _read_pixels(item, self.params)
-        result.preprocessed, result.box = prepare_input(pixels, self.params)
+        orientation = tags.get("patient_orientation")
+        result.preprocessed, result.box = prepare_input(pixels, self.params, orientation)
         view, source = combine_view(tags.get("laterality"), tags.get("view_position"),
                                     item.name or (Path(item.path).name if item.path else ""),
                                     item.view, "user", result.warnings, pixels=pixels)
@@ -230,7 +232,7 @@ class Predictor:
         if full is not None:
             result.roi_source = "mask"
         elif propose and item.propose and self.finder is not None:
-            _record_proposal(result, self.finder.propose_pixels(pixels, source_shape))
+            _record_proposal(result, self.finder.propose_pixels(pixels, source_shape, orientation))
         return _Prepared(index, result.preprocessed, view, result.roi)
 
     def _predict_mode(self, mode: Mode, prepared: list[_Prepared], results: list[ViewResult],

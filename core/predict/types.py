@@ -30,12 +30,13 @@ class ViewInput:
 
     ``pixels`` are what :func:`core.pixels.preprocess.render_source` returns under the
     run's spec (uint8, tissue bright; what the app keeps of an upload) or
-    floats in [0, 1] as :func:`core.pixels.dicom.read_image` gives; other integer
+    floats in [0, 1] as :func:`core.pixels.read.read_image` gives; other integer
     arrays are scaled by their dtype's range.  ``tags["source_shape"]`` is the
     mammogram's full size when the pixels are a reduced rendering (masks are
     at that size), ``tags["source_side"]`` the spec's side it was rendered at
     (checked: a rendering made for another run's spec is refused).
-    ``tags`` may carry ``laterality`` / ``view_position`` of pre-read pixels.
+    ``tags`` may carry ``laterality`` / ``view_position`` / ``patient_orientation``
+    (the DICOM tags) of pre-read pixels.
     ``view`` forces the view.  A mask (array or file) must have the size of
     the mammogram; only whether it is non-empty routes.
     """

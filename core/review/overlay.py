@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from core.datasets.roi import outline
-from core.pixels.viewfind import chest_wall_on_left
+from core.pixels.orientation import chest_wall
 
 ROI_OUTLINE_RGB: tuple[int, int, int] = (0, 230, 255)
 
@@ -65,11 +65,10 @@ def fit_height(rgb: np.ndarray, height: int) -> np.ndarray:
     return cv2.resize(rgb, (width, height), interpolation=interp)
 
 
-def needs_mirror(view: str, grey: np.ndarray) -> bool:
+def needs_mirror(view: str, chest_on_left: bool) -> bool:
     """Hanging convention: right views sit on the left of the screen, chest walls meet in
     the middle, so a right view's chest wall must be on its right edge (and vice versa)."""
-    chest_left = chest_wall_on_left(grey)
-    return chest_left if view.startswith("R") else not chest_left
+    return chest_on_left if view.startswith("R") else not chest_on_left
 
 
 HANG_ASPECT = 1.0
@@ -77,17 +76,21 @@ HANG_ASPECT = 1.0
 
 
 def hang(rgb: np.ndarray, view: str | None, height: int,
-         grey: np.ndarray | None = None) -> np.ndarray:
+         grey: np.ndarray | None = None, chest_on_left: bool | None = None) -> np.ndarray:
     """An image in its hanging frame: oriented by the hanging convention, on black,
     with the chest wall against the frame's inner edge, so the two breasts meet
     back to back across the middle of the screen.
 
-    ``grey`` is the plain image the chest-wall side is judged on (default: ``rgb``
-    itself); pass it for an overlay, whose colours must not sway the orientation.
+    ``chest_on_left`` is the decision the model's input was turned by
+    (:func:`core.pixels.orientation.chest_wall`, tags first); when not given it
+    is made on ``grey``, the plain image (default: ``rgb`` itself; pass it for an
+    overlay, whose colours must not sway the orientation).
     """
-    if grey is None:
-        grey = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    if view and needs_mirror(view, grey):
+    if chest_on_left is None:
+        if grey is None:
+            grey = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        chest_on_left = chest_wall(grey).on_left
+    if view and needs_mirror(view, chest_on_left):
         rgb = rgb[:, ::-1]
     img = fit_height(to_rgb(np.ascontiguousarray(rgb)), height)
     width = max(img.shape[1], round(height * HANG_ASPECT))

@@ -28,22 +28,20 @@ from core.pixels.crop import CropBox
 Box = list[float]  # [x0, y0, x1, y1]
 
 
-def prepare_pixels(pixels: np.ndarray, params: Any) -> tuple[np.ndarray, CropBox]:
+def prepare_pixels(pixels: np.ndarray, params: Any,
+                   patient_orientation: str | Sequence[str] | None = None
+                   ) -> tuple[np.ndarray, CropBox]:
     """Windowed pixels → ``(model input, crop box)``, as the grids prepare them."""
-    import core.pixels.preprocess as pre
+    from core.pixels.preprocess import prepare_input
 
-    if hasattr(pre, "prepare_input"):
-        return pre.prepare_input(pixels, params)
-    return pre.preprocess_array(pixels, params), CropBox.full()
+    return prepare_input(pixels, params, patient_orientation)
 
 
 def load_input(path: str | Path, params: Any) -> tuple[np.ndarray, CropBox]:
     """A file's cached ``(model input, crop box)``, as the grids load it."""
-    import core.pixels.preprocess as pre
+    from core.pixels.cache import load_preprocessed_with_box
 
-    if hasattr(pre, "load_preprocessed_with_box"):
-        return pre.load_preprocessed_with_box(path, params)
-    return pre.load_preprocessed(path, params), CropBox.full()
+    return load_preprocessed_with_box(path, params)
 
 
 def mask_to_input(mask_full: np.ndarray, box: CropBox, size: int) -> np.ndarray:
@@ -65,7 +63,9 @@ def full_shape(row: Mapping[str, Any]) -> tuple[int, int]:
 def file_shape(path: str | Path) -> tuple[int, int]:
     """``(h, w)`` of an image file, from its header when it has one (DICOM Rows /
     Columns, a picture's header), else by decoding it."""
-    from core.pixels.dicom import _picture_header_size, render_uint8
+    from core.errors import ImageReadError
+    from core.pixels.picture import header_size
+    from core.pixels.read import render_uint8
 
     path = Path(path)
     try:
@@ -76,11 +76,11 @@ def file_shape(path: str | Path) -> tuple[int, int]:
             return int(ds.Rows), int(ds.Columns)
     except Exception:  # not DICOM (or an odd header): the picture reader or a decode decides
         pass
-    size = _picture_header_size(path)
-    if size is not None:
-        return int(size[0]), int(size[1])
-    shape = render_uint8(path, 8).source_shape
-    return int(shape[0]), int(shape[1])
+    try:
+        return header_size(path)
+    except ImageReadError:  # e.g. a DICOM without preamble: the reader sniffs it (or refuses)
+        shape = render_uint8(path, 8).source_shape
+        return int(shape[0]), int(shape[1])
 
 
 def row_mask_full(row: Mapping[str, Any], max_side: int = 1024) -> np.ndarray | None:
@@ -150,11 +150,13 @@ def component_boxes(prob: np.ndarray, level: float, max_boxes: int = 3,
 def input_to_full(boxes: Sequence[Box], box: CropBox, size: int,
                   shape: tuple[int, int]) -> list[Box]:
     """Input-frame boxes → full-frame pixel boxes of an image of ``shape`` ``(h, w)``,
-    clipped to the image and rounded to 0.1 px."""
+    clipped to the image and rounded to 0.1 px (a mirrored crop is flipped back)."""
     h, w = int(shape[0]), int(shape[1])
     sx, sy = (box.x1 - box.x0) / size, (box.y1 - box.y0) / size
     out = []
     for x0, y0, x1, y1 in boxes:
+        if box.mirrored:
+            x0, x1 = size - x1, size - x0
         fx = [(box.x0 + x * sx) * w for x in (x0, x1)]
         fy = [(box.y0 + y * sy) * h for y in (y0, y1)]
         out.append([round(min(max(v, 0.0), lim), 1)

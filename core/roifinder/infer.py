@@ -92,7 +92,7 @@ class RoiFinder:
     def __init__(self, model: FinderNet, meta: dict[str, Any], device: torch.device | str = "cpu",
                  where: str | Path | None = None):
         """``where``: the finder's ``meta.json``, named when its preprocessing spec is refused."""
-        from core.pixels.preprocess import PreprocessParams
+        from core.pixels.spec import PreprocessParams
 
         self.device = torch.device(device)
         self.model = model.to(self.device).eval().requires_grad_(False)
@@ -132,7 +132,9 @@ class RoiFinder:
                                 [round(s, 4) for s in scores]))
         return out
 
-    def propose_pixels(self, pixels: np.ndarray, shape: tuple[int, int]) -> Proposal:
-        """The proposal for one windowed image (what :mod:`core.predict` reads) of full ``shape``."""
-        image, box = prepare_pixels(pixels, self.params)
+    def propose_pixels(self, pixels: np.ndarray, shape: tuple[int, int],
+                       patient_orientation: str | Sequence[str] | None = None) -> Proposal:
+        """The proposal for one windowed image (what :mod:`core.predict` reads) of full ``shape``,
+        turned by the same chest-wall decision as the grids (``patient_orientation``: its tag)."""
+        image, box = prepare_pixels(pixels, self.params, patient_orientation)
         return self.propose_inputs(image[None], [box], [shape])[0]

@@ -91,7 +91,7 @@ def finder_config(config: Any) -> FinderConfig:
 
 
 def _params(config: FinderConfig):
-    from core.pixels.preprocess import PreprocessParams
+    from core.pixels.spec import PreprocessParams
 
     return PreprocessParams(config.size, config.clahe_clip, config.clahe_tiles, config.crop,
                             config.fit, config.source_side)

@@ -4,7 +4,7 @@
 
     run.json            options, dataset + hash, code version, times, status,
                         the preprocessing spec every pixel of the run is made by
-                        (``preprocess``, core.pixels.preprocess), and per cell: status
+                        (``preprocess``, core.pixels.spec), and per cell: status
                         (done|skipped|pending), reason, weights SHA-256
     progress.jsonl      one JSON object per line: cell, epoch, step, loss, img_s, eta_s
     <cell>/weights.safetensors   best-epoch weights of that cell

@@ -64,7 +64,7 @@ class TrainConfig:
 
     def preprocess_params(self):
         """The preprocessing every image of this run goes through (one spec for all)."""
-        from core.pixels.preprocess import PreprocessParams
+        from core.pixels.spec import PreprocessParams
 
         return PreprocessParams(self.img_size, self.clahe_clip, self.clahe_tiles, self.crop, self.fit)
 

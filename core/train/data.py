@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 
 from core.errors import TrainingError
-from core.pixels.preprocess import PreprocessParams
+from core.pixels.spec import PreprocessParams
 from core.train.cancel import _CANCEL, TrainingCancelled
 
 
@@ -25,11 +25,12 @@ class ImageBank:
     """Every image of a split preprocessed once into one uint8 (N, 1, S, S) tensor.
 
     Batches are slices of this tensor, so no epoch decodes a file.  The
-    preprocess cache (:mod:`core.pixels.preprocess`) makes a second run start fast.
+    preprocess cache (:mod:`core.pixels.cache`) makes a second run start fast.
     """
 
     def __init__(self, paths: list[str], params: PreprocessParams, workers: int = 0):
-        from core.pixels.preprocess import load_preprocessed, preprocess_many
+        from core.pixels.cache import load_preprocessed
+        from core.pixels.pool import preprocess_many
 
         size = params.size
         unique = list(dict.fromkeys(paths))
