@@ -281,6 +281,26 @@ def _write_run(tmp_path: Path, synthetic: bool = True, cv: bool = True) -> Path:
     return run
 
 
+def test_patient_ids_stay_text_so_007_and_7_are_two_clusters(tmp_path: Path) -> None:
+    from core.evaluate.roifinder import read_proposals
+    from core.evaluate.table import read_predictions
+
+    df = _rows(2, seed=1)
+    df["patient_id"] = df["patient_id"].map({"P0": "007", "P1": "7"})
+    df["study_id"] = df["study_id"].map({"S0": "0042", "S1": "42"})
+    df.to_csv(tmp_path / "predictions.csv", index=False)
+    read = read_predictions(tmp_path / "predictions.csv")
+    assert set(read["patient_id"]) == {"007", "7"} and set(read["study_id"]) == {"0042", "42"}
+    result = ev.evaluate_predictions(read, n_boot=50)
+    assert result["n_patients"] == 2  # pandas' guessing read both as the number 7: one cluster
+    proposals = pd.DataFrame({
+        "image_path": ["a.dcm", "b.dcm"], "patient_id": ["007", "7"], "label": [1, 0],
+        "roi": [True, False], "roi_probability": [0.9, 0.1], "roi_present": [True, False],
+        "boxes": ["[[0, 0, 4, 4]]", "[]"], "scores": ["[0.9]", "[]"], "truth_boxes": ["[]", "[]"]})
+    proposals.to_csv(tmp_path / "roi_proposals.csv", index=False)
+    assert read_proposals(tmp_path / "roi_proposals.csv")["patient_id"].tolist() == ["007", "7"]
+
+
 def _no_nan(text: str) -> object:
     def reject(const: str) -> None:
         raise AssertionError(f"non-JSON constant {const}")
