@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import MammoError
+from core.grid import Cell, CellGap
 from core.predict import ViewResult
 from core.review.readout import ShownCall, shown_call, uninformative_reason
 from core.runfolder.layout import META_FILE, RunSummary, read_json
@@ -115,12 +116,39 @@ def _count_text(counts: Mapping[str, int]) -> str:
     return f"{m} malignant image{'s' if m != 1 else ''}"
 
 
+GAP_WORDS: dict[str, str] = {
+    "skipped": "was skipped in training",
+    "failed": "failed in training",
+    "pending": "was never trained (the run stopped before it)",
+    "running": "did not finish training (the run stopped during it)",
+    "cancelled": "was never trained (the run was cancelled)",
+}
+"""How a cell's ``run.json`` status reads when that cell has no model."""
+
+
+def _cell_words(cell: Cell) -> str:
+    """``the model for LCC views without a finding`` / ``the LCC model trained on all LCC images``."""
+    if cell.roi is None:
+        return f"the {cell.view} model trained on all {cell.view} images"
+    return f"the model for {cell.view} views {'with' if cell.roi else 'without'} a finding"
+
+
+def _gap_words(gap: CellGap | None) -> str:
+    """Why the routed cell had no model, from its recorded status and reason."""
+    if gap is None:
+        return "has no model"
+    words = GAP_WORDS.get(gap.status, f"has no model ({gap.status})")
+    return f"{words} ({gap.reason})" if gap.reason else words
+
+
 def routing_sentence(result: ViewResult, given_as: str | None = None,
                      counts: Mapping[str, int] | None = None) -> str:
     """Why the view went where it went, in one sentence a clinician can act on.
 
     ``given_as`` names how a user's ROI came (a key of :data:`GIVEN_AS`);
     ``counts`` are the serving ROI-aware cell's training images by label.
+    When the routed cell had no model, the sentence names its recorded
+    reason and the model that stood in (:data:`core.grid.FALLBACK_ORDER`).
     """
     view = result.view or "this"
     if result.roi_source == "mask" and result.roi:
@@ -135,13 +163,17 @@ def routing_sentence(result: ViewResult, given_as: str | None = None,
     else:
         why = "No ROI marked and none proposed"
     kind = "with a finding" if result.roi else "without a finding"
-    if result.fallback:
-        text = (f"{why}: the model for {view} views {kind} was not trained (too few images), "
-                f"so the {view} model trained on all {view} images read it")
+    routed = f"the model for {view} views {kind}"
+    if result.fallback and result.cell_roi_aware:
+        text = (f"{why}: {routed} {_gap_words(result.gap_roi_aware)}; "
+                f"{_cell_words(Cell.parse(result.cell_roi_aware))} read it instead")
     elif result.cell_roi_aware is None:
-        return f"{why}: no ROI-aware model could read it"
+        if result.gap_roi_aware is None:
+            return f"{why}: no ROI-aware model could read it"
+        return (f"{why}: {routed} {_gap_words(result.gap_roi_aware)} and no stand-in for "
+                f"{view} was trained, so no ROI-aware model could read it.")
     else:
-        text = f"{why}: read by the model for {view} views {kind}"
+        text = f"{why}: read by {routed}"
         if counts and not result.roi:
             total = sum(int(v) for v in counts.values())
             text += f", which saw {_count_text(counts)} of {total} in training"
