@@ -503,6 +503,41 @@ def test_case_review_upload_one_bad_view(dirs, weights):
     assert len(csv) == 2
 
 
+def _bytes_within(obj, seen=None) -> list[int]:
+    """Sizes of every bytes-like object reachable from ``obj`` (containers, dataclasses)."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen or isinstance(obj, (str, int, float, np.ndarray)) or obj is None:
+        return []
+    seen.add(id(obj))
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return [len(obj)]
+    if isinstance(obj, dict):
+        items = [*obj.keys(), *obj.values()]
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        items = list(obj)
+    else:
+        items = list(getattr(obj, "__dict__", {}).values())
+    return [n for item in items for n in _bytes_within(item, seen)]
+
+
+def test_case_review_keeps_decoded_uploads_not_their_bytes(dirs, weights):
+    ck, data = dirs
+    write_run(ck, write_dataset(data), weights)
+    rng = np.random.default_rng(4)
+    files = [(f"anon_{v}.png", _png(_mammo(rng, v, False)), "image/png") for v in ("RCC", "LCC")]
+    at = page("case_review.py").run()
+    at.get("button_group")[0].set_value("upload").run()
+    at.file_uploader[0].set_value(files).run()
+    no_exception(at)
+    kept = at.session_state["upload_study"]
+    assert _bytes_within(kept) == []  # old code kept every upload's bytes beside its image
+    views = kept.study()
+    assert [v.view for v in views] == ["RCC", "LCC"] and all(v.pixels is not None for v in views)
+    [b for b in at.button if b.label == "Predict"][0].click().run()
+    no_exception(at)
+    assert texts(at).count("ROI-aware: :") == 2
+
+
 def test_case_review_builtin_study_with_roi(dirs, weights):
     ck, data = dirs
     write_run(ck, write_dataset(data), weights)
@@ -577,9 +612,11 @@ def test_case_review_roi_finder_switch_and_source(dirs, weights):
 
 def test_upload_helpers_strip_identifiers_and_temp_paths():
     from core.predict import ViewResult
-    from core.review.report import export_record, view_call
+    from core.review.case import box_mask, read_upload
+    from core.review.export import export_record
+    from core.review.report import view_call
+    from core.review.study import view_problems
     from core.runfolder.layout import RunSummary
-    from ui.case import box_mask, read_upload, view_problems
 
     bad = read_upload("Doe_John_RCC.png", b"\x89PNG broken", SPEC)
     assert bad.error and bad.error.startswith("Doe_John_RCC.png: ") and "/tmp" not in bad.error
@@ -742,7 +779,7 @@ def test_no_call_contradicts_its_number_at_the_edge(dirs, weights, point):
 
     from core.datasets import load_dataset
     from core.predict import Predictor
-    from ui.case import study_choices, study_views, to_inputs
+    from core.review.study import study_choices, study_views, to_inputs
 
     ck, data = dirs
     run = write_run(ck, write_dataset(data), weights)

@@ -11,16 +11,8 @@ import pytest
 
 from core.grid import CellGap
 from core.predict import ViewResult
-from core.review.report import (
-    applied_threshold,
-    breast_summary,
-    export_name,
-    export_record,
-    export_rows,
-    roi_boxes,
-    routing_sentence,
-    view_call,
-)
+from core.review.export import export_name, export_record, export_rows, roi_boxes
+from core.review.report import applied_threshold, breast_summary, routing_sentence, view_call
 from core.runfolder.layout import RunSummary
 
 RUN = RunSummary(Path("/runs/demo"), {

@@ -383,9 +383,10 @@ def test_training_review_and_command_line_give_the_model_the_same_pixels_at_1024
     from core.__main__ import main
     from core.pixels.dicom import render_uint8
     from core.pixels.preprocess import SOURCE_SIDE, prepare_input
+    from core.review.case import read_upload
+    from core.review.study import to_inputs
     from core.train.config import TrainConfig
     from core.train.data import ImageBank
-    from ui.case import read_upload, to_inputs
 
     spec = TrainConfig(img_size=1024).preprocess_params()  # what training stores in run.json
     lone = {c.name: "not in this test" for c in plan("baseline") if c.name != "all-LCC"}
