@@ -149,7 +149,7 @@ def study_downloads(results: Sequence[ViewResult], views: Sequence[CaseView], ru
                     point: str, call_of: Callable[[ViewResult, str], Call | None],
                     study: str, show_ids: bool, when: datetime | None = None
                     ) -> tuple[Download, Download]:
-    """CSV and JSON an auditor can trace (:func:`~core.review.report.export_record`).
+    """CSV and JSON an auditor can trace (:func:`export_record`).
 
     ``study`` names the study without identifiers ("test-study-3", "upload");
     while ``show_ids`` is on, a study id shared by every view names it instead
