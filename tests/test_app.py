@@ -538,6 +538,21 @@ def test_case_review_keeps_decoded_uploads_not_their_bytes(dirs, weights):
     assert texts(at).count("ROI-aware: :") == 2
 
 
+def test_case_review_a_view_set_twice_is_shown_once_and_stops_predict(dirs, weights):
+    ck, data = dirs
+    write_run(ck, write_dataset(data), weights)
+    rng = np.random.default_rng(5)
+    files = [(f"anon_{v}.png", _png(_mammo(rng, v, False)), "image/png") for v in ("RCC", "LCC")]
+    at = page("case_review.py").run()
+    at.get("button_group")[0].set_value("upload").run()
+    at.file_uploader[0].set_value(files).run()
+    at.selectbox[0].set_value("LCC").run()  # the RCC file set to LCC by hand
+    no_exception(at)
+    assert [s.value for s in at.selectbox] == ["LCC", "LCC"]  # each file has one card
+    assert any("LCC is assigned twice" in w.value for w in at.warning)
+    assert [b for b in at.button if b.label == "Predict"][0].disabled
+
+
 def test_case_review_builtin_study_with_roi(dirs, weights):
     ck, data = dirs
     write_run(ck, write_dataset(data), weights)

@@ -130,13 +130,13 @@ def study_board(views: list[CaseView], show_ids: bool, has_finder: bool) -> None
     """The views as the four-view hanging (RCC LCC / RMLO LMLO), unknown last."""
     index = {v.key: i for i, v in enumerate(views)}
     grid = hanging_order([v for v in views if v.error is None])
+    waiting, broken = unplaced(views)  # before the cards: a card may change its view
     for row, slots in zip(grid, (("RCC", "LCC"), ("RMLO", "LMLO"))):
         if all(v is None for v in row) and len(views) < 4:
             continue
         for col, v, slot in zip(st.columns(2, gap="small"), row, slots):
             with col:
                 view_card(v, slot, show_ids, index.get(v.key, 0) if v else 0, has_finder)
-    waiting, broken = unplaced(views)
     for title, group in (("**Not yet placed** (choose each file's view)", waiting),
                          ("**Could not be read**", broken)):
         if group:
