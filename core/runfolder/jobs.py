@@ -201,14 +201,14 @@ def _current_locked(folder: Path) -> Job | None:
 
 
 def current_job(root: str | Path | None = None) -> Job | None:
-    """The running job, or None; a stale record is retired on the way."""
+    """The running job, or None; a stale record is retired on the way (under the start
+    lock, looking again: a job may have started since the first look)."""
     folder = jobs_dir(root)
     job = _read(folder / CURRENT_FILE)
     if job is None or _alive(job):
         return job
     with exclusive_lock(folder / LOCK_FILE):
-        _retire(folder, job)
-    return None
+        return _current_locked(folder)
 
 
 def last_job(root: str | Path | None = None) -> Job | None:
