@@ -80,6 +80,21 @@ through this rule, so a skipped cell's images count the same way in each.
 
 
 @dataclass(frozen=True)
+class CellGap:
+    """Why a cell of a run has no model: its ``run.json`` status and reason.
+
+    Kept apart from the text so a reader can be told the real cause (skipped
+    for too few images, failed, never reached) rather than a guess.
+    """
+
+    status: str
+    reason: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.status}: {self.reason}" if self.reason else self.status
+
+
+@dataclass(frozen=True)
 class Route:
     """Which model serves an image: ``cell`` is None when none can."""
 
@@ -90,7 +105,7 @@ class Route:
 
 
 def serve(view: str, has_roi: bool, mode: Mode, trained: Collection[str],
-          why_not: Mapping[str, str] | None = None) -> Route:
+          why_not: Mapping[str, CellGap | str] | None = None) -> Route:
     """The trained model that serves an image of ``view`` under ``mode``
     (:data:`FALLBACK_ORDER`); ``why_not`` gives an untrained cell's reason."""
     wanted = route_image(view, has_roi, mode).name

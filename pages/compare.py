@@ -112,8 +112,8 @@ for name, result in results.items():
     st.markdown(paired_text(result, tuned))
     st.caption("Values: estimate [95 % CI, patient-level bootstrap] at "
                f"{'each model’s validation-tuned threshold' if tuned else 'p ≥ 0.5'} "
-               "(the operating point above, shared with Case review). F-score = "
-               "support-weighted F1; F1 malignant = the binary F1 of the malignant class. "
+               "(the operating point above, shared with Case review). F1 weighted = per-class "
+               "F1 weighted by class size; F1 malignant = the binary F1 of the malignant class. "
                f"{PAPER_FOOTNOTE} ROI presence only = malignant iff an ROI exists. "
                f"Majority class = {(result.get('majority_class') or {}).get('label', '–')}.")
     c1, c2 = st.columns([3, 2])

@@ -503,6 +503,56 @@ def test_case_review_upload_one_bad_view(dirs, weights):
     assert len(csv) == 2
 
 
+def _bytes_within(obj, seen=None) -> list[int]:
+    """Sizes of every bytes-like object reachable from ``obj`` (containers, dataclasses)."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen or isinstance(obj, (str, int, float, np.ndarray)) or obj is None:
+        return []
+    seen.add(id(obj))
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return [len(obj)]
+    if isinstance(obj, dict):
+        items = [*obj.keys(), *obj.values()]
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        items = list(obj)
+    else:
+        items = list(getattr(obj, "__dict__", {}).values())
+    return [n for item in items for n in _bytes_within(item, seen)]
+
+
+def test_case_review_keeps_decoded_uploads_not_their_bytes(dirs, weights):
+    ck, data = dirs
+    write_run(ck, write_dataset(data), weights)
+    rng = np.random.default_rng(4)
+    files = [(f"anon_{v}.png", _png(_mammo(rng, v, False)), "image/png") for v in ("RCC", "LCC")]
+    at = page("case_review.py").run()
+    at.get("button_group")[0].set_value("upload").run()
+    at.file_uploader[0].set_value(files).run()
+    no_exception(at)
+    kept = at.session_state["upload_study"]
+    assert _bytes_within(kept) == []  # old code kept every upload's bytes beside its image
+    views = kept.study()
+    assert [v.view for v in views] == ["RCC", "LCC"] and all(v.pixels is not None for v in views)
+    [b for b in at.button if b.label == "Predict"][0].click().run()
+    no_exception(at)
+    assert texts(at).count("ROI-aware: :") == 2
+
+
+def test_case_review_a_view_set_twice_is_shown_once_and_stops_predict(dirs, weights):
+    ck, data = dirs
+    write_run(ck, write_dataset(data), weights)
+    rng = np.random.default_rng(5)
+    files = [(f"anon_{v}.png", _png(_mammo(rng, v, False)), "image/png") for v in ("RCC", "LCC")]
+    at = page("case_review.py").run()
+    at.get("button_group")[0].set_value("upload").run()
+    at.file_uploader[0].set_value(files).run()
+    at.selectbox[0].set_value("LCC").run()  # the RCC file set to LCC by hand
+    no_exception(at)
+    assert [s.value for s in at.selectbox] == ["LCC", "LCC"]  # each file has one card
+    assert any("LCC is assigned twice" in w.value for w in at.warning)
+    assert [b for b in at.button if b.label == "Predict"][0].disabled
+
+
 def test_case_review_builtin_study_with_roi(dirs, weights):
     ck, data = dirs
     write_run(ck, write_dataset(data), weights)
@@ -577,9 +627,11 @@ def test_case_review_roi_finder_switch_and_source(dirs, weights):
 
 def test_upload_helpers_strip_identifiers_and_temp_paths():
     from core.predict import ViewResult
-    from core.review.report import export_record, view_call
+    from core.review.case import box_mask, read_upload
+    from core.review.export import export_record
+    from core.review.report import view_call
+    from core.review.study import view_problems
     from core.runfolder.layout import RunSummary
-    from ui.case import box_mask, read_upload, view_problems
 
     bad = read_upload("Doe_John_RCC.png", b"\x89PNG broken", SPEC)
     assert bad.error and bad.error.startswith("Doe_John_RCC.png: ") and "/tmp" not in bad.error
@@ -617,10 +669,15 @@ def test_compare_tables_references_and_paper_row(dirs, weights):
                            "with ROI consideration (ROI-aware)",
                            "reference: ROI presence only", "reference: majority class"]
     assert any(s.startswith("paper (reported, not reproduced here)") for s in systems)
-    assert "F-score (f1_weighted)" in table.columns and "F1 malignant" in table.columns
-    paper = table.loc[[s for s in systems if s.startswith("paper")][0]]
-    assert paper["F-score (f1_weighted)"] == "–"  # the paper's F-score is the binary F1
-    assert paper["F1 malignant"] == "0.00" and "unlabelled F-score" in texts(at)
+    f_score = next(c for c in table.columns if c.startswith("F-score"))
+    assert "sens" in f_score and "F1 weighted" in table.columns and "F1 malignant" in table.columns
+    paper = table.loc[[s for s in systems if s.startswith("paper")][1]]  # with ROI: 0.90
+    from ui.metrics_view import nearest_paper
+
+    reported = nearest_paper(json.loads((run / "run.json").read_text()))["roi_aware"]["f_score"]
+    assert paper[f_score] == f"{reported:.2f}"  # the paper's numbers: its F-score column only
+    assert paper["F1 weighted"] == "–" and paper["F1 malignant"] == "–"
+    assert "harmonic mean of sensitivity and specificity" in texts(at)
     assert "[" in table.loc["with ROI consideration (ROI-aware)", "Accuracy"]
     assert "McNemar" in texts(at)
     assert len(at.get("plotly_chart")) == 4  # ROC + two confusion matrices + reliability
@@ -755,7 +812,7 @@ def test_no_call_contradicts_its_number_at_the_edge(dirs, weights, point):
 
     from core.datasets import load_dataset
     from core.predict import Predictor
-    from ui.case import study_choices, study_views, to_inputs
+    from core.review.study import study_choices, study_views, to_inputs
 
     ck, data = dirs
     run = write_run(ck, write_dataset(data), weights)

@@ -9,17 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.grid import CellGap
 from core.predict import ViewResult
-from core.review.report import (
-    applied_threshold,
-    breast_summary,
-    export_name,
-    export_record,
-    export_rows,
-    roi_boxes,
-    routing_sentence,
-    view_call,
-)
+from core.review.export import export_name, export_record, export_rows, roi_boxes
+from core.review.report import applied_threshold, breast_summary, routing_sentence, view_call
 from core.runfolder.layout import RunSummary
 
 RUN = RunSummary(Path("/runs/demo"), {
@@ -80,9 +73,17 @@ def test_routing_sentences_say_why():
     assert routing_sentence(boxed, "box").startswith("An ROI was given (a drawn box): read by "
                                                      "the model for RCC views with a finding")
     found = ViewResult(image="c", view="RCC", roi=True, roi_source="proposed",
-                       roi_probability=0.83, cell_roi_aware="all-RCC", fallback=True)
-    assert "the ROI finder proposed one (83 %)" in routing_sentence(found)
-    assert "was not trained" in routing_sentence(found)
+                       roi_probability=0.83, cell_roi_aware="all-RCC", fallback=True,
+                       gap_roi_aware=CellGap("skipped", "5 training image(s), fewer than 8"))
+    assert routing_sentence(found) == (
+        "No ROI was marked; the ROI finder proposed one (83 %): the model for RCC views with a "
+        "finding was skipped in training (5 training image(s), fewer than 8); the RCC model "
+        "trained on all RCC images read it instead.")
+    stopped = ViewResult(image="e", view="LCC", roi=False, roi_source="none",
+                         cell_roi_aware="roi-LCC", fallback=True, gap_roi_aware=CellGap("pending"))
+    assert routing_sentence(stopped).endswith(
+        "without a finding was never trained (the run stopped before it); the model for LCC "
+        "views with a finding read it instead.")
     missed = ViewResult(image="d", view="RCC", roi=False, roi_source="proposed",
                         roi_probability=0.04, cell_roi_aware="noroi-RCC")
     assert "the ROI finder found none (4 % that one is present)" in routing_sentence(missed)

@@ -67,13 +67,28 @@ def test_threshold_metrics_match_hand_computed_values() -> None:
     assert ev.balanced_accuracy(y, p) == pytest.approx(balanced_accuracy_score(y, p))
 
 
-def test_paper_f_score_fits_weighted_not_binary_f1() -> None:
-    # sensitivity 0.93, specificity 0.87, 15 % malignant (per 2000 images)
-    m = ev.metrics_from_counts(tp=279, fn=21, tn=1479, fp=221)
-    assert float(m["sensitivity"]) == pytest.approx(0.93)
-    assert float(m["specificity"]) == pytest.approx(0.87)
-    assert 0.89 <= float(m["f1_weighted"]) <= 0.90
-    assert float(m["f1_malignant"]) == pytest.approx(0.69, abs=0.01)
+def test_f_score_definition_reproduces_every_paper_row() -> None:
+    from core.evaluate.constants import F_SCORE_DEFINITION
+    from core.evaluate.paper import PAPER_TEST_SETS
+
+    rows = [(ds, arch, mode, table[mode]) for ds, by_arch in ev.PAPER_REPORTED.items()
+            for arch, table in by_arch.items() for mode in ("baseline", "roi_aware")]
+    assert len(rows) == 8
+    for ds, arch, mode, printed in rows:
+        pos, neg = PAPER_TEST_SETS[ds]["malignant"], PAPER_TEST_SETS[ds]["benign"]
+        tp, tn = round(printed["sensitivity"] * pos), round(printed["specificity"] * neg)
+        m = ev.metrics_from_counts(tp=tp, fn=pos - tp, tn=tn, fp=neg - tn)
+        assert round(float(m["sensitivity"]), 2) == printed["sensitivity"]
+        assert round(float(m[F_SCORE_DEFINITION]), 2) == printed["f_score"], (ds, arch, mode)
+
+
+def test_f_sens_spec_is_the_harmonic_mean_of_sensitivity_and_specificity() -> None:
+    y = [1, 1, 1, 0, 0, 0, 0, 0]
+    p = [1, 1, 0, 1, 0, 0, 0, 0]  # sensitivity 2/3, specificity 4/5
+    assert ev.f_sens_spec(y, p) == pytest.approx(2 * (2 / 3) * 0.8 / (2 / 3 + 0.8))
+    assert ev.f_sens_spec([1, 0], [0, 0]) == 0.0  # sensitivity 0: the paper's baselines
+    assert ev.f_sens_spec([1, 0], [1, 0]) == 1.0
+    assert math.isnan(ev.f_sens_spec([0, 0], [0, 0]))  # no malignant image
 
 
 def test_zero_denominators_give_nan() -> None:
@@ -266,6 +281,26 @@ def _write_run(tmp_path: Path, synthetic: bool = True, cv: bool = True) -> Path:
     return run
 
 
+def test_patient_ids_stay_text_so_007_and_7_are_two_clusters(tmp_path: Path) -> None:
+    from core.evaluate.roifinder import read_proposals
+    from core.evaluate.table import read_predictions
+
+    df = _rows(2, seed=1)
+    df["patient_id"] = df["patient_id"].map({"P0": "007", "P1": "7"})
+    df["study_id"] = df["study_id"].map({"S0": "0042", "S1": "42"})
+    df.to_csv(tmp_path / "predictions.csv", index=False)
+    read = read_predictions(tmp_path / "predictions.csv")
+    assert set(read["patient_id"]) == {"007", "7"} and set(read["study_id"]) == {"0042", "42"}
+    result = ev.evaluate_predictions(read, n_boot=50)
+    assert result["n_patients"] == 2  # pandas' guessing read both as the number 7: one cluster
+    proposals = pd.DataFrame({
+        "image_path": ["a.dcm", "b.dcm"], "patient_id": ["007", "7"], "label": [1, 0],
+        "roi": [True, False], "roi_probability": [0.9, 0.1], "roi_present": [True, False],
+        "boxes": ["[[0, 0, 4, 4]]", "[]"], "scores": ["[0.9]", "[]"], "truth_boxes": ["[]", "[]"]})
+    proposals.to_csv(tmp_path / "roi_proposals.csv", index=False)
+    assert read_proposals(tmp_path / "roi_proposals.csv")["patient_id"].tolist() == ["007", "7"]
+
+
 def _no_nan(text: str) -> object:
     def reject(const: str) -> None:
         raise AssertionError(f"non-JSON constant {const}")
@@ -283,7 +318,7 @@ def test_evaluate_run_writes_metrics_json_schema(tmp_path: Path) -> None:
             assert set(entry) == {"value", "ci_low", "ci_high"}
     for key in ("mcnemar_p", "per_cell", "tuned", "confusion", "n_images", "n_patients", "roc"):
         assert key in on_disk
-    assert on_disk["f_score_definition"] == "f1_weighted"
+    assert on_disk["f_score_definition"] == "f_sens_spec"
     assert set(on_disk["tuned"]) == {"baseline", "roi_aware"}
     assert on_disk["n_images"] == 160 and on_disk["n_patients"] == 40
     assert on_disk["majority_class"]["source"] == "train"
@@ -303,8 +338,8 @@ def test_paper_table_text(tmp_path: Path) -> None:
     text = ev.format_paper_table(result)
     assert text.splitlines()[0] == ev.SYNTHETIC_BANNER
     for needle in ("without ROI consideration (baseline)", "with ROI consideration (ROI-aware)",
-                   "ROI presence only", "majority class", "F-score (f1_weighted)",
-                   "F1 malignant (f1_malignant)", "Balanced accuracy", "ROC AUC",
+                   "ROI presence only", "majority class", "F-score (2·sens·spec / (sens + spec)",
+                   "F1 weighted (f1_weighted)", "F1 malignant (f1_malignant)", "Balanced accuracy", "ROC AUC",
                    "McNemar exact", "patient-level bootstrap", "Paper Table 5"):
         assert needle in text
     b = result["baseline"]["sensitivity"]

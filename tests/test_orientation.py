@@ -165,8 +165,9 @@ def test_the_spec_records_the_chest_wall_side_and_older_runs_are_refused(tmp_pat
 # --------------------------------------------------------------------------- the hanging
 
 def test_hanging_uses_the_models_decision_and_says_when_tags_and_pixels_disagree(tmp_path):
+    from core.review.case import read_upload
     from core.review.overlay import hang
-    from ui.case import read_upload, to_inputs
+    from core.review.study import to_inputs
 
     stored = breast().astype(np.uint16) * 16
     spec = PreprocessParams(SIZE)

@@ -22,10 +22,11 @@ import torch
 from core.errors import CheckpointError
 from core.grid import VIEWS, Cell, plan
 from core.models import create_model, save_weights
-from core.pixels.spec import PreprocessParams
+from core.pixels.preprocess import PreprocessParams
 from core.pixels.views import combine_view, contradictions, parse_view_name, view_evidence
 from core.predict import PREDICTION_COLUMNS, Predictor, ViewInput, predict_manifest
 from core.review.overlay import cam_overlay, draw_outline
+from core.review.report import routing_sentence
 from helpers import dicom_write
 
 REPO = Path(__file__).resolve().parents[1]
@@ -153,6 +154,25 @@ def test_fallback_to_other_roi_cell_then_none(work, study):
     assert lmlo.p_malignant_baseline is None and lmlo.error is None
     assert rcc.p_malignant_roi_aware is None and rcc.cell_roi_aware is None
     assert "roi-RCC" in rcc.error and "no stand-in" in rcc.error
+    said = routing_sentence(lmlo)  # the stand-in is the other ROI cell, not a baseline model
+    assert said.endswith("the model for LMLO views without a finding read it instead.")
+    assert "roi-LMLO" not in said and "skipped in training (too few)" in said
+    assert "trained on all" not in said
+    assert "skipped in training (too few) and no stand-in for RCC" in routing_sentence(rcc)
+
+
+def test_routing_sentence_names_a_failed_cell_and_its_stand_in(work, study):
+    run = make_run(work / "failed_cell")
+    info = json.loads((run / "run.json").read_text())
+    info["cells"]["roi-LCC"] = {"status": "failed", "reason": "CUDA out of memory"}
+    (run / "run.json").write_text(json.dumps(info))
+    (lcc,) = Predictor(run).predict_study(
+        [ViewInput(path=study["LCC"], mask_path=write_mask(work / "mask3.png"))])
+    assert lcc.fallback and lcc.cell_roi_aware == "all-LCC"
+    said = routing_sentence(lcc, "mask")
+    assert "the model for LCC views with a finding failed in training (CUDA out of memory)" in said
+    assert "the LCC model trained on all LCC images read it instead" in said
+    assert "too few" not in said
 
 
 def test_tampered_weights_refused(work):
@@ -364,9 +384,10 @@ def test_training_review_and_command_line_give_the_model_the_same_pixels_at_1024
     from core.pixels.preprocess import prepare_input
     from core.pixels.read import render_uint8
     from core.pixels.spec import SOURCE_SIDE
+    from core.review.case import read_upload
+    from core.review.study import to_inputs
     from core.train.config import TrainConfig
     from core.train.data import ImageBank
-    from ui.case import read_upload, to_inputs
 
     spec = TrainConfig(img_size=1024).preprocess_params()  # what training stores in run.json
     lone = {c.name: "not in this test" for c in plan("baseline") if c.name != "all-LCC"}

@@ -5,7 +5,7 @@ manifests.  Each row goes through the user-facing entry points:
 
 * ``python -m core preprocess`` and ``python -m core predict`` (in-process via
   ``core.__main__.main``), alone and as one view of a four-view study;
-* the case-review upload path (``ui.case.read_upload`` / ``read_mask_upload``,
+* the case-review upload path (``core.review.case.read_upload`` / ``read_mask_upload``,
   what ``pages/case_review.py`` calls) followed by the Predictor;
 * ``python -m core data describe`` for manifests; ``resolve_dataset_path`` (what
   the Train and Data pages call) for dataset paths typed in the browser;
@@ -278,7 +278,8 @@ def run_dir_of(cli) -> Path:
 @pytest.mark.parametrize("name", [n for n, (maker, _) in IMAGES.items()
                                   if maker not in (None, "folder")])
 def test_bad_image_uploaded_to_case_review(name, predictor, good):
-    from ui.case import read_upload, to_inputs, view_problems
+    from core.review.case import read_upload
+    from core.review.study import to_inputs, view_problems
 
     data = IMAGES[name][0]()
     words = IMAGES[name][1]
@@ -315,7 +316,7 @@ MASKS: dict[str, tuple] = {
 
 @pytest.mark.parametrize("name", list(MASKS))
 def test_bad_mask(name, work, cli, good, monkeypatch):
-    from ui.case import read_mask_upload
+    from core.review.case import read_mask_upload
 
     folder = work / "masks"
     folder.mkdir(exist_ok=True)
@@ -350,7 +351,8 @@ def test_bad_mask(name, work, cli, good, monkeypatch):
 # --------------------------------------------------------------------------- views
 
 def test_duplicate_missing_and_contradicting_views(work, cli, good, predictor):
-    from ui.case import read_upload, to_inputs, view_problems
+    from core.review.case import read_upload
+    from core.review.study import to_inputs, view_problems
 
     twin = [read_upload("a_RCC.png", encode(mammo(1)), SPEC),
             read_upload("b_RCC.png", encode(mammo(2)), SPEC)]

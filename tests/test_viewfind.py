@@ -169,8 +169,9 @@ def test_real_rsna_views_are_found():
 
 def test_case_review_upload_shows_the_image_as_source(tmp_path):
     """An upload with ImageLaterality only: the view is found, its source reads "the image"."""
-    from core.pixels.spec import PreprocessParams
-    from ui.case import SOURCE_TEXT, read_upload, view_problems
+    from core.pixels.preprocess import PreprocessParams
+    from core.review.case import SOURCE_TEXT, read_upload
+    from core.review.study import view_problems
 
     stored = phantom_u8("LCC", 41).astype(np.uint16) * 16
     path = dicom_write(tmp_path / "u.dcm", stored, ImageLaterality="L", BitsStored=12, HighBit=11)

@@ -1,228 +1,147 @@
-"""Case review without Streamlit widgets: read uploads, build ROI masks, summarise results.
-
-Uploads are written to a :class:`tempfile.TemporaryDirectory` only long enough
-to decode them (pydicom and OpenCV read files) and the folder is removed at
-once; what stays in the session is the decoded 8-bit image.  Nothing exported
-carries a file name, patient or study identifier.
-"""
+"""Case review's study board: each file in its place of the hanging, with its view and
+its ROI (none, the finder, the dataset's, a mask file or a drawn box)."""
 from __future__ import annotations
 
-import hashlib
-import re
-import tempfile
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-
 import numpy as np
-import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
 
-from core.datasets.roi import read_mask, row_mask
-from core.errors import MammoError, MaskError
+from core.errors import MammoError
 from core.grid import VIEWS
-from core.pixels.orientation import chest_wall
-from core.pixels.preprocess import render_source, to_display
-from core.pixels.spec import PreprocessParams
-from core.pixels.views import ViewEvidence, contradictions, view_evidence
-from core.predict import ViewInput
+from core.review.case import (
+    MASK_TYPES,
+    ROI_LABELS,
+    CaseView,
+    choose_roi,
+    read_mask_upload,
+    roi_options,
+    scale_box,
+    set_view,
+    update_mask,
+    view_caption,
+    view_conflicts,
+)
+from core.review.picture import thumbnail
+from core.review.study import hanging_order, unplaced
+from ui.common import show_error
 
-MAX_VIEWS = 4
-DISPLAY_SIDE = 512
-UPLOAD_TYPES: tuple[str, ...] = ("dcm", "dicom", "dic", "png", "jpg", "jpeg", "pgm", "tif",
-                                 "tiff", "bmp")
-SOURCE_TEXT: dict[str | None, str] = {"dicom": "DICOM tags", "filename": "file name",
-                                      "image": "the image", "manifest": "dataset",
-                                      "user": "set by hand", None: "unknown"}
-
-
-@dataclass
-class CaseView:
-    """One image of the study under review, decoded, with its view and optional ROI."""
-
-    key: str
-    name: str
-    pixels: np.ndarray | None = None  # uint8 rendering under the run's spec (render_source)
-    source_side: int | None = None  # the spec's source side the pixels were rendered at
-    source_shape: tuple[int, int] = (0, 0)  # the mammogram's full size: masks and boxes are at it
-    display: np.ndarray | None = None  # uint8, aspect kept, long side DISPLAY_SIDE
-    view: str | None = None
-    view_source: str | None = None
-    evidence: ViewEvidence = field(default_factory=ViewEvidence)  # tags, name, pixels
-    patient_orientation: tuple[str, ...] | None = None  # the DICOM tag, when the file has it
-    chest_on_left: bool | None = None  # the chest-wall side the model input and hanging use
-    mask: np.ndarray | None = None  # 0/1 at source_shape: the ROI that routes the view
-    roi_choice: str | None = None  # how the ROI is given: finder, none, dataset, mask, box
-    box: tuple[int, int, int, int] | None = None  # a drawn or accepted box (image pixels)
-    mask_file: np.ndarray | None = None  # an uploaded mask (0/1 at source_shape)
-    propose: bool = True  # the ROI finder may propose an ROI when there is no mask
-    dataset_mask: np.ndarray | None = None
-    error: str | None = None
-    warnings: list[str] = field(default_factory=list)
-    label: str | None = None  # ground truth of a dataset study
-    patient_id: str | None = None
-    study_id: str | None = None
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """The mammogram's full size (what masks, boxes and dataset ROIs refer to)."""
-        return tuple(self.source_shape) if self.pixels is not None else (0, 0)
+THUMB_HEIGHT = 420
+BOX_TOOL_HEIGHT = 620
+BOX_COLOUR = "rgb(0,230,255)"  # the ROI outline's cyan (core.review.overlay)
+ROI_HELP: dict[str, str] = {
+    "finder": "The run's ROI finder decides whether this view has an ROI; its boxes are "
+              "shown after Predict, to accept, edit or reject.",
+    "none": "No ROI: this view goes to a “without ROI” model.",
+    "dataset": "The dataset's annotation routes this view to a “with ROI” model."}
 
 
-def _safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name)[-120:] or "upload"
+def box_tool(v: CaseView) -> None:
+    """Drag a box on the image (large enough to aim at a lesion) or type its corners."""
+    disp = v.display
+    h, w = v.shape
+    sx, sy = w / disp.shape[1], h / disp.shape[0]
+    fig = go.Figure(go.Image(z=np.repeat(disp[..., None], 3, axis=2), hoverinfo="skip"))
+    step = max(4, disp.shape[1] // 32)
+    ys, xs = np.mgrid[0:disp.shape[0]:step, 0:disp.shape[1]:step]
+    fig.add_trace(go.Scatter(x=xs.ravel(), y=ys.ravel(), mode="markers", hoverinfo="skip",
+                             marker={"opacity": 0, "size": 2}, showlegend=False))
+    if v.box:
+        x0, y0, x1, y1 = v.box
+        fig.add_shape(type="rect", x0=x0 / sx, y0=y0 / sy, x1=x1 / sx, y1=y1 / sy,
+                      line={"color": BOX_COLOUR, "width": 3})
+    fig.update_layout(dragmode="select", height=BOX_TOOL_HEIGHT,
+                      margin={"l": 0, "r": 0, "t": 0, "b": 0},
+                      xaxis={"visible": False}, yaxis={"visible": False})
+    event = st.plotly_chart(fig, on_select="rerun", selection_mode="box", key=f"draw-{v.key}",
+                            config={"displayModeBar": False})
+    boxes = (event or {}).get("selection", {}).get("box", []) if event else []
+    names = [f"{c}-{v.key}" for c in ("x0", "y0", "x1", "y1")]
+    if boxes:
+        b = boxes[-1]
+        drawn = scale_box((min(b["x"]), min(b["y"]), max(b["x"]), max(b["y"])), sx, sy)
+        if st.session_state.get(f"drawn-{v.key}") != drawn:
+            st.session_state[f"drawn-{v.key}"] = drawn
+            v.box = drawn
+            for n in names:
+                st.session_state.pop(n, None)
+            st.rerun()
+    c = st.columns(4)
+    current = v.box or (0, 0, 0, 0)
+    values = [c[i].number_input(lab, 0, (w, h, w, h)[i], int(current[i]), key=names[i])
+              for i, lab in enumerate(("x min", "y min", "x max", "y max"))]
+    if values[2] > values[0] and values[3] > values[1]:
+        v.box = tuple(values)
+        st.caption(f"Box {values[2] - values[0]} × {values[3] - values[1]} px (image pixels)")
+    else:
+        v.box = None
+        st.caption("Drag a box on the image, or type its corners in image pixels.")
 
 
-def _problem(err: MammoError, name: str) -> str:
-    """``name: problem``: a temporary path must never reach the screen."""
-    return f"{name}: {getattr(err, 'problem', str(err))}"
-
-
-def _decoded(key: str, name: str, path: Path, spec: PreprocessParams) -> CaseView:
-    view = CaseView(key=key, name=name)
-    try:
-        img = render_source(path, spec)
-    except MammoError as err:
-        view.error = _problem(err, name)
-        return view
-    view.pixels, view.source_shape = img.pixels, tuple(img.source_shape)
-    view.source_side = spec.source_side
-    view.display = to_display(img.pixels, DISPLAY_SIDE)
-    view.patient_orientation = img.tags.get("patient_orientation")
-    side = chest_wall(img.pixels, view.patient_orientation)
-    view.chest_on_left = side.on_left
-    if side.warning:
-        view.warnings.append(side.warning)
-    view.evidence = view_evidence(img.tags.get("laterality"), img.tags.get("view_position"),
-                                  name, warnings=view.warnings, pixels=img.pixels)
-    view.view, view.view_source = view.evidence.view, view.evidence.source
-    return view
-
-
-def set_view(view: CaseView, chosen: str | None) -> None:
-    """A view chosen by hand; :func:`view_conflicts` then says what it contradicts."""
-    if chosen != view.view:  # back to what the file says: its own source again
-        found = chosen is not None and chosen == view.evidence.view
-        view.view, view.view_source = chosen, view.evidence.source if found else "user"
-
-
-def view_conflicts(view: CaseView) -> list[str]:
-    """What the file's tags, name or pixels say against a view set by hand."""
-    if view.view is None or view.view_source != "user":
-        return []
-    return contradictions(view.view, view.evidence)
-
-
-def read_upload(name: str, data: bytes, spec: PreprocessParams,
-                key: str | None = None) -> CaseView:
-    """Decode one uploaded file as the run's spec renders it (``spec``: the run's
-    :class:`~core.pixels.spec.PreprocessParams`); its view from DICOM tags, the file
-    name or the pixels (maybe None)."""
-    key = key or hashlib.sha256(data).hexdigest()[:16]
-    with tempfile.TemporaryDirectory(prefix="mammoroute-") as tmp:
-        path = Path(tmp) / _safe_name(name)
-        path.write_bytes(data)
-        return _decoded(key, name, path, spec)
-
-
-def read_mask_upload(name: str, data: bytes, shape: tuple[int, int]) -> np.ndarray:
-    """A mask file for a view: binary, the mammogram's size; ``MaskError`` otherwise."""
-    with tempfile.TemporaryDirectory(prefix="mammoroute-") as tmp:
-        path = Path(tmp) / _safe_name(name)
-        path.write_bytes(data)
-        try:
-            return read_mask(path, expected_shape=shape)
-        except MaskError as err:
-            raise MaskError(err.problem, name) from None
-
-
-def box_mask(shape: tuple[int, int], box: Sequence[float]) -> np.ndarray:
-    """A 0/1 mask of ``shape`` with the box ``(x0, y0, x1, y1)`` (image pixels) filled."""
-    h, w = shape
-    x0, x1 = sorted((float(box[0]), float(box[2])))
-    y0, y1 = sorted((float(box[1]), float(box[3])))
-    x0, y0 = int(np.clip(np.floor(x0), 0, w - 1)), int(np.clip(np.floor(y0), 0, h - 1))
-    x1, y1 = int(np.clip(np.ceil(x1), x0 + 1, w)), int(np.clip(np.ceil(y1), y0 + 1, h))
-    mask = np.zeros((h, w), np.uint8)
-    mask[y0:y1, x0:x1] = 1
-    return mask
-
-
-def study_choices(df: pd.DataFrame) -> list[dict[str, Any]]:
-    """Test-split studies of a manifest (complete four-view studies first): id, number of
-    views, how many with ROI, how many malignant."""
-    test = df[df["split"] == "test"]
-    out = []
-    for study_id, rows in test.groupby("study_id", sort=True):
-        out.append({"study_id": str(study_id), "views": int(len(rows)),
-                    "with_roi": int(rows["roi"].sum()),
-                    "malignant": int((rows["label"] == "malignant").sum())})
-    return sorted(out, key=lambda s: -s["views"])
-
-
-def study_views(df: pd.DataFrame, study_id: str, spec: PreprocessParams) -> list[CaseView]:
-    """The views of one dataset study, decoded under the run's spec, with the dataset's
-    ROI as a mask."""
-    rows = df[df["study_id"].astype(str) == str(study_id)].head(MAX_VIEWS)
-    views = []
-    for _, row in rows.iterrows():
-        path = Path(row["image_path"])
-        view = _decoded(str(path), path.name, path, spec)
-        view.view, view.view_source = str(row["view_name"]), "manifest"
-        view.label = str(row["label"])
-        view.patient_id, view.study_id = str(row["patient_id"]), str(row["study_id"])
-        if view.pixels is not None:
-            record = {k: ("" if pd.isna(row.get(k)) else row.get(k))
-                      for k in ("mask_path", "roi_shapes")}
+def roi_editor(v: CaseView, has_finder: bool) -> None:
+    roi = st.segmented_control("ROI", roi_options(v, has_finder), format_func=ROI_LABELS.get,
+                               required=True, default=v.roi_choice, key=f"roi-{v.key}")
+    choose_roi(v, roi)
+    if roi in ROI_HELP:
+        st.caption(ROI_HELP[roi])
+    elif roi == "mask":
+        f = st.file_uploader("Mask (binary image, same size as the mammogram)",
+                             type=list(MASK_TYPES), key=f"mask-{v.key}")
+        if f is not None:
             try:
-                view.dataset_mask = row_mask(record, view.shape)
+                v.mask_file = read_mask_upload(f.name, f.getvalue(), v.shape)
             except MammoError as err:
-                view.warnings.append(f"dataset ROI not readable ({err}); routed as without ROI")
-            view.mask = view.dataset_mask
-        views.append(view)
-    return views
+                v.mask_file = None
+                show_error(err)
+        if v.mask_file is None:
+            st.caption(f"The mask must be {v.shape[1]} × {v.shape[0]} px, the mammogram's own "
+                       "size; or draw a box instead.")
+    else:
+        box_tool(v)
+    update_mask(v)
 
 
-def view_problems(views: Iterable[CaseView]) -> list[str]:
-    """What stops a prediction: too many files, a view missing or given twice."""
-    views = list(views)
-    problems = []
-    if len(views) > MAX_VIEWS:
-        problems.append(f"{len(views)} files: a study has at most {MAX_VIEWS} views")
-    usable = [v for v in views if v.error is None]
-    for v in usable:
-        if v.view is None:
-            problems.append(f"{v.name}: choose its view (not in the DICOM tags or the file name, "
-                            "and not clear from the image)")
-    seen: dict[str, str] = {}
-    for v in usable:
-        if v.view and v.view in seen:
-            problems.append(f"{v.view} is assigned twice ({seen[v.view]} and {v.name})")
-        elif v.view:
-            seen[v.view] = v.name
-    return problems
+def view_card(v: CaseView | None, slot: str | None, show_ids: bool, index: int,
+              has_finder: bool) -> None:
+    """One file in its place of the hanging: the image first, then its view and ROI."""
+    with st.container(border=True):
+        if v is None:
+            st.caption(f"{slot} · not in this study")
+            return
+        title = v.name if show_ids else f"file {index + 1}"
+        if v.error:
+            st.error(v.error if show_ids else v.error.replace(v.name, title),
+                     icon=":material/error:")
+            return
+        if v.roi_choice != "box":
+            st.image(thumbnail(v, THUMB_HEIGHT), width="stretch")
+        chosen = st.selectbox(f"View of {title}", VIEWS,
+                              index=VIEWS.index(v.view) if v.view in VIEWS else None,
+                              placeholder="choose the view", key=f"view-{v.key}")
+        set_view(v, chosen)
+        st.caption(view_caption(v))
+        for conflict in view_conflicts(v):
+            st.warning(conflict[0].upper() + conflict[1:], icon=":material/warning:")
+        roi_editor(v, has_finder)
+        for w in v.warnings:
+            st.caption(f"⚠️ {w}")
 
 
-def to_inputs(views: Iterable[CaseView]) -> list[ViewInput]:
-    """What :meth:`core.predict.Predictor.predict_study` takes (decoded, views fixed)."""
-    return [ViewInput(name=v.name, pixels=v.pixels, view=v.view, mask=v.mask,
-                      tags={"source_shape": v.shape, "source_side": v.source_side,
-                            "patient_orientation": v.patient_orientation},
-                      propose=v.propose)
-            for v in views if v.error is None and v.pixels is not None]
-
-
-def signature(views: Iterable[CaseView]) -> str:
-    """Changes whenever anything that would change the prediction changes."""
-    h = hashlib.sha256()
-    for v in views:
-        h.update(f"{v.key}|{v.view}|{v.propose}|".encode())
-        if v.mask is not None:
-            h.update(np.packbits(v.mask.astype(bool)).tobytes())
-    return h.hexdigest()[:16]
-
-
-def hanging_order(views: Sequence[Any], key: str = "view") -> list[list[Any | None]]:
-    """``[[RCC, LCC], [RMLO, LMLO]]`` (None where a view is absent)."""
-    by_view = {getattr(v, key): v for v in views if getattr(v, key, None) in VIEWS}
-    return [[by_view.get("RCC"), by_view.get("LCC")], [by_view.get("RMLO"), by_view.get("LMLO")]]
+def study_board(views: list[CaseView], show_ids: bool, has_finder: bool) -> None:
+    """The views as the four-view hanging (RCC LCC / RMLO LMLO), unknown last."""
+    index = {v.key: i for i, v in enumerate(views)}
+    grid = hanging_order([v for v in views if v.error is None])
+    waiting, broken = unplaced(views)  # before the cards: a card may change its view
+    for row, slots in zip(grid, (("RCC", "LCC"), ("RMLO", "LMLO"))):
+        if all(v is None for v in row) and len(views) < 4:
+            continue
+        for col, v, slot in zip(st.columns(2, gap="small"), row, slots):
+            with col:
+                view_card(v, slot, show_ids, index.get(v.key, 0) if v else 0, has_finder)
+    for title, group in (("**Not yet placed** (choose each file's view)", waiting),
+                         ("**Could not be read**", broken)):
+        if group:
+            st.markdown(title)
+            cols = st.columns(2, gap="small")
+            for k, v in enumerate(group):
+                with cols[k % 2]:
+                    view_card(v, None, show_ids, index[v.key], has_finder)

@@ -8,10 +8,12 @@ Why each piece is here (README, "Method, and what the paper does not say"):
 * ROI presence alone is a strong label signal, so every comparison carries a
   ``roi_presence_only`` row (malignant iff an ROI exists) and a ``majority``
   row (always the majority class).
-* The paper's "F-score" is ambiguous: both ``f1_malignant`` (binary F1 with
-  malignant as the positive class) and ``f1_weighted`` (per-class F1 averaged
-  with class-support weights) are reported; the paper-style table's F-score
-  row is ``f1_weighted``.
+* The paper's "F-score" is undefined there; its printed values fit only the
+  harmonic mean of sensitivity and specificity (``f_sens_spec``, reasoning at
+  :data:`~core.evaluate.constants.F_SCORE_DEFINITION`), which is the
+  paper-style table's F-score row; ``f1_malignant`` (binary F1 with malignant
+  as the positive class) and ``f1_weighted`` (per-class F1 averaged with
+  class-support weights) are reported beside it.
 * Test sets are small and images of one patient are correlated, so every
   metric has a patient-level bootstrap 95 % CI; baseline vs ROI-aware gets
   an exact McNemar test on the paired images, and, because McNemar counts
@@ -64,6 +66,7 @@ from core.evaluate.metrics import (
     confusion_matrix,
     f1_malignant,
     f1_weighted,
+    f_sens_spec,
     metrics_from_counts,
     sensitivity,
     specificity,
@@ -77,7 +80,7 @@ from core.evaluate.score import evaluate_predictions
 __all__ = [
     "METRIC_NAMES", "PAPER_REPORTED", "SYNTHETIC_BANNER", "accuracy", "balanced_accuracy",
     "confusion_counts", "confusion_matrix", "evaluate_external", "evaluate_predictions",
-    "evaluate_run", "external_folder", "f1_malignant", "f1_weighted", "format_cell",
+    "evaluate_run", "external_folder", "f1_malignant", "f1_weighted", "f_sens_spec", "format_cell",
     "format_paper_table", "format_report", "mcnemar_exact", "metrics_from_counts",
     "paired_mcnemar", "paper_reported", "patient_bootstrap_weights", "roc_auc", "roc_points",
     "sensitivity", "specificity",

@@ -37,9 +37,13 @@ def metrics_from_counts(tp: Any, fn: Any, tn: Any, fp: Any) -> dict[str, np.ndar
     # A class with support > 0 always has a defined F1, so NaN → 0 only
     # touches classes whose weight is zero.
     weighted = pos * np.nan_to_num(f1_pos) + neg * np.nan_to_num(f1_neg)
+    # Harmonic mean of sensitivity and specificity; 0 when both are 0 (not 0/0).
+    both_zero = (sens == 0) & (spec == 0)
+    f_sens_spec = np.where(both_zero, 0.0, _ratio(2 * sens * spec, sens + spec))
     return {
         "sensitivity": sens,
         "specificity": spec,
+        "f_sens_spec": f_sens_spec,
         "f1_malignant": f1_pos,
         "f1_weighted": _ratio(weighted, pos + neg),
         "accuracy": _ratio(tp + tn, pos + neg),
@@ -90,6 +94,12 @@ def sensitivity(y_true: Any, y_pred: Any) -> float:
 def specificity(y_true: Any, y_pred: Any) -> float:
     """TN / (TN + FP); NaN without benign images."""
     return _threshold_metric("specificity", y_true, y_pred)
+
+
+def f_sens_spec(y_true: Any, y_pred: Any) -> float:
+    """The paper's F-score (:data:`~core.evaluate.constants.F_SCORE_DEFINITION`):
+    2·sens·spec / (sens + spec); NaN unless both classes are present."""
+    return _threshold_metric("f_sens_spec", y_true, y_pred)
 
 
 def f1_malignant(y_true: Any, y_pred: Any) -> float:

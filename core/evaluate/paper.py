@@ -36,6 +36,13 @@ PAPER_REPORTED: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 
+PAPER_TEST_SETS: dict[str, dict[str, int]] = {
+    "vindr": {"malignant": 198, "benign": 1120},  # Table 1
+    "cdd_cesm": {"malignant": 31, "benign": 31},  # Table 3
+}
+"""The test sets the paper's Tables 5–8 were scored on, to check a metric's definition
+against the printed numbers (:data:`~core.evaluate.constants.F_SCORE_DEFINITION`)."""
+
 
 def paper_reported(dataset: str | None, arch: str | None) -> dict[str, Any] | None:
     """The paper's numbers for a run's dataset and architecture family, or None.

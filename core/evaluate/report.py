@@ -9,13 +9,19 @@ import textwrap
 from collections.abc import Mapping
 from typing import Any
 
-from core.evaluate.constants import MODE_KEYS, SYNTHETIC_BANNER
+from core.evaluate.constants import (
+    F_SCORE_DEFINITION,
+    F_SCORE_LABEL,
+    MODE_KEYS,
+    SYNTHETIC_BANNER,
+)
 from core.evaluate.roifinder import PROPOSED_KEY, format_roi_model
 
 TABLE_ROWS: tuple[tuple[str, str], ...] = (
     ("Sensitivity", "sensitivity"),
     ("Specificity", "specificity"),
-    ("F-score (f1_weighted)", "f1_weighted"),
+    (F_SCORE_LABEL, F_SCORE_DEFINITION),
+    ("F1 weighted (f1_weighted)", "f1_weighted"),
     ("F1 malignant (f1_malignant)", "f1_malignant"),
     ("Accuracy", "accuracy"),
     ("Balanced accuracy", "balanced_accuracy"),
@@ -145,9 +151,9 @@ def _footnote(result: Mapping[str, Any]) -> list[str]:
     note = (
         f"Note: 95 % CI = patient-level bootstrap, percentile method, {boot['n_boot']} resamples, "
         f"seed {boot['seed']} (a percentile CI can exclude the point estimate in degenerate cases). "
-        "F-score = support-weighted F1 over both classes (f1_weighted), the reading that fits the "
-        "paper's 0.90 at sensitivity 0.93 / specificity 0.87; the paper's baseline 0.00 fits the "
-        "binary malignant F1 (f1_malignant) instead. ROI presence only = malignant iff an ROI "
+        "F-score = the harmonic mean of sensitivity and specificity, the only reading that fits "
+        "all of the paper's printed F-scores; F1 weighted and F1 malignant are the usual F1s, "
+        "shown beside it. ROI presence only = malignant iff an ROI "
         f"exists. Majority class = {maj['label']} (from the {maj['source']} set). "
         "McNemar counts images as if independent; the sign-flip test flips each patient's net "
         "discordance as one unit, so images of one patient count once, together. "

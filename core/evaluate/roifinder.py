@@ -31,6 +31,7 @@ from core.errors import CheckpointError
 from core.evaluate.bootstrap import auc_samples, metric_block, patient_bootstrap_weights
 from core.evaluate.constants import DEFAULT_THRESHOLD
 from core.evaluate.mcnemar import _correct, paired_mcnemar
+from core.evaluate.table import read_text_csv
 from core.roifinder.geometry import iou
 
 PROPOSALS_FILE = "roi_proposals.csv"  # the run folder's finder table (core.roifinder.proposals)
@@ -45,11 +46,7 @@ _NEEDED = ("image_path", "patient_id", "label", "roi", "roi_probability", "roi_p
 def read_proposals(path: str | Path) -> pd.DataFrame:
     """The finder table with its JSON columns parsed; a bad file is a CheckpointError."""
     path = Path(path)
-    try:
-        df = pd.read_csv(path)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise CheckpointError(f"unreadable ROI proposal table ({err})", path) from None
-    return clean_proposals(df, path)
+    return clean_proposals(read_text_csv(path, "ROI proposal table"), path)
 
 
 def clean_proposals(df: pd.DataFrame, source: Any = None) -> pd.DataFrame:

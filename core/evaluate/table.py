@@ -75,15 +75,25 @@ def clean_predictions(df: pd.DataFrame, source: Any = None) -> pd.DataFrame:
     return df
 
 
+def read_text_csv(path: str | Path, what: str) -> pd.DataFrame:
+    """A run folder's CSV with every cell as text; ``what`` names the table in errors.
+
+    Why text: pandas' type guessing reads patient ids "007" and "7" as one
+    number, which merges two patients into one bootstrap cluster; the
+    cleaners parse each typed column (labels, booleans, probabilities) themselves.
+    """
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise CheckpointError(f"unreadable {what} ({err})", path) from None
+
+
 def read_predictions(path: str | Path) -> pd.DataFrame:
     """The raw prediction table; a missing or unreadable file is a CheckpointError."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError("prediction table not found (has the run finished?)", path)
-    try:
-        df = pd.read_csv(path)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise CheckpointError(f"unreadable prediction table ({err})", path) from None
+    df = read_text_csv(path, "prediction table")
     if df.empty:
         raise CheckpointError("prediction table has no rows", path)
     return df

@@ -15,7 +15,7 @@ import torch
 from core.datasets.roi import has_roi, read_mask
 from core.errors import CheckpointError, ImageReadError, MammoError, MaskError
 from core.evaluate.calibration import scaled_probability
-from core.grid import MODES, Mode, Route, modes_for, plan, route_image, serve
+from core.grid import MODES, CellGap, Mode, Route, modes_for, plan, route_image, serve
 from core.models import CamRecipe, MammoNet, create_model, load_weights, pick_device
 from core.pixels.crop import mask_to_input
 from core.pixels.preprocess import prepare_input, render_source
@@ -60,7 +60,7 @@ class Predictor:
         self.models: dict[str, MammoNet] = {}
         self.thresholds: dict[str, float] = {}
         self.temperatures: dict[str, float] = {}
-        self.unavailable: dict[str, str] = {}
+        self.unavailable: dict[str, CellGap] = {}
         self._cams: dict[str, Any] = {}
         self.cam_recipe: CamRecipe | None = None  # None: the family's recipe (core.models)
         self._template: MammoNet | None = None
@@ -81,9 +81,10 @@ class Predictor:
 
     def _load_cell(self, name: str, entry: dict[str, Any] | None) -> None:
         if not entry or entry.get("status") != "done":
-            status = (entry or {}).get("status", "missing from run.json")
-            reason = (entry or {}).get("reason")
-            self.unavailable[name] = f"{status}: {reason}" if reason else str(status)
+            entry = entry or {}
+            reason = entry.get("reason")
+            self.unavailable[name] = CellGap(str(entry.get("status", "missing from run.json")),
+                                             str(reason) if reason else None)
             return
         if not entry.get("sha256"):  # unverifiable weights are refused, like changed ones
             raise CheckpointError("run.json records no SHA-256 for these weights; refusing "
@@ -240,7 +241,7 @@ class Predictor:
         groups: dict[str, list[_Prepared]] = defaultdict(list)
         for p in prepared:
             route = self.route(p.view, p.roi, mode)
-            _record_route(results[p.index], mode, route)
+            _record_route(results[p.index], mode, route, self.unavailable.get(route.wanted))
             if route.cell is not None:
                 groups[route.cell].append(p)
         for cell, members in groups.items():
@@ -320,11 +321,12 @@ def _record_proposal(result: ViewResult, proposal: Proposal) -> None:
     result.roi_boxes = proposal.boxes if proposal.present else []
 
 
-def _record_route(result: ViewResult, mode: Mode, route: Route) -> None:
+def _record_route(result: ViewResult, mode: Mode, route: Route, gap: CellGap | None) -> None:
     if mode == "roi":
         result.cell_roi_aware = route.cell
         result.fallback = route.fallback
         result.fallback_reason = route.reason if route.fallback else None
+        result.gap_roi_aware = gap if route.cell != route.wanted else None
     else:
         result.cell_baseline = route.cell
     if route.reason:

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from core.grid import CellGap
 from core.pixels.crop import CropBox
 from core.pixels.views import ViewSource
 
@@ -67,7 +68,9 @@ class ViewResult:
     ``box`` is the breast crop the input was cut from, as fractions of the
     image: :func:`core.pixels.crop.map_to_full` draws a map back on the whole image.
     ``cell_roi_aware`` is the model that actually served the ROI-aware
-    prediction, which differs from the routed cell when ``fallback`` is True.
+    prediction, which differs from the routed cell when ``fallback`` is True;
+    ``gap_roi_aware`` is then why the routed cell had no model (also when no
+    stand-in could serve).
     """
 
     image: str
@@ -78,6 +81,7 @@ class ViewResult:
     cell_baseline: str | None = None
     fallback: bool = False
     fallback_reason: str | None = None
+    gap_roi_aware: CellGap | None = None
     p_malignant_roi_aware: float | None = None
     p_malignant_baseline: float | None = None
     threshold_roi_aware: float | None = None

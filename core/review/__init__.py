@@ -1,3 +1,4 @@
-"""A reviewed study read out: how a probability and its call are worded, the
-case report a download carries, and the overlays drawn on the images.
+"""A reviewed study: its views and ROIs (case, study), how a call is worded (readout),
+the calls and the routing sentence (report), what a download holds (export), and the
+pictures drawn on the images (overlay, picture).
 """

@@ -1,5 +1,5 @@
-"""One reviewed study, read out: the call per view and per breast, why each view went
-where it went, and the audit record a download carries.
+"""One reviewed study, read out: the call per view and per breast, and why each view went
+where it went (what a download carries is :mod:`core.review.export`).
 
 Three rules live here so that the page, its downloads and the tests agree:
 
@@ -16,12 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-import numpy as np
-
 from core.errors import MammoError
+from core.grid import Cell, CellGap
 from core.predict import ViewResult
 from core.review.readout import ShownCall, shown_call, uninformative_reason
 from core.runfolder.layout import META_FILE, RunSummary, read_json
@@ -88,6 +86,28 @@ def view_call(result: ViewResult, grid: str, meta: Mapping[str, Any], point: str
     return Call(float(p), t, shown_call(p, t), reason)
 
 
+class StudyCalls:
+    """Every call of one reviewed study at one operating point, each serving cell's
+    ``meta.json`` read once; callable as the ``call_of`` the functions below take."""
+
+    def __init__(self, run: RunSummary, point: str) -> None:
+        self.run, self.point = run, point
+        self._metas: dict[str | None, Mapping[str, Any]] = {}
+
+    def meta(self, cell: str | None) -> Mapping[str, Any]:
+        if cell not in self._metas:
+            self._metas[cell] = cell_meta(self.run, cell)
+        return self._metas[cell]
+
+    def __call__(self, result: ViewResult, grid: str) -> Call | None:
+        return view_call(result, grid, self.meta(getattr(result, f"cell_{grid}")), self.point)
+
+    def train_counts(self, result: ViewResult) -> Mapping[str, int] | None:
+        """The serving ROI-aware cell's training images by label, when recorded."""
+        counts = (self.meta(result.cell_roi_aware).get("counts") or {}).get("train")
+        return counts if isinstance(counts, dict) else None
+
+
 def breast_summary(results: Sequence[ViewResult],
                    call_of: Callable[[ViewResult, str], Call | None]) -> list[dict[str, Any]]:
     """Per breast and grid: the deciding view, its call, by :data:`BREAST_RULE`.
@@ -110,9 +130,51 @@ def breast_summary(results: Sequence[ViewResult],
     return rows
 
 
+def breast_table(results: Sequence[ViewResult],
+                 call_of: Callable[[ViewResult, str], Call | None]) -> list[dict[str, str]]:
+    """:func:`breast_summary` as text rows: the deciding view's numbers and each grid's call."""
+    rows = []
+    for b in breast_summary(results, call_of):
+        row = {"breast": b["breast"], "views": b["views"] or "–"}
+        for grid, name in (("roi_aware", "ROI-aware"), ("baseline", "baseline")):
+            call: Call | None = b[f"call_{grid}"]
+            row[f"{name}: deciding view"] = "–" if call is None else (
+                f"{call.shown.probability} {call.shown.relation} {call.shown.threshold} "
+                f"({b[f'view_{grid}']})")
+        for grid, name in (("roi_aware", "ROI-aware"), ("baseline", "baseline")):
+            row[f"{name} call"] = b[f"call_{grid}"].word if b[f"call_{grid}"] else "–"
+        rows.append(row)
+    return rows
+
+
 def _count_text(counts: Mapping[str, int]) -> str:
     m = int(counts.get("malignant", 0))
     return f"{m} malignant image{'s' if m != 1 else ''}"
+
+
+GAP_WORDS: dict[str, str] = {
+    "skipped": "was skipped in training",
+    "failed": "failed in training",
+    "pending": "was never trained (the run stopped before it)",
+    "running": "did not finish training (the run stopped during it)",
+    "cancelled": "was never trained (the run was cancelled)",
+}
+"""How a cell's ``run.json`` status reads when that cell has no model."""
+
+
+def _cell_words(cell: Cell) -> str:
+    """``the model for LCC views without a finding`` / ``the LCC model trained on all LCC images``."""
+    if cell.roi is None:
+        return f"the {cell.view} model trained on all {cell.view} images"
+    return f"the model for {cell.view} views {'with' if cell.roi else 'without'} a finding"
+
+
+def _gap_words(gap: CellGap | None) -> str:
+    """Why the routed cell had no model, from its recorded status and reason."""
+    if gap is None:
+        return "has no model"
+    words = GAP_WORDS.get(gap.status, f"has no model ({gap.status})")
+    return f"{words} ({gap.reason})" if gap.reason else words
 
 
 def routing_sentence(result: ViewResult, given_as: str | None = None,
@@ -121,6 +183,8 @@ def routing_sentence(result: ViewResult, given_as: str | None = None,
 
     ``given_as`` names how a user's ROI came (a key of :data:`GIVEN_AS`);
     ``counts`` are the serving ROI-aware cell's training images by label.
+    When the routed cell had no model, the sentence names its recorded
+    reason and the model that stood in (:data:`core.grid.FALLBACK_ORDER`).
     """
     view = result.view or "this"
     if result.roi_source == "mask" and result.roi:
@@ -135,13 +199,17 @@ def routing_sentence(result: ViewResult, given_as: str | None = None,
     else:
         why = "No ROI marked and none proposed"
     kind = "with a finding" if result.roi else "without a finding"
-    if result.fallback:
-        text = (f"{why}: the model for {view} views {kind} was not trained (too few images), "
-                f"so the {view} model trained on all {view} images read it")
+    routed = f"the model for {view} views {kind}"
+    if result.fallback and result.cell_roi_aware:
+        text = (f"{why}: {routed} {_gap_words(result.gap_roi_aware)}; "
+                f"{_cell_words(Cell.parse(result.cell_roi_aware))} read it instead")
     elif result.cell_roi_aware is None:
-        return f"{why}: no ROI-aware model could read it"
+        if result.gap_roi_aware is None:
+            return f"{why}: no ROI-aware model could read it"
+        return (f"{why}: {routed} {_gap_words(result.gap_roi_aware)} and no stand-in for "
+                f"{view} was trained, so no ROI-aware model could read it.")
     else:
-        text = f"{why}: read by the model for {view} views {kind}"
+        text = f"{why}: read by {routed}"
         if counts and not result.roi:
             total = sum(int(v) for v in counts.values())
             text += f", which saw {_count_text(counts)} of {total} in training"
@@ -152,115 +220,3 @@ def routing_sentence(result: ViewResult, given_as: str | None = None,
 
 def _pct(p: float | None) -> str:
     return "–" if p is None else f"{100 * float(p):.0f} %"
-
-
-def roi_boxes(result: ViewResult, mask: np.ndarray | None) -> list[list[int]]:
-    """The ROI that routed the view, as ``[[x0, y0, x1, y1], ...]`` in the image's pixels.
-
-    A given mask contributes the box of each of its connected regions; a
-    proposal, the finder's boxes; a view routed without ROI, none.
-    """
-    if not result.roi:
-        return []
-    if result.roi_source == "proposed":
-        return [[int(round(v)) for v in b] for b in result.roi_boxes]
-    if mask is None:
-        return []
-    import cv2
-
-    n, _, stats, _ = cv2.connectedComponentsWithStats((np.asarray(mask) > 0).astype(np.uint8))
-    return [[int(x), int(y), int(x + w), int(y + h)] for x, y, w, h, _ in stats[1:n]]
-
-
-def served_weights(run: RunSummary, cells: Sequence[str | None]) -> dict[str, str]:
-    """SHA-256 of each serving cell's weights, as run.json records them."""
-    entries = run.info.get("cells") or {}
-    return {c: str((entries.get(c) or {}).get("sha256", "")) for c in cells if c}
-
-
-def _scrub(text: str | None, names: Sequence[str], label: str) -> str | None:
-    """``text`` with every file name in ``names`` replaced by the view's label."""
-    for name in names:
-        if text and name:
-            text = text.replace(name, label)
-    return text
-
-
-def export_record(results: Sequence[ViewResult], run: RunSummary, point: str,
-                  call_of: Callable[[ViewResult, str], Call | None],
-                  roi: Mapping[str, tuple[str | None, np.ndarray | None]],
-                  scrub: Sequence[str] = (), when: datetime | None = None) -> dict[str, Any]:
-    """What a download holds: run, weights, date, operating point, and per view its ROI
-    (source and coordinates) and both grids' calls.
-
-    ``roi`` maps a result's ``image`` to ``(given_as, mask at the image's size)``;
-    every text has the names in ``scrub`` (file names) replaced by the view.
-    """
-    when = when or datetime.now().astimezone()
-    views = []
-    for r in results:
-        label = r.view or "unknown view"
-        names = [r.image, *scrub]
-        given_as, mask = roi.get(r.image, (None, None))
-        row: dict[str, Any] = {
-            "view": label, "roi": bool(r.roi), "roi_source": r.roi_source,
-            "roi_given_as": given_as if r.roi_source == "mask" else None,
-            "roi_probability": r.roi_probability, "roi_boxes": roi_boxes(r, mask),
-            "fallback": bool(r.fallback), "fallback_reason": _scrub(r.fallback_reason, names, label),
-        }
-        for grid in GRIDS:
-            call = call_of(r, grid)
-            row[f"cell_{grid}"] = getattr(r, f"cell_{grid}")
-            row[f"p_malignant_{grid}"] = None if call is None else call.probability
-            row[f"threshold_{grid}"] = None if call is None else call.threshold
-            row[f"call_{grid}"] = None if call is None else call.word
-            row[f"uninformative_{grid}"] = None if call is None else call.uninformative
-        row["why"] = _scrub(routing_sentence(r, given_as), names, label)
-        row["warnings"] = "; ".join(_scrub(w, names, label) or "" for w in r.warnings)
-        row["error"] = _scrub(r.error, names, label)
-        views.append(row)
-    cells = [c for r in results for c in (r.cell_roi_aware, r.cell_baseline)]
-    finder = (run.info.get("roi_model") or {}).get("sha256") \
-        if any(r.roi_source == "proposed" for r in results) else None
-    return {
-        "run": run.name, "arch": run.info.get("arch"), "img_size": run.info.get("img_size"),
-        "trained_on_synthetic_data": run.synthetic,
-        "weights_sha256": served_weights(run, sorted(set(filter(None, cells)))),
-        "roi_finder_sha256": finder,
-        "date": when.isoformat(timespec="seconds"),
-        "operating_point": {"name": point, "rule": OPERATING_POINTS[point]},
-        "breast_rule": BREAST_RULE, "views": views,
-        "breasts": [{"breast": b["breast"], "views": b["views"],
-                     **{f"{k}_{g}": _breast_value(b, g, k)
-                        for g in GRIDS for k in ("call", "view", "p", "threshold")}}
-                    for b in breast_summary(results, call_of)],
-    }
-
-
-def _breast_value(row: Mapping[str, Any], grid: str, key: str) -> Any:
-    call: Call | None = row.get(f"call_{grid}")
-    if key == "view":
-        return row.get(f"view_{grid}")
-    if call is None:
-        return None
-    return {"call": call.word, "p": call.probability, "threshold": call.threshold}[key]
-
-
-def export_rows(record: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The CSV form of :func:`export_record`: one row per view, run facts repeated."""
-    head = {"run": record["run"], "date": record["date"],
-            "operating_point": record["operating_point"]["name"],
-            "trained_on_synthetic_data": record["trained_on_synthetic_data"]}
-    rows = []
-    for v in record["views"]:
-        row = {**head, **v, "roi_boxes": ";".join(",".join(map(str, b)) for b in v["roi_boxes"])}
-        for grid in GRIDS:
-            row[f"weights_sha256_{grid}"] = record["weights_sha256"].get(v[f"cell_{grid}"] or "")
-        rows.append(row)
-    return rows
-
-
-def export_name(study: str, when: datetime, ext: str) -> str:
-    """``mammoroute-<study>-<YYYY-MM-DD>.<ext>``; ``study`` must already be free of ids."""
-    safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in study).strip("-")
-    return f"mammoroute-{safe or 'study'}-{when:%Y-%m-%d}.{ext}"

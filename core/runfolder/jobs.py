@@ -10,6 +10,12 @@ record whose pid is gone, is a zombie, or now belongs to another process
 (different start time) is stale and is moved to ``last.json`` with its exit
 status when it can be known.
 
+Records are written through :mod:`core.runfolder.atomic` (a unique temporary
+file per write, so two app sessions, threads of one process, never share
+one), and a record is retired only under the start lock and only if
+``current.json`` still holds the job that was read: a job started between
+the read and the retirement keeps its record.
+
 Only one job runs at a time (a second :func:`start_job` raises
 :class:`~core.errors.TrainingError`); the training command takes its own
 per-run lock as well.  ``$MAMMOROUTE_JOB_COMMAND`` replaces the
@@ -32,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import TrainingError
+from core.runfolder.atomic import atomic_write_json
 from core.runfolder.layout import checkpoints_root
 from core.runfolder.lock import exclusive_lock
 
@@ -150,12 +157,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _write(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _read(path: Path) -> Job | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -165,25 +166,49 @@ def _read(path: Path) -> Job | None:
 
 
 def _retire(folder: Path, job: Job, cancelled: bool = False) -> Job:
-    """Move a finished job's record to last.json, with its exit status when known."""
+    """Move a finished job's record to last.json, with its exit status when known.
+
+    The caller holds the start lock, so nothing writes ``current.json`` meanwhile;
+    a record that no longer holds ``job`` (another session retired it, and a new
+    job may have started) is left alone, and only that job's last.json entry is
+    completed with what this caller knows (its exit status, a cancel).
+    """
     code = _reap(job.pid)
     done = Job(**{**asdict(job), "returncode": code if code is not None else job.returncode,
                   "finished": job.finished or _now(), "cancelled": cancelled or job.cancelled})
-    _write(folder / LAST_FILE, asdict(done))
-    (folder / CURRENT_FILE).unlink(missing_ok=True)
+    on_disk = _read(folder / CURRENT_FILE)
+    if on_disk is not None and on_disk.id == job.id:
+        atomic_write_json(folder / LAST_FILE, asdict(done))
+        (folder / CURRENT_FILE).unlink(missing_ok=True)
+        return done
+    last = _read(folder / LAST_FILE)
+    if last is not None and last.id == job.id:
+        done = Job(**{**asdict(last), "cancelled": done.cancelled,
+                      "returncode": done.returncode if done.returncode is not None
+                      else last.returncode})
+        if done != last:
+            atomic_write_json(folder / LAST_FILE, asdict(done))
     return done
 
 
-def current_job(root: str | Path | None = None) -> Job | None:
-    """The running job, or None; a stale record is retired on the way."""
-    folder = jobs_dir(root)
+def _current_locked(folder: Path) -> Job | None:
+    """:func:`current_job` for a caller that holds the start lock."""
     job = _read(folder / CURRENT_FILE)
-    if job is None:
-        return None
-    if _alive(job):
+    if job is None or _alive(job):
         return job
     _retire(folder, job)
     return None
+
+
+def current_job(root: str | Path | None = None) -> Job | None:
+    """The running job, or None; a stale record is retired on the way (under the start
+    lock, looking again: a job may have started since the first look)."""
+    folder = jobs_dir(root)
+    job = _read(folder / CURRENT_FILE)
+    if job is None or _alive(job):
+        return job
+    with exclusive_lock(folder / LOCK_FILE):
+        return _current_locked(folder)
 
 
 def last_job(root: str | Path | None = None) -> Job | None:
@@ -197,7 +222,7 @@ def start_job(args: list[str], kind: str, run_dir: str | Path | None = None,
     """Start ``python -m core <args>`` detached; refuse while another job runs."""
     folder = jobs_dir(root)
     with exclusive_lock(folder / LOCK_FILE):  # two clicks at once start one job
-        running = current_job(root)
+        running = _current_locked(folder)
         if running is not None:
             raise TrainingError(
                 f"a {running.kind} job ({running.name}) is already running since "
@@ -221,7 +246,7 @@ def start_job(args: list[str], kind: str, run_dir: str | Path | None = None,
             time.sleep(0.01)
         job = Job(job_id, kind, proc.pid, ticks or -1, command,
                   str(run_dir) if run_dir is not None else None, _now(), str(log))
-        _write(folder / CURRENT_FILE, asdict(job))
+        atomic_write_json(folder / CURRENT_FILE, asdict(job))
         if ticks is None:  # ended before we could look: keep its exit status and log
             proc.wait()
             job = _retire(folder, Job(**{**asdict(job), "returncode": proc.returncode}))
@@ -245,7 +270,8 @@ def cancel_job(root: str | Path | None = None, grace_s: float = CANCEL_GRACE_S) 
         code = _wait_gone(job, 5.0)
     if code is not None:
         job = Job(**{**asdict(job), "returncode": code})
-    return _retire(folder, job, cancelled=True)
+    with exclusive_lock(folder / LOCK_FILE):
+        return _retire(folder, job, cancelled=True)
 
 
 def _wait_gone(job: Job, seconds: float) -> int | None:

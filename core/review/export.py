@@ -1,0 +1,171 @@
+"""What a download of a reviewed study holds, and the two files (CSV and JSON) ready to
+hand to a browser: run, weights, date, operating point, and per view its ROI and calls.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from core.predict import ViewResult
+from core.review.case import CaseView
+from core.review.report import (
+    BREAST_RULE,
+    GRIDS,
+    OPERATING_POINTS,
+    Call,
+    breast_summary,
+    routing_sentence,
+)
+from core.runfolder.layout import RunSummary
+
+
+def roi_boxes(result: ViewResult, mask: np.ndarray | None) -> list[list[int]]:
+    """The ROI that routed the view, as ``[[x0, y0, x1, y1], ...]`` in the image's pixels.
+
+    A given mask contributes the box of each of its connected regions; a
+    proposal, the finder's boxes; a view routed without ROI, none.
+    """
+    if not result.roi:
+        return []
+    if result.roi_source == "proposed":
+        return [[int(round(v)) for v in b] for b in result.roi_boxes]
+    if mask is None:
+        return []
+    n, _, stats, _ = cv2.connectedComponentsWithStats((np.asarray(mask) > 0).astype(np.uint8))
+    return [[int(x), int(y), int(x + w), int(y + h)] for x, y, w, h, _ in stats[1:n]]
+
+
+def served_weights(run: RunSummary, cells: Sequence[str | None]) -> dict[str, str]:
+    """SHA-256 of each serving cell's weights, as run.json records them."""
+    entries = run.info.get("cells") or {}
+    return {c: str((entries.get(c) or {}).get("sha256", "")) for c in cells if c}
+
+
+def _scrub(text: str | None, names: Sequence[str], label: str) -> str | None:
+    """``text`` with every file name in ``names`` replaced by the view's label."""
+    for name in names:
+        if text and name:
+            text = text.replace(name, label)
+    return text
+
+
+def export_record(results: Sequence[ViewResult], run: RunSummary, point: str,
+                  call_of: Callable[[ViewResult, str], Call | None],
+                  roi: Mapping[str, tuple[str | None, np.ndarray | None]],
+                  scrub: Sequence[str] = (), when: datetime | None = None) -> dict[str, Any]:
+    """What a download holds: run, weights, date, operating point, and per view its ROI
+    (source and coordinates) and both grids' calls.
+
+    ``roi`` maps a result's ``image`` to ``(given_as, mask at the image's size)``;
+    every text has the names in ``scrub`` (file names) replaced by the view.
+    """
+    when = when or datetime.now().astimezone()
+    views = []
+    for r in results:
+        label = r.view or "unknown view"
+        names = [r.image, *scrub]
+        given_as, mask = roi.get(r.image, (None, None))
+        row: dict[str, Any] = {
+            "view": label, "roi": bool(r.roi), "roi_source": r.roi_source,
+            "roi_given_as": given_as if r.roi_source == "mask" else None,
+            "roi_probability": r.roi_probability, "roi_boxes": roi_boxes(r, mask),
+            "fallback": bool(r.fallback), "fallback_reason": _scrub(r.fallback_reason, names, label),
+        }
+        for grid in GRIDS:
+            call = call_of(r, grid)
+            row[f"cell_{grid}"] = getattr(r, f"cell_{grid}")
+            row[f"p_malignant_{grid}"] = None if call is None else call.probability
+            row[f"threshold_{grid}"] = None if call is None else call.threshold
+            row[f"call_{grid}"] = None if call is None else call.word
+            row[f"uninformative_{grid}"] = None if call is None else call.uninformative
+        row["why"] = _scrub(routing_sentence(r, given_as), names, label)
+        row["warnings"] = "; ".join(_scrub(w, names, label) or "" for w in r.warnings)
+        row["error"] = _scrub(r.error, names, label)
+        views.append(row)
+    cells = [c for r in results for c in (r.cell_roi_aware, r.cell_baseline)]
+    finder = (run.info.get("roi_model") or {}).get("sha256") \
+        if any(r.roi_source == "proposed" for r in results) else None
+    return {
+        "run": run.name, "arch": run.info.get("arch"), "img_size": run.info.get("img_size"),
+        "trained_on_synthetic_data": run.synthetic,
+        "weights_sha256": served_weights(run, sorted(set(filter(None, cells)))),
+        "roi_finder_sha256": finder,
+        "date": when.isoformat(timespec="seconds"),
+        "operating_point": {"name": point, "rule": OPERATING_POINTS[point]},
+        "breast_rule": BREAST_RULE, "views": views,
+        "breasts": [{"breast": b["breast"], "views": b["views"],
+                     **{f"{k}_{g}": _breast_value(b, g, k)
+                        for g in GRIDS for k in ("call", "view", "p", "threshold")}}
+                    for b in breast_summary(results, call_of)],
+    }
+
+
+def _breast_value(row: Mapping[str, Any], grid: str, key: str) -> Any:
+    call: Call | None = row.get(f"call_{grid}")
+    if key == "view":
+        return row.get(f"view_{grid}")
+    if call is None:
+        return None
+    return {"call": call.word, "p": call.probability, "threshold": call.threshold}[key]
+
+
+def export_rows(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The CSV form of :func:`export_record`: one row per view, run facts repeated."""
+    head = {"run": record["run"], "date": record["date"],
+            "operating_point": record["operating_point"]["name"],
+            "trained_on_synthetic_data": record["trained_on_synthetic_data"]}
+    rows = []
+    for v in record["views"]:
+        row = {**head, **v, "roi_boxes": ";".join(",".join(map(str, b)) for b in v["roi_boxes"])}
+        for grid in GRIDS:
+            row[f"weights_sha256_{grid}"] = record["weights_sha256"].get(v[f"cell_{grid}"] or "")
+        rows.append(row)
+    return rows
+
+
+def export_name(study: str, when: datetime, ext: str) -> str:
+    """``mammoroute-<study>-<YYYY-MM-DD>.<ext>``; ``study`` must already be free of ids."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in study).strip("-")
+    return f"mammoroute-{safe or 'study'}-{when:%Y-%m-%d}.{ext}"
+
+
+@dataclass(frozen=True)
+class Download:
+    """One file a browser saves: its name, its text and its type."""
+
+    name: str
+    text: str
+    mime: str
+
+
+def study_downloads(results: Sequence[ViewResult], views: Sequence[CaseView], run: RunSummary,
+                    point: str, call_of: Callable[[ViewResult, str], Call | None],
+                    study: str, show_ids: bool, when: datetime | None = None
+                    ) -> tuple[Download, Download]:
+    """CSV and JSON an auditor can trace (:func:`export_record`).
+
+    ``study`` names the study without identifiers ("test-study-3", "upload");
+    while ``show_ids`` is on, a study id shared by every view names it instead
+    and is recorded.
+    """
+    when = when or datetime.now().astimezone()
+    by_name = {v.name: v for v in views}
+    roi = {r.image: (by_name[r.image].roi_choice, by_name[r.image].mask)
+           for r in results if r.image in by_name}
+    record = export_record(results, run, point, call_of, roi,
+                           scrub=[v.name for v in views], when=when)
+    if show_ids:
+        ids = {v.study_id for v in views if v.study_id}
+        study = ids.pop() if len(ids) == 1 else study
+        record["study_id"] = study
+    return (Download(export_name(study, when, "csv"),
+                     pd.DataFrame(export_rows(record)).to_csv(index=False), "text/csv"),
+            Download(export_name(study, when, "json"), json.dumps(record, indent=2),
+                     "application/json"))

@@ -1,0 +1,202 @@
+"""A study under review: its views from the dataset or an upload, what stops a
+prediction, what goes to the models, and when a prediction is out of date.
+
+A study is one patient's up to four views; an uploaded one outlives the page's
+uploader (a visit to another page), so :class:`UploadedStudy` keeps each file
+decoded, once, without its bytes.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from core.datasets.roi import row_mask
+from core.errors import MammoError
+from core.grid import VIEWS
+from core.pixels.spec import PreprocessParams
+from core.predict import ViewInput, ViewResult
+from core.review.case import CaseView, decode_file, read_upload
+
+MAX_VIEWS = 4
+
+
+class Upload(Protocol):
+    """What an uploader hands over (Streamlit's ``UploadedFile`` is one)."""
+
+    file_id: str
+    name: str
+
+    def getvalue(self) -> bytes: ...
+
+
+@dataclass
+class UploadedStudy:
+    """The uploaded files of one study, by uploader file id, decoded under one spec.
+
+    Only the decoded views are kept: the bytes are read from the uploader when
+    a file arrives and dropped once decoded.  ``shown`` are the ids the uploader
+    showed last; files it has not shown since the page was opened (a study kept
+    across a page switch) stay until :meth:`clear`.
+    """
+
+    views: dict[str, CaseView] = field(default_factory=dict)
+    shown: set[str] = field(default_factory=set)
+
+    def sync(self, files: Sequence[Upload], spec: PreprocessParams) -> None:
+        """Add new files (decoded under ``spec``), drop the ones removed from the uploader."""
+        now = {f.file_id: f for f in files}
+        for gone in self.shown - set(now):
+            self.views.pop(gone, None)
+        for fid, f in now.items():
+            if fid not in self.views:
+                self.views[fid] = read_upload(f.name, f.getvalue(), spec, fid)
+        self.shown = set(now)
+
+    def respec(self, files: Sequence[Upload], spec: PreprocessParams) -> None:
+        """Decode again, under ``spec``, the views rendered for another run's spec; a file
+        no longer in the uploader (its bytes are gone) must be uploaded again."""
+        now = {f.file_id: f for f in files}
+        for fid, view in list(self.views.items()):
+            if view.source_side is None or view.source_side == spec.source_side:
+                continue
+            if fid in now:
+                self.views[fid] = read_upload(view.name, now[fid].getvalue(), spec, fid)
+            else:
+                self.views[fid] = CaseView(key=fid, name=view.name, error=(
+                    f"{view.name}: read for another run's preprocessing; remove it and "
+                    "upload it again"))
+
+    def detach(self) -> None:
+        """The uploader shows no files (the page was left and opened again): keep the
+        study, and let the next files the uploader shows add to it."""
+        self.shown = set()
+
+    def clear(self) -> None:
+        self.views.clear()
+
+    def study(self) -> list[CaseView]:
+        return list(self.views.values())
+
+
+def too_many(views: Sequence[CaseView]) -> str | None:
+    """Why only the first :data:`MAX_VIEWS` files are used, or None."""
+    if len(views) <= MAX_VIEWS:
+        return None
+    return (f"{len(views)} files uploaded: a study has at most {MAX_VIEWS} views; "
+            f"the first {MAX_VIEWS} are used.")
+
+
+# ------------------------------------------------------------------ dataset studies
+
+def study_choices(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """Test-split studies of a manifest (complete four-view studies first): id, number of
+    views, how many with ROI, how many malignant."""
+    test = df[df["split"] == "test"]
+    out = []
+    for study_id, rows in test.groupby("study_id", sort=True):
+        out.append({"study_id": str(study_id), "views": int(len(rows)),
+                    "with_roi": int(rows["roi"].sum()),
+                    "malignant": int((rows["label"] == "malignant").sum())})
+    return sorted(out, key=lambda s: -s["views"])
+
+
+def study_label(study: Mapping[str, Any], index: int, show_ids: bool) -> str:
+    """How a dataset study is listed: by id only while identifiers are shown."""
+    ident = f"study {study['study_id']}" if show_ids else f"test study {index + 1}"
+    return f"{ident} · {study['views']} views · ROI in {study['with_roi']}"
+
+
+def study_views(df: pd.DataFrame, study_id: str, spec: PreprocessParams) -> list[CaseView]:
+    """The views of one dataset study, decoded under the run's spec, with the dataset's
+    ROI as a mask."""
+    rows = df[df["study_id"].astype(str) == str(study_id)].head(MAX_VIEWS)
+    views = []
+    for _, row in rows.iterrows():
+        path = Path(row["image_path"])
+        view = decode_file(str(path), path.name, path, spec)
+        view.view, view.view_source = str(row["view_name"]), "manifest"
+        view.label = str(row["label"])
+        view.patient_id, view.study_id = str(row["patient_id"]), str(row["study_id"])
+        if view.pixels is not None:
+            record = {k: ("" if pd.isna(row.get(k)) else row.get(k))
+                      for k in ("mask_path", "roi_shapes")}
+            try:
+                view.dataset_mask = row_mask(record, view.shape)
+            except MammoError as err:
+                view.warnings.append(f"dataset ROI not readable ({err}); routed as without ROI")
+            view.mask = view.dataset_mask
+        views.append(view)
+    return views
+
+
+# ------------------------------------------------------------------ before predicting
+
+def view_problems(views: Iterable[CaseView]) -> list[str]:
+    """What stops a prediction: too many files, a view missing or given twice."""
+    views = list(views)
+    problems = []
+    if len(views) > MAX_VIEWS:
+        problems.append(f"{len(views)} files: a study has at most {MAX_VIEWS} views")
+    usable = [v for v in views if v.error is None]
+    for v in usable:
+        if v.view is None:
+            problems.append(f"{v.name}: choose its view (not in the DICOM tags or the file name, "
+                            "and not clear from the image)")
+    seen: dict[str, str] = {}
+    for v in usable:
+        if v.view and v.view in seen:
+            problems.append(f"{v.view} is assigned twice ({seen[v.view]} and {v.name})")
+        elif v.view:
+            seen[v.view] = v.name
+    return problems
+
+
+def to_inputs(views: Iterable[CaseView]) -> list[ViewInput]:
+    """What :meth:`core.predict.Predictor.predict_study` takes (decoded, views fixed)."""
+    return [ViewInput(name=v.name, pixels=v.pixels, view=v.view, mask=v.mask,
+                      tags={"source_shape": v.shape, "source_side": v.source_side,
+                            "patient_orientation": v.patient_orientation},
+                      propose=v.propose)
+            for v in views if v.error is None and v.pixels is not None]
+
+
+def unreadable(views: Iterable[CaseView]) -> list[ViewResult]:
+    """Results for the files that could not be read, so they show beside the others."""
+    return [ViewResult(image=v.name, error=v.error) for v in views if v.error]
+
+
+def signature(views: Iterable[CaseView]) -> str:
+    """Changes whenever anything that would change the prediction changes."""
+    h = hashlib.sha256()
+    for v in views:
+        h.update(f"{v.key}|{v.view}|{v.propose}|".encode())
+        if v.mask is not None:
+            h.update(np.packbits(v.mask.astype(bool)).tobytes())
+    return h.hexdigest()[:16]
+
+
+def prediction_key(run_path: str | Path, views: Iterable[CaseView], propose: bool) -> str:
+    """What a stored prediction was made for: the run, the study as it stands, the finder
+    switch; results whose key differs are out of date."""
+    return f"{run_path}|{signature(views)}|{propose}"
+
+
+def hanging_order(views: Sequence[Any], key: str = "view") -> list[list[Any | None]]:
+    """``[[RCC, LCC], [RMLO, LMLO]]`` (None where a view is absent)."""
+    by_view = {getattr(v, key): v for v in views if getattr(v, key, None) in VIEWS}
+    return [[by_view.get("RCC"), by_view.get("LCC")], [by_view.get("RMLO"), by_view.get("LMLO")]]
+
+
+def unplaced(views: Sequence[CaseView]) -> tuple[list[CaseView], list[CaseView]]:
+    """Files outside the hanging: ``(readable but not placed, unreadable)``; a view
+    that is unknown or given twice is not placed."""
+    placed = {id(v) for row in hanging_order([v for v in views if v.error is None])
+              for v in row if v is not None}
+    rest = [v for v in views if id(v) not in placed]
+    return [v for v in rest if v.error is None], [v for v in rest if v.error is not None]

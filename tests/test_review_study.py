@@ -1,0 +1,228 @@
+"""Case review without Streamlit: the uploaded study's bookkeeping, ROI choices, what
+makes a prediction out of date, the calls, the downloads and the result pictures."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.pixels.crop import CropBox
+from core.pixels.preprocess import PreprocessParams
+from core.predict import ViewResult
+from core.review.case import (
+    CaseView,
+    choose_roi,
+    proposal_box,
+    roi_options,
+    scale_box,
+    take_proposal,
+    update_mask,
+    view_caption,
+)
+from core.review.export import study_downloads
+from core.review.picture import result_mask, result_picture
+from core.review.report import StudyCalls, breast_table
+from core.review.study import UploadedStudy, prediction_key, too_many, unplaced
+from core.runfolder.layout import RunSummary
+
+SPEC = PreprocessParams(64, crop=False)
+WHEN = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+
+
+@dataclass
+class FakeUpload:
+    """What the uploader hands over; counts how often its bytes are read."""
+
+    file_id: str
+    name: str
+    data: bytes
+    reads: int = 0
+
+    def getvalue(self) -> bytes:
+        self.reads += 1
+        return self.data
+
+
+def _png(side: str, seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    h, w = 96, 72
+    yy, xx = np.mgrid[0:h, 0:w]
+    cx = 0 if side == "L" else w - 1
+    img = np.where((xx - cx) ** 2 / (0.9 * w) ** 2 + (yy - h / 2) ** 2 / (0.45 * h) ** 2 < 1,
+                   120 + rng.integers(0, 40, (h, w)), 5).astype(np.uint8)
+    return cv2.imencode(".png", img)[1].tobytes()
+
+
+def _view(key: str = "a", view: str | None = "RCC", shape=(96, 72), **kw) -> CaseView:
+    return CaseView(key=key, name=f"{key}.png", pixels=np.zeros(shape, np.uint8),
+                    source_shape=shape, display=np.zeros(shape, np.uint8), view=view, **kw)
+
+
+# ------------------------------------------------------------------ the uploaded study
+
+def test_uploaded_study_adds_drops_and_keeps_across_a_page_switch():
+    study = UploadedStudy()
+    rcc, lcc = FakeUpload("1", "x_RCC.png", _png("R")), FakeUpload("2", "x_LCC.png", _png("L"))
+    study.sync([rcc, lcc], SPEC)
+    assert [v.view for v in study.study()] == ["RCC", "LCC"]
+    study.sync([rcc, lcc], SPEC)
+    assert rcc.reads == 1  # decoded once, however often the uploader reports it
+    study.sync([rcc], SPEC)  # removed from the uploader: gone from the study
+    assert [v.view for v in study.study()] == ["RCC"]
+    study.detach()  # the page was left: the uploader shows nothing, the study stays
+    study.sync([lcc], SPEC)
+    assert [v.view for v in study.study()] == ["RCC", "LCC"]
+    study.clear()
+    assert study.study() == []
+
+
+def test_another_runs_spec_reads_again_from_the_uploader_or_asks_for_the_file():
+    study = UploadedStudy()
+    rcc, lcc = FakeUpload("1", "x_RCC.png", _png("R")), FakeUpload("2", "x_LCC.png", _png("L"))
+    study.sync([rcc, lcc], SPEC)
+    other = PreprocessParams(64, crop=False, source_side=128)
+    study.respec([rcc], other)  # LCC's bytes were dropped and the uploader no longer has it
+    rcc_view, lcc_view = study.study()
+    assert rcc_view.source_side == 128 and rcc_view.error is None and rcc.reads == 2
+    assert lcc_view.pixels is None and "upload it again" in lcc_view.error
+    assert lcc_view.error.startswith("x_LCC.png: ")
+    study.respec([rcc], other)
+    assert rcc.reads == 2  # already under this spec
+
+
+def test_too_many_files_and_views_outside_the_hanging():
+    views = [_view(str(i), v) for i, v in enumerate(["RCC", "LCC", "RMLO", "LMLO", "RCC"])]
+    assert "5 files uploaded" in too_many(views) and too_many(views[:4]) is None
+    unknown, broken = _view("u", None), CaseView(key="b", name="b.png", error="b.png: bad")
+    waiting, unreadable = unplaced([*views[:2], unknown, broken])
+    assert waiting == [unknown] and unreadable == [broken]
+
+
+def test_a_prediction_is_out_of_date_when_the_study_changes():
+    views = [_view("a", "RCC"), _view("b", "LCC")]
+    key = prediction_key("/runs/r", views, True)
+    assert prediction_key("/runs/r", views, True) == key
+    assert prediction_key("/runs/r", views, False) != key
+    assert prediction_key("/runs/other", views, True) != key
+    views[1].view = "LMLO"
+    assert prediction_key("/runs/r", views, True) != key
+    views[1].view = "LCC"
+    views[0].box = (10, 10, 30, 30)
+    choose_roi(views[0], "box")
+    update_mask(views[0])
+    assert prediction_key("/runs/r", views, True) != key
+
+
+# ------------------------------------------------------------------ views and ROIs
+
+def test_roi_choices_give_the_routing_mask():
+    v = _view(dataset_mask=np.ones((96, 72), np.uint8))
+    assert roi_options(v, has_finder=True) == ["finder", "none", "dataset", "mask", "box"]
+    assert v.roi_choice == "dataset"  # the dataset's annotation is the default when there
+    choose_roi(v, v.roi_choice)
+    update_mask(v)
+    assert v.mask.sum() == 96 * 72 and not v.propose
+    choose_roi(v, "finder")
+    update_mask(v)
+    assert v.mask is None and v.propose
+    v.box = (10, 20, 30, 50)
+    choose_roi(v, "box")
+    update_mask(v)
+    assert v.mask.sum() == 20 * 30 and not v.propose
+    plain = _view()
+    assert roi_options(plain, has_finder=False)[0] == "none" and plain.roi_choice == "none"
+    assert view_caption(_view(view=None)).startswith("View not found")
+
+
+def test_a_proposal_is_taken_as_the_users_box_or_rejected():
+    r = ViewResult(image="a", view="RCC", roi=True, roi_source="proposed",
+                   roi_boxes=[[10.4, 20, 30, 40], [5, 25, 12, 60.6]])
+    assert proposal_box(r) == [5, 20, 30, 60.6]
+    assert proposal_box(ViewResult(image="b", roi=False, roi_source="proposed")) is None
+    v = _view()
+    take_proposal(v, proposal_box(r))
+    assert v.roi_choice == "box" and v.box == (5, 20, 30, 61)
+    take_proposal(v, None)
+    assert v.roi_choice == "none" and v.box is None
+    take_proposal(v, [0, 0, 0, 0])  # "draw a box instead"
+    assert v.roi_choice == "box" and v.box is None
+    assert scale_box((30, 40, 10, 5), 2.0, 0.5) == (20, 2, 60, 20)
+
+
+# ------------------------------------------------------------------ results
+
+def _run(tmp_path: Path) -> RunSummary:
+    for cell, meta in (("roi-RCC", {"threshold": 0.3, "counts": {"train": {"benign": 9,
+                                                                           "malignant": 1}}}),
+                       ("all-RCC", {"threshold": 0.6})):
+        (tmp_path / cell).mkdir()
+        (tmp_path / cell / "meta.json").write_text(json.dumps(meta))
+    return RunSummary(tmp_path, {"arch": "resnet10t", "img_size": 64, "synthetic": True,
+                                 "cells": {"roi-RCC": {"sha256": "a" * 64},
+                                           "all-RCC": {"sha256": "b" * 64}}})
+
+
+def _result(**kw) -> ViewResult:
+    fields = dict(image="a.png", view="RCC", roi=True, roi_source="mask",
+                  cell_roi_aware="roi-RCC", cell_baseline="all-RCC",
+                  p_malignant_roi_aware=0.35, threshold_roi_aware=0.3,
+                  p_malignant_baseline=0.55, threshold_baseline=0.6)
+    return ViewResult(**{**fields, **kw})
+
+
+def test_study_calls_read_each_cells_meta_once(tmp_path):
+    run = _run(tmp_path)
+    calls = StudyCalls(run, "tuned")
+    r = _result()
+    assert calls(r, "roi_aware").word == "malignant" and calls(r, "baseline").word == "benign"
+    assert calls.train_counts(r) == {"benign": 9, "malignant": 1}
+    (tmp_path / "roi-RCC" / "meta.json").write_text("{broken")
+    assert calls.meta("roi-RCC")["threshold"] == 0.3  # read once per render
+    assert StudyCalls(run, "paper")(r, "roi_aware").threshold == 0.5
+    [right, left] = breast_table([r], calls)
+    assert right["breast"] == "right" and right["ROI-aware call"] == "malignant"
+    assert right["ROI-aware: deciding view"] == "35 % ≥ 30 % (RCC)"
+    assert right["baseline call"] == "benign" and left["views"] == "–"
+
+
+def test_downloads_name_the_study_and_carry_ids_only_when_shown(tmp_path):
+    run = _run(tmp_path)
+    calls = StudyCalls(run, "tuned")
+    v = _view("a", study_id="S-0042")
+    csv, js = study_downloads([_result()], [v], run, "tuned", calls, "upload", False, WHEN)
+    assert (csv.name, csv.mime) == ("mammoroute-upload-2026-12-01.csv", "text/csv")
+    assert js.name.endswith(".json") and js.mime == "application/json"
+    assert "S-0042" not in csv.text + js.text and "a.png" not in csv.text + js.text
+    assert pd.read_csv(pd.io.common.StringIO(csv.text))["call_roi_aware"].tolist() == ["malignant"]
+    csv, js = study_downloads([_result()], [v], run, "tuned", calls, "upload", True, WHEN)
+    assert csv.name == "mammoroute-S-0042-2026-12-01.csv"
+    assert json.loads(js.text)["study_id"] == "S-0042"
+
+
+def test_result_picture_maps_the_cam_back_through_the_crop():
+    v = _view(shape=(96, 72))
+    cam = np.zeros((64, 64), np.float32)
+    cam[20:40, 20:40] = 1.0
+    r = _result(cam_roi_aware=cam, cam_baseline=np.zeros((64, 64), np.float32),
+                preprocessed=np.zeros((64, 64), np.uint8), box=CropBox(0.0, 0.0, 0.5, 1.0))
+    hot, empty = result_picture(r, v, "roi_aware", 1.0, 120)
+    assert hot.shape == (120, 120, 3) and not empty and hot.std() > 0
+    _, empty = result_picture(r, v, "baseline", 1.0, 120)
+    assert empty
+    plain, empty = result_picture(r, v, None, 1.0, 120)
+    assert not empty and plain.std() == 0
+    assert result_mask(r, None) is None
+    proposed = _result(roi_source="proposed", roi_boxes=[[0, 0, 10, 10]])
+    assert result_mask(proposed, v).sum() == 100
+
+
+@pytest.mark.parametrize("point", ["tuned", "paper"])
+def test_breast_table_has_a_row_per_breast(tmp_path, point):
+    rows = breast_table([_result()], StudyCalls(_run(tmp_path), point))
+    assert [r["breast"] for r in rows] == ["right", "left"]

@@ -1,0 +1,130 @@
+"""Case review's results: per view the overlay, both grids' calls and why the view went
+where it went; per breast the deciding view; and the two downloads."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core.grid import VIEWS
+from core.predict import ViewResult
+from core.review.case import CaseView, proposal_box, take_proposal
+from core.review.export import study_downloads
+from core.review.overlay import cam_scale_bar
+from core.review.picture import CAM_SOURCES, result_picture
+from core.review.readout import threshold_sentence
+from core.review.report import (
+    BREAST_RULE,
+    OPERATING_POINTS,
+    Call,
+    StudyCalls,
+    breast_table,
+    routing_sentence,
+)
+from core.review.study import hanging_order
+from core.runfolder.layout import RunSummary
+from ui.common import keep
+from ui.roi_view import roi_source_text
+
+PANEL_HEIGHT = 440
+ROUTING_PREFIXES = ("ROI-aware: ", "baseline: ")
+
+
+def call_text(call: Call | None) -> str:
+    """The call beside its numbers (rounded so they never contradict it), as markdown."""
+    if call is None:
+        return "–"
+    if call.uninformative:
+        return f"**{call.shown.probability}** · :orange[no call: the model is uninformative]"
+    colour = "red" if call.shown.malignant else "green"
+    return (f":{colour}[**{call.shown.probability}** → {call.shown.word}] · "
+            f"threshold {call.shown.threshold}")
+
+
+def proposal_actions(v: CaseView, r: ViewResult) -> None:
+    """Accept (the box becomes yours and can be edited above) or reject the finder's
+    answer for this view; Predict again to route by the choice."""
+    def take(box: list[float] | None) -> None:
+        for name in ("x0", "y0", "x1", "y1", "roi"):
+            st.session_state.pop(f"{name}-{v.key}", None)
+        take_proposal(v, box)
+
+    c1, c2 = st.columns(2)
+    if (box := proposal_box(r)) is not None:
+        c1.button("Accept / edit box", key=f"accept-{v.key}", on_click=take, args=(box,),
+                  help="The proposed box becomes this view's box (editable above); press "
+                       "Predict to route by it.")
+        c2.button("Reject", key=f"reject-{v.key}", on_click=take, args=(None,),
+                  help="No ROI for this view; press Predict to route it as without ROI.")
+    else:
+        c1.button("Draw a box instead", key=f"accept-{v.key}", on_click=take,
+                  args=([0, 0, 0, 0],), help="The finder found no ROI; draw one yourself.")
+
+
+def panel(r: ViewResult | None, v: CaseView | None, calls: StudyCalls, cam_of: str | None,
+          opacity: float, show_ids: bool) -> None:
+    with st.container(border=True):
+        if r is None:
+            st.caption("—  not in this study")
+            return
+        st.markdown(f"**{r.view or '?'}**" + (f" · {v.name}" if show_ids and v else ""))
+        if r.error:
+            st.error(r.error if show_ids or v is None else r.error.replace(v.name, r.view or "view"),
+                     icon=":material/error:")
+            return
+        picture, empty = result_picture(r, v, cam_of, opacity, PANEL_HEIGHT)
+        st.image(picture, width="stretch")
+        if empty:
+            st.caption("Grad-CAM is empty for this view: nothing in it pushed the model "
+                       "towards “malignant”.")
+        st.markdown(f"ROI-aware: {call_text(calls(r, 'roi_aware'))}  \n"
+                    f"Baseline: {call_text(calls(r, 'baseline'))}")
+        st.markdown(routing_sentence(r, v.roi_choice if v else None, calls.train_counts(r)))
+        if v is not None and r.roi_source == "proposed":
+            proposal_actions(v, r)
+        if v is not None and v.label:
+            st.caption(f"Ground truth (dataset): **{v.label}**")
+        with st.expander("Details"):
+            for grid, name in (("roi_aware", "ROI-aware"), ("baseline", "Baseline")):
+                if (call := calls(r, grid)) is not None:
+                    cell = getattr(r, f"cell_{grid}")
+                    st.caption(f"{name} model **{cell}**: " + threshold_sentence(
+                        calls.meta(cell), call.threshold, call.shown.threshold) + ".")
+            st.caption(roi_source_text(r))
+            if r.fallback:
+                st.caption(f"Fallback: {r.fallback_reason}")
+            for w in r.warnings:
+                if not (r.fallback and w.startswith(ROUTING_PREFIXES)):
+                    st.caption(f"⚠️ {w}")
+
+
+def show_results(results: list[ViewResult], views: list[CaseView], run: RunSummary,
+                 point: str, show_ids: bool) -> None:
+    calls = StudyCalls(run, point)
+    st.caption(f"Calls at the operating point: {OPERATING_POINTS[point]}.")
+    c1, c2, c3 = st.columns([2, 2, 2])
+    keep("cam_source", "ROI-aware")
+    source = c1.segmented_control("Grad-CAM of", list(CAM_SOURCES), required=True,
+                                  key="cam_source")
+    keep("cam_opacity", 0.5)
+    opacity = c2.slider("Grad-CAM opacity", 0.0, 1.0, step=0.05, key="cam_opacity")
+    c3.image(cam_scale_bar(), caption="Grad-CAM, scaled per view: low → high push towards "
+             "malignant", width=240)
+    by_name = {v.name: v for v in views}
+    for row in hanging_order(results):
+        for col, r in zip(st.columns(2, gap="small"), row):
+            with col:
+                panel(r, by_name.get(r.image) if r else None, calls, CAM_SOURCES[source],
+                      opacity, show_ids)
+    for r in [r for r in results if r.view not in VIEWS]:
+        panel(r, by_name.get(r.image), calls, CAM_SOURCES[source], opacity, show_ids)
+    st.subheader("Per breast")
+    st.table(pd.DataFrame(breast_table(results, calls)).set_index("breast"))
+    st.caption(BREAST_RULE + " Probabilities are calibrated on each model's validation images "
+               "(temperature scaling), so about 30 % means about 3 in 10 such images were "
+               "cancers there.")
+    study = st.session_state.get("study_label", "study") \
+        if st.session_state.get("case_source") == "dataset" else "upload"
+    csv, js = study_downloads(results, views, run, point, calls, study, show_ids)
+    d1, d2, _ = st.columns([1, 1, 3])
+    d1.download_button("Download CSV", csv.text, csv.name, csv.mime, on_click="ignore")
+    d2.download_button("Download JSON", js.text, js.name, js.mime, on_click="ignore")
