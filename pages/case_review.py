@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 
-from core.datasets import load_dataset
+from core.datasets.run_data import run_options
 from core.errors import MammoError
 from core.pixels.preprocess import PreprocessParams
 from core.predict import Predictor
@@ -32,6 +31,7 @@ from ui.common import (
     ensure_app_navigation,
     keep,
     operating_point_picker,
+    run_dataset_table,
     selected_run,
     show_error,
     synthetic_notice,
@@ -48,11 +48,6 @@ st.title("Case review")
 def predictor(run_path: str, run_mtime: float, device: str = "auto") -> Predictor:
     """Models of a run, loaded once per (run folder, run.json version)."""
     return Predictor(run_path, device)
-
-
-@st.cache_data(show_spinner="Reading the dataset …", max_entries=4)
-def dataset_table(path: str, mtime: float) -> pd.DataFrame:
-    return load_dataset(path)
 
 
 # ------------------------------------------------------------------ the study
@@ -83,10 +78,13 @@ def dataset_views(run: RunSummary, show_ids: bool, spec: PreprocessParams) -> li
         st.info("This run's dataset is not on this computer; upload a study instead.")
         return []
     try:
-        df = dataset_table(str(path), Path(path).stat().st_mtime)
+        df = run_dataset_table(run)
+        read_as = run_options(run.info)
     except MammoError as err:
         show_error(err)
         return []
+    if not read_as.recorded:
+        st.caption(read_as.sentence())
     studies = study_choices(df)
     if not studies:
         st.info("The run's dataset has no test split.")
@@ -98,7 +96,7 @@ def dataset_views(run: RunSummary, show_ids: bool, spec: PreprocessParams) -> li
     i = st.selectbox(f"Test study ({len(studies)} in the run's held-out split)",
                      range(len(studies)), key=pick,
                      format_func=lambda k: study_label(studies[k], k, show_ids))
-    key = ("study", str(path), studies[i]["study_id"], spec)
+    key = ("study", str(path), read_as.options, studies[i]["study_id"], spec)
     if st.session_state.get("study_key") != key:
         st.session_state["study_key"] = key
         st.session_state["study_views"] = study_views(df, studies[i]["study_id"], spec)

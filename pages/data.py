@@ -10,6 +10,7 @@ import streamlit as st
 
 from core.datasets import load_dataset
 from core.datasets.describe import describe, tables
+from core.datasets.run_data import is_run_dataset, run_options
 from core.errors import MammoError
 from core.grid import VIEWS
 from core.phantom import is_synthetic
@@ -20,6 +21,7 @@ from ui.common import (
     data_root,
     ensure_app_navigation,
     resolve_dataset_path,
+    run_dataset_table,
     selected_run,
     show_error,
     synthetic_notice,
@@ -96,8 +98,11 @@ if path is None:
                 f"{data_root()}.")
     st.stop()
 
+own = run is not None and is_run_dataset(run.info, path)  # then read as that run read it
 try:
-    df = dataset_table(str(path), path.stat().st_mtime)
+    df = run_dataset_table(run) if own else dataset_table(str(path), path.stat().st_mtime)
+    if own:
+        st.caption(f"The dataset of run {run.name}. {run_options(run.info).sentence()}")
 except MammoError as err:
     show_error(err)
     st.stop()

@@ -864,3 +864,49 @@ def test_study_picker_belongs_to_its_run(dirs, weights):
     at.session_state["run_name"] = "run-a"
     at.run()
     assert picker(at).value == 1  # each run keeps the study it was left on
+
+
+def test_case_review_offers_the_runs_own_test_studies_in_its_image_type(dirs, weights):
+    """A run trained on subtracted CDD-CESM images with split seed 3 is offered its own
+    held-out studies, in subtracted images; never the defaults' split of low-energy ones."""
+    from core.datasets import load_dataset
+    from core.phantom import write_phantom
+
+    ck, data = dirs
+    cdd = data / "cdd"
+    write_phantom(cdd, "cddcesm", 8, size=IMG, seed=1, workers=1)
+    run = write_run(ck, cdd, weights)
+    info = json.loads((run / "run.json").read_text())
+    info["dataset_options"] = {"split_seed": 3, "cdd_type": "CESM"}
+    (run / "run.json").write_text(json.dumps(info))
+    trained = load_dataset(cdd, split_seed=3, cdd_type="CESM")
+    held_out = sorted(set(trained.loc[trained["split"] == "test", "study_id"].astype(str)))
+    at = page("case_review.py").run()
+    no_exception(at)
+    picker = next(s for s in at.selectbox if s.label.startswith("Test study"))
+    assert picker.label.startswith(f"Test study ({len(held_out)} in")
+    shown = at.session_state["study_views"]
+    assert {v.study_id for v in shown} == {held_out[0]}
+    assert shown and all("_CM_" in v.name for v in shown)  # the subtracted images
+
+
+def test_data_page_reads_a_runs_dataset_as_the_run_did(dirs, weights):
+    from core.datasets import load_dataset
+    from core.datasets.describe import describe, tables
+    from core.phantom import write_phantom
+
+    ck, data = dirs
+    cdd = data / "cdd"
+    write_phantom(cdd, "cddcesm", 8, size=IMG, seed=1, workers=1)
+    run = write_run(ck, cdd, weights)
+    info = json.loads((run / "run.json").read_text())
+    info["dataset_options"] = {"split_seed": 3, "cdd_type": "CESM"}
+    (run / "run.json").write_text(json.dumps(info))
+    trained = load_dataset(cdd, split_seed=3, cdd_type="CESM")
+    at = page("data.py").run()
+    no_exception(at)
+    assert f"The dataset of run {RUN_NAME}. Read as this run read it (CDD-CESM images CESM, " \
+           "split seed 3)." in texts(at)
+    expected = tables(describe(trained))["split"]
+    assert not expected.equals(tables(describe(load_dataset(cdd)))["split"])  # seeds differ
+    pd.testing.assert_frame_equal(at.table[0].value, expected)

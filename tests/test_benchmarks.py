@@ -104,6 +104,9 @@ def test_roifinder_json(outputs):
     assert seed["seed"] == 3 and seed["test_with_roi"] > 0 and seed["train_seconds"] > 0
     assert 0 <= seed["presence_auc"] <= 1 and 0 <= seed["box_iou"] <= 1
     assert seed["presence_auc_ci"][0] <= seed["presence_auc"] <= seed["presence_auc_ci"][1]
+    by_source = seed["presence_auc_val"]  # chosen on validation: the higher AUC there
+    assert set(by_source) == {"head", "map"}
+    assert by_source[seed["presence_source"]] == max(by_source.values())
 
 
 def test_readable_line_without_json():

@@ -50,7 +50,7 @@ def test_external_folder_holds_predictions_pointing_and_metrics(run_dir, phantom
     assert result["dataset"] == {
         "name": "cdd-phantom-all", "path": str(phantom.resolve()), "layout": "cdd-cesm",
         "split": "all", "n_images": len(df), "unpredicted": 0, "synthetic": True,
-        "training_dataset": False}
+        "training_dataset": False, "options": {"split_seed": 0, "cdd_type": "DM"}}
     assert json.loads((folder / "metrics.json").read_text()) == result
     assert (run_dir / "metrics.json").read_text() == '{"own": "result"}\n'  # untouched
     pred = pd.read_csv(folder / "predictions.csv")

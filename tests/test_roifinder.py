@@ -85,7 +85,9 @@ def test_finder_learns_blobs_and_not_shuffled_masks(tmp_path):
     assert entry["status"] == "done" and len(entry["sha256"]) == 64
     meta = json.loads((tmp_path / "real" / ROI_DIR / "meta.json").read_text())
     assert meta["threshold_source"] == "val" and 0.0 <= meta["threshold"] <= 1.0
-    assert meta["n_val"] > 0 and meta["presence_source"] == "map"
+    by_source = meta["presence_auc_val_by_source"]
+    assert meta["n_val"] > 0 and set(by_source) == {"head", "map"}
+    assert by_source[meta["presence_source"]] == max(by_source.values())
     real = _test_auc(tmp_path / "real", test)
 
     shuffled = train.copy()
@@ -124,6 +126,91 @@ def test_a_faint_map_still_gives_its_peak_box_scored_low():
     boxes, scores = map_boxes(prob)
     assert boxes == [[9.0, 4.0, 12.0, 7.0]] and scores == pytest.approx([0.3])
     assert map_boxes(np.zeros((16, 16), np.float32)) == ([], [])
+
+
+def test_truth_boxes_keep_every_annotated_component(tmp_path):
+    """A mask's ROIs are all its components, however many and however small: the same
+    truth for validation, the test table and the FROC."""
+    from core.roifinder.geometry import truth_boxes
+
+    mask = np.zeros((60, 50), np.uint8)
+    mask[5:15, 5:15] = 255
+    mask[20:24, 30:40] = 255
+    mask[40:45, 2:6] = 255
+    mask[50:52, 40:48] = 255
+    mask[33, 25] = 255  # a one-pixel finding is still a finding
+    cv2.imwrite(str(tmp_path / "mask.png"), mask)
+    boxes = truth_boxes({"mask_path": str(tmp_path / "mask.png"), "roi_shapes": ""})
+    assert sorted(boxes) == sorted([[5.0, 5.0, 15.0, 15.0], [30.0, 20.0, 40.0, 24.0],
+                                    [2.0, 40.0, 6.0, 45.0], [40.0, 50.0, 48.0, 52.0],
+                                    [25.0, 33.0, 26.0, 34.0]])
+
+
+# --------------------------------------------------------------------------- chosen on validation
+
+@pytest.fixture(scope="module")
+def finder_with_a_perfect_head(tmp_path_factory):
+    """A finder trained on blobs whose presence head is replaced, at the final choice, by
+    the validation carve's own labels: validation then prefers the head, whatever the map."""
+    import core.roifinder.train as finder_train
+    from core.roifinder.data import carve
+
+    root = tmp_path_factory.mktemp("valchoice")
+    train = _blob_study(root / "train", 32, seed=5)
+    config = FinderConfig(size=32, epochs=4, batch_size=8, lr=3e-3, val_fraction=0.25)
+    val = carve(train, config.val_fraction, config.seed)[1]
+    labels = val["roi"].to_numpy().astype(float)
+    real = finder_train.predict_maps
+    calls = []
+
+    def head_knows(model, images, device):
+        heads, maps = real(model, images, device)
+        calls.append(len(images))
+        return labels.copy(), maps
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(finder_train, "predict_maps", head_knows)
+        entry = train_finder(train, root / "run", config)
+    (root / "run" / "run.json").write_text(json.dumps({"roi_model": entry}))
+    meta = json.loads((root / "run" / ROI_DIR / "meta.json").read_text())
+    return root / "run", val, meta, calls
+
+
+def test_presence_source_and_threshold_are_chosen_on_validation(finder_with_a_perfect_head):
+    from core.train.metrics import youden_threshold
+
+    run, val, meta, calls = finder_with_a_perfect_head
+    assert calls == [len(val)]  # the final choice looked at the validation carve only
+    by_source = meta["presence_auc_val_by_source"]
+    assert by_source["head"] == 1.0 and by_source["map"] is not None
+    assert meta["presence_source"] == "head" and meta["presence_auc_val"] == 1.0
+    assert meta["presence_source_rule"].startswith("higher validation ROC AUC")
+    labels = val["roi"].to_numpy().astype(int)
+    assert meta["threshold_source"] == "val"
+    assert meta["threshold"] == youden_threshold(labels, labels.astype(float))
+    assert json.loads((run / "run.json").read_text())["roi_model"]["presence_source"] == "head"
+
+
+def test_validation_box_iou_is_measured_as_the_test_splits(finder_with_a_perfect_head):
+    """The validation carve scored by evaluation's own table gives the stored figure."""
+    from core.roifinder.proposals import propose_manifest
+
+    run, val, meta, _ = finder_with_a_perfect_head
+    finder = RoiFinder.from_run(run, json.loads((run / "run.json").read_text()))
+    table = clean_proposals(propose_manifest(finder, val))
+    assert table["truth_boxes"].map(len).sum() == int(val["roi"].sum())
+    assert meta["box_iou_val"] == pytest.approx(box_iou(table)["value"], abs=1e-12)
+
+
+def test_presence_source_rule():
+    from core.roifinder.train import choose_presence_source
+
+    assert choose_presence_source({"head": 0.91, "map": 0.80})[0] == "head"
+    assert choose_presence_source({"head": 0.70, "map": 0.85})[0] == "map"
+    assert choose_presence_source({"head": 0.80, "map": 0.80})[0] == "map"  # a tie: the map
+    assert choose_presence_source({"head": None, "map": None}) == (
+        "map", "no validation AUC: the map's peak, fixed in advance")
+    assert choose_presence_source({})[0] == "map"
 
 
 # --------------------------------------------------------------------------- routing

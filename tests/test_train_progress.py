@@ -14,6 +14,7 @@ from test_train import tiny, write_blobs
 
 from core.datasets import load_dataset
 from core.datasets.roi import shapes_json
+from core.datasets.run_data import load_run_dataset
 from core.runfolder import layout as runs
 from core.train import train_grid
 from core.train.runinfo import _dataset_hash
@@ -85,7 +86,9 @@ def test_cli_hands_cdd_type_and_split_seed_to_the_loader(tmp_path, capsys):
     assert rc == 0, capsys.readouterr().err
     info = runs.read_run(out).info
     assert (info["config"]["cdd_type"], info["config"]["split_seed"]) == ("CESM", 3)
+    assert info["dataset_options"] == {"split_seed": 3, "cdd_type": "CESM"}
     chosen = load_dataset(data, split_seed=3, cdd_type="CESM")
+    pd.testing.assert_frame_equal(load_run_dataset(runs.read_run(out)), chosen)
     assert info["dataset_hash"] == _dataset_hash(chosen, data)
     assert chosen["image_path"].str.contains("Subtracted images").all()
     for other in (load_dataset(data, split_seed=0, cdd_type="CESM"),

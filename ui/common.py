@@ -7,11 +7,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
+from core.datasets.run_data import load_run_dataset
 from core.errors import MammoError, ManifestError
 from core.models import architecture_note
-from core.runfolder.layout import RunSummary, checkpoints_root, data_root, list_runs, read_run
+from core.runfolder.layout import (
+    RUN_FILE,
+    RunSummary,
+    checkpoints_root,
+    data_root,
+    list_runs,
+    read_run,
+)
 
 BENIGN = "#2e7d32"
 MALIGNANT = "#c62828"
@@ -154,6 +163,19 @@ def resolve_dataset_path(text: str | Path) -> Path:
     if not path.exists():
         raise ManifestError("no such file or folder under the data folder", path)
     return path
+
+
+@st.cache_data(show_spinner="Reading the dataset …", max_entries=4)
+def _run_dataset(run_path: str, run_mtime: float, data_mtime: float) -> pd.DataFrame:
+    return load_run_dataset(read_run(run_path))
+
+
+def run_dataset_table(run: RunSummary) -> pd.DataFrame:
+    """The run's dataset as the run read it, read again only when run.json or the dataset
+    changes (a MammoError when it cannot be read)."""
+    data = Path(str(run.info.get("dataset_path") or ""))
+    data_mtime = data.stat().st_mtime if run.info.get("dataset_path") and data.exists() else 0.0
+    return _run_dataset(str(run.path), (run.path / RUN_FILE).stat().st_mtime, data_mtime)
 
 
 def runs() -> list[RunSummary]:

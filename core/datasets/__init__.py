@@ -7,9 +7,10 @@ layout is one :func:`register_layout` call, not another branch in
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -23,10 +24,26 @@ MANIFEST_SEARCH_DEPTH = 2
 
 @dataclass(frozen=True)
 class LoadOptions:
-    """Options a layout may use; each ignores the ones that do not apply to it."""
+    """Options a layout may use; each ignores the ones that do not apply to it.
+
+    A run records the options its dataset was read with (``run.json``'s
+    ``dataset_options``), because the same folder read with other options is
+    another dataset: other CDD-CESM images, another train/test split.
+    """
 
     split_seed: int = 0
     cdd_type: str = "DM"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LoadOptions:
+        """The options a ``to_json`` dict records; keys it lacks keep their defaults
+        (a TypeError or ValueError for a value of the wrong kind)."""
+        defaults = cls()
+        return cls(**{k: type(getattr(defaults, k))(data[k]) for k in cls.__dataclass_fields__
+                      if data.get(k) is not None})
 
 
 @dataclass(frozen=True)
@@ -70,8 +87,13 @@ def load_dataset(path: str | Path, split_seed: int = 0, cdd_type: str = "DM") ->
     (CDD-CESM); ``cdd_type`` picks CDD-CESM's low-energy (``"DM"``, the
     paper's choice) or subtracted (``"CESM"``) images.
     """
+    return read_dataset(path, LoadOptions(int(split_seed), str(cdd_type)))
+
+
+def read_dataset(path: str | Path, options: LoadOptions) -> pd.DataFrame:
+    """:func:`load_dataset` with its options as one value, as a run records them."""
     layout, root = detect_layout(path)
-    return layout.load(root, LoadOptions(int(split_seed), str(cdd_type)))
+    return layout.load(root, options)
 
 
 # ---------------------------------------------------------------- the built-in layouts
@@ -114,4 +136,5 @@ register_layout(Layout(
     "manifest", "a manifest CSV (or a folder holding one manifest.csv)",
     _manifest_root, lambda root, _options: read_manifest_csv(root)))
 
-__all__ = ["Layout", "LoadOptions", "detect_layout", "load_dataset", "register_layout"]
+__all__ = ["Layout", "LoadOptions", "detect_layout", "load_dataset", "read_dataset",
+           "register_layout"]

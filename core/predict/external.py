@@ -20,8 +20,10 @@ from typing import Any
 
 import pandas as pd
 
+from core.datasets import LoadOptions
 from core.errors import MammoError, ManifestError
 from core.runfolder.atomic import atomic_write_bytes, atomic_write_json
+from core.runfolder.layout import RUN_FILE
 
 SPLITS: tuple[str, ...] = ("test", "train", "all")
 
@@ -45,23 +47,20 @@ def select_split(df: pd.DataFrame, split: str, source: Path) -> pd.DataFrame:
     return rows.reset_index(drop=True)
 
 
-def _is_training_dataset(run_info: dict[str, Any], root: Path) -> bool:
-    trained_on = run_info.get("dataset_path")
-    return bool(trained_on) and Path(trained_on).resolve() == root.resolve()
-
-
 def validate_external(run_dir: str | Path, dataset: str | Path, split: str = "test",
                       device: str = "auto", n_boot: int = 1000, seed: int = 0,
-                      split_seed: int = 0) -> dict[str, Any]:
+                      options: LoadOptions | None = None) -> dict[str, Any]:
     """Predict ``dataset``'s ``split`` with the run's grids and evaluate it; returns the metrics.
 
     The result is the run's own evaluation format plus ``dataset``:
     ``{"name", "path", "layout", "split", "n_images", "unpredicted",
-    "synthetic", "training_dataset"}``; ``unpredicted`` counts (image, grid)
-    pairs no model of the run serves (as ``run.json`` does).  ``split_seed`` seeds the split of
-    layouts that ship none (CDD-CESM), as in training.
+    "synthetic", "training_dataset", "options"}``; ``unpredicted`` counts (image, grid)
+    pairs no model of the run serves (as ``run.json`` does).  ``options`` (how the
+    dataset is read) default to the run's own when ``dataset`` is the one it was
+    trained on (its "test" split is then the run's test split), else to the defaults.
     """
-    from core.datasets import LoadOptions, detect_layout
+    from core.datasets import detect_layout
+    from core.datasets.run_data import is_run_dataset, run_options
     from core.evaluate import evaluate_external, external_folder
     from core.evaluate.constants import DATASET_FILE, PREDICTIONS_FILE
     from core.phantom import is_synthetic
@@ -71,7 +70,11 @@ def validate_external(run_dir: str | Path, dataset: str | Path, split: str = "te
 
     predictor = Predictor(run_dir, device)  # a bad run fails before the dataset is read
     layout, root = detect_layout(dataset)
-    df = select_split(layout.load(root, LoadOptions(int(split_seed))), split, root)
+    own = is_run_dataset(predictor.run.info, root)
+    if options is None:
+        options = (run_options(predictor.run.info, predictor.run.path / RUN_FILE).options
+                   if own else LoadOptions())
+    df = select_split(layout.load(root, options), split, root)
     predictions = predict_manifest(predictor, df)
     if predictions.empty:
         raise MammoError(f"no image of {root} could be predicted: the run has no model for "
@@ -81,7 +84,7 @@ def validate_external(run_dir: str | Path, dataset: str | Path, split: str = "te
     info = {"name": name, "path": str(root.resolve()), "layout": layout.name, "split": split,
             "n_images": len(df), "unpredicted": int(predictions.attrs.get("unpredicted", 0)),
             "synthetic": is_synthetic(root),
-            "training_dataset": _is_training_dataset(predictor.run.info, root)}
+            "training_dataset": own, "options": options.to_json()}
     atomic_write_bytes(folder / PREDICTIONS_FILE, predictions.to_csv(index=False).encode())
     write_proposals(folder, predictions)  # the ROI finder's per-image table, when it has one
     atomic_write_json(folder / CAM_POINTING_FILE, run_cam_pointing(predictor, df))

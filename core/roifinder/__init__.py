@@ -20,8 +20,10 @@ Why a small U-Net (``segmentation-models-pytorch`` 0.6, ``Unet`` with timm's
   keeps boxes of small findings (VinDr calcification boxes) at their size for
   15 % more time.
 * **Presence** is whichever of the head's probability and the map's peak
-  probability has the higher validation AUC (stored as ``presence_source``),
-  so neither choice is made blind.
+  probability has the higher AUC on the finder's validation carve (stored
+  as ``presence_source`` with both AUCs; a tie, or no carve, gives the map),
+  and its threshold is fitted on that carve too: the test split chooses
+  nothing.
 
 The modules: :mod:`~core.roifinder.model` (the network),
 :mod:`~core.roifinder.geometry` (input / crop / full-frame coordinates, boxes,

@@ -7,22 +7,25 @@ ROI's pixels are targets here, never the malignancy label.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import torch
 
+from core.pixels.crop import CropBox
 from core.roifinder.geometry import load_input, row_input_mask
 
 
 @dataclass
 class FinderData:
-    """uint8 images ``(N, 1, S, S)``, 0/1 masks ``(N, 1, S, S)``, presence ``(N,)`` float."""
+    """uint8 images ``(N, 1, S, S)``, 0/1 masks ``(N, 1, S, S)``, presence ``(N,)`` float,
+    and each image's crop box (to take its proposals back to its own pixels)."""
 
     images: torch.Tensor
     masks: torch.Tensor
     present: torch.Tensor
+    crops: list[CropBox] = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -34,12 +37,14 @@ def build_data(df: pd.DataFrame, params) -> FinderData:
     size = int(params.size)
     images = torch.empty((len(df), 1, size, size), dtype=torch.uint8)
     masks = torch.zeros((len(df), 1, size, size), dtype=torch.uint8)
+    crops = []
     for i, row in enumerate(df.to_dict("records")):
         image, box = load_input(row["image_path"], params)
         images[i, 0] = torch.from_numpy(np.ascontiguousarray(image))
         masks[i, 0] = torch.from_numpy(row_input_mask(row, box, size))
+        crops.append(box)
     present = (masks.flatten(1).amax(1) > 0).float()
-    return FinderData(images, masks, present)
+    return FinderData(images, masks, present, crops)
 
 
 def carve(df: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:

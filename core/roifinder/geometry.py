@@ -108,11 +108,17 @@ def row_input_mask(row: Mapping[str, Any], box: CropBox, size: int) -> np.ndarra
 
 def truth_boxes(row: Mapping[str, Any]) -> list[Box]:
     """The annotated ROIs of a row as full-frame boxes: one per shape of ``roi_shapes``
-    (a VinDr finding, a CDD-CESM region), or one per connected component of a mask file."""
+    (a VinDr finding, a CDD-CESM region), or one per connected component of a mask file,
+    however many and however small (an annotated ROI is never speckle).
+
+    The one rule for the finder's truth: its validation box IoU, the test
+    table's ``truth_boxes`` and the FROC all read the ROIs from here.
+    """
     from core.datasets.roi import read_mask, render_shapes
 
     if row.get("mask_path"):
-        return component_boxes(read_mask(row["mask_path"]).astype(np.float32), 0.5)[0]
+        mask = read_mask(row["mask_path"]).astype(np.float32)
+        return component_boxes(mask, 0.5, max_boxes=None, min_pixels=1)[0]
     if not row.get("roi_shapes"):
         return []
     data = json.loads(row["roi_shapes"])
@@ -126,12 +132,13 @@ def truth_boxes(row: Mapping[str, Any]) -> list[Box]:
     return out
 
 
-def component_boxes(prob: np.ndarray, level: float, max_boxes: int = 3,
+def component_boxes(prob: np.ndarray, level: float, max_boxes: int | None = 3,
                     min_pixels: int = 2) -> tuple[list[Box], list[float]]:
-    """Boxes (input frame) of the connected regions of ``prob >= level``, best first.
+    """Boxes (in ``prob``'s frame) of the connected regions of ``prob >= level``, best first.
 
     Each region's score is its highest probability; regions under
-    ``min_pixels`` pixels are speckle and dropped; at most ``max_boxes`` are kept.
+    ``min_pixels`` pixels are speckle and dropped; at most ``max_boxes`` are
+    kept (all when None).
     """
     fg = (np.asarray(prob) >= level).astype(np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
@@ -143,7 +150,7 @@ def component_boxes(prob: np.ndarray, level: float, max_boxes: int = 3,
         score = float(np.asarray(prob)[labels == k].max())
         found.append((score, [float(x), float(y), float(x + bw), float(y + bh)]))
     found.sort(key=lambda t: -t[0])
-    found = found[:max_boxes]
+    found = found if max_boxes is None else found[:max_boxes]
     return [b for _, b in found], [s for s, _ in found]
 
 

@@ -1,8 +1,9 @@
 """Inference: a presence probability and boxes in the image's own pixels, per image.
 
 The presence probability is the one ``meta.json`` names (``presence_source``):
-the highest pixel probability of the U-Net's map (``"map"``, what training
-stores), or its classification head (``"head"``).  The image counts as
+the highest pixel probability of the U-Net's map (``"map"``) or its
+classification head (``"head"``), whichever training found the better on its
+validation carve.  The image counts as
 having an ROI when it reaches the stored threshold (Youden's J on
 validation).  Boxes are the connected regions of the map at
 :data:`MAP_LEVEL`, best first, at most :data:`MAX_BOXES`, each scored by its

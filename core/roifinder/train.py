@@ -10,25 +10,28 @@
   after every epoch, as the grids do (:func:`core.train.loop.recalibrate_batchnorm`):
   without it the validation loss of a short run from scratch jumped threefold
   from one epoch to the next.
-* **Selection**: the epoch with the lowest validation loss; then the threshold
-  on the map's peak probability that maximises Youden's J on validation.
-  Without a usable carve, the last epoch and a threshold on the training
-  images (``threshold_source`` says ``train``: optimistic).
-* **Presence = the map's peak**, not the head.  The head learns from ~200
-  image-level labels, the map from every pixel of every mask.  On the
-  VinDr-profile phantom (seed 21, 15 epochs at 96 px) the head reached AUC
-  0.83 on the 32-image validation carve but 0.60 on the test split, the map's
-  peak 0.86 there; the head stays as a training signal for the encoder and
-  its validation AUC is recorded (``presence_auc_val_by_source``).  (That
-  choice was made after looking at that phantom's test split; the figures in
-  the README are from it and from a phantom of another seed.)
+* **Selection**: the epoch with the lowest validation loss.
+* **Presence score**: the head's probability or the map's peak probability,
+  whichever has the higher ROC AUC on the validation carve at the selected
+  epoch (:func:`choose_presence_source`; a tie goes to the map, the source
+  fixed in advance: it learns from every pixel of every mask, the head from
+  a few hundred image labels).  Both validation AUCs and the choice are
+  stored (``presence_auc_val_by_source``, ``presence_source``,
+  ``presence_source_rule``); the test split plays no part in it.
+* **Threshold**: on the chosen score, the cut that maximises Youden's J on
+  the validation carve.  Without a usable carve: the last epoch, the map's
+  peak (the a priori source) and a threshold on the training images
+  (``threshold_source`` says ``train``: optimistic).
+* **Box IoU on validation** is measured as the test split's is
+  (:func:`core.evaluate.roifinder.box_iou`): the proposals taken back to
+  each image's own pixels against :func:`core.roifinder.geometry.truth_boxes`.
 * **Resume**: a finished finder whose weights still hash as recorded is kept;
   an interrupted one starts again (it is minutes, not hours).
 """
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -40,14 +43,15 @@ from torch import nn
 
 from core.errors import TrainingError
 from core.roifinder.data import FinderData, build_data, carve
-from core.roifinder.geometry import component_boxes, iou
+from core.roifinder.geometry import full_shape, input_to_full, truth_boxes
 from core.roifinder.infer import PRESENCE_SOURCES, predict_maps, presence_scores
 from core.roifinder.model import ARCH, MIN_MULTIPLE, FinderNet, create_finder
 from core.roifinder.store import ROI_DIR, RUN_KEY, finished, save_finder
 from core.runfolder import layout as runs
 from core.runfolder.atomic import atomic_write_json
 
-__all__ = ["RUN_KEY", "FinderConfig", "finder_config", "finder_loss", "train_finder"]
+__all__ = ["RUN_KEY", "FinderConfig", "choose_presence_source", "finder_config", "finder_loss",
+           "train_finder", "validation_box_iou"]
 
 Emit = Callable[..., None]
 
@@ -152,22 +156,34 @@ def _val_loss(model: FinderNet, data: FinderData, device: torch.device) -> float
     return total / max(data.n, 1)
 
 
-def _mean_best_iou(maps: np.ndarray, masks: torch.Tensor) -> float | None:
-    """Mean over annotated ROIs (components of the true masks) of their best IoU with a
-    proposed box, in the input frame."""
+DEFAULT_PRESENCE_SOURCE = "map"  # the a priori source (see the module docstring)
+
+
+def choose_presence_source(aucs: Mapping[str, float | None]) -> tuple[str, str]:
+    """The presence source with the higher validation AUC, and the rule that chose it.
+
+    Without a validation AUC (no carve, or one class in it) the choice falls
+    back to :data:`DEFAULT_PRESENCE_SOURCE`, fixed before any data was seen.
+    """
+    scored = {s: float(a) for s, a in aucs.items() if a is not None and a == a}
+    if not scored:
+        return DEFAULT_PRESENCE_SOURCE, "no validation AUC: the map's peak, fixed in advance"
+    order = sorted(scored, key=lambda s: s != DEFAULT_PRESENCE_SOURCE)  # ties: the default
+    return max(order, key=scored.__getitem__), "higher validation ROC AUC (a tie: the map)"
+
+
+def validation_box_iou(maps: np.ndarray, data: FinderData, rows: pd.DataFrame,
+                       size: int) -> dict[str, Any]:
+    """Best-IoU of each annotated ROI of ``rows`` with the boxes proposed from ``maps``, in
+    each image's own pixels: the test split's measure on the validation carve."""
+    from core.evaluate.roifinder import box_iou
     from core.roifinder.infer import map_boxes
 
-    ious = []
-    for prob_map, mask in zip(maps, masks[:, 0].numpy()):
-        truths = component_boxes(mask.astype(np.float32), 0.5, max_boxes=1000, min_pixels=1)[0]
-        if not truths:
-            continue
-        proposed = map_boxes(prob_map)[0]
-        ious += [max((iou(t, p) for p in proposed), default=0.0) for t in truths]
-    return float(np.mean(ious)) if ious else None
-
-
-PRESENCE_SOURCE = "map"  # see the module docstring
+    records = rows.to_dict("records")
+    proposed = [input_to_full(map_boxes(m)[0], crop, size, full_shape(r))
+                for m, crop, r in zip(maps, data.crops, records)]
+    return box_iou(pd.DataFrame({"truth_boxes": [truth_boxes(r) for r in records],
+                                 "boxes": proposed}))
 
 
 def train_finder(train_df: pd.DataFrame, run_dir: str | Path, config: FinderConfig,
@@ -220,7 +236,7 @@ def train_finder(train_df: pd.DataFrame, run_dir: str | Path, config: FinderConf
                  val_loss=history[-1]["val_loss"])
     assert best is not None
     model.load_state_dict(best[2])
-    meta = _finish(model, data, vdata, config, device, best[1], history,
+    meta = _finish(model, data, vdata, val, config, device, best[1], history,
                    {"fit": _counts(fit), "val": _counts(val)})
     meta["seconds"] = round(time.perf_counter() - t0, 2)
     folder = run_dir / ROI_DIR
@@ -235,29 +251,35 @@ def _counts(df: pd.DataFrame) -> dict[str, int]:
     return {"roi": int(roi.sum()), "noroi": int((~roi).sum())}
 
 
-def _finish(model: FinderNet, data: FinderData, vdata: FinderData, config: FinderConfig,
-            device: torch.device, best_epoch: int, history: list[dict[str, Any]],
-            counts: dict[str, dict[str, int]]) -> dict[str, Any]:
-    """Presence source, threshold and validation metrics of the selected epoch."""
+def _finish(model: FinderNet, data: FinderData, vdata: FinderData, val: pd.DataFrame,
+            config: FinderConfig, device: torch.device, best_epoch: int,
+            history: list[dict[str, Any]], counts: dict[str, dict[str, int]]) -> dict[str, Any]:
+    """Presence source, threshold and validation metrics of the selected epoch, all
+    decided on the validation carve ``val`` (``vdata``) when there is one."""
+    from core.evaluate.roc import roc_auc
     from core.train.metrics import operating_point, youden_threshold
 
     on_val = vdata.n > 0
     chosen = vdata if on_val else data
     heads, maps = predict_maps(model, chosen.images, device)
     y = chosen.present.numpy()
-    from core.train.metrics import _auc
-
-    aucs = {s: _auc(y, presence_scores(heads, maps, s)) for s in PRESENCE_SOURCES} if on_val else {}
-    source = PRESENCE_SOURCE
+    aucs: dict[str, float | None] = {}
+    if on_val:
+        for name in PRESENCE_SOURCES:
+            auc = roc_auc(y, presence_scores(heads, maps, name))
+            aucs[name] = auc if auc == auc else None
+    source, rule = choose_presence_source(aucs)
     probs = presence_scores(heads, maps, source)
     threshold = youden_threshold(y, probs)
     return {
         "arch": ARCH, "size": config.size, "threshold": threshold,
         "threshold_source": "val" if on_val else "train",
         "threshold_rule": "max Youden J; ROI present iff p >= threshold",
-        "presence_source": source, "presence_auc_val": aucs.get(source),
-        "presence_auc_val_by_source": aucs, **operating_point(y, probs, threshold),
-        "box_iou_val": _mean_best_iou(maps, chosen.masks) if on_val else None,
+        "presence_source": source, "presence_source_rule": rule,
+        "presence_auc_val": aucs.get(source), "presence_auc_val_by_source": aucs,
+        **operating_point(y, probs, threshold),
+        "box_iou_val": validation_box_iou(maps, vdata, val, config.size)["value"] if on_val
+        else None,
         "n_fit": data.n, "n_val": vdata.n, "counts": counts, "best_epoch": best_epoch,
         "selection": "val_loss" if on_val else "last_epoch",
         "config": asdict(config),

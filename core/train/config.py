@@ -62,6 +62,12 @@ class TrainConfig:
     split_seed: int = 0  # seeds the train/test split of a dataset that ships none (CDD-CESM)
     cdd_type: str = "DM"  # CDD-CESM images: low-energy "DM" (the paper's) or subtracted "CESM"
 
+    def load_options(self):
+        """How this run reads its dataset (recorded in run.json as ``dataset_options``)."""
+        from core.datasets import LoadOptions
+
+        return LoadOptions(self.split_seed, self.cdd_type)
+
     def preprocess_params(self):
         """The preprocessing every image of this run goes through (one spec for all)."""
         from core.pixels.spec import PreprocessParams

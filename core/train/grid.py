@@ -68,7 +68,7 @@ def train_grid(dataset: str | Path | pd.DataFrame, out_dir: str | Path,
     """
     config.check()
     config = replace(config, pretrained_sha256=pretrained_digest(config.pretrained))
-    df, source = load_manifest(dataset, config.split_seed, config.cdd_type)
+    df, source = load_manifest(dataset, config.load_options())
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(out_dir), cancel_on_signals():

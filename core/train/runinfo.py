@@ -11,6 +11,8 @@ import pandas as pd
 import torch
 
 import core
+from core.datasets import LoadOptions, read_dataset
+from core.datasets.run_data import OPTIONS_KEY
 from core.errors import TrainingError
 from core.grid import modes_for
 from core.phantom.write import is_synthetic
@@ -47,20 +49,17 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def load_manifest(dataset: str | Path | pd.DataFrame, split_seed: int = 0,
-                  cdd_type: str = "DM") -> tuple[pd.DataFrame, Path | None]:
+def load_manifest(dataset: str | Path | pd.DataFrame, options: LoadOptions | None = None
+                  ) -> tuple[pd.DataFrame, Path | None]:
     """A finalized manifest and the path it came from (None for an in-memory table).
 
-    ``split_seed`` and ``cdd_type`` reach the layouts that use them (CDD-CESM's
-    drawn split and image type); an in-memory table is taken as it is.
+    ``options`` (the defaults when None) reach the layouts that use them
+    (CDD-CESM's drawn split and image type); an in-memory table is taken as it is.
     """
     if isinstance(dataset, pd.DataFrame):
         src = dataset.attrs.get("source")
         return dataset.reset_index(drop=True), Path(src) if src else None
-    from core.datasets import load_dataset
-
-    return (load_dataset(dataset, split_seed=split_seed, cdd_type=cdd_type),
-            Path(dataset).expanduser().resolve())
+    return read_dataset(dataset, options or LoadOptions()), Path(dataset).expanduser().resolve()
 
 
 def _new_run_info(out_dir: Path, df: pd.DataFrame, source: Path | None, config: TrainConfig,
@@ -71,6 +70,7 @@ def _new_run_info(out_dir: Path, df: pd.DataFrame, source: Path | None, config: 
     return {
         "name": out_dir.name, "dataset": name, "dataset_path": str(source) if source else None,
         "dataset_hash": _dataset_hash(df, source), "synthetic": bool(synthetic),
+        OPTIONS_KEY: config.load_options().to_json(),
         "arch": config.arch, "img_size": config.img_size, "epochs": config.epochs,
         "lr": config.lr, "weight_decay": config.weight_decay, "batch_size": config.batch_size,
         "balanced": config.balanced, "seed": config.seed, "device": str(device),
@@ -117,6 +117,7 @@ def _open_run(out_dir: Path, df: pd.DataFrame, source: Path | None, config: Trai
                             f"{fresh['preprocess']['version']}), so its cells would see two "
                             "renderings: train it afresh (another --out)", out_dir)
     info.update(status="running", finished=None, device=str(device), resumed=_now())
+    info.setdefault(OPTIONS_KEY, fresh[OPTIONS_KEY])  # same hash: the data these options read
     info.pop("error", None)
     return info
 
