@@ -90,8 +90,11 @@ def empty_cams(results: Sequence[Any], grid: str) -> list[str]:
     """Views whose ``grid`` Grad-CAM is all zero: nothing in them pushed towards malignant."""
     import numpy as np
 
-    return [r.view for r in results
-            if (cam := getattr(r, f"cam_{grid}")) is not None and float(np.max(cam)) <= 0]
+    from core.grid import VIEWS
+
+    empty = {r.view for r in results
+             if (cam := getattr(r, f"cam_{grid}")) is not None and float(np.max(cam)) <= 0}
+    return [v for v in VIEWS if v in empty] + sorted(str(v) for v in empty - set(VIEWS))
 
 
 def check_files(images: Sequence[str], masks: Sequence[str] | Any) -> None:

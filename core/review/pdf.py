@@ -240,6 +240,7 @@ def write_report(record: Mapping[str, Any], hanging: np.ndarray | None,
     sub = ["view", "ROI"] + [f"{GRID_NAMES[g]} {k}" if k == "model" else k
                              for g in GRIDS for k in ("model", "P(mal.)", "threshold", "call")]
     _table(pdf, sub, view_rows(record), (10, 32, 22, 16, 16, 16, 22, 16, 16, 16))
+    pdf.ln(1)
     pdf.para("P(mal.): the model's calibrated probability of malignancy, called malignant at "
              "or above the threshold of the operating point.", 7.5, h=3.6)
     pdf.heading("Per breast")
