@@ -202,3 +202,19 @@ def test_which_notice_a_study_carries(study, work):
     assert synthetic_notice_text(run_synthetic=False, images_synthetic=True) == SYNTHETIC_TEXT
     assert synthetic_notice_text(True, False) == YOURS_ON_SYNTHETIC_TEXT
     assert synthetic_notice_text(False, False) is None
+
+
+def test_proposed_roi_is_worded_with_its_finder_probability_and_boxes(run_dir, study):
+    record = _record(run_dir, study, "tuned")
+    rcc = next(v for v in record["views"] if v["view"] == "RCC")
+    rcc.update(roi=True, roi_source="proposed", roi_probability=0.83, roi_boxes=[[5, 6, 20, 30]],
+               why="No ROI was marked; the ROI finder proposed one (83 %): read by the model "
+                   "for RCC views with a finding.")
+    data = report_pdf.write_report(record, np.zeros((40, 60, 3), np.uint8), None, opacity=0.0)
+    text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(data)).pages)
+    assert next(line for line in text.splitlines() if line.startswith("RCC ")).startswith(
+        "RCC proposed (finder 83 %)")
+    flat = _flat(text)
+    assert "RCC: No ROI was marked; the ROI finder proposed one (83 %)" in flat
+    assert "ROI box in image pixels: (5, 6)" in flat and "(20, 30)." in flat
+    assert "Grad-CAM off." in flat and "proposals (RCC) are not outlined" in flat

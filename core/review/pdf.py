@@ -235,7 +235,9 @@ def write_report(record: Mapping[str, Any], hanging: np.ndarray | None,
         for key, value in identifiers.items():
             pdf.para(f"{key}: {value}", 8, h=3.8)
     if hanging is not None:
-        _picture(pdf, hanging, cam_of, opacity, scale_bar, empty_cam)
+        proposed = [v["view"] for v in hanging_sorted(record["views"])
+                    if v.get("roi_source") == "proposed" and v.get("roi")]
+        _picture(pdf, hanging, cam_of, opacity, scale_bar, empty_cam, proposed)
     pdf.heading("Per view")
     sub = ["view", "ROI"] + [f"{GRID_NAMES[g]} {k}" if k == "model" else k
                              for g in GRIDS for k in ("model", "P(mal.)", "threshold", "call")]
@@ -266,7 +268,8 @@ def write_report(record: Mapping[str, Any], hanging: np.ndarray | None,
 
 
 def _picture(pdf: _Report, rgb: np.ndarray, cam_of: str, opacity: float,
-             scale_bar: np.ndarray | None, empty_cam: Sequence[str]) -> None:
+             scale_bar: np.ndarray | None, empty_cam: Sequence[str],
+             proposed: Sequence[str]) -> None:
     """The hanging, centred, as large as leaves the tables room, and its legend."""
     pdf.ln(2)
     h_mm = 112.0
@@ -275,12 +278,14 @@ def _picture(pdf: _Report, rgb: np.ndarray, cam_of: str, opacity: float,
     pdf.image(_jpeg(rgb), x=pdf.l_margin + (pdf.epw - w_mm) / 2, y=pdf.get_y(), w=w_mm, h=h_mm)
     pdf.set_y(pdf.get_y() + h_mm + 1.5)
     legend = (f"Grad-CAM of the {GRID_NAMES.get(cam_of, cam_of)} grid at {100 * opacity:.0f} % "
-              "opacity, scaled per view: low → high push towards malignant. ROI outlines in "
-              "cyan. Right breast on the left, as hung in case review; each view as the model "
-              "read it (breast crop).")
-    if opacity <= 0:
-        legend = "Grad-CAM off. ROI outlines in cyan. Right breast on the left, as hung in case review."
-    elif empty_cam:
+              "opacity, scaled per view: low → high push towards malignant. " if opacity > 0
+              else "Grad-CAM off. ")
+    legend += ("ROI outlines in cyan. Right breast on the left, as hung in case review; each "
+               "view as the model read it (breast crop).")
+    if proposed:  # finder boxes are in the source image's pixels, not the crop drawn here
+        legend += (f" The ROI finder's proposals ({', '.join(proposed)}) are not outlined; "
+                   "their boxes are under Routing.")
+    if opacity > 0 and empty_cam:
         legend += (f" Grad-CAM is empty for {', '.join(empty_cam)}: nothing in "
                    f"{'it' if len(empty_cam) == 1 else 'them'} pushed the model towards malignant.")
     if scale_bar is not None:
