@@ -13,7 +13,7 @@ import sys
 from core.errors import MammoError
 
 COMMAND_MODULES: tuple[str, ...] = (
-    "phantom", "data", "preprocess", "train", "evaluate", "predict", "demo", "pacs",
+    "phantom", "data", "preprocess", "train", "evaluate", "predict", "report", "demo", "pacs",
 )
 
 

@@ -13,6 +13,7 @@ import streamlit as st
 from core.datasets.run_data import load_run_dataset
 from core.errors import MammoError, ManifestError
 from core.models import architecture_note
+from core.phantom import SYNTHETIC_TEXT, YOURS_ON_SYNTHETIC_TEXT
 from core.runfolder.layout import (
     RUN_FILE,
     RunSummary,
@@ -27,11 +28,6 @@ MALIGNANT = "#c62828"
 LABEL_COLOURS: dict[str, str] = {"benign": BENIGN, "malignant": MALIGNANT}
 GRID_COLOURS: dict[str, str] = {"baseline": "#7f8c8d", "roi_aware": "#1f4e79",
                                 "roi_presence_only": "#e69f00", "majority": "#bbbbbb"}
-SYNTHETIC_TEXT = ("Synthetic phantom data: these images and results demonstrate the software; "
-                  "they are not evidence about real patients.")
-YOURS_ON_SYNTHETIC_TEXT = ("This run's models were trained on synthetic phantom images only. "
-                           "The images under review are yours: the answers below demonstrate "
-                           "the software and are not a reading of these images.")
 RUN_KEY = "run_name"
 APP_SCRIPT = Path(__file__).resolve().parent.parent / "app.py"
 OPERATING_KEY = "operating_point"

@@ -12,9 +12,13 @@ import argparse
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.errors import MammoError
 from core.review.readout import shown_call
+
+if TYPE_CHECKING:
+    from core.predict import Predictor, ViewInput, ViewResult
 
 RESULT_KEYS: tuple[str, ...] = (
     "image", "view", "roi", "cell", "fallback", "p_malignant_roi_aware", "p_malignant_baseline",
@@ -24,30 +28,59 @@ RESULT_KEYS: tuple[str, ...] = (
 CAM_OPACITY = 0.5  # the app's default blend
 
 
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "predict", help="routed prediction (both grids) for one study's images",
         description="Predict P(malignant) for images with a trained run; each image goes to "
                     "the model of its (ROI?, view) cell.")
+    add_study_arguments(p)
+    p.add_argument("--cam", type=Path, default=None, metavar="OUTDIR",
+                   help="write Grad-CAM overlay PNGs (one per image per grid) into OUTDIR")
+    p.add_argument("--json", action="store_true", help="print the results as a JSON list")
+    p.set_defaults(func=run)
+
+
+def add_study_arguments(p: argparse.ArgumentParser) -> None:
+    """The options that say which study a run reads: the run, the images, masks, views,
+    proposals and device.  Every command that predicts a study takes exactly these, so
+    ``report`` reads a study the way ``predict`` does."""
     p.add_argument("run_dir", help="run folder, e.g. checkpoints/NAME (or just NAME)")
     p.add_argument("images", nargs="+", help="DICOM or image files (PNG, JPEG, PGM, TIFF)")
     p.add_argument("--mask", action="append", default=[], metavar="IMAGE=MASK",
                    help="ROI mask file for IMAGE (same size as the image); repeatable")
     p.add_argument("--view", action="append", default=[], metavar="IMAGE=VIEW",
                    help="force the view of IMAGE (RCC, LCC, RMLO, LMLO); repeatable")
-    p.add_argument("--cam", type=Path, default=None, metavar="OUTDIR",
-                   help="write Grad-CAM overlay PNGs (one per image per grid) into OUTDIR")
-    p.add_argument("--json", action="store_true", help="print the results as a JSON list")
     p.add_argument("--no-propose", dest="propose", action="store_false",
                    help="do not let the run's ROI finder route views without a mask "
                         "(they route as without ROI)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="where the models run (default: CUDA when present)")
-    p.set_defaults(func=run)
 
 
-def _run_path(text: str) -> Path:
+def predict_from_args(args: argparse.Namespace, cam: bool
+                      ) -> tuple[Predictor, list[ViewInput], list[ViewResult]]:
+    """Load the run and predict the study that :func:`add_study_arguments` parsed; the
+    inputs come back beside the results (their masks, for the audit record).
+
+    Fails (one line) only when no image at all could be predicted; a single bad
+    image is that image's ``error``.
+    """
+    from core.pixels.views import normalise_view
+    from core.predict import Predictor, ViewInput
+
+    masks = image_pairs(args.mask, "--mask", args.images)
+    views = {k: normalise_view(v) for k, v in image_pairs(args.view, "--view", args.images).items()}
+    predictor = Predictor(run_path(args.run_dir), device=args.device)
+    inputs = [ViewInput(name=image, path=image, view=views.get(image), mask_path=masks.get(image))
+              for image in args.images]
+    results = predictor.predict_study(inputs, cam=cam, propose=args.propose)
+    if all(r.error for r in results):
+        raise MammoError("nothing could be predicted: "
+                         + "; ".join(str(r.error) for r in results))
+    return predictor, inputs, results
+
+
+def run_path(text: str) -> Path:
     """A run folder as given, else a run of that name under the checkpoints root."""
     from core.runfolder.layout import checkpoints_root
 
@@ -57,7 +90,7 @@ def _run_path(text: str) -> Path:
     return checkpoints_root() / text
 
 
-def _pairs(items: list[str], option: str, images: list[str]) -> dict[str, str]:
+def image_pairs(items: list[str], option: str, images: list[str]) -> dict[str, str]:
     """``IMAGE=VALUE`` options keyed by the image argument they name.
 
     IMAGE may be the argument as typed, the same file by another path, or a
@@ -90,18 +123,7 @@ def _match_image(key: str, images: list[str], option: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.pixels.views import normalise_view
-    from core.predict import Predictor, ViewInput
-
-    masks = _pairs(args.mask, "--mask", args.images)
-    views = {k: normalise_view(v) for k, v in _pairs(args.view, "--view", args.images).items()}
-    predictor = Predictor(_run_path(args.run_dir), device=args.device)
-    inputs = [ViewInput(name=image, path=image, view=views.get(image), mask_path=masks.get(image))
-              for image in args.images]
-    results = predictor.predict_study(inputs, cam=args.cam is not None, propose=args.propose)
-    if all(r.error for r in results):
-        raise MammoError("nothing could be predicted: "
-                         + "; ".join(str(r.error) for r in results))
+    _, _, results = predict_from_args(args, cam=args.cam is not None)
     if args.cam is not None:
         _write_cams(args.cam, results)
     if args.json:

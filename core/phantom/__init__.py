@@ -32,9 +32,16 @@ from core.phantom.cddcesm import CDD_CM_DIR, CDD_DM_DIR, CDD_SEGMENTATIONS, CDD_
 from core.phantom.lesions import Lesion
 from core.phantom.profiles import DIFFICULTIES, PROFILES, difficulty_value
 from core.phantom.render import render_view
-from core.phantom.write import is_synthetic, write_phantom
+from core.phantom.write import (
+    SYNTHETIC_TEXT,
+    YOURS_ON_SYNTHETIC_TEXT,
+    is_synthetic,
+    synthetic_notice_text,
+    write_phantom,
+)
 
 __all__ = [
     "CDD_CM_DIR", "CDD_DM_DIR", "CDD_SEGMENTATIONS", "CDD_SHEET", "DIFFICULTIES", "PROFILES",
-    "Lesion", "difficulty_value", "is_synthetic", "render_view", "write_phantom",
+    "Lesion", "SYNTHETIC_TEXT", "YOURS_ON_SYNTHETIC_TEXT", "difficulty_value", "is_synthetic",
+    "render_view", "synthetic_notice_text", "write_phantom",
 ]

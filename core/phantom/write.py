@@ -21,6 +21,20 @@ from core.phantom.vindr import write_vindr
 MARKER_FILE = "phantom.json"
 # phantom.json is what write_phantom leaves; an empty ``.phantom`` marks any other synthetic set.
 SYNTHETIC_MARKERS: tuple[str, ...] = (MARKER_FILE, ".phantom")
+SYNTHETIC_TEXT = ("Synthetic phantom data: these images and results demonstrate the software; "
+                  "they are not evidence about real patients.")
+YOURS_ON_SYNTHETIC_TEXT = ("This run's models were trained on synthetic phantom images only. "
+                           "The images under review are yours: the answers below demonstrate "
+                           "the software and are not a reading of these images.")
+"""The two wordings of the synthetic-data notice, one home for the app and the PDF report."""
+
+
+def synthetic_notice_text(run_synthetic: bool, images_synthetic: bool) -> str | None:
+    """The notice a study's results carry: phantom images, or the user's images read by
+    models trained on phantoms; None when neither the images nor the training were synthetic."""
+    if images_synthetic:
+        return SYNTHETIC_TEXT
+    return YOURS_ON_SYNTHETIC_TEXT if run_synthetic else None
 
 
 def is_synthetic(path: str | Path | None) -> bool:
