@@ -28,8 +28,9 @@ from core.datasets.roi import read_mask
 from core.phantom import SYNTHETIC_TEXT, YOURS_ON_SYNTHETIC_TEXT, synthetic_notice_text, write_phantom
 from core.predict import Predictor, ViewInput
 from core.review import pdf as report_pdf
+from core.review.export import export_record
 from core.review.readout import shown_call
-from core.review.report import GRIDS, OPERATING_POINTS, cell_meta, export_record, view_call
+from core.review.report import GRIDS, OPERATING_POINTS, cell_meta, view_call
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "tests" / "artifacts"

@@ -48,9 +48,10 @@ def run(args: argparse.Namespace) -> int:
     from core.datasets.roi import read_mask
     from core.phantom import synthetic_notice_text
     from core.review.board import hanging_image, result_pictures
+    from core.review.export import export_record
     from core.review.overlay import cam_scale_bar
     from core.review.pdf import write_report
-    from core.review.report import cell_meta, export_record, view_call
+    from core.review.report import cell_meta, view_call
     from core.runfolder.atomic import atomic_write_bytes
 
     check_files(args.images, image_pairs(args.mask, "--mask", args.images).values())
