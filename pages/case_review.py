@@ -15,7 +15,7 @@ import streamlit as st
 
 from core.datasets import load_dataset
 from core.errors import MammoError
-from core.grid import VIEWS
+from core.grid import VIEWS, is_route_warning
 from core.pixels.crop import map_to_full
 from core.pixels.preprocess import PreprocessParams
 from core.predict import Predictor, ViewResult
@@ -67,7 +67,6 @@ PANEL_HEIGHT = 440
 BOX_TOOL_HEIGHT = 620
 ROI_LABELS: dict[str, str] = {"finder": "ROI finder", "none": "No ROI", "dataset": "Dataset ROI",
                               "mask": "Mask file", "box": "Draw box"}
-ROUTING_PREFIXES = ("ROI-aware: ", "baseline: ")
 UPLOADS = "upload_study"  # file id -> (name, bytes, CaseView): the study outlives the uploader
 
 ensure_app_navigation()
@@ -384,7 +383,7 @@ def panel(r: ViewResult | None, v: CaseView | None, meta_of, call_of, source: st
             if r.fallback:
                 st.caption(f"Fallback: {r.fallback_reason}")
             for w in r.warnings:
-                if not (r.fallback and w.startswith(ROUTING_PREFIXES)):
+                if not (r.fallback and is_route_warning(w)):
                     st.caption(f"⚠️ {w}")
 
 

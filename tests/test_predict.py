@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from core.errors import CheckpointError
-from core.grid import VIEWS, Cell, plan
+from core.grid import MODES, VIEWS, Cell, is_route_warning, plan, route_warning
 from core.models import create_model, save_weights
 from core.pixels.preprocess import PreprocessParams
 from core.pixels.views import combine_view, contradictions, parse_view_name, view_evidence
@@ -153,6 +153,18 @@ def test_fallback_to_other_roi_cell_then_none(work, study):
     assert lmlo.p_malignant_baseline is None and lmlo.error is None
     assert rcc.p_malignant_roi_aware is None and rcc.cell_roi_aware is None
     assert "roi-RCC" in rcc.error and "no stand-in" in rcc.error
+    assert [w for w in lmlo.warnings if is_route_warning(w)] == [
+        route_warning("roi", lmlo.fallback_reason)]
+
+
+def test_route_warnings_carry_one_prefix_per_grid():
+    made = {mode: route_warning(mode, "roi-RCC has no model") for mode in MODES}
+    assert len(set(made.values())) == len(MODES)
+    assert all(is_route_warning(w) and w.endswith("roi-RCC has no model") for w in made.values())
+    assert not is_route_warning("View set to RCC although the DICOM tags give laterality L")
+    assert not is_route_warning("")
+    with pytest.raises(KeyError):
+        route_warning("all", "x")
 
 
 def test_tampered_weights_refused(work):

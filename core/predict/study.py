@@ -15,7 +15,17 @@ import torch
 from core.datasets.roi import has_roi, read_mask
 from core.errors import CheckpointError, ImageReadError, MammoError, MaskError
 from core.evaluate.calibration import scaled_probability
-from core.grid import MODES, Mode, Route, modes_for, plan, route_image, serve
+from core.grid import (
+    MODES,
+    Mode,
+    Route,
+    is_route_warning,
+    modes_for,
+    plan,
+    route_image,
+    route_warning,
+    serve,
+)
 from core.models import CamRecipe, MammoNet, create_model, load_weights, pick_device
 from core.pixels.crop import mask_to_input
 from core.pixels.preprocess import PreprocessParams, prepare_input, render_source
@@ -255,7 +265,7 @@ class Predictor:
     def _flag_unpredicted(result: ViewResult) -> None:
         """A view no grid could predict is an error, with the routing reasons as its text."""
         if result.p_malignant_roi_aware is None and result.p_malignant_baseline is None:
-            reasons = [w for w in result.warnings if w.startswith(_ROUTE_PREFIXES)]
+            reasons = [w for w in result.warnings if is_route_warning(w)]
             result.error = "; ".join(reasons) or "no model serves this view"
 
 
@@ -307,9 +317,6 @@ def _read_input_mask(item: ViewInput, shape: tuple[int, int]) -> np.ndarray | No
     return None
 
 
-_ROUTE_PREFIXES = ("ROI-aware: ", "baseline: ")
-
-
 def _record_proposal(result: ViewResult, proposal: Proposal) -> None:
     """The finder's answer routes the view; its boxes are shown only when it says ROI."""
     result.roi_source = "proposed"
@@ -326,8 +333,7 @@ def _record_route(result: ViewResult, mode: Mode, route: Route) -> None:
     else:
         result.cell_baseline = route.cell
     if route.reason:
-        prefix = _ROUTE_PREFIXES[0] if mode == "roi" else _ROUTE_PREFIXES[1]
-        result.warnings.append(prefix + route.reason)
+        result.warnings.append(route_warning(mode, route.reason))
 
 
 def _record_prediction(result: ViewResult, mode: Mode, prob: float, threshold: float,
