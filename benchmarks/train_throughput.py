@@ -174,7 +174,7 @@ def measure(arch: str, img_size: int, batch_size: int, device_name: str, steps: 
     """Both rates, best of ``rounds`` alternating rounds (other jobs on a shared machine
     only ever slow a round down, so the best round is the least disturbed)."""
     from core.models import pick_device
-    from core.train.config import _labels
+    from core.train.config import label_targets
     from core.train.device import _cell_scope, _setup_threads
 
     device = pick_device(device_name)
@@ -184,7 +184,7 @@ def measure(arch: str, img_size: int, batch_size: int, device_name: str, steps: 
         df = phantom_manifest(tmp, studies=studies, size=max(128, 2 * img_size))
         paths = list(df["image_path"])
         t0 = time.perf_counter()
-        loop = build_loop(config, model, step_model, opt, loss_fn, device, paths, _labels(df),
+        loop = build_loop(config, model, step_model, opt, loss_fn, device, paths, label_targets(df),
                           steps * batch_size)
         bank_s = time.perf_counter() - t0
         a_rates, b_rates = [], []

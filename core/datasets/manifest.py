@@ -15,9 +15,10 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from core.errors import ManifestError, MaskError
+from core.errors import MammoError, ManifestError, MaskError
 
 COLUMNS: tuple[str, ...] = (
     "image_path", "patient_id", "study_id", "laterality", "view", "label", "mask_path", "split",
@@ -26,6 +27,29 @@ LABELS: tuple[str, ...] = ("benign", "malignant")
 SPLITS: tuple[str, ...] = ("train", "test")
 LATERALITIES: tuple[str, ...] = ("L", "R")
 VIEW_POSITIONS: tuple[str, ...] = ("CC", "MLO")
+LABEL_CODES: dict[str, int] = {"benign": 0, "malignant": 1, "0": 0, "1": 1, "0.0": 0, "1.0": 1,
+                               "false": 0, "true": 1}
+"""Every spelling of a label a table may carry: the manifest's words, or a 0/1 (or bool)
+column that pandas or a spreadsheet may have turned into floats or text."""
+
+
+def label_codes(values: pd.Series, source: str | Path | None = None,
+                error: type[MammoError] = ManifestError) -> np.ndarray:
+    """0 (benign) / 1 (malignant) per row; an unknown value is refused, never read as benign.
+
+    One reader for every table (manifests, prediction tables, proposals), so a
+    label can never count as malignant in one place and benign in another.
+    ``error`` is the caller's error type (a run's prediction table is a
+    :class:`~core.errors.CheckpointError`), naming ``source``.
+    """
+    text = values.astype(object).fillna("").astype(str).str.strip().str.lower()
+    codes = text.map(LABEL_CODES)
+    unknown = codes.isna()
+    if unknown.any():
+        bad = sorted(set(text[unknown]))
+        raise error(f"unknown label value(s) {', '.join(map(repr, bad[:5]))}; "
+                    "expected benign or malignant (or 0 / 1)", source)
+    return codes.to_numpy(dtype=int)
 
 
 def _bad_values(df: pd.DataFrame, column: str, allowed: tuple[str, ...]) -> list[str]:

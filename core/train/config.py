@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from core.datasets.manifest import label_codes
 from core.errors import CheckpointError, TrainingError
 from core.grid import Cell, modes_for
 from core.models import arch_spec
@@ -180,13 +181,14 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _labels(df: pd.DataFrame) -> np.ndarray:
-    return (df["label"].astype(str) == "malignant").to_numpy(dtype=np.float32)
+def label_targets(df: pd.DataFrame) -> np.ndarray:
+    """The manifest's labels as the loss's float targets (1 = malignant)."""
+    return label_codes(df["label"]).astype(np.float32)
 
 
 def class_counts(df: pd.DataFrame) -> dict[str, int]:
     """``{"benign": n, "malignant": m}`` of a manifest slice."""
-    y = _labels(df)
+    y = label_targets(df)
     return {"benign": int((y == 0).sum()), "malignant": int((y == 1).sum())}
 
 

@@ -15,7 +15,7 @@ from core.evaluate.calibration import scaled_probability
 from core.grid import Mode, modes_for, serve
 from core.models import create_model, load_weights
 from core.runfolder import layout as runs
-from core.train.config import TrainConfig, _labels
+from core.train.config import TrainConfig, label_targets
 from core.train.data import ImageBank
 from core.train.loop import predict_logits
 from core.train.planned import _PlannedCell, _train_planned, plan_cells
@@ -110,7 +110,7 @@ def cross_validate(folds: list[tuple[int, list[_PlannedCell], pd.DataFrame]], ou
                 load_weights(model, fold_dir / name / runs.WEIGHTS_FILE, res.sha256)
                 p = scaled_probability(predict_logits(model, bank.take(rows["image_path"]), device),
                                        res.temperature or 1.0)
-                ys.append(_labels(rows)), ps.append(p), ts.append(np.full(len(p), res.threshold))
+                ys.append(label_targets(rows)), ps.append(p), ts.append(np.full(len(p), res.threshold))
             result[mode].append(_fold_metrics(_cat(ys).astype(int), _cat(ps), _cat(ts), k + 1,
                                               unserved, fallback))
         for weights in fold_dir.glob(f"*/{runs.WEIGHTS_FILE}"):

@@ -23,10 +23,10 @@ from core.train.config import (
     CellResult,
     TrainConfig,
     _generator,
-    _labels,
     _seed_everything,
     class_counts,
     derive_seed,
+    label_targets,
     skip_reason,
 )
 from core.train.data import ImageBank, _batches, _CellData, steps_per_epoch
@@ -208,8 +208,8 @@ def _train_cell_scoped(cell: Cell, train_df: pd.DataFrame, val_df: pd.DataFrame,
     n_pos, n_neg = counts["train"]["malignant"], counts["train"]["benign"]
     pos_weight = n_neg / n_pos if config.balanced else 1.0
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight, device=device))
-    data = _CellData(bank.take(train_df["image_path"]), _labels(train_df), device)
-    x_val, y_val = bank.take(val_df["image_path"]), _labels(val_df)
+    data = _CellData(bank.take(train_df["image_path"]), label_targets(train_df), device)
+    x_val, y_val = bank.take(val_df["image_path"]), label_targets(val_df)
     step_model = torch.compile(model) if config.compile else model
     loop = _Loop(cell, config, device, model, step_model, opt, loss_fn, data, progress)
     identity = {**config.identity(), "cell": cell.name, "n_train": len(train_df),
@@ -266,7 +266,7 @@ def _finish_cell(loop: _Loop, state: dict[str, Any], x_val: torch.Tensor, y_val:
     if two_class_val:
         y_thr, z_thr, source = y_val, predict_logits(model, x_val, loop.device), "val"
     else:
-        y_thr = _labels(train_df)
+        y_thr = label_targets(train_df)
         z_thr = predict_logits(model, bank.take(train_df["image_path"]), loop.device)
         source = "train"
     # Training images are fitted, not held out: their logits would teach false confidence.
