@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from core.evaluate.metrics import _nan_to_none
+from core.evaluate.metrics import nan_to_none
 from core.runfolder.atomic import atomic_write_bytes
 
 
@@ -27,7 +27,7 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, (int, np.integer)):
         return int(obj)
     if isinstance(obj, (float, np.floating)):
-        return _nan_to_none(float(obj))
+        return nan_to_none(float(obj))
     return obj
 
 

@@ -30,7 +30,7 @@ import pandas as pd
 from core.errors import CheckpointError
 from core.evaluate.bootstrap import auc_samples, metric_block, patient_bootstrap_weights
 from core.evaluate.constants import DEFAULT_THRESHOLD
-from core.evaluate.mcnemar import _correct, paired_mcnemar
+from core.evaluate.mcnemar import correct_calls, paired_mcnemar
 from core.roifinder.geometry import iou
 
 PROPOSALS_FILE = "roi_proposals.csv"  # the run folder's finder table (core.roifinder.proposals)
@@ -157,8 +157,8 @@ def proposed_mcnemar(df: pd.DataFrame) -> dict[str, Any]:
             if prop.empty or other.empty:
                 out[name][at] = None
                 continue
-            a = _correct(other, other["threshold"].to_numpy() if tuned else DEFAULT_THRESHOLD)
-            b = _correct(prop, prop["threshold"].to_numpy() if tuned else DEFAULT_THRESHOLD)
+            a = correct_calls(other, other["threshold"].to_numpy() if tuned else DEFAULT_THRESHOLD)
+            b = correct_calls(prop, prop["threshold"].to_numpy() if tuned else DEFAULT_THRESHOLD)
             common = a.index.intersection(b.index)
             out[name][at] = paired_mcnemar(a.loc[common].to_numpy(), b.loc[common].to_numpy())
     return out
@@ -167,7 +167,7 @@ def proposed_mcnemar(df: pd.DataFrame) -> dict[str, Any]:
 def format_roi_model(result: dict[str, Any]) -> str:
     """What ``evaluate`` prints about the finder: the three routings side by side, the
     McNemar tests of the finder-routed grid, and the finder's own presence and box figures."""
-    from core.evaluate.report import _fmt, _fmt_p, format_cell, format_paired
+    from core.evaluate.report import format_cell, format_p, format_paired, format_value
 
     lines = ["ROI routing (threshold 0.5): annotated ROI vs ROI proposed by the finder vs none "
              "(baseline)"]
@@ -180,7 +180,7 @@ def format_roi_model(result: dict[str, Any]) -> str:
     for name, key in (("baseline", "vs_baseline"), ("annotated routing", "vs_annotated")):
         mc = ((result.get("mcnemar_proposed") or {}).get(key) or {}).get("at_0.5")
         if mc:
-            lines.append(f"  McNemar exact, proposed vs {name}: p = {_fmt_p(mc['p'])} "
+            lines.append(f"  McNemar exact, proposed vs {name}: p = {format_p(mc['p'])} "
                          f"(only {name} right {mc['b']}, only proposed right {mc['c']})")
     if result.get("paired_proposed"):
         lines += ["  " + line for line in format_paired(result["paired_proposed"], "0.5",
@@ -193,7 +193,7 @@ def format_roi_model(result: dict[str, Any]) -> str:
             f"presence AUC {format_cell(rm['presence_auc'])}, sensitivity "
             f"{format_cell(rm['presence_sensitivity'])}, specificity "
             f"{format_cell(rm['presence_specificity'])}; mean best box IoU "
-            f"{_fmt(rm['box_iou']['value'])} over {rm['box_iou']['n_rois']} ROIs; FROC sensitivity "
-            f"{_fmt(fr['sensitivity_at_0.5_fp'])} at 0.5 and {_fmt(fr['sensitivity_at_1_fp'])} "
+            f"{format_value(rm['box_iou']['value'])} over {rm['box_iou']['n_rois']} ROIs; FROC sensitivity "
+            f"{format_value(fr['sensitivity_at_0.5_fp'])} at 0.5 and {format_value(fr['sensitivity_at_1_fp'])} "
             f"at 1 false positive per image (hit = IoU ≥ {fr['hit_iou']})")
     return "\n".join(lines)

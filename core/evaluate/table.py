@@ -16,8 +16,8 @@ from core.evaluate.constants import REQUIRED_COLUMNS
 
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f", ""}
-_MODE_ALIASES = {"baseline": "baseline", "roi": "roi", "roi_aware": "roi", "roi-aware": "roi",
-                 "roi_proposed": "roi_proposed"}  # the last: ROI-aware routed by the ROI finder
+MODE_ALIASES = {"baseline": "baseline", "roi": "roi", "roi_aware": "roi", "roi-aware": "roi",
+                "roi_proposed": "roi_proposed"}  # the last: ROI-aware routed by the ROI finder
 
 
 def _parse_bool(series: pd.Series, column: str, source: Any) -> pd.Series:
@@ -45,7 +45,7 @@ def clean_predictions(df: pd.DataFrame, source: Any = None) -> pd.DataFrame:
     df = df.copy()
     for col in ("image_path", "patient_id", "study_id", "view", "cell"):
         df[col] = df[col].astype(str).str.strip()
-    df["mode"] = df["mode"].astype(str).str.strip().str.lower().map(_MODE_ALIASES)
+    df["mode"] = df["mode"].astype(str).str.strip().str.lower().map(MODE_ALIASES)
     if df["mode"].isna().any():
         raise CheckpointError("column 'mode' must be 'baseline', 'roi' or 'roi_proposed'", source)
     df["roi"] = _parse_bool(df["roi"], "roi", source)
