@@ -24,7 +24,7 @@ from core.roifinder.infer import RoiFinder, map_boxes
 from core.roifinder.model import create_finder
 from core.roifinder.store import ROI_DIR, save_finder
 from core.roifinder.train import FinderConfig, train_finder
-from core.train.metrics import _auc
+from core.train.metrics import auc_or_none
 from helpers import record_figures
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -68,7 +68,7 @@ def _test_auc(run: Path, test: pd.DataFrame) -> float:
     loaded = [load_input(p, finder.params) for p in test["image_path"]]
     props = finder.propose_inputs(np.stack([i for i, _ in loaded]), [b for _, b in loaded],
                                   [(H, W)] * len(test))
-    return _auc(test["roi"].to_numpy().astype(int), np.array([p.probability for p in props]))
+    return auc_or_none(test["roi"].to_numpy().astype(int), np.array([p.probability for p in props]))
 
 
 def _train(run: Path, train: pd.DataFrame) -> dict:

@@ -245,9 +245,9 @@ def _finish(model: FinderNet, data: FinderData, vdata: FinderData, config: Finde
     chosen = vdata if on_val else data
     heads, maps = predict_maps(model, chosen.images, device)
     y = chosen.present.numpy()
-    from core.train.metrics import _auc
+    from core.train.metrics import auc_or_none
 
-    aucs = {s: _auc(y, presence_scores(heads, maps, s)) for s in PRESENCE_SOURCES} if on_val else {}
+    aucs = {s: auc_or_none(y, presence_scores(heads, maps, s)) for s in PRESENCE_SOURCES} if on_val else {}
     source = PRESENCE_SOURCE
     probs = presence_scores(heads, maps, source)
     threshold = youden_threshold(y, probs)

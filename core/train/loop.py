@@ -31,7 +31,7 @@ from core.train.config import (
 )
 from core.train.data import ImageBank, _batches, _CellData, steps_per_epoch
 from core.train.device import _autocast, _cell_scope, _make_optimizer, _setup_threads
-from core.train.metrics import _auc, _bce, _sigmoid, operating_point, youden_threshold
+from core.train.metrics import auc_or_none, bce, operating_point, sigmoid, youden_threshold
 from core.train.progress import Progress, ProgressCallback
 
 
@@ -235,7 +235,7 @@ def _run_epoch(loop: _Loop, epoch: int, state: dict[str, Any], x_val: torch.Tens
     val_loss = val_auc = None
     if len(y_val):
         logits = predict_logits(loop.model, x_val, loop.device)
-        val_loss, val_auc = _bce(logits, y_val, pos_weight), _auc(y_val, _sigmoid(logits))
+        val_loss, val_auc = bce(logits, y_val, pos_weight), auc_or_none(y_val, sigmoid(logits))
     seconds = time.perf_counter() - t0
     history = state["history"] + [{"epoch": epoch, "train_loss": round(train_loss, 6),
                                    "val_loss": None if val_loss is None else round(val_loss, 6),
@@ -276,7 +276,7 @@ def _finish_cell(loop: _Loop, state: dict[str, Any], x_val: torch.Tensor, y_val:
     calibration = {"temperature": temperature,
                    "temperature_source": "val" if two_class_val else
                    "none: the validation carve lacks a class, probabilities left unscaled",
-                   **({"val_ece_unscaled": expected_calibration_error(_sigmoid(z_thr), y_thr),
+                   **({"val_ece_unscaled": expected_calibration_error(sigmoid(z_thr), y_thr),
                        "val_ece_scaled": expected_calibration_error(p_thr, y_thr)}
                       if two_class_val else {})}
     best_row = next(h for h in state["history"] if h["epoch"] == state["best_epoch"])
