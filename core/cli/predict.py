@@ -15,6 +15,7 @@ from pathlib import Path
 
 from core.errors import MammoError
 from core.review.readout import shown_call
+from core.runfolder.atomic import atomic_write_png
 
 RESULT_KEYS: tuple[str, ...] = (
     "image", "view", "roi", "cell", "fallback", "p_malignant_roi_aware", "p_malignant_baseline",
@@ -129,8 +130,7 @@ def _write_cams(outdir: Path, results: list) -> None:
                 continue
             rgb = draw_outline(cam_overlay(r.preprocessed, cam, CAM_OPACITY), r.mask)
             target = outdir / f"{stem}_{grid}.png"
-            if not cv2.imwrite(str(target), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-                raise MammoError("cannot write overlay", target)
+            atomic_write_png(target, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
 
 
 def _unique(stem: str, used: set[str]) -> str:

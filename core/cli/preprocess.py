@@ -9,14 +9,11 @@ The shared cache is not used: a one-off look should neither need nor fill it.
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
-
-import cv2
 
 from core.errors import MammoError
 from core.pixels.preprocess import MAX_SIZE, PreprocessParams, load_preprocessed
+from core.runfolder.atomic import atomic_write_png
 from core.runfolder.layout import RUN_FILE, read_run
 
 OPTIONS: dict[str, str] = {"size": "--size", "clahe_clip": "--clahe-clip",
@@ -79,24 +76,7 @@ def _spec(args: argparse.Namespace) -> PreprocessParams:
 
 def run(args: argparse.Namespace) -> int:
     img = load_preprocessed(args.file, _spec(args), cache=None)
-    _write_png(args.out, img)
+    atomic_write_png(args.out, img)
     print(f"wrote {args.out} ({img.shape[1]}x{img.shape[0]}) from {args.file}")
     return 0
 
-
-def _write_png(out: Path, img) -> None:
-    """Encode, then write atomically: a failed run leaves no half-written PNG."""
-    ok, data = cv2.imencode(".png", img)
-    if not ok:
-        raise MammoError("PNG encoding failed", out)
-    tmp = None
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".tmp-", suffix=".png")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.tobytes())
-        os.replace(tmp, out)
-    except OSError as err:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise MammoError(f"cannot write ({err.strerror or err})", out) from None
