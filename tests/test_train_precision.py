@@ -48,7 +48,7 @@ def _fp32_logits(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
 
 
 def test_validation_and_threshold_use_fp32_logits_under_bf16_training(tmp_path, monkeypatch):
-    monkeypatch.setattr(train_loop, "_autocast",
+    monkeypatch.setattr(train_loop, "autocast_for",
                         lambda device: torch.autocast("cpu", dtype=torch.bfloat16))
     seen: dict[str, list] = {"x": [], "bce": [], "temperature": []}
     real_predict, real_bce, real_fit = (train_loop.predict_logits, train_loop.bce,

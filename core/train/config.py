@@ -167,17 +167,21 @@ def derive_seed(seed: int, *parts: Any) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
 
 
-def _generator(seed: int, *parts: Any) -> torch.Generator:
+def seeded_generator(seed: int, *parts: Any) -> torch.Generator:
+    """A generator of its own per purpose (cell, epoch, shuffle / augment), so one draw
+    more in one place never shifts the random numbers of another."""
     return torch.Generator().manual_seed(derive_seed(seed, *parts))
 
 
-def _seed_everything(seed: int) -> None:
+def seed_everything(seed: int) -> None:
+    """Seed torch, numpy and random alike, so model initialisation repeats with the seed."""
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     random.seed(seed)
 
 
-def _now() -> str:
+def now_iso() -> str:
+    """UTC time to the second, as run.json and the progress log record start and end."""
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
