@@ -293,6 +293,24 @@ def test_cam_shape_and_range(work, study, arch):
     assert overlay.shape == (SIZE, SIZE, 3) and overlay.dtype == np.uint8
 
 
+def test_a_new_cam_recipe_replaces_the_maps_of_the_old_one(work, study):
+    from core.models import CamRecipe
+
+    run = make_run(work / "cam_recipe", arch="convnextv2_atto", modes=("baseline",), marked=False)
+    inputs = [ViewInput(path=study["RCC"])]
+    switched = Predictor(run)
+    switched.predict_study(inputs, cam=True)  # CAM objects made under the family's recipe
+    recipe = CamRecipe("layercam", (-2,))
+    switched.cam_recipe = recipe
+    fresh = Predictor(run)
+    fresh.cam_recipe = recipe
+    got = switched.predict_study(inputs, cam=True)[0].cam_baseline
+    want = fresh.predict_study(inputs, cam=True)[0].cam_baseline
+    default = Predictor(run).predict_study(inputs, cam=True)[0].cam_baseline
+    assert not np.allclose(want, default, atol=1e-3)  # the two recipes draw different maps
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
 # --------------------------------------------------------------------------- manifests
 
 def test_predict_manifest_long_table(predictor, work, monkeypatch):

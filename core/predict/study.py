@@ -31,7 +31,7 @@ from core.pixels.crop import mask_to_input
 from core.pixels.preprocess import PreprocessParams, prepare_input, render_source
 from core.pixels.views import combine_view
 from core.predict.cam import cam_pass, new_cam, unit_maps
-from core.predict.types import ViewInput, ViewResult, _Prepared
+from core.predict.types import Prepared, ViewInput, ViewResult
 from core.roifinder.infer import Proposal, RoiFinder
 from core.runfolder.layout import META_FILE, WEIGHTS_FILE, RunSummary, read_json, read_run
 
@@ -71,7 +71,7 @@ class Predictor:
         self.temperatures: dict[str, float] = {}
         self.unavailable: dict[str, str] = {}
         self._cams: dict[str, Any] = {}
-        self.cam_recipe: CamRecipe | None = None  # None: the family's recipe (core.models)
+        self._cam_recipe: CamRecipe | None = None  # None: the family's recipe (core.models)
         self._template: MammoNet | None = None
         # One model call at a time: Grad-CAM hooks are module-wide, so a plain forward
         # running beside a CAM (two UI sessions sharing a Predictor) would corrupt it.
@@ -87,6 +87,18 @@ class Predictor:
                                   "retrain the run", self.run.path / "run.json")
         if not self.models:
             raise CheckpointError("no trained cell in this run", self.run.path)
+
+    @property
+    def cam_recipe(self) -> CamRecipe | None:
+        """The Grad-CAM method and layers every model uses; None: each family's own."""
+        return self._cam_recipe
+
+    @cam_recipe.setter
+    def cam_recipe(self, recipe: CamRecipe | None) -> None:
+        """A new recipe drops the CAM objects made under the old one (they are per recipe)."""
+        with self._lock:
+            self._cam_recipe = recipe
+            self._cams.clear()
 
     def _load_cell(self, name: str, entry: dict[str, Any] | None) -> None:
         if not entry or entry.get("status") != "done":
@@ -207,7 +219,7 @@ class Predictor:
         ``"none"`` (routed as without ROI).
         """
         results = [ViewResult(image=item.label) for item in inputs]
-        prepared: list[_Prepared] = []
+        prepared: list[Prepared] = []
         for i, item in enumerate(inputs):
             try:
                 prepared.append(self._prepare(i, item, results[i], propose))
@@ -220,7 +232,7 @@ class Predictor:
         return results
 
     def _prepare(self, index: int, item: ViewInput, result: ViewResult,
-                 propose: bool = True) -> _Prepared:
+                 propose: bool = True) -> Prepared:
         """Read, preprocess, assign the view and read the mask of one input."""
         pixels, source_shape, tags = _read_pixels(item, self.params)
         result.preprocessed, result.box = prepare_input(pixels, self.params)
@@ -241,11 +253,11 @@ class Predictor:
             result.roi_source = "mask"
         elif propose and item.propose and self.finder is not None:
             _record_proposal(result, self.finder.propose_pixels(pixels, source_shape))
-        return _Prepared(index, result.preprocessed, view, result.roi)
+        return Prepared(index, result.preprocessed, view, result.roi)
 
-    def _predict_mode(self, mode: Mode, prepared: list[_Prepared], results: list[ViewResult],
+    def _predict_mode(self, mode: Mode, prepared: list[Prepared], results: list[ViewResult],
                       cam: bool) -> None:
-        groups: dict[str, list[_Prepared]] = defaultdict(list)
+        groups: dict[str, list[Prepared]] = defaultdict(list)
         for p in prepared:
             route = self.route(p.view, p.roi, mode)
             _record_route(results[p.index], mode, route)
