@@ -63,9 +63,9 @@ def _blob_study(folder: Path, n: int, seed: int) -> pd.DataFrame:
 def _test_auc(run: Path, test: pd.DataFrame) -> float:
     info = json.loads((run / "run.json").read_text())
     finder = RoiFinder.from_run(run, info)
-    from core.roifinder.geometry import load_input
+    from core.pixels.preprocess import load_preprocessed_with_box
 
-    loaded = [load_input(p, finder.params) for p in test["image_path"]]
+    loaded = [load_preprocessed_with_box(p, finder.params) for p in test["image_path"]]
     props = finder.propose_inputs(np.stack([i for i, _ in loaded]), [b for _, b in loaded],
                                   [(H, W)] * len(test))
     return auc_or_none(test["roi"].to_numpy().astype(int), np.array([p.probability for p in props]))

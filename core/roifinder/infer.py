@@ -23,7 +23,8 @@ import torch
 
 from core.errors import CheckpointError
 from core.pixels.crop import CropBox
-from core.roifinder.geometry import Box, component_boxes, input_to_full, prepare_pixels
+from core.pixels.preprocess import prepare_input
+from core.roifinder.geometry import Box, component_boxes, input_to_full
 from core.roifinder.model import FinderNet
 
 MAP_LEVEL = 0.5
@@ -134,5 +135,5 @@ class RoiFinder:
 
     def propose_pixels(self, pixels: np.ndarray, shape: tuple[int, int]) -> Proposal:
         """The proposal for one windowed image (what :mod:`core.predict` reads) of full ``shape``."""
-        image, box = prepare_pixels(pixels, self.params)
+        image, box = prepare_input(pixels, self.params)
         return self.propose_inputs(image[None], [box], [shape])[0]

@@ -16,7 +16,8 @@ import pandas as pd
 
 from core.datasets.manifest import label_codes
 from core.evaluate.roifinder import PROPOSALS_FILE  # noqa: F401  (re-exported for writers)
-from core.roifinder.geometry import full_shape, load_input, truth_boxes
+from core.pixels.preprocess import load_preprocessed_with_box
+from core.roifinder.geometry import full_shape, truth_boxes
 from core.roifinder.infer import RoiFinder
 
 PROPOSAL_COLUMNS: tuple[str, ...] = (
@@ -32,7 +33,7 @@ def propose_manifest(finder: RoiFinder, df: pd.DataFrame) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     for start in range(0, len(records), CHUNK):
         chunk = records[start:start + CHUNK]
-        loaded = [load_input(r["image_path"], finder.params) for r in chunk]
+        loaded = [load_preprocessed_with_box(r["image_path"], finder.params) for r in chunk]
         shapes = [full_shape(r) for r in chunk]
         props = finder.propose_inputs(np.stack([im for im, _ in loaded]),
                                       [box for _, box in loaded], shapes)
