@@ -36,8 +36,3 @@ def cancel_on_signals() -> Iterator[None]:
         for s, h in previous.items():
             signal.signal(s, h)
         CANCEL.clear()
-
-
-def request_cancel() -> None:
-    """Ask a training loop in this process to stop after its current step."""
-    CANCEL.set()
