@@ -111,6 +111,16 @@ def test_training_scores_validation_with_evaluations_roc_auc() -> None:
         ev.roc_auc([0, 2], [0.1, 0.9])
 
 
+def test_report_and_pages_share_one_number_format() -> None:
+    from core.evaluate.report import format_p, format_value
+    from ui.metrics_view import headline
+
+    assert [format_p(p) for p in (None, 0.0, 0.000999, 0.001, 0.0456, 1.0)] == [
+        "–", "< 0.001", "< 0.001", "0.001", "0.046", "1.000"]
+    assert [format_value(x) for x in (None, 0.0, 0.875, 1.0)] == ["–", "0.00", "0.88", "1.00"]
+    assert headline({"mcnemar_p": 0.0004})["McNemar p"] == "< 0.001"
+
+
 # ---------------------------------------------------------------- McNemar
 
 def test_mcnemar_exact_known_values() -> None:

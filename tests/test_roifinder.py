@@ -379,3 +379,9 @@ def test_report_prints_the_three_routings_and_the_finder():
     assert "proposed vs baseline: p = 1.000" in text
     assert "mean best box IoU 0.50 over 3 ROIs" in text
     assert "FROC sensitivity 0.67 at 0.5" in text
+    from ui.roi_view import finder_caption  # the Compare page says it in the same words
+
+    caption = finder_caption(result)
+    for words in ("at its stored threshold; mean best box IoU 0.50 over 3 ROIs",
+                  "FROC sensitivity 0.67 at 0.5", "(hit = IoU ≥ 0.3)"):
+        assert words in text and words in caption, words

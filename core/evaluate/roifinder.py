@@ -21,6 +21,7 @@ Pure functions of tables, like the rest of evaluation.  Definitions:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -185,15 +186,20 @@ def format_roi_model(result: dict[str, Any]) -> str:
     if result.get("paired_proposed"):
         lines += ["  " + line for line in format_paired(result["paired_proposed"], "0.5",
                                                         "baseline", "proposed routing")]
-    rm = result.get("roi_model")
-    if rm:
-        fr = rm["froc"]
-        lines.append(
-            f"ROI finder on {rm['n_images']} test images ({rm['n_with_roi']} with an ROI): "
-            f"presence AUC {format_cell(rm['presence_auc'])}, sensitivity "
-            f"{format_cell(rm['presence_sensitivity'])}, specificity "
-            f"{format_cell(rm['presence_specificity'])}; mean best box IoU "
-            f"{format_value(rm['box_iou']['value'])} over {rm['box_iou']['n_rois']} ROIs; FROC sensitivity "
-            f"{format_value(fr['sensitivity_at_0.5_fp'])} at 0.5 and {format_value(fr['sensitivity_at_1_fp'])} "
-            f"at 1 false positive per image (hit = IoU ≥ {fr['hit_iou']})")
+    if result.get("roi_model"):
+        lines.append(finder_sentence(result["roi_model"], format_cell, format_value))
     return "\n".join(lines)
+
+
+def finder_sentence(rm: Mapping[str, Any], cell: Callable[[Mapping[str, Any]], str],
+                    value: Callable[[float | None], str]) -> str:
+    """The finder's presence, box and FROC figures in one sentence: one wording for the
+    printed report and the Compare page, each passing its own number formats."""
+    fr = rm["froc"]
+    return (f"ROI finder on {rm['n_images']} test images ({rm['n_with_roi']} with an annotated "
+            f"ROI): presence AUC {cell(rm['presence_auc'])}, sensitivity "
+            f"{cell(rm['presence_sensitivity'])}, specificity {cell(rm['presence_specificity'])} "
+            f"at its stored threshold; mean best box IoU {value(rm['box_iou']['value'])} over "
+            f"{rm['box_iou']['n_rois']} ROIs; FROC sensitivity {value(fr.get('sensitivity_at_0.5_fp'))} "
+            f"at 0.5 and {value(fr.get('sensitivity_at_1_fp'))} at 1 false positive per image "
+            f"(hit = IoU ≥ {fr['hit_iou']}).")
