@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from core.datasets.manifest import label_codes
-from core.evaluate.roifinder import PROPOSALS_FILE  # noqa: F401  (re-exported for writers)
+from core.evaluate.roifinder import PROPOSALS_FILE
 from core.pixels.preprocess import load_preprocessed_with_box
 from core.roifinder.geometry import full_shape, truth_boxes
 from core.roifinder.infer import RoiFinder
