@@ -131,6 +131,20 @@ def test_label_codes_reads_every_spelling_and_refuses_the_rest() -> None:
         label_codes(pd.Series(["2"]), "predictions.csv", CheckpointError)
 
 
+def test_lookup_names_every_unknown_value_as_the_file_wrote_it() -> None:
+    from core.datasets.readers import lookup
+
+    table = {"a": 1, "b": None}
+    assert lookup(pd.Series(["a", "b", "a"]), table, "x", "a or b", "t.csv").tolist()[::2] == [1, 1]
+    with pytest.raises(ManifestError, match=r"^t\.csv: unknown kind value\(s\) ' C', 'D'; expected a or b$"):
+        lookup(pd.Series(["a", "c", "d", "c"]), table, "kind", "a or b", "t.csv",
+               shown=pd.Series(["A", " C", "D", " C"]))
+    many = pd.Series([f"v{i:02d}" for i in range(12)])
+    with pytest.raises(CheckpointError) as err:
+        lookup(many, table, "kind", "a or b", None, error=CheckpointError)
+    assert "'v09'" in str(err.value) and "'v10'" not in str(err.value)  # the first ten, sorted
+
+
 def test_training_counts_refuse_a_label_that_is_not_benign_or_malignant() -> None:
     from core.train.config import class_counts, label_targets
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.datasets.readers import lookup, read_csv_strict
 from core.errors import MammoError, ManifestError, MaskError
 
 COLUMNS: tuple[str, ...] = (
@@ -43,17 +44,8 @@ def label_codes(values: pd.Series, source: str | Path | None = None,
     :class:`~core.errors.CheckpointError`), naming ``source``.
     """
     text = values.astype(object).fillna("").astype(str).str.strip().str.lower()
-    codes = text.map(LABEL_CODES)
-    unknown = codes.isna()
-    if unknown.any():
-        bad = sorted(set(text[unknown]))
-        raise error(f"unknown label value(s) {', '.join(map(repr, bad[:5]))}; "
-                    "expected benign or malignant (or 0 / 1)", source)
-    return codes.to_numpy(dtype=int)
-
-
-def _bad_values(df: pd.DataFrame, column: str, allowed: tuple[str, ...]) -> list[str]:
-    return sorted(set(df.loc[~df[column].isin(allowed), column].astype(str)))
+    return lookup(text, LABEL_CODES, "label", "benign or malignant (or 0 / 1)", source,
+                  error=error).to_numpy(dtype=int)
 
 
 def finalize(df: pd.DataFrame, root: str | Path, source: str | Path | None = None,
@@ -80,11 +72,7 @@ def finalize(df: pd.DataFrame, root: str | Path, source: str | Path | None = Non
     df["split"] = df["split"].str.lower()
     for column, allowed in (("label", LABELS), ("laterality", LATERALITIES),
                             ("view", VIEW_POSITIONS), ("split", SPLITS)):
-        bad = _bad_values(df, column, allowed)
-        if bad:
-            raise ManifestError(
-                f"unknown {column} value(s) {', '.join(map(repr, bad[:10]))}; "
-                f"expected one of {', '.join(allowed)}", source)
+        lookup(df[column], dict.fromkeys(allowed), column, f"one of {', '.join(allowed)}", source)
     empty_paths = df["image_path"] == ""
     if empty_paths.any():
         rows = ", ".join(str(i + 2) for i in df.index[empty_paths][:10])
@@ -184,7 +172,5 @@ def _check_patients_on_one_side(df: pd.DataFrame, source: str | Path) -> None:
 
 def read_manifest_csv(path: str | Path, check_files: bool = True) -> pd.DataFrame:
     """Read a user's manifest CSV; paths are relative to the CSV's folder."""
-    from core.datasets.readers import read_csv_strict  # core.datasets imports this module
-
     path = Path(path)
     return finalize(read_csv_strict(path), path.parent, source=path, check_files=check_files)
