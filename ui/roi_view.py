@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from core.evaluate.report import format_p
 from core.evaluate.roifinder import finder_sentence
 from ui.common import fmt2
 from ui.metrics_view import with_ci
@@ -67,7 +68,7 @@ def finder_caption(result: Mapping[str, Any]) -> str:
     for key, name in (("vs_baseline", "the baseline"), ("vs_annotated", "annotated routing")):
         mc = ((result.get("mcnemar_proposed") or {}).get(key) or {}).get("at_0.5")
         if mc:
-            parts.append(f"McNemar, proposed routing vs {name}: p = {mc['p']:.3f} "
+            parts.append(f"McNemar, proposed routing vs {name}: p = {format_p(mc['p'])} "
                          f"({mc['b']} images only {name} got right, {mc['c']} only the "
                          "proposed routing).")
     return " ".join(parts)
