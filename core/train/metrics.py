@@ -47,11 +47,12 @@ def auc_or_none(y: np.ndarray, p: np.ndarray) -> float | None:
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
-    """Probabilities from logits, in float64 so a saturated logit stays below 1."""
+    """Probabilities from logits, in float64: the precision thresholds and ECE are computed in."""
     return 1.0 / (1.0 + np.exp(-z.astype(np.float64)))
 
 
 def bce(logits: np.ndarray, y: np.ndarray, pos_weight: float) -> float:
+    """Validation loss with training's class weight, so the epoch it picks is judged alike."""
     z = torch.from_numpy(logits.astype(np.float32))
     return float(nn.functional.binary_cross_entropy_with_logits(
         z, torch.from_numpy(y), pos_weight=torch.tensor(pos_weight)))
