@@ -46,7 +46,6 @@ def measure(run: str, dataset: str, split: str, recipes: list[str], pool_views: 
     rows = []
     for text in recipes:
         predictor.cam_recipe = parse_recipe(text)
-        predictor._cams.clear()  # CAM objects are per recipe
         t0 = time.perf_counter()
         score = run_cam_pointing(predictor, df)
         rows.append({"recipe": score["method"],

@@ -51,9 +51,9 @@ def child_review(cases: int, arch: str, img_size: int, phantom_size: int, warmup
 
     from benchmarks.predict import study_inputs
     from core.predict import Predictor
-    from core.train.device import _setup_threads
+    from core.train.device import setup_threads
 
-    _setup_threads(torch.device("cpu"))
+    setup_threads(torch.device("cpu"))
     with temp_dir() as tmp:
         df = phantom_manifest(tmp, studies=min(cases, 5), size=phantom_size)
         studies = [study_inputs(df[df["study_id"] == s]) for s in df["study_id"].unique()]
@@ -76,7 +76,7 @@ def child_cuda(batch_size: int, img_size: int, steps: int) -> dict[str, Any]:
 
     if not torch.cuda.is_available():
         return {"cuda_note": "no CUDA GPU here: peak GPU memory not measured"}
-    from benchmarks.train_throughput import _setup, model_only_rate
+    from benchmarks.train_throughput import cell_setup, model_only_rate
 
     out: dict[str, Any] = {"cuda_device": torch.cuda.get_device_name(0),
                            "cuda_batch_size": batch_size, "cuda_img_size": img_size}
@@ -84,7 +84,7 @@ def child_cuda(batch_size: int, img_size: int, steps: int) -> dict[str, Any]:
     for arch in ("swin", "convnextv2"):
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(dev)
-        _, model, step_model, opt, loss_fn = _setup(arch, img_size, batch_size, dev, False)
+        _, model, step_model, opt, loss_fn = cell_setup(arch, img_size, batch_size, dev, False)
         model_only_rate(step_model, opt, loss_fn, batch_size, img_size, dev, steps, 1)
         out[f"cuda_{arch}_max_allocated_mb"] = round(torch.cuda.max_memory_allocated(dev) / 2**20, 1)
         del model, step_model, opt

@@ -77,9 +77,9 @@ def _warm_torch() -> None:
 
 def measure(cases: list[tuple[str, int]], phantom_size: int, repeats: int,
             threads: int | None) -> dict[str, Any]:
-    from core.train.device import _setup_threads
+    from core.train.device import setup_threads
 
-    _setup_threads(torch.device("cpu"))  # as the app's predictor runs: all cores
+    setup_threads(torch.device("cpu"))  # as the app's predictor runs: all cores
     if threads:
         torch.set_num_threads(threads)
     _warm_torch()

@@ -3,7 +3,7 @@
 Why both: the model-only rate (synthetic float tensors already on the device)
 is what the hardware can do; the end-to-end rate runs core.train's own data
 path and step — preprocessed cache → :class:`core.train.ImageBank` →
-``_CellData`` batches → ``augment_batch`` on the device → ``_train_epoch`` —
+``CellData`` batches → ``augment_batch`` on the device → ``train_epoch`` —
 so ``ratio = end_to_end / model_only`` says how much the data path costs.
 Issue 6's targets: ratio ≥ 0.90 on a GPU, ≥ 0.85 on the CPU.
 
@@ -33,11 +33,11 @@ PAPER_ARCHS = ("swin", "convnextv2")
 INFERENCE_SPEEDUP = 3.0  # forward-only vs forward + backward + step (assumed, not measured)
 
 
-def _setup(arch: str, img_size: int, batch_size: int, device: torch.device, compile_: bool):
+def cell_setup(arch: str, img_size: int, batch_size: int, device: torch.device, compile_: bool):
     """Model, step model, optimizer and loss exactly as core.train builds them for a cell."""
     from core.models import create_model
     from core.train import TrainConfig
-    from core.train.device import _make_optimizer
+    from core.train.device import make_optimizer
 
     config = TrainConfig(arch=arch, img_size=img_size, batch_size=batch_size, compile=compile_,
                          device=str(device), epochs=1, log_every=10**9)
@@ -46,7 +46,7 @@ def _setup(arch: str, img_size: int, batch_size: int, device: torch.device, comp
     model = create_model(arch, img_size).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    opt = _make_optimizer(model, config, device)
+    opt = make_optimizer(model, config, device)
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(1.0, device=device))
     step_model = torch.compile(model) if compile_ else model
     return config, model, step_model, opt, loss_fn
@@ -62,10 +62,10 @@ def model_only_rate(step_model: nn.Module, opt: torch.optim.Optimizer, loss_fn: 
                     steps: int, warmup: int) -> float:
     """Images/s of forward + backward + optimizer step on tensors already on the device.
 
-    Same autocast and memory format as ``core.train.loop._train_epoch``; no
+    Same autocast and memory format as ``core.train.loop.train_epoch``; no
     indexing, no augmentation, no host↔device copies.
     """
-    from core.train.device import _autocast
+    from core.train.device import autocast_for
 
     gen = torch.Generator(device="cpu").manual_seed(0)
     x = torch.rand((batch_size, 1, img_size, img_size), generator=gen).to(device)
@@ -75,7 +75,7 @@ def model_only_rate(step_model: nn.Module, opt: torch.optim.Optimizer, loss_fn: 
     step_model.train()
 
     def step() -> None:
-        with _autocast(device):
+        with autocast_for(device):
             logits = step_model(x).float().squeeze(1)
         loss = loss_fn(logits, y)
         opt.zero_grad(set_to_none=True)
@@ -94,37 +94,37 @@ def model_only_rate(step_model: nn.Module, opt: torch.optim.Optimizer, loss_fn: 
 
 def build_loop(config, model, step_model, opt, loss_fn, device: torch.device,
                paths: list[str], labels: np.ndarray, n_images: int):
-    """core.train's ``_Loop`` over ``n_images`` drawn (cycling) from the ImageBank of ``paths``."""
+    """core.train's ``Loop`` over ``n_images`` drawn (cycling) from the ImageBank of ``paths``."""
     from core.grid import Cell
     from core.train import ImageBank, Progress
-    from core.train.data import _CellData
-    from core.train.loop import _Loop
+    from core.train.data import CellData
+    from core.train.loop import Loop
 
     bank = ImageBank(paths, config.preprocess_params(), workers=1)
     reps = -(-n_images // len(paths))
     chosen = (paths * reps)[:n_images]
     y = np.resize(labels, n_images).astype(np.float32)
-    data = _CellData(bank.take(chosen), y, device)
+    data = CellData(bank.take(chosen), y, device)
     progress = Progress(None, 1, None, stream=io.StringIO())
-    return _Loop(Cell(None, "LCC"), config, device, model, step_model, opt, loss_fn, data, progress)
+    return Loop(Cell(None, "LCC"), config, device, model, step_model, opt, loss_fn, data, progress)
 
 
 def end_to_end_rate(loop, steps: int, warmup: int) -> float:
-    """Images/s of ``core.train.loop._train_epoch`` (the real loop) over ``steps`` batches.
+    """Images/s of ``core.train.loop.train_epoch`` (the real loop) over ``steps`` batches.
 
-    A separate, shorter epoch warms up first; ``_train_epoch`` ends with a
+    A separate, shorter epoch warms up first; ``train_epoch`` ends with a
     ``.item()``, so the timed epoch is synchronised on the device.
     """
-    from core.train.data import _CellData
-    from core.train.loop import _train_epoch
+    from core.train.data import CellData
+    from core.train.loop import train_epoch
 
     bs = loop.config.batch_size
     full = loop.train
     if warmup:
-        warm = _CellData(full.x[:warmup * bs].cpu(), full.y[:warmup * bs].cpu().numpy(), loop.device)
-        _train_epoch(dataclasses.replace(loop, train=warm), 0)
+        warm = CellData(full.x[:warmup * bs].cpu(), full.y[:warmup * bs].cpu().numpy(), loop.device)
+        train_epoch(dataclasses.replace(loop, train=warm), 0)
     t0 = time.perf_counter()
-    _train_epoch(loop, 1)
+    train_epoch(loop, 1)
     return steps * bs / (time.perf_counter() - t0)
 
 
@@ -174,21 +174,21 @@ def measure(arch: str, img_size: int, batch_size: int, device_name: str, steps: 
     """Both rates, best of ``rounds`` alternating rounds (other jobs on a shared machine
     only ever slow a round down, so the best round is the least disturbed)."""
     from core.models import pick_device
-    from core.train.config import _labels
-    from core.train.device import _cell_scope, _setup_threads
+    from core.train.config import label_targets
+    from core.train.device import cell_scope, setup_threads
 
     device = pick_device(device_name)
-    _setup_threads(device)
-    config, model, step_model, opt, loss_fn = _setup(arch, img_size, batch_size, device, compile_)
+    setup_threads(device)
+    config, model, step_model, opt, loss_fn = cell_setup(arch, img_size, batch_size, device, compile_)
     with temp_dir() as tmp, private_cache(tmp / "cache"):
         df = phantom_manifest(tmp, studies=studies, size=max(128, 2 * img_size))
         paths = list(df["image_path"])
         t0 = time.perf_counter()
-        loop = build_loop(config, model, step_model, opt, loss_fn, device, paths, _labels(df),
+        loop = build_loop(config, model, step_model, opt, loss_fn, device, paths, label_targets(df),
                           steps * batch_size)
         bank_s = time.perf_counter() - t0
         a_rates, b_rates = [], []
-        with _cell_scope(device):  # the deterministic-kernel setting train_cell runs under
+        with cell_scope(device):  # the deterministic-kernel setting train_cell runs under
             for r in range(rounds):
                 a_rates.append(model_only_rate(step_model, opt, loss_fn, batch_size, img_size,
                                                device, steps, warmup if r == 0 else 1))

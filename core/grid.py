@@ -121,6 +121,20 @@ def serve(view: str, has_roi: bool, mode: Mode, trained: Collection[str],
     return Route(wanted, None, reason=f"{why} and no stand-in for {view} was trained")
 
 
+ROUTE_PREFIX: dict[str, str] = {"roi": "ROI-aware: ", "baseline": "baseline: "}
+"""How a view's warning about its routing starts, per grid."""
+
+
+def route_warning(mode: Mode, reason: str) -> str:
+    """A routing reason as a view warning: the grid's prefix tells the reader which grid it is."""
+    return ROUTE_PREFIX[mode] + reason
+
+
+def is_route_warning(text: str) -> bool:
+    """Whether a view warning came from routing (so a page that shows routing apart can skip it)."""
+    return text.startswith(tuple(ROUTE_PREFIX.values()))
+
+
 def plan(mode: Mode) -> list[Cell]:
     """All cells of a grid, in a fixed order (views, then without/with ROI)."""
     if mode == "baseline":

@@ -112,6 +112,30 @@ def test_roc_auc_matches_sklearn_with_ties() -> None:
     assert pts["fpr"][0] == 0.0 and pts["tpr"][-1] == 1.0 and len(pts["fpr"]) == len(pts["tpr"])
 
 
+def test_training_scores_validation_with_evaluations_roc_auc() -> None:
+    from core.train.metrics import auc_or_none
+
+    y = np.array([0, 0, 1, 1, 0, 1], dtype=np.float32)  # the loop's float targets
+    p = np.array([0.1, 0.4, 0.4, 0.8, 0.8, 0.9])  # ties across the classes count one half
+    assert auc_or_none(y, p) == ev.roc_auc(y, p) == pytest.approx(roc_auc_score(y, p))
+    assert auc_or_none(np.ones(3), [0.2, 0.5, 0.9]) is None  # one class: null, not NaN, in meta.json
+    assert auc_or_none(np.array([]), np.array([])) is None
+    assert math.isnan(ev.roc_auc([], []))
+    assert ev.roc_auc([True, False], [0.9, 0.1]) == 1.0 and ev.roc_auc([1, 0], [0.1, 0.9]) == 0.0
+    with pytest.raises(ValueError, match="0/1"):
+        ev.roc_auc([0, 2], [0.1, 0.9])
+
+
+def test_report_and_pages_share_one_number_format() -> None:
+    from core.evaluate.report import format_p, format_value
+    from ui.metrics_view import headline
+
+    assert [format_p(p) for p in (None, 0.0, 0.000999, 0.001, 0.0456, 1.0)] == [
+        "–", "< 0.001", "< 0.001", "0.001", "0.046", "1.000"]
+    assert [format_value(x) for x in (None, 0.0, 0.875, 1.0)] == ["–", "0.00", "0.88", "1.00"]
+    assert headline({"mcnemar_p": 0.0004})["McNemar p"] == "< 0.001"
+
+
 # ---------------------------------------------------------------- McNemar
 
 def test_mcnemar_exact_known_values() -> None:

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.datasets.manifest import COLUMNS, finalize, read_manifest_csv
+from core.datasets.manifest import COLUMNS, finalize, label_codes, read_manifest_csv
 from core.datasets.roi import outline, read_mask, render_shapes, row_mask, shapes_json
-from core.errors import ManifestError, MaskError
+from core.errors import CheckpointError, ManifestError, MaskError
 
 
 def _row(name: str, **changes: str) -> dict[str, str]:
@@ -120,6 +120,40 @@ def test_finalize_accepts_a_utf8_bom_and_keeps_columns(folder: Path) -> None:
 
 
 # ---------------------------------------------------------------- roi
+
+def test_label_codes_reads_every_spelling_and_refuses_the_rest() -> None:
+    values = pd.Series([" Malignant", "benign", "1", 0, 1.0, "0.0", True, "FALSE"])
+    assert label_codes(values).tolist() == [1, 0, 1, 0, 1, 0, 1, 0]
+    assert label_codes(pd.Series([], dtype=object)).tolist() == []
+    with pytest.raises(ManifestError, match=r"^t\.csv: unknown label value\(s\) '', 'normal'"):
+        label_codes(pd.Series(["malignant", "Normal", None]), "t.csv")
+    with pytest.raises(CheckpointError, match="'2'"):
+        label_codes(pd.Series(["2"]), "predictions.csv", CheckpointError)
+
+
+def test_lookup_names_every_unknown_value_as_the_file_wrote_it() -> None:
+    from core.datasets.readers import lookup
+
+    table = {"a": 1, "b": None}
+    assert lookup(pd.Series(["a", "b", "a"]), table, "x", "a or b", "t.csv").tolist()[::2] == [1, 1]
+    with pytest.raises(ManifestError, match=r"^t\.csv: unknown kind value\(s\) ' C', 'D'; expected a or b$"):
+        lookup(pd.Series(["a", "c", "d", "c"]), table, "kind", "a or b", "t.csv",
+               shown=pd.Series(["A", " C", "D", " C"]))
+    many = pd.Series([f"v{i:02d}" for i in range(12)])
+    with pytest.raises(CheckpointError) as err:
+        lookup(many, table, "kind", "a or b", None, error=CheckpointError)
+    assert "'v09'" in str(err.value) and "'v10'" not in str(err.value)  # the first ten, sorted
+
+
+def test_training_counts_refuse_a_label_that_is_not_benign_or_malignant() -> None:
+    from core.train.config import class_counts, label_targets
+
+    df = pd.DataFrame({"label": ["malignant", "benign", "benign"]})
+    assert class_counts(df) == {"benign": 2, "malignant": 1}
+    assert label_targets(df).dtype == np.float32 and label_targets(df).tolist() == [1, 0, 0]
+    with pytest.raises(ManifestError, match="'normal'"):  # once counted silently as benign
+        class_counts(pd.DataFrame({"label": ["malignant", "normal"]}))
+
 
 def test_shapes_json_empty_and_round_trip() -> None:
     assert shapes_json(10, 20, []) == ""

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from core.errors import CheckpointError
-from core.grid import VIEWS, Cell, plan
+from core.grid import MODES, VIEWS, Cell, is_route_warning, plan, route_warning
 from core.models import create_model, save_weights
 from core.pixels.preprocess import PreprocessParams
 from core.pixels.views import combine_view, contradictions, parse_view_name, view_evidence
@@ -159,6 +159,8 @@ def test_fallback_to_other_roi_cell_then_none(work, study):
     assert "roi-LMLO" not in said and "skipped in training (too few)" in said
     assert "trained on all" not in said
     assert "skipped in training (too few) and no stand-in for RCC" in routing_sentence(rcc)
+    assert [w for w in lmlo.warnings if is_route_warning(w)] == [
+        route_warning("roi", lmlo.fallback_reason)]
 
 
 def test_routing_sentence_names_a_failed_cell_and_its_stand_in(work, study):
@@ -173,6 +175,16 @@ def test_routing_sentence_names_a_failed_cell_and_its_stand_in(work, study):
     assert "the model for LCC views with a finding failed in training (CUDA out of memory)" in said
     assert "the LCC model trained on all LCC images read it instead" in said
     assert "too few" not in said
+
+
+def test_route_warnings_carry_one_prefix_per_grid():
+    made = {mode: route_warning(mode, "roi-RCC has no model") for mode in MODES}
+    assert len(set(made.values())) == len(MODES)
+    assert all(is_route_warning(w) and w.endswith("roi-RCC has no model") for w in made.values())
+    assert not is_route_warning("View set to RCC although the DICOM tags give laterality L")
+    assert not is_route_warning("")
+    with pytest.raises(KeyError):
+        route_warning("all", "x")
 
 
 def test_tampered_weights_refused(work):
@@ -299,6 +311,24 @@ def test_cam_shape_and_range(work, study, arch):
     overlay = draw_outline(cam_overlay(results[0].preprocessed, results[0].cam_baseline, 0.5),
                            np.pad(np.ones((8, 8), np.uint8), 20))
     assert overlay.shape == (SIZE, SIZE, 3) and overlay.dtype == np.uint8
+
+
+def test_a_new_cam_recipe_replaces_the_maps_of_the_old_one(work, study):
+    from core.models import CamRecipe
+
+    run = make_run(work / "cam_recipe", arch="convnextv2_atto", modes=("baseline",), marked=False)
+    inputs = [ViewInput(path=study["RCC"])]
+    switched = Predictor(run)
+    switched.predict_study(inputs, cam=True)  # CAM objects made under the family's recipe
+    recipe = CamRecipe("layercam", (-2,))
+    switched.cam_recipe = recipe
+    fresh = Predictor(run)
+    fresh.cam_recipe = recipe
+    got = switched.predict_study(inputs, cam=True)[0].cam_baseline
+    want = fresh.predict_study(inputs, cam=True)[0].cam_baseline
+    default = Predictor(run).predict_study(inputs, cam=True)[0].cam_baseline
+    assert not np.allclose(want, default, atol=1e-3)  # the two recipes draw different maps
+    np.testing.assert_allclose(got, want, atol=1e-5)
 
 
 # --------------------------------------------------------------------------- manifests

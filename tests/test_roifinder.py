@@ -24,7 +24,7 @@ from core.roifinder.infer import RoiFinder, map_boxes
 from core.roifinder.model import create_finder
 from core.roifinder.store import ROI_DIR, save_finder
 from core.roifinder.train import FinderConfig, train_finder
-from core.train.metrics import _auc
+from core.train.metrics import auc_or_none
 from helpers import record_figures
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -63,12 +63,12 @@ def _blob_study(folder: Path, n: int, seed: int) -> pd.DataFrame:
 def _test_auc(run: Path, test: pd.DataFrame) -> float:
     info = json.loads((run / "run.json").read_text())
     finder = RoiFinder.from_run(run, info)
-    from core.roifinder.geometry import load_input
+    from core.pixels.cache import load_preprocessed_with_box
 
-    loaded = [load_input(p, finder.params) for p in test["image_path"]]
+    loaded = [load_preprocessed_with_box(p, finder.params) for p in test["image_path"]]
     props = finder.propose_inputs(np.stack([i for i, _ in loaded]), [b for _, b in loaded],
                                   [(H, W)] * len(test))
-    return _auc(test["roi"].to_numpy().astype(int), np.array([p.probability for p in props]))
+    return auc_or_none(test["roi"].to_numpy().astype(int), np.array([p.probability for p in props]))
 
 
 def _train(run: Path, train: pd.DataFrame) -> dict:
@@ -466,3 +466,9 @@ def test_report_prints_the_three_routings_and_the_finder():
     assert "proposed vs baseline: p = 1.000" in text
     assert "mean best box IoU 0.50 over 3 ROIs" in text
     assert "FROC sensitivity 0.67 at 0.5" in text
+    from ui.roi_view import finder_caption  # the Compare page says it in the same words
+
+    caption = finder_caption(result)
+    for words in ("at its stored threshold; mean best box IoU 0.50 over 3 ROIs",
+                  "FROC sensitivity 0.67 at 0.5", "(hit = IoU ≥ 0.3)"):
+        assert words in text and words in caption, words

@@ -33,7 +33,7 @@ from core.train import (
     train_cell,
     train_grid,
 )
-from core.train.data import _CellData
+from core.train.data import CellData
 
 SIZE = 32
 
@@ -176,7 +176,7 @@ def test_optimizer_state_flattens_and_restores():
 def test_batchnorm_statistics_are_recomputed_for_the_final_weights():
     cpu = torch.device("cpu")
     x = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (10, 1, SIZE, SIZE), np.uint8))
-    data = _CellData(x, np.zeros(10, np.float32), cpu)
+    data = CellData(x, np.zeros(10, np.float32), cpu)
     model = create_model("resnet10t", SIZE).train()
     first = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
     seen = []
@@ -223,20 +223,20 @@ def test_resume_after_interruption_equals_uninterrupted(reference_run, blobs, tm
 def test_resume_refuses_a_run_made_under_another_preprocessing_version(blobs, tmp_path):
     """Resumed cells would see this version's pixels beside the old cells' pixels."""
     from core.pixels.spec import PREPROCESS_VERSION
-    from core.train.runinfo import _open_run, _write_run, load_manifest
+    from core.train.runinfo import load_manifest, open_run, write_run
 
     df, source = load_manifest(blobs)
     out, cpu = tmp_path / "old", torch.device("cpu")
     out.mkdir()
-    info = _open_run(out, df, source, tiny(), cpu)
+    info = open_run(out, df, source, tiny(), cpu)
     assert info["preprocess"] == {**tiny().preprocess_params().to_json(),
                                   "version": PREPROCESS_VERSION}
-    _write_run(out, {**info, "preprocess": {**info["preprocess"], "version": 3}})
+    write_run(out, {**info, "preprocess": {**info["preprocess"], "version": 3}})
     with pytest.raises(TrainingError, match=r"another preprocessing spec \(version 3; this "
                                             rf"MammoRoute's: {PREPROCESS_VERSION}\)"):
-        _open_run(out, df, source, tiny(resume=True), cpu)
-    _write_run(out, info)  # the same spec resumes
-    assert _open_run(out, df, source, tiny(resume=True), cpu)["status"] == "running"
+        open_run(out, df, source, tiny(resume=True), cpu)
+    write_run(out, info)  # the same spec resumes
+    assert open_run(out, df, source, tiny(resume=True), cpu)["status"] == "running"
 
 
 def test_resume_is_refused_with_other_pretrained_weights(tmp_path):

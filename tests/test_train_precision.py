@@ -48,10 +48,10 @@ def _fp32_logits(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
 
 
 def test_validation_and_threshold_use_fp32_logits_under_bf16_training(tmp_path, monkeypatch):
-    monkeypatch.setattr(train_loop, "_autocast",
+    monkeypatch.setattr(train_loop, "autocast_for",
                         lambda device: torch.autocast("cpu", dtype=torch.bfloat16))
     seen: dict[str, list] = {"x": [], "bce": [], "temperature": []}
-    real_predict, real_bce, real_fit = (train_loop.predict_logits, train_loop._bce,
+    real_predict, real_bce, real_fit = (train_loop.predict_logits, train_loop.bce,
                                         train_loop.fit_temperature)
 
     def predict_spy(model, x, device, *args, **kwargs):
@@ -67,7 +67,7 @@ def test_validation_and_threshold_use_fp32_logits_under_bf16_training(tmp_path, 
         return real_fit(z, y, *args, **kwargs)
 
     monkeypatch.setattr(train_loop, "predict_logits", predict_spy)
-    monkeypatch.setattr(train_loop, "_bce", bce_spy)
+    monkeypatch.setattr(train_loop, "bce", bce_spy)
     monkeypatch.setattr(train_loop, "fit_temperature", fit_spy)
 
     train_df, val_df = _rows("t", 16), _rows("v", 12)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.grid import VIEWS
+from core.grid import VIEWS, is_route_warning
 from core.predict import ViewResult
 from core.review.case import CaseView, proposal_box, take_proposal
 from core.review.export import study_downloads
@@ -26,7 +26,6 @@ from ui.common import keep
 from ui.roi_view import roi_source_text
 
 PANEL_HEIGHT = 440
-ROUTING_PREFIXES = ("ROI-aware: ", "baseline: ")
 
 
 def call_text(call: Call | None) -> str:
@@ -93,7 +92,7 @@ def panel(r: ViewResult | None, v: CaseView | None, calls: StudyCalls, cam_of: s
             if r.fallback:
                 st.caption(f"Fallback: {r.fallback_reason}")
             for w in r.warnings:
-                if not (r.fallback and w.startswith(ROUTING_PREFIXES)):
+                if not (r.fallback and is_route_warning(w)):
                     st.caption(f"⚠️ {w}")
 
 

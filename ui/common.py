@@ -86,12 +86,6 @@ def fmt2(x: Any) -> str:
     return "–" if value is None else f"{value:.2f}"
 
 
-def pct(p: Any) -> str:
-    """A probability as a percentage with no decimals, ``"–"`` when missing."""
-    value = _number(p)
-    return "–" if value is None else f"{100 * value:.0f} %"
-
-
 def synthetic_notice(kind: str = "warning", images: str = "phantom") -> None:
     """The visible statement every page with phantom data or results carries.
 

@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 
 from core.evaluate import paper_reported
 from core.evaluate.constants import F_SCORE_DEFINITION, F_SCORE_LABEL
+from core.evaluate.report import format_p
 from ui.common import GRID_COLOURS, fmt2
 
 METRICS: tuple[tuple[str, str], ...] = (
@@ -113,17 +114,12 @@ def cv_table(result: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def p_text(p: float | None) -> str:
-    """A p-value with three decimals, "< 0.001" below that, "–" when missing."""
-    return "–" if p is None else ("< 0.001" if p < 0.001 else f"{p:.3f}")
-
-
 def mcnemar_text(result: Mapping[str, Any], tuned: bool = False) -> str:
     mc = (result.get("mcnemar") or {}).get("at_tuned" if tuned else "at_0.5")
     if not mc:
         return "McNemar exact test: needs both grids."
     return (f"McNemar exact test (image-level), baseline vs ROI-aware: "
-            f"**p = {p_text(mc.get('p'))}** ({mc.get('n_pairs')} paired images; "
+            f"**p = {format_p(mc.get('p'))}** ({mc.get('n_pairs')} paired images; "
             f"only baseline right: {mc.get('b')}, only ROI-aware right: {mc.get('c')}).")
 
 
@@ -170,7 +166,7 @@ def paired_text(result: Mapping[str, Any], tuned: bool = False) -> str:
         deltas = (paired.get("tuned") or {}) if tuned else paired
         lines.append(
             f"Sign-flip exact test (patient-level), baseline vs {name}: "
-            f"**p = {p_text(test.get('p'))}** ({test.get('n_patients')} patients, "
+            f"**p = {format_p(test.get('p'))}** ({test.get('n_patients')} patients, "
             f"{test.get('n_patients_net')} with a net difference). {name} minus baseline "
             "(95 % CI, the same patient resamples for both): "
             + " · ".join(f"{label} {delta_with_ci(deltas.get(k))}" for k, label in DELTAS) + ".")
@@ -223,7 +219,7 @@ def headline(result: Mapping[str, Any]) -> dict[str, Any]:
                              ("roc_auc", "AUC")):
             row[f"{short} {name}"] = with_ci((result.get(key) or {}).get(metric))
     p = result.get("mcnemar_p")
-    row["McNemar p"] = "–" if p is None else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+    row["McNemar p"] = format_p(p)
     for key, short in (("baseline", "baseline"), ("roi_aware", "ROI-aware")):
         score = (result.get("cam_pointing") or {}).get(key)
         if score:

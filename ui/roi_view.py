@@ -10,6 +10,8 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from core.evaluate.report import format_p
+from core.evaluate.roifinder import finder_sentence
 from ui.common import fmt2
 from ui.metrics_view import with_ci
 
@@ -61,21 +63,12 @@ def froc_figure(result: Mapping[str, Any]) -> go.Figure:
 def finder_caption(result: Mapping[str, Any]) -> str:
     """The finder's presence, box and FROC figures, and both McNemar tests, in one paragraph."""
     parts = []
-    rm = result.get("roi_model")
-    if rm:
-        fr = rm["froc"]
-        parts.append(
-            f"ROI finder on {rm['n_images']} test images ({rm['n_with_roi']} with an annotated "
-            f"ROI): presence AUC {with_ci(rm['presence_auc'])}, sensitivity "
-            f"{with_ci(rm['presence_sensitivity'])}, specificity "
-            f"{with_ci(rm['presence_specificity'])} at its stored threshold; mean best box IoU "
-            f"{fmt2(rm['box_iou']['value'])} over {rm['box_iou']['n_rois']} ROIs; FROC "
-            f"sensitivity {fmt2(fr.get('sensitivity_at_0.5_fp'))} at 0.5 and "
-            f"{fmt2(fr.get('sensitivity_at_1_fp'))} at 1 false positive per image.")
+    if result.get("roi_model"):
+        parts.append(finder_sentence(result["roi_model"], with_ci, fmt2))
     for key, name in (("vs_baseline", "the baseline"), ("vs_annotated", "annotated routing")):
         mc = ((result.get("mcnemar_proposed") or {}).get(key) or {}).get("at_0.5")
         if mc:
-            parts.append(f"McNemar, proposed routing vs {name}: p = {mc['p']:.3f} "
+            parts.append(f"McNemar, proposed routing vs {name}: p = {format_p(mc['p'])} "
                          f"({mc['b']} images only {name} got right, {mc['c']} only the "
                          "proposed routing).")
     return " ".join(parts)

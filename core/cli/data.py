@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +15,7 @@ import pandas as pd
 from core.datasets import load_dataset
 from core.datasets.describe import describe, render_text
 from core.errors import ManifestError
+from core.runfolder.atomic import atomic_write_bytes
 
 DERIVED_COLUMNS: tuple[str, ...] = ("roi", "view_name")  # recomputed when read back
 
@@ -75,14 +74,7 @@ def write_manifest(df: pd.DataFrame, out: Path) -> None:
         table[column] = table[column].map(lambda p: _relative(p, out.parent))
     if not out.parent.is_dir():
         raise ManifestError("folder does not exist", out.parent)
-    fd, tmp = tempfile.mkstemp(prefix=".manifest-", suffix=".csv", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            table.to_csv(f, index=False)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(out, table.to_csv(index=False).encode("utf-8"))
 
 
 def _relative(path: str, folder: Path) -> str:

@@ -12,15 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from core.cli.argtypes import NON_NEGATIVE_INT
 from core.evaluate import evaluate_run, format_report
 from core.predict.external import SPLITS, validate_external
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be >= 0")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Evaluate a run folder's predictions.csv and write metrics.json.")
     p.add_argument("run_dir", help="run folder, e.g. checkpoints/NAME")
     p.add_argument("--json", action="store_true", help="print metrics.json content instead of tables")
-    p.add_argument("--boot", type=_non_negative, default=1000,
+    p.add_argument("--boot", type=NON_NEGATIVE_INT, default=1000,
                    help="patient-level bootstrap resamples (0 = no CIs; default 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--dataset", default=None, metavar="DIR",

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from core.errors import MammoError
 from core.review.readout import shown_call
+from core.runfolder.atomic import atomic_write_png
 
 if TYPE_CHECKING:
     from core.predict import Predictor, ViewInput, ViewResult
@@ -151,8 +152,7 @@ def _write_cams(outdir: Path, results: list) -> None:
                 continue
             rgb = draw_outline(cam_overlay(r.preprocessed, cam, CAM_OPACITY), r.mask)
             target = outdir / f"{stem}_{grid}.png"
-            if not cv2.imwrite(str(target), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-                raise MammoError("cannot write overlay", target)
+            atomic_write_png(target, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
 
 
 def _unique(stem: str, used: set[str]) -> str:

@@ -9,40 +9,17 @@ The shared cache is not used: a one-off look should neither need nor fill it.
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
-import cv2
-
+from core.cli.argtypes import number
 from core.errors import MammoError
 from core.pixels.cache import load_preprocessed
 from core.pixels.spec import MAX_SIZE, PreprocessParams
+from core.runfolder.atomic import atomic_write_png
 from core.runfolder.layout import RUN_FILE, read_run
 
 OPTIONS: dict[str, str] = {"size": "--size", "clahe_clip": "--clahe-clip",
                            "clahe_tiles": "--clahe-tiles", "crop": "--no-crop", "fit": "--fit"}
-
-
-def _size(text: str) -> int:
-    value = int(text)
-    if not 8 <= value <= MAX_SIZE:
-        raise argparse.ArgumentTypeError(f"must be between 8 and {MAX_SIZE}")
-    return value
-
-
-def _clip(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 100:
-        raise argparse.ArgumentTypeError("must be between 0 (CLAHE off) and 100")
-    return value
-
-
-def _tiles(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= 64:
-        raise argparse.ArgumentTypeError("must be between 1 and 64")
-    return value
 
 
 def register(subparsers) -> None:
@@ -50,12 +27,13 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("preprocess", help="write one image's preprocessed model input",
                               description=__doc__.splitlines()[0])
     p.add_argument("file", type=Path, help="DICOM, PNG, JPEG, PGM or TIFF file")
-    p.add_argument("--size", type=_size, help="output side in pixels, e.g. 384")
+    p.add_argument("--size", type=number(int, 8, MAX_SIZE), help="output side in pixels, e.g. 384")
     p.add_argument("--run", type=Path,
                    help="run folder: use its stored preprocessing spec instead of the options")
     p.add_argument("--out", type=Path, required=True, help="PNG to write")
-    p.add_argument("--clahe-clip", type=_clip, help="CLAHE clip limit (0 = off; default 2)")
-    p.add_argument("--clahe-tiles", type=_tiles, help="CLAHE tiles per side (default 8)")
+    p.add_argument("--clahe-clip", type=number(float, 0, 100, note=" (CLAHE off)"),
+                   help="CLAHE clip limit (0 = off; default 2)")
+    p.add_argument("--clahe-tiles", type=number(int, 1, 64), help="CLAHE tiles per side (default 8)")
     p.add_argument("--no-crop", dest="crop", action="store_const", const=False,
                    help="the whole frame instead of the breast crop")
     p.add_argument("--fit", choices=("stretch", "pad"),
@@ -80,24 +58,7 @@ def _spec(args: argparse.Namespace) -> PreprocessParams:
 
 def run(args: argparse.Namespace) -> int:
     img = load_preprocessed(args.file, _spec(args), cache=None)
-    _write_png(args.out, img)
+    atomic_write_png(args.out, img)
     print(f"wrote {args.out} ({img.shape[1]}x{img.shape[0]}) from {args.file}")
     return 0
 
-
-def _write_png(out: Path, img) -> None:
-    """Encode, then write atomically: a failed run leaves no half-written PNG."""
-    ok, data = cv2.imencode(".png", img)
-    if not ok:
-        raise MammoError("PNG encoding failed", out)
-    tmp = None
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".tmp-", suffix=".png")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.tobytes())
-        os.replace(tmp, out)
-    except OSError as err:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise MammoError(f"cannot write ({err.strerror or err})", out) from None

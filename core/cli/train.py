@@ -14,26 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be >= 0")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be > 0")
-    return value
+from core.cli.argtypes import NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,12 +33,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="run folder, e.g. checkpoints/NAME")
     p.add_argument("--arch", help="swin, convnextv2 (paper), swin_micro, convnextv2_atto "
                                   "or a timm name (default convnextv2)")
-    p.add_argument("--img-size", type=_positive, help="square input side in px (default 384)")
-    p.add_argument("--epochs", type=_positive, help="epochs per cell (default 100)")
+    p.add_argument("--img-size", type=POSITIVE_INT, help="square input side in px (default 384)")
+    p.add_argument("--epochs", type=POSITIVE_INT, help="epochs per cell (default 100)")
     p.add_argument("--mode", choices=("baseline", "roi", "both"), help="grids (default both)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default auto")
-    p.add_argument("--batch-size", type=_positive, help="default 16")
-    p.add_argument("--lr", type=_positive_float, help="AdamW learning rate (default 1e-4)")
+    p.add_argument("--batch-size", type=POSITIVE_INT, help="default 16")
+    p.add_argument("--lr", type=POSITIVE_FLOAT, help="AdamW learning rate (default 1e-4)")
     p.add_argument("--weight-decay", type=float, help="AdamW weight decay (default 0.01)")
     p.add_argument("--val-fraction", type=float,
                    help="patient-grouped validation share of each cell (default 0.15)")
@@ -67,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="turn off the light affine / intensity augmentation")
     p.add_argument("--select", choices=("val_loss", "val_auc"),
                    help="epoch selection on validation (default val_loss)")
-    p.add_argument("--cv", type=_non_negative, help="K-fold patient-grouped CV first (K ≥ 2)")
+    p.add_argument("--cv", type=NON_NEGATIVE_INT, help="K-fold patient-grouped CV first (K ≥ 2)")
     p.add_argument("--resume", action="store_true", default=None,
                    help="continue an interrupted run in --out")
     p.add_argument("--seed", type=int, help="default 0")
@@ -80,11 +61,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pretrained", help="backbone weights: a local .safetensors file, or 'hub' "
                                         "for timm's (needs a network)")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
-    p.add_argument("--workers", type=_non_negative, help="preprocessing processes (0 = all cores)")
+    p.add_argument("--workers", type=NON_NEGATIVE_INT, help="preprocessing processes (0 = all cores)")
     p.add_argument("--clahe-clip", type=float,
                    help="CLAHE clip limit (default 2.0, the paper's CLAHE; 0 = off)")
     p.add_argument("--clahe-tiles", type=int, help="CLAHE tiles per side (default 8)")
-    p.add_argument("--warm-start", type=_non_negative, metavar="EPOCHS",
+    p.add_argument("--warm-start", type=NON_NEGATIVE_INT, metavar="EPOCHS",
                    help="train one model on every training image for EPOCHS first and start "
                         "each cell from it (for small datasets; default 0 = off)")
     p.add_argument("--no-crop", dest="crop", action="store_false", default=None,
@@ -93,9 +74,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="breast crop to the square input: stretch (default) or pad (aspect kept)")
     p.add_argument("--roi-model", action="store_true", default=None,
                    help="also train the ROI finder that routes views without a mask")
-    p.add_argument("--roi-size", type=_positive, help="ROI finder input side, a multiple of 16 "
+    p.add_argument("--roi-size", type=POSITIVE_INT, help="ROI finder input side, a multiple of 16 "
                                                       "(default 96)")
-    p.add_argument("--roi-epochs", type=_positive, help="ROI finder epochs (default 20)")
+    p.add_argument("--roi-epochs", type=POSITIVE_INT, help="ROI finder epochs (default 20)")
     p.add_argument("--synthetic", action="store_true", default=None,
                    help="mark the run as synthetic even without a phantom.json marker")
 

@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from core.datasets.manifest import finalize
-from core.datasets.readers import column_key, list_missing_files, read_csv_strict
+from core.datasets.readers import column_key, list_missing_files, lookup, read_csv_strict
 from core.datasets.roi import shapes_json
 from core.datasets.split import grouped_split
 from core.errors import ManifestError
@@ -171,7 +171,8 @@ def _sheet_rows(path: Path, cdd_type: str) -> pd.DataFrame:
         lambda t: FILE_TYPE_TOKENS.get(t, t))
     df = df[df["type"] == cdd_type]
     parsed = parsed[df.index]
-    df["label"] = _labels(df[pathology_col], path)
+    df["label"] = lookup(df[pathology_col].str.strip().str.lower(), PATHOLOGY_LABEL, "pathology",
+                         "Normal, Benign or Malignant", path, shown=df[pathology_col])
     out = pd.DataFrame({
         "image_name": df["image_name"],
         "patient_id": _column_or_name(df, "patientid", parsed, 0).map(_clean_id),
@@ -210,16 +211,6 @@ def _column_or_name(df: pd.DataFrame, key: str, parsed: pd.Series, part: int) ->
 def _clean_id(value: str) -> str:
     """Excel turns ``2`` into ``2.0`` when a column is numeric; undo that."""
     return value[:-2] if re.fullmatch(r"\d+\.0", value) else value
-
-
-def _labels(values: pd.Series, path: Path) -> pd.Series:
-    lowered = values.str.strip().str.lower()
-    unknown = sorted(set(values[~lowered.isin(list(PATHOLOGY_LABEL))]))
-    if unknown:
-        raise ManifestError(
-            f"unknown pathology value(s) {', '.join(map(repr, unknown[:10]))}; "
-            "expected Normal, Benign or Malignant", path)
-    return lowered.map(PATHOLOGY_LABEL)
 
 
 def _require_filled(df: pd.DataFrame, path: Path) -> None:

@@ -15,9 +15,11 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from core.errors import ManifestError, MaskError
+from core.datasets.readers import lookup, read_csv_strict
+from core.errors import MammoError, ManifestError, MaskError
 
 COLUMNS: tuple[str, ...] = (
     "image_path", "patient_id", "study_id", "laterality", "view", "label", "mask_path", "split",
@@ -26,10 +28,24 @@ LABELS: tuple[str, ...] = ("benign", "malignant")
 SPLITS: tuple[str, ...] = ("train", "test")
 LATERALITIES: tuple[str, ...] = ("L", "R")
 VIEW_POSITIONS: tuple[str, ...] = ("CC", "MLO")
+LABEL_CODES: dict[str, int] = {"benign": 0, "malignant": 1, "0": 0, "1": 1, "0.0": 0, "1.0": 1,
+                               "false": 0, "true": 1}
+"""Every spelling of a label a table may carry: the manifest's words, or a 0/1 (or bool)
+column that pandas or a spreadsheet may have turned into floats or text."""
 
 
-def _bad_values(df: pd.DataFrame, column: str, allowed: tuple[str, ...]) -> list[str]:
-    return sorted(set(df.loc[~df[column].isin(allowed), column].astype(str)))
+def label_codes(values: pd.Series, source: str | Path | None = None,
+                error: type[MammoError] = ManifestError) -> np.ndarray:
+    """0 (benign) / 1 (malignant) per row; an unknown value is refused, never read as benign.
+
+    One reader for every table (manifests, prediction tables, proposals), so a
+    label can never count as malignant in one place and benign in another.
+    ``error`` is the caller's error type (a run's prediction table is a
+    :class:`~core.errors.CheckpointError`), naming ``source``.
+    """
+    text = values.astype(object).fillna("").astype(str).str.strip().str.lower()
+    return lookup(text, LABEL_CODES, "label", "benign or malignant (or 0 / 1)", source,
+                  error=error).to_numpy(dtype=int)
 
 
 def finalize(df: pd.DataFrame, root: str | Path, source: str | Path | None = None,
@@ -56,11 +72,7 @@ def finalize(df: pd.DataFrame, root: str | Path, source: str | Path | None = Non
     df["split"] = df["split"].str.lower()
     for column, allowed in (("label", LABELS), ("laterality", LATERALITIES),
                             ("view", VIEW_POSITIONS), ("split", SPLITS)):
-        bad = _bad_values(df, column, allowed)
-        if bad:
-            raise ManifestError(
-                f"unknown {column} value(s) {', '.join(map(repr, bad[:10]))}; "
-                f"expected one of {', '.join(allowed)}", source)
+        lookup(df[column], dict.fromkeys(allowed), column, f"one of {', '.join(allowed)}", source)
     empty_paths = df["image_path"] == ""
     if empty_paths.any():
         rows = ", ".join(str(i + 2) for i in df.index[empty_paths][:10])
@@ -160,7 +172,5 @@ def _check_patients_on_one_side(df: pd.DataFrame, source: str | Path) -> None:
 
 def read_manifest_csv(path: str | Path, check_files: bool = True) -> pd.DataFrame:
     """Read a user's manifest CSV; paths are relative to the CSV's folder."""
-    from core.datasets.readers import read_csv_strict  # core.datasets imports this module
-
     path = Path(path)
     return finalize(read_csv_strict(path), path.parent, source=path, check_files=check_files)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from core.errors import ManifestError
+from core.errors import MammoError, ManifestError
 
 
 def read_csv_strict(path: str | Path, required: Iterable[str] = ()) -> pd.DataFrame:
@@ -45,6 +46,23 @@ def require_columns(df: pd.DataFrame, required: Iterable[str], path: str | Path)
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise ManifestError(f"missing columns: {', '.join(missing)}", path)
+
+
+def lookup(keys: pd.Series, table: Mapping[Any, Any], what: str, expected: str,
+           source: str | Path | None, shown: pd.Series | None = None,
+           error: type[MammoError] = ManifestError) -> pd.Series:
+    """``table[key]`` per row; a key not in ``table`` is refused, every such value named at once.
+
+    One rule for every coded column a table may hold (labels, BI-RADS, pathology,
+    splits, views), so an unknown value is never read as a default.  ``shown``
+    holds the values as the file wrote them, when ``keys`` were derived from them.
+    """
+    known = keys.isin(list(table))
+    if not known.all():
+        bad = sorted(set((keys if shown is None else shown)[~known].astype(str)))
+        raise error(f"unknown {what} value(s) {', '.join(map(repr, bad[:10]))}; expected {expected}",
+                    source)
+    return keys.map(table)
 
 
 def column_key(name: object) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from core.datasets.manifest import finalize
-from core.datasets.readers import read_csv_strict
+from core.datasets.readers import lookup, read_csv_strict
 from core.datasets.roi import shapes_json
 from core.errors import ManifestError
 
@@ -72,8 +72,9 @@ def _image_table(root: Path) -> tuple[pd.DataFrame, Path]:
         df = df.drop_duplicates("image_id")
     for col in ("height", "width"):
         df[col] = _positive_numbers(df[col], col, source)
-    df["label"] = _labels(df["breast_birads"], source)
-    df["split"] = _splits(df["split"], source)
+    df["label"] = lookup(df["breast_birads"].map(birads_number), BIRADS_LABEL, "breast_birads",
+                         "BI-RADS 1–5", source, shown=df["breast_birads"])
+    df["split"] = lookup(df["split"].str.lower(), SPLIT_NAMES, "split", "training or test", source)
     return df.reset_index(drop=True), source
 
 
@@ -90,26 +91,6 @@ def birads_number(text: str) -> int | None:
     """``"BI-RADS 4"`` / ``"4"`` → 4; anything without exactly one number → None."""
     digits = re.findall(r"\d+", str(text))
     return int(digits[0]) if len(digits) == 1 else None
-
-
-def _labels(birads: pd.Series, source: Path) -> pd.Series:
-    numbers = birads.map(birads_number)
-    unknown = sorted({b for b, n in zip(birads, numbers) if n not in BIRADS_LABEL})
-    if unknown:
-        raise ManifestError(
-            f"unknown breast_birads value(s) {', '.join(map(repr, unknown[:10]))}; "
-            "expected BI-RADS 1–5", source)
-    return numbers.map(BIRADS_LABEL)
-
-
-def _splits(values: pd.Series, source: Path) -> pd.Series:
-    lowered = values.str.lower()
-    unknown = sorted(set(lowered) - set(SPLIT_NAMES))
-    if unknown:
-        raise ManifestError(
-            f"unknown split value(s) {', '.join(map(repr, unknown[:10]))}; "
-            "expected training or test", source)
-    return lowered.map(SPLIT_NAMES)
 
 
 def _boxes_by_image(path: Path, images: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:

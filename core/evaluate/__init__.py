@@ -48,7 +48,6 @@ The modules, from the bottom up:
 - :mod:`~core.evaluate.calibration`: temperature fitting, ECE (10 equal-width bins), Brier,
   the reliability curve and the ``calibration`` block.
 - :mod:`~core.evaluate.cv`: mean ± sd summary of per-fold cross-validation results.
-- :mod:`~core.evaluate.jsonio`: plain-JSON conversion (NaN → null) and atomic writes.
 - :mod:`~core.evaluate.run_folder`: :func:`evaluate_run`: a run folder in, ``metrics.json`` out;
   :func:`evaluate_external`: the same for an external dataset's folder inside the run.
 - :mod:`~core.evaluate.pointing`: the Grad-CAM pointing score (peak in the dilated ROI vs chance).

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from core.evaluate.constants import CI_LEVEL, METRIC_NAMES
-from core.evaluate.metrics import _nan_to_none, metrics_from_counts
-from core.evaluate.roc import _auc_from_weights
+from core.evaluate.metrics import metrics_from_counts, nan_to_none
+from core.evaluate.roc import weighted_auc
 
 _BOOT_CHUNK = 500  # resamples per block: bounds memory of the AUC arrays
 
@@ -31,8 +31,8 @@ def patient_bootstrap_weights(n_patients: int, n_boot: int, seed: int = 0) -> np
     return rng.multinomial(n_patients, np.full(n_patients, 1.0 / n_patients), size=n_boot).astype(float)
 
 
-def _count_metrics(weights: np.ndarray, y: np.ndarray, pred: np.ndarray,
-                   codes: np.ndarray) -> dict[str, np.ndarray]:
+def count_metrics(weights: np.ndarray, y: np.ndarray, pred: np.ndarray,
+                  codes: np.ndarray) -> dict[str, np.ndarray]:
     """Threshold metrics for each row of patient ``weights``."""
     n_pat = weights.shape[1]
     per_patient = np.stack([
@@ -45,7 +45,7 @@ def _count_metrics(weights: np.ndarray, y: np.ndarray, pred: np.ndarray,
     return metrics_from_counts(tp, fn, tn, fp)
 
 
-def _chunked(fn: Any, weights: np.ndarray, *args: Any) -> Any:
+def in_chunks(fn: Any, weights: np.ndarray, *args: Any) -> Any:
     """Apply ``fn`` to blocks of resamples so memory stays bounded."""
     parts = [fn(weights[i:i + _BOOT_CHUNK], *args)
              for i in range(0, max(weights.shape[0], 1), _BOOT_CHUNK)]
@@ -64,11 +64,11 @@ def auc_samples(y: np.ndarray, score: np.ndarray | None, codes: np.ndarray,
     n_pat = boot.shape[1]
     if score is None:
         return np.array([np.nan]), np.full(boot.shape[0], np.nan)
-    point = _auc_from_weights(np.ones((1, n_pat)), y, score, codes)
-    return point, _chunked(_auc_from_weights, boot, y, score, codes)
+    point = weighted_auc(np.ones((1, n_pat)), y, score, codes)
+    return point, in_chunks(weighted_auc, boot, y, score, codes)
 
 
-def _percentile_ci(samples: np.ndarray) -> tuple[float, float]:
+def percentile_ci(samples: np.ndarray) -> tuple[float, float]:
     """Percentile-method 95 % interval, ignoring resamples where the metric is NaN.
 
     The percentile method does not guarantee the interval contains the point
@@ -91,14 +91,14 @@ def metric_block(y: np.ndarray, pred: np.ndarray, codes: np.ndarray, boot: np.nd
     :func:`auc_samples` for the same rows.
     """
     n_pat = boot.shape[1]
-    point = _count_metrics(np.ones((1, n_pat)), y, pred, codes)
+    point = count_metrics(np.ones((1, n_pat)), y, pred, codes)
     point["roc_auc"] = auc[0]
-    resampled = _chunked(_count_metrics, boot, y, pred, codes) if boot.shape[0] else None
+    resampled = in_chunks(count_metrics, boot, y, pred, codes) if boot.shape[0] else None
     if resampled is not None:
         resampled["roc_auc"] = auc[1]
     block = {}
     for name in METRIC_NAMES:
-        lo, hi = _percentile_ci(resampled[name]) if resampled is not None else (math.nan, math.nan)
-        block[name] = {"value": _nan_to_none(point[name][0]),
-                       "ci_low": _nan_to_none(lo), "ci_high": _nan_to_none(hi)}
+        lo, hi = percentile_ci(resampled[name]) if resampled is not None else (math.nan, math.nan)
+        block[name] = {"value": nan_to_none(point[name][0]),
+                       "ci_low": nan_to_none(lo), "ci_high": nan_to_none(hi)}
     return block

@@ -8,8 +8,8 @@ import numpy as np
 
 from core.errors import CheckpointError
 from core.evaluate.constants import MODE_KEYS
-from core.evaluate.metrics import _nan_to_none
-from core.evaluate.table import _MODE_ALIASES
+from core.evaluate.metrics import nan_to_none
+from core.evaluate.table import MODE_ALIASES
 
 
 def _is_count(name: str) -> bool:
@@ -40,7 +40,7 @@ def summarize_cv(cv: Any, source: Any = None) -> dict[str, dict[str, dict[str, A
     for mode, folds in cv.items():
         if not isinstance(folds, list) or not all(isinstance(f, Mapping) for f in folds):
             raise CheckpointError(f"mode {mode!r}: expected a list of per-fold objects", source)
-        key = MODE_KEYS.get(_MODE_ALIASES.get(str(mode).lower(), ""), str(mode))
+        key = MODE_KEYS.get(MODE_ALIASES.get(str(mode).lower(), ""), str(mode))
         metrics: dict[str, dict[str, Any]] = {}
         names = [k for f in folds for k, v in f.items()
                  if isinstance(v, (int, float)) and not isinstance(v, bool) and not _is_count(k)]
@@ -48,8 +48,8 @@ def summarize_cv(cv: Any, source: Any = None) -> dict[str, dict[str, dict[str, A
             vals = np.array([float(f[name]) for f in folds if isinstance(f.get(name), (int, float))
                              and not isinstance(f.get(name), bool)])
             vals = vals[np.isfinite(vals)]
-            metrics[name] = {"mean": _nan_to_none(vals.mean()) if vals.size else None,
-                             "sd": _nan_to_none(vals.std(ddof=1)) if vals.size > 1 else None,
+            metrics[name] = {"mean": nan_to_none(vals.mean()) if vals.size else None,
+                             "sd": nan_to_none(vals.std(ddof=1)) if vals.size > 1 else None,
                              "n_folds": int(vals.size)}
         summary[key] = metrics
     return summary

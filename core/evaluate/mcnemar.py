@@ -38,18 +38,19 @@ def paired_mcnemar(correct_a: Any, correct_b: Any) -> dict[str, float | int]:
     return {"n_pairs": int(a.size), "b": b, "c": c, "p": mcnemar_exact(b, c)}
 
 
-def _correct(rows: pd.DataFrame, threshold: Any) -> pd.Series:
+def correct_calls(rows: pd.DataFrame, threshold: Any) -> pd.Series:
+    """Whether each image was called right, indexed by image_path so two grids pair by image."""
     pred = (rows["p_malignant"].to_numpy() >= threshold).astype(int)
     return pd.Series(pred == rows["label"].to_numpy(), index=rows["image_path"].to_numpy())
 
 
-def _mcnemar_between(df: pd.DataFrame, tuned: bool) -> dict[str, Any] | None:
+def mcnemar_between(df: pd.DataFrame, tuned: bool) -> dict[str, Any] | None:
     """Exact McNemar of baseline vs ROI-aware, pairing rows by image_path."""
     base = df[df["mode"] == "baseline"]
     roi = df[df["mode"] == "roi"]
     if base.empty or roi.empty:
         return None
-    a = _correct(base, base["threshold"].to_numpy() if tuned else DEFAULT_THRESHOLD)
-    b = _correct(roi, roi["threshold"].to_numpy() if tuned else DEFAULT_THRESHOLD)
+    a = correct_calls(base, base["threshold"].to_numpy() if tuned else DEFAULT_THRESHOLD)
+    b = correct_calls(roi, roi["threshold"].to_numpy() if tuned else DEFAULT_THRESHOLD)
     common = a.index.intersection(b.index)
     return paired_mcnemar(a.loc[common].to_numpy(), b.loc[common].to_numpy())

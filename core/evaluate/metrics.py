@@ -2,7 +2,7 @@
 
 One function (:func:`metrics_from_counts`) serves the point estimate and every
 bootstrap resample, so the two can never disagree on a definition.  A ratio
-whose denominator is zero is NaN (:func:`_nan_to_none` turns it into None for
+whose denominator is zero is NaN (:func:`nan_to_none` turns it into None for
 JSON).
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 
-def _ratio(num: Any, den: Any) -> np.ndarray:
+def ratio_or_nan(num: Any, den: Any) -> np.ndarray:
     """``num / den`` with NaN where ``den == 0`` (the 0/0 convention)."""
     num = np.asarray(num, dtype=float)
     den = np.asarray(den, dtype=float)
@@ -30,28 +30,29 @@ def metrics_from_counts(tp: Any, fn: Any, tn: Any, fp: Any) -> dict[str, np.ndar
     """
     tp, fn, tn, fp = (np.asarray(x, dtype=float) for x in (tp, fn, tn, fp))
     pos, neg = tp + fn, tn + fp
-    sens = _ratio(tp, pos)
-    spec = _ratio(tn, neg)
-    f1_pos = _ratio(2 * tp, 2 * tp + fp + fn)
-    f1_neg = _ratio(2 * tn, 2 * tn + fp + fn)
+    sens = ratio_or_nan(tp, pos)
+    spec = ratio_or_nan(tn, neg)
+    f1_pos = ratio_or_nan(2 * tp, 2 * tp + fp + fn)
+    f1_neg = ratio_or_nan(2 * tn, 2 * tn + fp + fn)
     # A class with support > 0 always has a defined F1, so NaN → 0 only
     # touches classes whose weight is zero.
     weighted = pos * np.nan_to_num(f1_pos) + neg * np.nan_to_num(f1_neg)
     # Harmonic mean of sensitivity and specificity; 0 when both are 0 (not 0/0).
     both_zero = (sens == 0) & (spec == 0)
-    f_sens_spec = np.where(both_zero, 0.0, _ratio(2 * sens * spec, sens + spec))
+    f_sens_spec = np.where(both_zero, 0.0, ratio_or_nan(2 * sens * spec, sens + spec))
     return {
         "sensitivity": sens,
         "specificity": spec,
         "f_sens_spec": f_sens_spec,
         "f1_malignant": f1_pos,
-        "f1_weighted": _ratio(weighted, pos + neg),
-        "accuracy": _ratio(tp + tn, pos + neg),
+        "f1_weighted": ratio_or_nan(weighted, pos + neg),
+        "accuracy": ratio_or_nan(tp + tn, pos + neg),
         "balanced_accuracy": (sens + spec) / 2,
     }
 
 
-def _as_binary(values: Any, name: str) -> np.ndarray:
+def as_binary(values: Any, name: str) -> np.ndarray:
+    """0/1 labels or calls as int8; anything else is a caller's bug, named by ``name``."""
     arr = np.asarray(values)
     if arr.dtype == bool:
         return arr.astype(np.int8)
@@ -63,8 +64,8 @@ def _as_binary(values: Any, name: str) -> np.ndarray:
 
 def confusion_counts(y_true: Any, y_pred: Any) -> dict[str, int]:
     """``{"tn", "fp", "fn", "tp"}`` with malignant (1) as the positive class."""
-    y = _as_binary(y_true, "y_true")
-    p = _as_binary(y_pred, "y_pred")
+    y = as_binary(y_true, "y_true")
+    p = as_binary(y_pred, "y_pred")
     if y.shape != p.shape:
         raise ValueError("y_true and y_pred differ in length")
     return {
@@ -122,5 +123,6 @@ def balanced_accuracy(y_true: Any, y_pred: Any) -> float:
     return _threshold_metric("balanced_accuracy", y_true, y_pred)
 
 
-def _nan_to_none(x: float) -> float | None:
+def nan_to_none(x: float | None) -> float | None:
+    """An undefined metric as None, so strict JSON stores it as null."""
     return None if x is None or not math.isfinite(float(x)) else float(x)

@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.evaluate.bootstrap import _chunked, _count_metrics, _percentile_ci
+from core.evaluate.bootstrap import count_metrics, in_chunks, percentile_ci
 from core.evaluate.constants import DEFAULT_THRESHOLD
-from core.evaluate.metrics import _nan_to_none
-from core.evaluate.roc import _auc_from_weights
+from core.evaluate.metrics import nan_to_none
+from core.evaluate.roc import weighted_auc
 
 DELTA_METRICS: tuple[str, ...] = ("roc_auc", "sensitivity", "specificity", "balanced_accuracy")
 SIGN_FLIP_TEST = "exact patient-level sign-flip test of the per-patient discordance"
@@ -79,7 +79,7 @@ def clustered_discordance(correct_a: Any, correct_b: Any, codes: Any) -> dict[st
 
 def _auc_metric(weights: np.ndarray, y: np.ndarray, score: np.ndarray, codes: np.ndarray
                 ) -> dict[str, np.ndarray]:
-    return {"roc_auc": _auc_from_weights(weights, y, score, codes)}
+    return {"roc_auc": weighted_auc(weights, y, score, codes)}
 
 
 def _difference(fn: Any, y: np.ndarray, x_a: np.ndarray, x_b: np.ndarray, codes: np.ndarray,
@@ -93,7 +93,7 @@ def _difference(fn: Any, y: np.ndarray, x_a: np.ndarray, x_b: np.ndarray, codes:
     point_a, point_b = fn(ones, y, x_a, codes), fn(ones, y, x_b, codes)
     if not boot.shape[0]:
         return {k: (point_b[k] - point_a[k], None) for k in point_a}
-    boot_a, boot_b = _chunked(fn, boot, y, x_a, codes), _chunked(fn, boot, y, x_b, codes)
+    boot_a, boot_b = in_chunks(fn, boot, y, x_a, codes), in_chunks(fn, boot, y, x_b, codes)
     return {k: (point_b[k] - point_a[k], boot_b[k] - boot_a[k]) for k in point_a}
 
 
@@ -103,9 +103,9 @@ def _delta_block(diffs: dict[str, tuple[np.ndarray, np.ndarray | None]]
     block = {}
     for name in DELTA_METRICS:
         point, samples = diffs[name]
-        lo, hi = _percentile_ci(samples) if samples is not None else (math.nan, math.nan)
-        block[f"delta_{name}"] = {"value": _nan_to_none(point[0]),
-                                  "ci_low": _nan_to_none(lo), "ci_high": _nan_to_none(hi)}
+        lo, hi = percentile_ci(samples) if samples is not None else (math.nan, math.nan)
+        block[f"delta_{name}"] = {"value": nan_to_none(point[0]),
+                                  "ci_low": nan_to_none(lo), "ci_high": nan_to_none(hi)}
     return block
 
 
@@ -147,7 +147,7 @@ def paired_calls(y: np.ndarray, codes: np.ndarray, scores: tuple[np.ndarray, np.
     auc = _difference(_auc_metric, y, scores[0], scores[1], codes, boot)  # threshold-free: once
     tests = {}
     for at, (pred_a, pred_b) in calls.items():
-        deltas = _delta_block({**_difference(_count_metrics, y, pred_a, pred_b, codes, boot),
+        deltas = _delta_block({**_difference(count_metrics, y, pred_a, pred_b, codes, boot),
                                **auc})
         if at == "at_0.5":
             result.update(deltas)

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from core.evaluate.constants import DEFAULT_THRESHOLD
-from core.evaluate.metrics import _nan_to_none, confusion_counts, metrics_from_counts
+from core.evaluate.metrics import confusion_counts, metrics_from_counts, nan_to_none
 from core.evaluate.roc import roc_auc
 from core.grid import plan
 
@@ -36,9 +36,9 @@ def per_cell_metrics(rows: pd.DataFrame, mode: str) -> dict[str, dict[str, Any]]
         out[name] = {
             "n": int(len(g)), "n_malignant": int(y.sum()), "n_fallback": int(g["fallback"].sum()),
             "thresholds": sorted(float(t) for t in g["threshold"].unique()),
-            "sensitivity": _nan_to_none(m["sensitivity"]),
-            "specificity": _nan_to_none(m["specificity"]),
-            "accuracy": _nan_to_none(m["accuracy"]),
-            "auc": _nan_to_none(roc_auc(y, g["p_malignant"].to_numpy())),
+            "sensitivity": nan_to_none(m["sensitivity"]),
+            "specificity": nan_to_none(m["specificity"]),
+            "accuracy": nan_to_none(m["accuracy"]),
+            "auc": nan_to_none(roc_auc(y, g["p_malignant"].to_numpy())),
         }
     return out

@@ -35,7 +35,8 @@ TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _fmt(x: float | None) -> str:
+def format_value(x: float | None) -> str:
+    """Two decimals, "–" for a metric that is undefined (stored as null)."""
     return "–" if x is None else f"{x:.2f}"
 
 
@@ -43,10 +44,11 @@ def format_cell(entry: Mapping[str, float | None]) -> str:
     """``0.87 [0.84, 0.90]``; missing values are "–"."""
     if entry.get("value") is None:
         return "–"
-    return f"{_fmt(entry['value'])} [{_fmt(entry.get('ci_low'))}, {_fmt(entry.get('ci_high'))}]"
+    return f"{format_value(entry['value'])} [{format_value(entry.get('ci_low'))}, {format_value(entry.get('ci_high'))}]"
 
 
-def _fmt_p(p: float | None) -> str:
+def format_p(p: float | None) -> str:
+    """A p-value as a reader wants it: three decimals, "< 0.001" below that."""
     if p is None:
         return "–"
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
@@ -81,7 +83,7 @@ def format_paired(paired: Mapping[str, Any] | None, threshold: str, first: str,
     test = paired["sign_flip"]["at_0.5" if threshold == "0.5" else "at_tuned"]
     deltas = paired if threshold == "0.5" else paired["tuned"]
     return [
-        f"Sign-flip exact (patient-level), {first} vs {second}: p = {_fmt_p(test['p'])} "
+        f"Sign-flip exact (patient-level), {first} vs {second}: p = {format_p(test['p'])} "
         f"({test['n_patients']} patients, {test['n_patients_net']} with a net difference)",
         f"Paired difference, {second} minus {first} (95 % CI over the same patient resamples):",
         "  " + "; ".join(f"{label} {format_delta(deltas[key])}" for label, key in DELTA_ROWS),
@@ -135,7 +137,7 @@ def format_paper_table(result: Mapping[str, Any], threshold: str = "0.5",
         lines.append(label.ljust(label_w) + "  " + "  ".join(cells).rstrip())
     mc = result["mcnemar"]["at_0.5" if threshold == "0.5" else "at_tuned"]
     if mc:
-        lines.append(f"McNemar exact (image-level), baseline vs ROI-aware: p = {_fmt_p(mc['p'])} "
+        lines.append(f"McNemar exact (image-level), baseline vs ROI-aware: p = {format_p(mc['p'])} "
                      f"({mc['n_pairs']} paired images; only baseline right {mc['b']}, "
                      f"only ROI-aware right {mc['c']})")
     else:
@@ -178,8 +180,9 @@ def format_per_cell(result: Mapping[str, Any]) -> str:
     for key, cells in result["per_cell"].items():
         for name, c in cells.items():
             lines.append(f"{key:<10} {name:<10} {c['n']:>5} {c['n_malignant']:>6} "
-                         f"{c['n_fallback']:>6} {_fmt(c['sensitivity']):>5} "
-                         f"{_fmt(c['specificity']):>5} {_fmt(c['accuracy']):>5} {_fmt(c['auc']):>5}")
+                         f"{c['n_fallback']:>6} {format_value(c['sensitivity']):>5} "
+                         f"{format_value(c['specificity']):>5} {format_value(c['accuracy']):>5} "
+                         f"{format_value(c['auc']):>5}")
     return "\n".join(lines)
 
 
@@ -187,7 +190,7 @@ def format_cv(result: Mapping[str, Any]) -> str:
     """Cross-validation summary lines, mean ± sd per mode and metric."""
     lines = ["Cross-validation (mean ± sd over folds):"]
     for key, metrics in (result.get("cv") or {}).items():
-        parts = [f"{name} {_fmt(m['mean'])} ± {_fmt(m['sd'])}" for name, m in metrics.items()]
+        parts = [f"{name} {format_value(m['mean'])} ± {format_value(m['sd'])}" for name, m in metrics.items()]
         lines.append(f"  {key}: " + "; ".join(parts))
     return "\n".join(lines)
 
@@ -201,8 +204,8 @@ def format_pointing(result: Mapping[str, Any]) -> str:
     for key, title in (("baseline", "baseline"), ("roi_aware", "ROI-aware")):
         score = pointing.get(key)
         if score is not None:
-            lines.append(f"  {title}: hit rate {_fmt(score['hit_rate'])} of {score['n']} images "
-                         f"(chance {_fmt(score['chance'])})")
+            lines.append(f"  {title}: hit rate {format_value(score['hit_rate'])} of {score['n']} images "
+                         f"(chance {format_value(score['chance'])})")
     return "\n".join(lines)
 
 

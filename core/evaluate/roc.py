@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from core.evaluate.metrics import _as_binary, _ratio
+from core.evaluate.metrics import as_binary, ratio_or_nan
 
 
-def _auc_from_weights(weights: np.ndarray, y: np.ndarray, score: np.ndarray,
-                      codes: np.ndarray) -> np.ndarray:
+def weighted_auc(weights: np.ndarray, y: np.ndarray, score: np.ndarray,
+                 codes: np.ndarray) -> np.ndarray:
     """Mann–Whitney AUC (ties count ½) for each row of patient ``weights``.
 
     ``weights`` is (resamples × patients); an image weighs as much as its
@@ -39,17 +39,17 @@ def _auc_from_weights(weights: np.ndarray, y: np.ndarray, score: np.ndarray,
     below = np.cumsum(w_neg, axis=0)
     below -= 0.5 * w_neg  # negatives strictly below, plus half of the ties
     num = np.einsum("kb,kb->b", w_pos, below)
-    return _ratio(num, w_pos.sum(axis=0) * w_neg.sum(axis=0))
+    return ratio_or_nan(num, w_pos.sum(axis=0) * w_neg.sum(axis=0))
 
 
 def roc_auc(y_true: Any, score: Any) -> float:
     """Area under the ROC curve; NaN when only one class is present."""
-    y = _as_binary(y_true, "y_true")
+    y = as_binary(y_true, "y_true")
     s = np.asarray(score, dtype=float)
     if y.size == 0:
         return math.nan
     codes = np.arange(y.size)
-    return float(_auc_from_weights(np.ones((1, y.size)), y, s, codes)[0])
+    return float(weighted_auc(np.ones((1, y.size)), y, s, codes)[0])
 
 
 def roc_points(y_true: Any, score: Any) -> dict[str, list[float]]:
@@ -58,7 +58,7 @@ def roc_points(y_true: Any, score: Any) -> dict[str, list[float]]:
     The same algorithm as sklearn's ``roc_curve(drop_intermediate=True)``,
     written out so that importing this module stays light for the UI.
     """
-    y = _as_binary(y_true, "y_true")
+    y = as_binary(y_true, "y_true")
     if len(np.unique(y)) < 2:
         return {"fpr": [], "tpr": []}
     s = np.asarray(score, dtype=float)

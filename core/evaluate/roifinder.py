@@ -21,6 +21,7 @@ Pure functions of tables, like the rest of evaluation.  Definitions:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ import pandas as pd
 from core.errors import CheckpointError
 from core.evaluate.bootstrap import auc_samples, metric_block, patient_bootstrap_weights
 from core.evaluate.constants import DEFAULT_THRESHOLD
-from core.evaluate.mcnemar import _correct, paired_mcnemar
+from core.evaluate.mcnemar import correct_calls, paired_mcnemar
 from core.evaluate.table import read_text_csv
 from core.roifinder.geometry import iou
 
@@ -154,8 +155,8 @@ def proposed_mcnemar(df: pd.DataFrame) -> dict[str, Any]:
             if prop.empty or other.empty:
                 out[name][at] = None
                 continue
-            a = _correct(other, other["threshold"].to_numpy() if tuned else DEFAULT_THRESHOLD)
-            b = _correct(prop, prop["threshold"].to_numpy() if tuned else DEFAULT_THRESHOLD)
+            a = correct_calls(other, other["threshold"].to_numpy() if tuned else DEFAULT_THRESHOLD)
+            b = correct_calls(prop, prop["threshold"].to_numpy() if tuned else DEFAULT_THRESHOLD)
             common = a.index.intersection(b.index)
             out[name][at] = paired_mcnemar(a.loc[common].to_numpy(), b.loc[common].to_numpy())
     return out
@@ -164,7 +165,7 @@ def proposed_mcnemar(df: pd.DataFrame) -> dict[str, Any]:
 def format_roi_model(result: dict[str, Any]) -> str:
     """What ``evaluate`` prints about the finder: the three routings side by side, the
     McNemar tests of the finder-routed grid, and the finder's own presence and box figures."""
-    from core.evaluate.report import _fmt, _fmt_p, format_cell, format_paired
+    from core.evaluate.report import format_cell, format_p, format_paired, format_value
 
     lines = ["ROI routing (threshold 0.5): annotated ROI vs ROI proposed by the finder vs none "
              "(baseline)"]
@@ -177,20 +178,25 @@ def format_roi_model(result: dict[str, Any]) -> str:
     for name, key in (("baseline", "vs_baseline"), ("annotated routing", "vs_annotated")):
         mc = ((result.get("mcnemar_proposed") or {}).get(key) or {}).get("at_0.5")
         if mc:
-            lines.append(f"  McNemar exact, proposed vs {name}: p = {_fmt_p(mc['p'])} "
+            lines.append(f"  McNemar exact, proposed vs {name}: p = {format_p(mc['p'])} "
                          f"(only {name} right {mc['b']}, only proposed right {mc['c']})")
     if result.get("paired_proposed"):
         lines += ["  " + line for line in format_paired(result["paired_proposed"], "0.5",
                                                         "baseline", "proposed routing")]
-    rm = result.get("roi_model")
-    if rm:
-        fr = rm["froc"]
-        lines.append(
-            f"ROI finder on {rm['n_images']} test images ({rm['n_with_roi']} with an ROI): "
-            f"presence AUC {format_cell(rm['presence_auc'])}, sensitivity "
-            f"{format_cell(rm['presence_sensitivity'])}, specificity "
-            f"{format_cell(rm['presence_specificity'])}; mean best box IoU "
-            f"{_fmt(rm['box_iou']['value'])} over {rm['box_iou']['n_rois']} ROIs; FROC sensitivity "
-            f"{_fmt(fr['sensitivity_at_0.5_fp'])} at 0.5 and {_fmt(fr['sensitivity_at_1_fp'])} "
-            f"at 1 false positive per image (hit = IoU ≥ {fr['hit_iou']})")
+    if result.get("roi_model"):
+        lines.append(finder_sentence(result["roi_model"], format_cell, format_value))
     return "\n".join(lines)
+
+
+def finder_sentence(rm: Mapping[str, Any], cell: Callable[[Mapping[str, Any]], str],
+                    value: Callable[[float | None], str]) -> str:
+    """The finder's presence, box and FROC figures in one sentence: one wording for the
+    printed report and the Compare page, each passing its own number formats."""
+    fr = rm["froc"]
+    return (f"ROI finder on {rm['n_images']} test images ({rm['n_with_roi']} with an annotated "
+            f"ROI): presence AUC {cell(rm['presence_auc'])}, sensitivity "
+            f"{cell(rm['presence_sensitivity'])}, specificity {cell(rm['presence_specificity'])} "
+            f"at its stored threshold; mean best box IoU {value(rm['box_iou']['value'])} over "
+            f"{rm['box_iou']['n_rois']} ROIs; FROC sensitivity {value(fr.get('sensitivity_at_0.5_fp'))} "
+            f"at 0.5 and {value(fr.get('sensitivity_at_1_fp'))} at 1 false positive per image "
+            f"(hit = IoU ≥ {fr['hit_iou']}).")

@@ -24,11 +24,11 @@ from core.evaluate.constants import (
     RUN_FILE,
 )
 from core.evaluate.cv import summarize_cv
-from core.evaluate.jsonio import _jsonable, atomic_write_json
 from core.evaluate.paper import paper_reported
 from core.evaluate.roifinder import PROPOSALS_FILE, read_proposals, roi_model_metrics
 from core.evaluate.score import evaluate_predictions
 from core.evaluate.table import read_predictions
+from core.runfolder.atomic import atomic_write_json, jsonable
 
 
 def _read_json(path: Path) -> Any:
@@ -94,7 +94,7 @@ def evaluate_run(run_dir: str | Path, n_boot: int = 1000, seed: int = 0) -> dict
     cv_path = run_dir / CV_FILE
     if cv_path.is_file():
         result["cv"] = summarize_cv(_read_json(cv_path), cv_path)
-    result = _jsonable(result)
+    result = jsonable(result)
     atomic_write_json(run_dir / METRICS_FILE, result)
     return result
 
@@ -121,6 +121,6 @@ def evaluate_external(run_dir: str | Path, name: str, n_boot: int = 1000, seed: 
     result["run"] = {"name": run_dir.name, **_run_header(run)}
     if (folder / DATASET_FILE).is_file():
         result["dataset"] = _read_json(folder / DATASET_FILE)
-    result = _jsonable(result)
+    result = jsonable(result)
     atomic_write_json(folder / METRICS_FILE, result)
     return result

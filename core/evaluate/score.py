@@ -25,7 +25,7 @@ from core.evaluate.constants import (
     METRIC_NAMES,
     MODE_KEYS,
 )
-from core.evaluate.mcnemar import _mcnemar_between
+from core.evaluate.mcnemar import mcnemar_between
 from core.evaluate.metrics import confusion_counts
 from core.evaluate.paired import paired_comparison
 from core.evaluate.per_cell import per_cell_metrics
@@ -117,8 +117,8 @@ def evaluate_predictions(df: pd.DataFrame, train_counts: Mapping[str, Any] | Non
     maj_pred = np.full(len(images), majority_label, dtype=int)
     result["majority"], _ = add_system("majority", images, maj_pred, maj_pred, None)
 
-    result["mcnemar"] = {"at_0.5": _mcnemar_between(df, tuned=False),
-                         "at_tuned": _mcnemar_between(df, tuned=True)}
+    result["mcnemar"] = {"at_0.5": mcnemar_between(df, tuned=False),
+                         "at_tuned": mcnemar_between(df, tuned=True)}
     at05 = result["mcnemar"]["at_0.5"]
     result["mcnemar_p"] = at05["p"] if at05 else None
     result["paired"] = paired_comparison(df, "baseline", "roi", patients, boot,

@@ -10,13 +10,14 @@ from typing import Any
 
 import pandas as pd
 
+from core.datasets.manifest import label_codes
 from core.errors import CheckpointError
 from core.evaluate.constants import REQUIRED_COLUMNS
 
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f", ""}
-_MODE_ALIASES = {"baseline": "baseline", "roi": "roi", "roi_aware": "roi", "roi-aware": "roi",
-                 "roi_proposed": "roi_proposed"}  # the last: ROI-aware routed by the ROI finder
+MODE_ALIASES = {"baseline": "baseline", "roi": "roi", "roi_aware": "roi", "roi-aware": "roi",
+                "roi_proposed": "roi_proposed"}  # the last: ROI-aware routed by the ROI finder
 
 
 def _parse_bool(series: pd.Series, column: str, source: Any) -> pd.Series:
@@ -27,16 +28,6 @@ def _parse_bool(series: pd.Series, column: str, source: Any) -> pd.Series:
     if bad:
         raise CheckpointError(f"column {column!r} has non-boolean value(s) {bad[:5]}", source)
     return text.isin(_TRUE)
-
-
-def _parse_label(series: pd.Series, source: Any) -> pd.Series:
-    text = series.astype(str).str.strip().str.lower()
-    mapped = text.map({"0": 0, "1": 1, "0.0": 0, "1.0": 1, "benign": 0, "malignant": 1,
-                       "false": 0, "true": 1})
-    if mapped.isna().any():
-        bad = sorted(set(text[mapped.isna()]))
-        raise CheckpointError(f"column 'label' has value(s) {bad[:5]}; expected 0/1", source)
-    return mapped.astype(int)
 
 
 def _parse_float(series: pd.Series, column: str, source: Any) -> pd.Series:
@@ -54,12 +45,12 @@ def clean_predictions(df: pd.DataFrame, source: Any = None) -> pd.DataFrame:
     df = df.copy()
     for col in ("image_path", "patient_id", "study_id", "view", "cell"):
         df[col] = df[col].astype(str).str.strip()
-    df["mode"] = df["mode"].astype(str).str.strip().str.lower().map(_MODE_ALIASES)
+    df["mode"] = df["mode"].astype(str).str.strip().str.lower().map(MODE_ALIASES)
     if df["mode"].isna().any():
         raise CheckpointError("column 'mode' must be 'baseline', 'roi' or 'roi_proposed'", source)
     df["roi"] = _parse_bool(df["roi"], "roi", source)
     df["fallback"] = _parse_bool(df["fallback"], "fallback", source)
-    df["label"] = _parse_label(df["label"], source)
+    df["label"] = label_codes(df["label"], source, CheckpointError)
     df["p_malignant"] = _parse_float(df["p_malignant"], "p_malignant", source)
     df["threshold"] = _parse_float(df["threshold"], "threshold", source)
     dup = df.duplicated(["image_path", "mode"])

@@ -191,8 +191,3 @@ def map_to_full(values: np.ndarray, box: CropBox, shape: tuple[int, int]) -> np.
     out[max(0, y0):min(h, y1), max(0, x0):min(w, x1)] = \
         placed[max(0, -y0):placed.shape[0] - max(0, y1 - h), max(0, -x0):placed.shape[1] - max(0, x1 - w)]
     return out
-
-
-def breast_share(img: np.ndarray) -> float:
-    """Share of an image's pixels that are breast (the largest tissue component)."""
-    return float(tissue_mask(img).mean())

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.datasets.manifest import label_codes
 from core.evaluate.constants import MODE_KEYS
 from core.evaluate.pointing import DILATION_FRACTION, pointing_score
 from core.grid import MODES
@@ -35,8 +36,8 @@ CAM_POINTING_FILE = "cam_pointing.json"
 
 def _scored_rows(df: pd.DataFrame) -> pd.DataFrame:
     """Malignant rows with an ROI: the only images where "pointing at the lesion" means anything."""
-    label = df["label"].astype(str).str.strip().str.lower()
-    return df[label.isin(("malignant", "1")) & df["roi"].astype(bool)].reset_index(drop=True)
+    malignant = label_codes(df["label"]) == 1
+    return df[malignant & df["roi"].astype(bool).to_numpy()].reset_index(drop=True)
 
 
 def run_cam_pointing(predictor: Predictor, df: pd.DataFrame) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from core.datasets.manifest import roi_flags
+from core.datasets.manifest import label_codes, roi_flags
 from core.errors import MammoError
 from core.evaluate.calibration import scaled_probability
 from core.evaluate.roifinder import PROPOSED_MODE
@@ -18,14 +18,6 @@ from core.grid import MODES, VIEWS, Mode, Route
 from core.pixels.cache import load_preprocessed
 from core.predict.study import BATCH_SIZE, Predictor
 from core.predict.types import PREDICTION_COLUMNS
-
-
-def _label01(value: Any) -> int:
-    text = str(value).strip().lower()
-    mapping = {"benign": 0, "malignant": 1, "0": 0, "1": 1, "0.0": 0, "1.0": 1}
-    if text not in mapping:
-        raise MammoError(f"label {value!r} is neither benign nor malignant")
-    return mapping[text]
 
 
 def _manifest_records(df: pd.DataFrame) -> pd.DataFrame:
@@ -41,7 +33,7 @@ def _manifest_records(df: pd.DataFrame) -> pd.DataFrame:
         rec["view"] = (df["laterality"].astype(str).str.strip().str.upper()
                        + df["view"].astype(str).str.strip().str.upper())
     rec["roi"] = roi_flags(df)
-    rec["label"] = df["label"].map(_label01)
+    rec["label"] = label_codes(df["label"], error=MammoError)
     bad = sorted(set(rec["view"]) - set(VIEWS))
     if bad:
         raise MammoError(f"unknown view(s) {bad[:5]} in the manifest")

@@ -15,14 +15,25 @@ import torch
 from core.datasets.roi import has_roi, read_mask
 from core.errors import CheckpointError, ImageReadError, MammoError, MaskError
 from core.evaluate.calibration import scaled_probability
-from core.grid import MODES, CellGap, Mode, Route, modes_for, plan, route_image, serve
+from core.grid import (
+    MODES,
+    CellGap,
+    Mode,
+    Route,
+    is_route_warning,
+    modes_for,
+    plan,
+    route_image,
+    route_warning,
+    serve,
+)
 from core.models import CamRecipe, MammoNet, create_model, load_weights, pick_device
 from core.pixels.crop import mask_to_input
 from core.pixels.preprocess import prepare_input, render_source
 from core.pixels.spec import PreprocessParams
 from core.pixels.views import combine_view
 from core.predict.cam import cam_pass, new_cam, unit_maps
-from core.predict.types import ViewInput, ViewResult, _Prepared
+from core.predict.types import Prepared, ViewInput, ViewResult
 from core.roifinder.infer import Proposal, RoiFinder
 from core.runfolder.layout import META_FILE, WEIGHTS_FILE, RunSummary, read_json, read_run
 
@@ -62,7 +73,7 @@ class Predictor:
         self.temperatures: dict[str, float] = {}
         self.unavailable: dict[str, CellGap] = {}
         self._cams: dict[str, Any] = {}
-        self.cam_recipe: CamRecipe | None = None  # None: the family's recipe (core.models)
+        self._cam_recipe: CamRecipe | None = None  # None: the family's recipe (core.models)
         self._template: MammoNet | None = None
         # One model call at a time: Grad-CAM hooks are module-wide, so a plain forward
         # running beside a CAM (two UI sessions sharing a Predictor) would corrupt it.
@@ -78,6 +89,18 @@ class Predictor:
                                   "retrain the run", self.run.path / "run.json")
         if not self.models:
             raise CheckpointError("no trained cell in this run", self.run.path)
+
+    @property
+    def cam_recipe(self) -> CamRecipe | None:
+        """The Grad-CAM method and layers every model uses; None: each family's own."""
+        return self._cam_recipe
+
+    @cam_recipe.setter
+    def cam_recipe(self, recipe: CamRecipe | None) -> None:
+        """A new recipe drops the CAM objects made under the old one (they are per recipe)."""
+        with self._lock:
+            self._cam_recipe = recipe
+            self._cams.clear()
 
     def _load_cell(self, name: str, entry: dict[str, Any] | None) -> None:
         if not entry or entry.get("status") != "done":
@@ -199,7 +222,7 @@ class Predictor:
         ``"none"`` (routed as without ROI).
         """
         results = [ViewResult(image=item.label) for item in inputs]
-        prepared: list[_Prepared] = []
+        prepared: list[Prepared] = []
         for i, item in enumerate(inputs):
             try:
                 prepared.append(self._prepare(i, item, results[i], propose))
@@ -212,7 +235,7 @@ class Predictor:
         return results
 
     def _prepare(self, index: int, item: ViewInput, result: ViewResult,
-                 propose: bool = True) -> _Prepared:
+                 propose: bool = True) -> Prepared:
         """Read, preprocess, assign the view and read the mask of one input."""
         pixels, source_shape, tags = _read_pixels(item, self.params)
         orientation = tags.get("patient_orientation")
@@ -234,11 +257,11 @@ class Predictor:
             result.roi_source = "mask"
         elif propose and item.propose and self.finder is not None:
             _record_proposal(result, self.finder.propose_pixels(pixels, source_shape, orientation))
-        return _Prepared(index, result.preprocessed, view, result.roi)
+        return Prepared(index, result.preprocessed, view, result.roi)
 
-    def _predict_mode(self, mode: Mode, prepared: list[_Prepared], results: list[ViewResult],
+    def _predict_mode(self, mode: Mode, prepared: list[Prepared], results: list[ViewResult],
                       cam: bool) -> None:
-        groups: dict[str, list[_Prepared]] = defaultdict(list)
+        groups: dict[str, list[Prepared]] = defaultdict(list)
         for p in prepared:
             route = self.route(p.view, p.roi, mode)
             _record_route(results[p.index], mode, route, self.unavailable.get(route.wanted))
@@ -258,7 +281,7 @@ class Predictor:
     def _flag_unpredicted(result: ViewResult) -> None:
         """A view no grid could predict is an error, with the routing reasons as its text."""
         if result.p_malignant_roi_aware is None and result.p_malignant_baseline is None:
-            reasons = [w for w in result.warnings if w.startswith(_ROUTE_PREFIXES)]
+            reasons = [w for w in result.warnings if is_route_warning(w)]
             result.error = "; ".join(reasons) or "no model serves this view"
 
 
@@ -310,9 +333,6 @@ def _read_input_mask(item: ViewInput, shape: tuple[int, int]) -> np.ndarray | No
     return None
 
 
-_ROUTE_PREFIXES = ("ROI-aware: ", "baseline: ")
-
-
 def _record_proposal(result: ViewResult, proposal: Proposal) -> None:
     """The finder's answer routes the view; its boxes are shown only when it says ROI."""
     result.roi_source = "proposed"
@@ -330,8 +350,7 @@ def _record_route(result: ViewResult, mode: Mode, route: Route, gap: CellGap | N
     else:
         result.cell_baseline = route.cell
     if route.reason:
-        prefix = _ROUTE_PREFIXES[0] if mode == "roi" else _ROUTE_PREFIXES[1]
-        result.warnings.append(prefix + route.reason)
+        result.warnings.append(route_warning(mode, route.reason))
 
 
 def _record_prediction(result: ViewResult, mode: Mode, prob: float, threshold: float,

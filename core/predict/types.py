@@ -106,7 +106,7 @@ class ViewResult:
 
 
 @dataclass
-class _Prepared:
+class Prepared:
     """A view after reading: the model input and what routes it."""
 
     index: int

@@ -1,6 +1,6 @@
 """The finder's training data: inputs, ROI masks in the input frame, and its validation carve.
 
-Images come through the grids' own cache and crop (:func:`geometry.load_input`),
+Images come through the grids' own cache and crop (:func:`core.pixels.cache.load_preprocessed_with_box`),
 so the finder sees what the grids see; each mask goes through that image's
 crop box (:func:`geometry.row_input_mask`).  Only ROI *presence* and the
 ROI's pixels are targets here, never the malignancy label.
@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from core.pixels.cache import load_preprocessed_with_box
 from core.pixels.crop import CropBox
-from core.roifinder.geometry import load_input, row_input_mask
+from core.roifinder.geometry import row_input_mask
 
 
 @dataclass
@@ -39,7 +40,7 @@ def build_data(df: pd.DataFrame, params) -> FinderData:
     masks = torch.zeros((len(df), 1, size, size), dtype=torch.uint8)
     crops = []
     for i, row in enumerate(df.to_dict("records")):
-        image, box = load_input(row["image_path"], params)
+        image, box = load_preprocessed_with_box(row["image_path"], params)
         images[i, 0] = torch.from_numpy(np.ascontiguousarray(image))
         masks[i, 0] = torch.from_numpy(row_input_mask(row, box, size))
         crops.append(box)

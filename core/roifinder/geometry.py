@@ -1,6 +1,7 @@
-"""The finder's geometry: model input + crop box, masks into the input, boxes back out.
+"""The finder's geometry: masks into the model input, boxes back out.
 
-Every coordinate change of the finder lives here, so the grids' breast crop
+The finder's input and crop box are the grids' own (``core.pixels.preprocess``);
+every coordinate change of the finder lives here, so the grids' breast crop
 (:mod:`core.pixels.crop`) applies to the finder exactly as it applies to the grids:
 the same rendering, the same crop box, the same stretch.  Three frames:
 
@@ -23,32 +24,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from core.pixels.crop import CropBox
+from core.pixels.crop import CropBox, mask_to_input
 
 Box = list[float]  # [x0, y0, x1, y1]
-
-
-def prepare_pixels(pixels: np.ndarray, params: Any,
-                   patient_orientation: str | Sequence[str] | None = None
-                   ) -> tuple[np.ndarray, CropBox]:
-    """Windowed pixels → ``(model input, crop box)``, as the grids prepare them."""
-    from core.pixels.preprocess import prepare_input
-
-    return prepare_input(pixels, params, patient_orientation)
-
-
-def load_input(path: str | Path, params: Any) -> tuple[np.ndarray, CropBox]:
-    """A file's cached ``(model input, crop box)``, as the grids load it."""
-    from core.pixels.cache import load_preprocessed_with_box
-
-    return load_preprocessed_with_box(path, params)
-
-
-def mask_to_input(mask_full: np.ndarray, box: CropBox, size: int) -> np.ndarray:
-    """A full-frame 0/1 mask → the ``(size, size)`` input frame (a small ROI never vanishes)."""
-    from core.pixels.crop import mask_to_input as crop_mask
-
-    return crop_mask(mask_full, box, size)
 
 
 def full_shape(row: Mapping[str, Any]) -> tuple[int, int]:

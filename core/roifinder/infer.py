@@ -24,7 +24,8 @@ import torch
 
 from core.errors import CheckpointError
 from core.pixels.crop import CropBox
-from core.roifinder.geometry import Box, component_boxes, input_to_full, prepare_pixels
+from core.pixels.preprocess import prepare_input
+from core.roifinder.geometry import Box, component_boxes, input_to_full
 from core.roifinder.model import FinderNet
 
 MAP_LEVEL = 0.5
@@ -137,5 +138,5 @@ class RoiFinder:
                        patient_orientation: str | Sequence[str] | None = None) -> Proposal:
         """The proposal for one windowed image (what :mod:`core.predict` reads) of full ``shape``,
         turned by the same chest-wall decision as the grids (``patient_orientation``: its tag)."""
-        image, box = prepare_pixels(pixels, self.params, patient_orientation)
+        image, box = prepare_input(pixels, self.params, patient_orientation)
         return self.propose_inputs(image[None], [box], [shape])[0]

@@ -14,8 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.evaluate.roifinder import PROPOSALS_FILE  # noqa: F401  (re-exported for writers)
-from core.roifinder.geometry import full_shape, load_input, truth_boxes
+from core.datasets.manifest import label_codes
+from core.evaluate.roifinder import PROPOSALS_FILE
+from core.pixels.cache import load_preprocessed_with_box
+from core.roifinder.geometry import full_shape, truth_boxes
 from core.roifinder.infer import RoiFinder
 
 PROPOSAL_COLUMNS: tuple[str, ...] = (
@@ -27,11 +29,11 @@ CHUNK = 64
 
 def propose_manifest(finder: RoiFinder, df: pd.DataFrame) -> pd.DataFrame:
     """One row per manifest row: the finder's answer and the annotation (JSON lists)."""
-    records = df.to_dict("records")
+    records = df.assign(label=label_codes(df["label"])).to_dict("records")
     rows: list[dict[str, Any]] = []
     for start in range(0, len(records), CHUNK):
         chunk = records[start:start + CHUNK]
-        loaded = [load_input(r["image_path"], finder.params) for r in chunk]
+        loaded = [load_preprocessed_with_box(r["image_path"], finder.params) for r in chunk]
         shapes = [full_shape(r) for r in chunk]
         props = finder.propose_inputs(np.stack([im for im, _ in loaded]),
                                       [box for _, box in loaded], shapes)
@@ -40,7 +42,7 @@ def propose_manifest(finder: RoiFinder, df: pd.DataFrame) -> pd.DataFrame:
             rows.append({
                 "image_path": r["image_path"], "patient_id": r["patient_id"],
                 "study_id": r["study_id"], "view": view,
-                "label": int(str(r["label"]).lower() == "malignant"), "roi": bool(r["roi"]),
+                "label": int(r["label"]), "roi": bool(r["roi"]),
                 "roi_probability": round(prop.probability, 6), "roi_present": prop.present,
                 "threshold": prop.threshold, "boxes": json.dumps(prop.boxes),
                 "scores": json.dumps(prop.scores), "truth_boxes": json.dumps(truth_boxes(r)),

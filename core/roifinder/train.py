@@ -126,13 +126,14 @@ def finder_loss(mask_logits: torch.Tensor, presence_logits: torch.Tensor, masks:
 
 def _epoch(model: FinderNet, opt: torch.optim.Optimizer, data: FinderData, config: FinderConfig,
            epoch: int, device: torch.device) -> float:
-    from core.train.config import _generator
-    from core.train.data import _batches
+    from core.train.config import seeded_generator
+    from core.train.data import shuffled_batches
 
     model.train()
-    gen = _generator(config.seed, "roi_model", epoch, "augment")
+    gen = seeded_generator(config.seed, "roi_model", epoch, "augment")
     total = seen = 0.0
-    for idx in _batches(data.n, config.batch_size, _generator(config.seed, "roi_model", epoch, "shuffle")):
+    order = seeded_generator(config.seed, "roi_model", epoch, "shuffle")
+    for idx in shuffled_batches(data.n, config.batch_size, order):
         x, m = _flip(data.images[idx].float().div(255.0), data.masks[idx].float(), gen)
         mask_logits, presence_logits = model(x.to(device))
         loss = finder_loss(mask_logits, presence_logits, m.to(device), data.present[idx].to(device))
@@ -209,15 +210,15 @@ def train_finder(train_df: pd.DataFrame, run_dir: str | Path, config: FinderConf
     fit, val = carve(train_df, config.val_fraction, config.seed)
     params = _params(config)
     data, vdata = build_data(fit, params), build_data(val, params)
-    from core.train.config import _seed_everything, derive_seed
+    from core.train.config import derive_seed, seed_everything
 
-    _seed_everything(derive_seed(config.seed, "roi_model", "init"))
+    seed_everything(derive_seed(config.seed, "roi_model", "init"))
     model = create_finder(config.size).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    from core.train.data import _CellData
+    from core.train.data import CellData
     from core.train.loop import recalibrate_batchnorm
 
-    staged = _CellData(data.images, data.present.numpy(), device)
+    staged = CellData(data.images, data.present.numpy(), device)
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None
     history = []
     for epoch in range(1, config.epochs + 1):
@@ -256,8 +257,7 @@ def _finish(model: FinderNet, data: FinderData, vdata: FinderData, val: pd.DataF
             history: list[dict[str, Any]], counts: dict[str, dict[str, int]]) -> dict[str, Any]:
     """Presence source, threshold and validation metrics of the selected epoch, all
     decided on the validation carve ``val`` (``vdata``) when there is one."""
-    from core.evaluate.roc import roc_auc
-    from core.train.metrics import operating_point, youden_threshold
+    from core.train.metrics import auc_or_none, operating_point, youden_threshold
 
     on_val = vdata.n > 0
     chosen = vdata if on_val else data
@@ -266,8 +266,7 @@ def _finish(model: FinderNet, data: FinderData, vdata: FinderData, val: pd.DataF
     aucs: dict[str, float | None] = {}
     if on_val:
         for name in PRESENCE_SOURCES:
-            auc = roc_auc(y, presence_scores(heads, maps, name))
-            aucs[name] = auc if auc == auc else None
+            aucs[name] = auc_or_none(y, presence_scores(heads, maps, name))
     source, rule = choose_presence_source(aucs)
     probs = presence_scores(heads, maps, source)
     threshold = youden_threshold(y, probs)

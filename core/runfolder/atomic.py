@@ -8,12 +8,16 @@ Kept free of torch so light modules (evaluation) can use it.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from core.errors import CheckpointError
+import numpy as np
+
+from core.errors import CheckpointError, MammoError
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -42,5 +46,35 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
+def atomic_write_png(path: str | Path, img: np.ndarray) -> None:
+    """``img`` (gray, or BGR as OpenCV orders colour) as a PNG, encoded before anything is written."""
+    import cv2  # only the writers of pictures pay for OpenCV
+
+    ok, data = cv2.imencode(".png", img)
+    if not ok:
+        raise MammoError("PNG encoding failed", path)
+    atomic_write_bytes(path, data.tobytes())
+
+
+def jsonable(obj: Any) -> Any:
+    """Plain JSON types: numpy scalars become Python numbers, NaN and infinities null.
+
+    Strict JSON has no NaN, and the app, a browser and other tools read these files.
+    """
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
+
+
 def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=str) + "\n").encode())
+    """Strict JSON (:func:`jsonable`; any other object as its text), written atomically."""
+    text = json.dumps(jsonable(obj), indent=2, allow_nan=False, default=str)
+    atomic_write_bytes(path, (text + "\n").encode())

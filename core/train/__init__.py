@@ -44,8 +44,8 @@ The modules, from the bottom up:
   / validation rules.
 - :mod:`~core.train.cancel`: cancellation: the shared cancel flag, SIGTERM / SIGINT
   handling, :class:`TrainingCancelled`.
-- :mod:`~core.train.metrics`: small scoring helpers: Youden's threshold, ROC AUC, sigmoid
-  and BCE on numpy arrays.
+- :mod:`~core.train.metrics`: small scoring helpers: Youden's threshold, validation ROC AUC
+  (evaluation's :func:`~core.evaluate.roc.roc_auc`), sigmoid and BCE on numpy arrays.
 - :mod:`~core.train.data`: images and batches: the preprocessed :class:`ImageBank`, a
   cell's staged data, batch order.
 - :mod:`~core.train.progress`: :class:`Progress`: progress.jsonl events, the run's ETA and

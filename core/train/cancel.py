@@ -9,7 +9,7 @@ from typing import Any
 
 from core.errors import TrainingError
 
-_CANCEL = threading.Event()
+CANCEL = threading.Event()
 
 
 class TrainingCancelled(TrainingError):
@@ -19,15 +19,15 @@ class TrainingCancelled(TrainingError):
 @contextmanager
 def cancel_on_signals() -> Iterator[None]:
     """SIGTERM / SIGINT set a flag checked after every step; a second one stops at once."""
-    _CANCEL.clear()
+    CANCEL.clear()
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, _frame: Any) -> None:
-        if _CANCEL.is_set():
+        if CANCEL.is_set():
             raise KeyboardInterrupt
-        _CANCEL.set()
+        CANCEL.set()
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -35,9 +35,4 @@ def cancel_on_signals() -> Iterator[None]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
-        _CANCEL.clear()
-
-
-def request_cancel() -> None:
-    """Ask a training loop in this process to stop after its current step."""
-    _CANCEL.set()
+        CANCEL.clear()

@@ -12,7 +12,7 @@ from core.models import MammoNet, load_tensors, save_tensors
 from core.runfolder import layout as runs
 from core.runfolder.atomic import atomic_write_json
 from core.train.config import CellResult
-from core.train.data import _file_sha256
+from core.train.data import file_sha256
 
 
 def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[Any]]:
@@ -35,8 +35,8 @@ def load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.
     opt.load_state_dict({"state": state, "param_groups": param_groups})
 
 
-def _save_last(cell_dir: Path, model: MammoNet, opt: torch.optim.Optimizer,
-               state: dict[str, Any]) -> None:
+def save_last(cell_dir: Path, model: MammoNet, opt: torch.optim.Optimizer,
+              state: dict[str, Any]) -> None:
     """The epoch checkpoint: tensors first, then the JSON that names their hash."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     optim, groups = optimizer_tensors(opt)
@@ -47,8 +47,8 @@ def _save_last(cell_dir: Path, model: MammoNet, opt: torch.optim.Optimizer,
                       {**state, "last_sha256": sha, "param_groups": groups})
 
 
-def _load_last(cell_dir: Path, model: MammoNet, opt: torch.optim.Optimizer,
-               identity: dict[str, Any]) -> dict[str, Any] | None:
+def load_last(cell_dir: Path, model: MammoNet, opt: torch.optim.Optimizer,
+              identity: dict[str, Any]) -> dict[str, Any] | None:
     """The saved epoch state, or None when absent, foreign or inconsistent."""
     state_file = cell_dir / runs.LAST_STATE_FILE
     if not state_file.is_file():
@@ -58,7 +58,7 @@ def _load_last(cell_dir: Path, model: MammoNet, opt: torch.optim.Optimizer,
         if state.get("identity") != identity:
             return None
         best_sha = state.get("best_sha256")
-        if best_sha and _file_sha256(cell_dir / runs.WEIGHTS_FILE) != best_sha:
+        if best_sha and file_sha256(cell_dir / runs.WEIGHTS_FILE) != best_sha:
             return None
         tensors, _ = load_tensors(cell_dir / runs.LAST_WEIGHTS_FILE, state.get("last_sha256"))
     except CheckpointError:
@@ -70,7 +70,7 @@ def _load_last(cell_dir: Path, model: MammoNet, opt: torch.optim.Optimizer,
     return state
 
 
-def _done_result(cell: Cell, cell_dir: Path, expected_sha: str | None = None) -> CellResult | None:
+def done_result(cell: Cell, cell_dir: Path, expected_sha: str | None = None) -> CellResult | None:
     """A finished cell kept on resume: meta.json present and weights hash verified."""
     try:
         meta = runs.read_json(cell_dir / runs.META_FILE)
@@ -79,7 +79,7 @@ def _done_result(cell: Cell, cell_dir: Path, expected_sha: str | None = None) ->
     sha = meta.get("sha256")
     if not sha or (expected_sha and sha != expected_sha):
         return None
-    if _file_sha256(cell_dir / runs.WEIGHTS_FILE) != sha:
+    if file_sha256(cell_dir / runs.WEIGHTS_FILE) != sha:
         return None
     return CellResult(cell.name, "done", sha256=sha, n_train=meta["n_train"], n_val=meta["n_val"],
                       counts=meta["counts"], threshold=meta["threshold"],

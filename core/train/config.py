@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from core.datasets.manifest import label_codes
 from core.errors import CheckpointError, TrainingError
 from core.grid import Cell, modes_for
 from core.models import arch_spec
@@ -172,27 +173,32 @@ def derive_seed(seed: int, *parts: Any) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
 
 
-def _generator(seed: int, *parts: Any) -> torch.Generator:
+def seeded_generator(seed: int, *parts: Any) -> torch.Generator:
+    """A generator of its own per purpose (cell, epoch, shuffle / augment), so one draw
+    more in one place never shifts the random numbers of another."""
     return torch.Generator().manual_seed(derive_seed(seed, *parts))
 
 
-def _seed_everything(seed: int) -> None:
+def seed_everything(seed: int) -> None:
+    """Seed torch, numpy and random alike, so model initialisation repeats with the seed."""
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     random.seed(seed)
 
 
-def _now() -> str:
+def now_iso() -> str:
+    """UTC time to the second, as run.json and the progress log record start and end."""
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _labels(df: pd.DataFrame) -> np.ndarray:
-    return (df["label"].astype(str) == "malignant").to_numpy(dtype=np.float32)
+def label_targets(df: pd.DataFrame) -> np.ndarray:
+    """The manifest's labels as the loss's float targets (1 = malignant)."""
+    return label_codes(df["label"]).astype(np.float32)
 
 
 def class_counts(df: pd.DataFrame) -> dict[str, int]:
     """``{"benign": n, "malignant": m}`` of a manifest slice."""
-    y = _labels(df)
+    y = label_targets(df)
     return {"benign": int((y == 0).sum()), "malignant": int((y == 1).sum())}
 
 

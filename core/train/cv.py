@@ -15,14 +15,15 @@ from core.evaluate.calibration import scaled_probability
 from core.grid import Mode, modes_for, serve
 from core.models import create_model, load_weights
 from core.runfolder import layout as runs
-from core.train.config import TrainConfig, _labels
+from core.train.config import TrainConfig, label_targets
 from core.train.data import ImageBank
 from core.train.loop import predict_logits
-from core.train.planned import _PlannedCell, _train_planned, plan_cells
+from core.train.planned import PlannedCell, plan_cells, train_planned
 from core.train.progress import Progress
 
 
-def _cv_complete(out_dir: Path, config: TrainConfig) -> bool:
+def cv_complete(out_dir: Path, config: TrainConfig) -> bool:
+    """Whether a resumed run already holds every fold of this config's cross-validation."""
     try:
         cv = runs.read_json(out_dir / runs.CV_FILE)
     except CheckpointError:
@@ -30,8 +31,8 @@ def _cv_complete(out_dir: Path, config: TrainConfig) -> bool:
     return config.resume and all(len(cv.get(m, [])) == config.cv for m in modes_for(config.mode))
 
 
-def _cv_plan(train_df: pd.DataFrame, config: TrainConfig
-             ) -> list[tuple[int, list[_PlannedCell], pd.DataFrame]]:
+def cv_plan(train_df: pd.DataFrame, config: TrainConfig
+            ) -> list[tuple[int, list[PlannedCell], pd.DataFrame]]:
     """(fold, planned cells on the other folds, held-out rows) for each fold."""
     from core.datasets.split import grouped_folds
 
@@ -79,7 +80,7 @@ def serving_groups(held: pd.DataFrame, mode: Mode, trained: Collection[str]
     return groups, sum(r.fallback for r in routes), int(cells.isna().sum())
 
 
-def cross_validate(folds: list[tuple[int, list[_PlannedCell], pd.DataFrame]], out_dir: Path,
+def cross_validate(folds: list[tuple[int, list[PlannedCell], pd.DataFrame]], out_dir: Path,
                    config: TrainConfig, bank: ImageBank, progress: Progress,
                    device: torch.device) -> dict[str, list[dict[str, Any]]]:
     """Patient-grouped K-fold CV on the training split → ``{mode: [per-fold metrics]}``.
@@ -97,7 +98,7 @@ def cross_validate(folds: list[tuple[int, list[_PlannedCell], pd.DataFrame]], ou
         fold_dir = out_dir / "cv" / f"fold-{k + 1}"
         progress.context = {"fold": k + 1}  # a fold's events are not its grid cell's
         try:
-            trained = _train_planned(planned, fold_dir, config, progress, bank, None)
+            trained = train_planned(planned, fold_dir, config, progress, bank, None)
         finally:
             progress.context = {}
         done = {name for name, res in trained.items() if res.status == "done"}
@@ -110,7 +111,7 @@ def cross_validate(folds: list[tuple[int, list[_PlannedCell], pd.DataFrame]], ou
                 load_weights(model, fold_dir / name / runs.WEIGHTS_FILE, res.sha256)
                 p = scaled_probability(predict_logits(model, bank.take(rows["image_path"]), device),
                                        res.temperature or 1.0)
-                ys.append(_labels(rows)), ps.append(p), ts.append(np.full(len(p), res.threshold))
+                ys.append(label_targets(rows)), ps.append(p), ts.append(np.full(len(p), res.threshold))
             result[mode].append(_fold_metrics(_cat(ys).astype(int), _cat(ps), _cat(ts), k + 1,
                                               unserved, fallback))
         for weights in fold_dir.glob(f"*/{runs.WEIGHTS_FILE}"):

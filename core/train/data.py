@@ -11,10 +11,11 @@ import torch
 
 from core.errors import TrainingError
 from core.pixels.spec import PreprocessParams
-from core.train.cancel import _CANCEL, TrainingCancelled
+from core.train.cancel import CANCEL, TrainingCancelled
 
 
-def _file_sha256(path: Path) -> str | None:
+def file_sha256(path: Path) -> str | None:
+    """The hex SHA-256 of a file, None when it cannot be read (a checkpoint to be redone)."""
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError:
@@ -35,7 +36,7 @@ class ImageBank:
         size = params.size
         unique = list(dict.fromkeys(paths))
         if len(unique) > 64 and workers != 1:
-            report = preprocess_many(unique, params, workers or None, stop=_CANCEL.is_set)
+            report = preprocess_many(unique, params, workers or None, stop=CANCEL.is_set)
             if report.stopped:
                 raise TrainingCancelled("cancelled while preprocessing images")
             if report.errors:
@@ -44,7 +45,7 @@ class ImageBank:
         self.index = {p: i for i, p in enumerate(unique)}
         self.images = torch.empty((len(unique), 1, size, size), dtype=torch.uint8)
         for i, path in enumerate(unique):
-            if _CANCEL.is_set():
+            if CANCEL.is_set():
                 raise TrainingCancelled("cancelled while preprocessing images")
             self.images[i, 0] = torch.from_numpy(load_preprocessed(path, params))
 
@@ -54,7 +55,7 @@ class ImageBank:
         return self.images.index_select(0, idx)
 
 
-class _CellData:
+class CellData:
     """One cell's images and labels, staged for the device.
 
     On CUDA the uint8 images go to GPU memory when they fit a budget (a
@@ -80,7 +81,7 @@ class _CellData:
         return xb, self.y.index_select(0, idx.to(self.device))
 
 
-def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
+def shuffled_batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
     """A seeded permutation in batches; a trailing batch of one is dropped
     (normalisation layers of generic timm models fail on it; shuffling lets
     that image train in other epochs)."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,7 +15,7 @@ from core.train.config import TrainConfig
 
 
 @contextmanager
-def _cell_scope(device: torch.device) -> Iterator[None]:
+def cell_scope(device: torch.device) -> Iterator[None]:
     """Forked RNG state and deterministic kernels (CPU) for one cell, restored after."""
     devices = [device.index or 0] if device.type == "cuda" else []
     prev_det = torch.are_deterministic_algorithms_enabled()
@@ -30,20 +31,23 @@ def _cell_scope(device: torch.device) -> Iterator[None]:
             random.setstate(py_state)
 
 
-def _setup_threads(device: torch.device) -> None:
+def setup_threads(device: torch.device) -> None:
+    """On CPU, use every core this process may run on (torch's default can be fewer)."""
     if device.type == "cpu":
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         torch.set_num_threads(max(1, int(cores or 1)))
 
 
-def _make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device
-                    ) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device
+                   ) -> torch.optim.Optimizer:
+    """The paper's AdamW with the run's lr and weight decay (fused kernels on CUDA)."""
     fused = device.type == "cuda"
     return torch.optim.AdamW(model.parameters(), lr=config.lr,
                              weight_decay=config.weight_decay, fused=fused or None)
 
 
-def _autocast(device: torch.device):
+def autocast_for(device: torch.device) -> AbstractContextManager[Any]:
+    """bfloat16 autocast on CUDA, nothing on CPU (where it would only slow training)."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return nullcontext()

@@ -14,15 +14,15 @@ from core.models import pick_device
 from core.runfolder import layout as runs
 from core.runfolder.atomic import atomic_write_bytes, atomic_write_json
 from core.train.cancel import TrainingCancelled, cancel_on_signals
-from core.train.checkpoint import _done_result
-from core.train.config import TrainConfig, _now, pretrained_digest
-from core.train.cv import _cv_complete, _cv_plan, cross_validate
+from core.train.checkpoint import done_result
+from core.train.config import TrainConfig, now_iso, pretrained_digest
+from core.train.cv import cross_validate, cv_complete, cv_plan
 from core.train.data import ImageBank, steps_per_epoch
-from core.train.device import _setup_threads
+from core.train.device import setup_threads
 from core.train.lock import run_lock
-from core.train.planned import _total_steps, _train_planned, plan_cells
+from core.train.planned import plan_cells, planned_steps, train_planned
 from core.train.progress import Progress, ProgressCallback
-from core.train.runinfo import _open_run, _write_run, load_manifest
+from core.train.runinfo import load_manifest, open_run, write_run
 from core.train.warmstart import pooled_rows, train_pooled
 
 
@@ -43,7 +43,7 @@ def _predict_and_evaluate(out_dir: Path, test_df: pd.DataFrame, info: dict[str, 
     from core.predict import Predictor, predict_manifest
     from core.predict.cam_pointing import CAM_POINTING_FILE, run_cam_pointing
 
-    _write_run(out_dir, info)  # the predictor reads the finished cells from run.json
+    write_run(out_dir, info)  # the predictor reads the finished cells from run.json
     predictor = Predictor(out_dir, device)
     predictions = predict_manifest(predictor, test_df)
     info["unpredicted"] = int(predictions.attrs.get("unpredicted", 0))
@@ -73,8 +73,8 @@ def train_grid(dataset: str | Path | pd.DataFrame, out_dir: str | Path,
     out_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(out_dir), cancel_on_signals():
         device = pick_device(config.device)
-        info = _open_run(out_dir, df, source, config, device)
-        _write_run(out_dir, info)
+        info = open_run(out_dir, df, source, config, device)
+        write_run(out_dir, info)
         reporter = Progress(out_dir, 1, progress)
         try:
             _run(df, out_dir, config, device, info, reporter)
@@ -91,42 +91,42 @@ def train_grid(dataset: str | Path | pd.DataFrame, out_dir: str | Path,
 
 def _close_run(out_dir: Path, info: dict[str, Any], status: str, reporter: Progress,
                message: str | None, event: str) -> None:
-    info.update(status=status, finished=_now())
+    info.update(status=status, finished=now_iso())
     for entry in [*info["cells"].values(), info.get("roi_model") or {}]:
         if entry.get("status") == "running":
             entry["status"] = "pending"
     if message:
         info["error"] = message
-    _write_run(out_dir, info)
+    write_run(out_dir, info)
     reporter.emit(event, message=message)
 
 
 def _run(df: pd.DataFrame, out_dir: Path, config: TrainConfig, device: torch.device,
          info: dict[str, Any], reporter: Progress) -> None:
-    _setup_threads(device)
+    setup_threads(device)
     train_df = df[df["split"] == "train"].reset_index(drop=True)
     test_df = df[df["split"] == "test"].reset_index(drop=True)
     planned = plan_cells(train_df, config)
     for p in planned:
         info["cells"].setdefault(p.cell.name, {"status": "pending"})
-    _write_run(out_dir, info)
-    folds = _cv_plan(train_df, config) if config.cv and not _cv_complete(out_dir, config) else []
+    write_run(out_dir, info)
+    folds = cv_plan(train_df, config) if config.cv and not cv_complete(out_dir, config) else []
     pooled = steps_per_epoch(len(pooled_rows(train_df, config)[0]), config.batch_size)
-    reporter.total = max(1, _total_steps(planned, config)
-                         + sum(_total_steps(fp, config) for _, fp, _ in folds)
+    reporter.total = max(1, planned_steps(planned, config)
+                         + sum(planned_steps(fp, config) for _, fp, _ in folds)
                          + config.warm_start * pooled + _finder_steps(train_df, config))
     bank = ImageBank(list(train_df["image_path"]), config.preprocess_params(), config.workers)
     if folds:
         atomic_write_json(out_dir / runs.CV_FILE,
                           cross_validate(folds, out_dir, config, bank, reporter, device))
     for name, res in info["cells"].items():  # a done cell is kept only if its hash still holds
-        if res.get("status") == "done" and _done_result(Cell.parse(name), out_dir / name,
-                                                        res.get("sha256")) is None:
+        if res.get("status") == "done" and done_result(Cell.parse(name), out_dir / name,
+                                                       res.get("sha256")) is None:
             res["status"] = "pending"
     if config.warm_start:
         config = train_pooled(train_df, out_dir, config, reporter, bank, info)
-        _write_run(out_dir, info)
-    _train_planned(planned, out_dir, config, reporter, bank, info)
+        write_run(out_dir, info)
+    train_planned(planned, out_dir, config, reporter, bank, info)
     if config.roi_model:
         _train_roi_model(train_df, out_dir, config, device, info, reporter)
     _predict_and_evaluate(out_dir, test_df, info, device)
@@ -140,7 +140,7 @@ def _train_roi_model(train_df: pd.DataFrame, out_dir: Path, config: TrainConfig,
 
     previous = info.get(RUN_KEY) or {}
     info[RUN_KEY] = {**previous, "status": "running"}
-    _write_run(out_dir, info)
+    write_run(out_dir, info)
     planned = _finder_steps(train_df, config)
     per_epoch, until = planned // config.roi_epochs, reporter.done + planned
 
@@ -152,7 +152,7 @@ def _train_roi_model(train_df: pd.DataFrame, out_dir: Path, config: TrainConfig,
     info[RUN_KEY] = train_finder(train_df, out_dir, finder_config(config), device, config.resume,
                                  previous.get("sha256"), emit)
     reporter.skip(max(0, until - reporter.done))  # a kept or skipped finder: nothing left
-    _write_run(out_dir, info)
+    write_run(out_dir, info)
     reporter.emit("roi_model_done", cell=RUN_KEY, status=info[RUN_KEY]["status"],
                   threshold=info[RUN_KEY].get("threshold"), reason=info[RUN_KEY].get("reason"))
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from core.errors import TrainingError
 from core.runfolder.lock import LockBusy, exclusive_lock
-from core.train.config import _now
+from core.train.config import now_iso
 
 LOCK_FILE = ".lock"
 
@@ -35,7 +35,7 @@ def run_lock(out_dir: str | Path) -> Iterator[None]:
     try:
         with exclusive_lock(path, wait=False) as fh:
             fh.truncate(0)
-            json.dump({"pid": os.getpid(), "since": _now()}, fh)
+            json.dump({"pid": os.getpid(), "since": now_iso()}, fh)
             fh.flush()
             yield
     except LockBusy:

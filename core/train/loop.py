@@ -17,21 +17,21 @@ from core.models import MammoNet, create_model, load_weights, pick_device, save_
 from core.runfolder import layout as runs
 from core.runfolder.atomic import atomic_write_json
 from core.train.augment import augment_batch, to_float
-from core.train.cancel import _CANCEL, TrainingCancelled
-from core.train.checkpoint import _done_result, _load_last, _save_last
+from core.train.cancel import CANCEL, TrainingCancelled
+from core.train.checkpoint import done_result, load_last, save_last
 from core.train.config import (
     CellResult,
     TrainConfig,
-    _generator,
-    _labels,
-    _seed_everything,
     class_counts,
     derive_seed,
+    label_targets,
+    seed_everything,
+    seeded_generator,
     skip_reason,
 )
-from core.train.data import ImageBank, _batches, _CellData, steps_per_epoch
-from core.train.device import _autocast, _cell_scope, _make_optimizer, _setup_threads
-from core.train.metrics import _auc, _bce, _sigmoid, operating_point, youden_threshold
+from core.train.data import CellData, ImageBank, shuffled_batches, steps_per_epoch
+from core.train.device import autocast_for, cell_scope, make_optimizer, setup_threads
+from core.train.metrics import auc_or_none, bce, operating_point, sigmoid, youden_threshold
 from core.train.progress import Progress, ProgressCallback
 
 
@@ -55,7 +55,7 @@ def predict_logits(model: nn.Module, x: torch.Tensor, device: torch.device,
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, data: _CellData, device: torch.device,
+def recalibrate_batchnorm(model: nn.Module, data: CellData, device: torch.device,
                           batch_size: int = 64) -> bool:
     """Recompute every BatchNorm layer's running statistics on ``data``'s images
     (unaugmented, in order) with the model's current weights; False if it has none.
@@ -87,7 +87,7 @@ def recalibrate_batchnorm(model: nn.Module, data: _CellData, device: torch.devic
         xb = to_float(data.batch(idx)[0])
         if device.type == "cuda":
             xb = xb.contiguous(memory_format=torch.channels_last)
-        with _autocast(device):
+        with autocast_for(device):
             model(xb)
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
@@ -96,7 +96,7 @@ def recalibrate_batchnorm(model: nn.Module, data: _CellData, device: torch.devic
 
 
 @dataclass
-class _Loop:
+class Loop:
     """Everything one cell's epochs share."""
 
     cell: Cell
@@ -106,16 +106,16 @@ class _Loop:
     step_model: nn.Module
     opt: torch.optim.Optimizer
     loss_fn: nn.Module
-    train: _CellData
+    train: CellData
     progress: Progress
 
 
-def _train_epoch(loop: _Loop, epoch: int) -> float:
+def train_epoch(loop: Loop, epoch: int) -> float:
     """One pass over the cell's images; the loss is synchronised every ``log_every`` steps."""
     cfg, dev = loop.config, loop.device
     loop.step_model.train()
-    batches = _batches(loop.train.n, cfg.batch_size, _generator(cfg.seed, loop.cell, epoch, "shuffle"))
-    aug_gen = _generator(cfg.seed, loop.cell, epoch, "augment")
+    batches = shuffled_batches(loop.train.n, cfg.batch_size, seeded_generator(cfg.seed, loop.cell, epoch, "shuffle"))
+    aug_gen = seeded_generator(cfg.seed, loop.cell, epoch, "augment")
     total = torch.zeros((), device=dev)
     seen = since = 0
     for step, idx in enumerate(batches, start=1):
@@ -123,7 +123,7 @@ def _train_epoch(loop: _Loop, epoch: int) -> float:
         xb = augment_batch(xb, aug_gen) if cfg.augment else to_float(xb)
         if dev.type == "cuda":
             xb = xb.contiguous(memory_format=torch.channels_last)
-        with _autocast(dev):
+        with autocast_for(dev):
             logits = loop.step_model(xb).float().squeeze(1)
         loss = loop.loss_fn(logits, yb)
         loop.opt.zero_grad(set_to_none=True)
@@ -138,7 +138,7 @@ def _train_epoch(loop: _Loop, epoch: int) -> float:
             loop.progress.emit("step", cell=loop.cell.name, mode=loop.cell.mode, epoch=epoch,
                                epochs=cfg.epochs, step=step, steps=len(batches),
                                loss=round(float(total.item()) / seen, 5), img_s=round(img_s, 1))
-        if _CANCEL.is_set():
+        if CANCEL.is_set():
             raise TrainingCancelled("training cancelled by a signal")
     loop.progress.advance(len(batches) % cfg.log_every or cfg.log_every, since)
     return float(total.item()) / max(seen, 1)
@@ -178,7 +178,7 @@ def train_cell(cell: Cell, train_df: pd.DataFrame, val_df: pd.DataFrame, config:
         progress = Progress(None, config.epochs * steps_per_epoch(len(train_df), config.batch_size),
                             progress)
     if config.resume:
-        kept = _done_result(cell, cell_dir)
+        kept = done_result(cell, cell_dir)
         if kept is not None:  # its steps are behind us: the ETA must not wait for them
             progress.skip(config.epochs * steps_per_epoch(len(train_df), config.batch_size))
             return kept
@@ -186,9 +186,9 @@ def train_cell(cell: Cell, train_df: pd.DataFrame, val_df: pd.DataFrame, config:
         bank = ImageBank(list(train_df["image_path"]) + list(val_df["image_path"]),
                          config.preprocess_params(), config.workers)
     device = pick_device(config.device)
-    _setup_threads(device)
+    setup_threads(device)
     cell_dir.mkdir(parents=True, exist_ok=True)
-    with _cell_scope(device):
+    with cell_scope(device):
         return _train_cell_scoped(cell, train_df, val_df, config, cell_dir, progress, bank,
                                   device, counts)
 
@@ -197,24 +197,24 @@ def _train_cell_scoped(cell: Cell, train_df: pd.DataFrame, val_df: pd.DataFrame,
                        config: TrainConfig, cell_dir: Path, progress: Progress, bank: ImageBank,
                        device: torch.device, counts: dict[str, dict[str, int]]) -> CellResult:
     t0 = time.perf_counter()
-    _seed_everything(derive_seed(config.seed, cell, "init"))
+    seed_everything(derive_seed(config.seed, cell, "init"))
     model = create_model(config.arch, config.img_size, config.pretrained)
     if config.init_weights:  # warm start: the pooled model's weights, hash verified
         load_weights(model, config.init_weights, config.init_sha256)
     model = model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    opt = _make_optimizer(model, config, device)
+    opt = make_optimizer(model, config, device)
     n_pos, n_neg = counts["train"]["malignant"], counts["train"]["benign"]
     pos_weight = n_neg / n_pos if config.balanced else 1.0
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight, device=device))
-    data = _CellData(bank.take(train_df["image_path"]), _labels(train_df), device)
-    x_val, y_val = bank.take(val_df["image_path"]), _labels(val_df)
+    data = CellData(bank.take(train_df["image_path"]), label_targets(train_df), device)
+    x_val, y_val = bank.take(val_df["image_path"]), label_targets(val_df)
     step_model = torch.compile(model) if config.compile else model
-    loop = _Loop(cell, config, device, model, step_model, opt, loss_fn, data, progress)
+    loop = Loop(cell, config, device, model, step_model, opt, loss_fn, data, progress)
     identity = {**config.identity(), "cell": cell.name, "n_train": len(train_df),
                 "n_val": len(val_df)}
-    state = (_load_last(cell_dir, model, opt, identity) if config.resume else None) or {
+    state = (load_last(cell_dir, model, opt, identity) if config.resume else None) or {
         "epoch": 0, "best": None, "best_epoch": None, "best_sha256": None, "history": [],
         "identity": identity}
     steps = steps_per_epoch(data.n, config.batch_size)
@@ -225,17 +225,17 @@ def _train_cell_scoped(cell: Cell, train_df: pd.DataFrame, val_df: pd.DataFrame,
                         time.perf_counter() - t0, pos_weight)
 
 
-def _run_epoch(loop: _Loop, epoch: int, state: dict[str, Any], x_val: torch.Tensor,
+def _run_epoch(loop: Loop, epoch: int, state: dict[str, Any], x_val: torch.Tensor,
                y_val: np.ndarray, pos_weight: float, cell_dir: Path, steps: int) -> dict[str, Any]:
     """Train, validate, keep the best weights, write the epoch checkpoint."""
     t0 = time.perf_counter()
-    _seed_everything(derive_seed(loop.config.seed, loop.cell, epoch, "global"))
-    train_loss = _train_epoch(loop, epoch)
+    seed_everything(derive_seed(loop.config.seed, loop.cell, epoch, "global"))
+    train_loss = train_epoch(loop, epoch)
     recalibrate_batchnorm(loop.model, loop.train, loop.device)
     val_loss = val_auc = None
     if len(y_val):
         logits = predict_logits(loop.model, x_val, loop.device)
-        val_loss, val_auc = _bce(logits, y_val, pos_weight), _auc(y_val, _sigmoid(logits))
+        val_loss, val_auc = bce(logits, y_val, pos_weight), auc_or_none(y_val, sigmoid(logits))
     seconds = time.perf_counter() - t0
     history = state["history"] + [{"epoch": epoch, "train_loss": round(train_loss, 6),
                                    "val_loss": None if val_loss is None else round(val_loss, 6),
@@ -247,7 +247,7 @@ def _run_epoch(loop: _Loop, epoch: int, state: dict[str, Any], x_val: torch.Tens
         best_sha = save_weights(loop.model, cell_dir / runs.WEIGHTS_FILE)
     state = {"epoch": epoch, "best": best, "best_epoch": best_epoch, "best_sha256": best_sha,
              "history": history, "identity": state["identity"]}
-    _save_last(cell_dir, loop.model, loop.opt, state)
+    save_last(cell_dir, loop.model, loop.opt, state)
     loop.progress.emit("epoch", cell=loop.cell.name, mode=loop.cell.mode, epoch=epoch,
                        epochs=loop.config.epochs, step=steps, steps=steps,
                        loss=round(train_loss, 5), val_loss=history[-1]["val_loss"],
@@ -255,7 +255,7 @@ def _run_epoch(loop: _Loop, epoch: int, state: dict[str, Any], x_val: torch.Tens
     return state
 
 
-def _finish_cell(loop: _Loop, state: dict[str, Any], x_val: torch.Tensor, y_val: np.ndarray,
+def _finish_cell(loop: Loop, state: dict[str, Any], x_val: torch.Tensor, y_val: np.ndarray,
                  bank: ImageBank, train_df: pd.DataFrame, cell_dir: Path,
                  counts: dict[str, dict[str, int]], seconds: float,
                  pos_weight: float) -> CellResult:
@@ -266,7 +266,7 @@ def _finish_cell(loop: _Loop, state: dict[str, Any], x_val: torch.Tensor, y_val:
     if two_class_val:
         y_thr, z_thr, source = y_val, predict_logits(model, x_val, loop.device), "val"
     else:
-        y_thr = _labels(train_df)
+        y_thr = label_targets(train_df)
         z_thr = predict_logits(model, bank.take(train_df["image_path"]), loop.device)
         source = "train"
     # Training images are fitted, not held out: their logits would teach false confidence.
@@ -276,7 +276,7 @@ def _finish_cell(loop: _Loop, state: dict[str, Any], x_val: torch.Tensor, y_val:
     calibration = {"temperature": temperature,
                    "temperature_source": "val" if two_class_val else
                    "none: the validation carve lacks a class, probabilities left unscaled",
-                   **({"val_ece_unscaled": expected_calibration_error(_sigmoid(z_thr), y_thr),
+                   **({"val_ece_unscaled": expected_calibration_error(sigmoid(z_thr), y_thr),
                        "val_ece_scaled": expected_calibration_error(p_thr, y_thr)}
                       if two_class_val else {})}
     best_row = next(h for h in state["history"] if h["epoch"] == state["best_epoch"])

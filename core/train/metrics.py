@@ -1,4 +1,4 @@
-"""Small scoring helpers: Youden's threshold and what it did, ROC AUC, sigmoid and BCE."""
+"""Small scoring helpers: Youden's threshold and what it did, validation AUC, sigmoid and BCE."""
 from __future__ import annotations
 
 from typing import Any
@@ -6,6 +6,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from core.evaluate.metrics import nan_to_none
+from core.evaluate.roc import roc_auc
 
 
 def youden_threshold(y: np.ndarray, p: np.ndarray) -> float:
@@ -34,17 +37,22 @@ def operating_point(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str,
             "threshold_specificity": tn / (tn + fp) if tn + fp else None}
 
 
-def _auc(y: np.ndarray, p: np.ndarray) -> float | None:
-    from sklearn.metrics import roc_auc_score
+def auc_or_none(y: np.ndarray, p: np.ndarray) -> float | None:
+    """Validation ROC AUC for meta.json and the progress log: null with one class only.
 
-    return float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else None
+    The same Mann–Whitney statistic evaluation reports (:func:`core.evaluate.roc.roc_auc`),
+    so an epoch chosen by validation AUC is chosen by the number the reader later sees.
+    """
+    return nan_to_none(roc_auc(y, p))
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """Probabilities from logits, in float64: the precision thresholds and ECE are computed in."""
     return 1.0 / (1.0 + np.exp(-z.astype(np.float64)))
 
 
-def _bce(logits: np.ndarray, y: np.ndarray, pos_weight: float) -> float:
+def bce(logits: np.ndarray, y: np.ndarray, pos_weight: float) -> float:
+    """Validation loss with training's class weight, so the epoch it picks is judged alike."""
     z = torch.from_numpy(logits.astype(np.float32))
     return float(nn.functional.binary_cross_entropy_with_logits(
         z, torch.from_numpy(y), pos_weight=torch.tensor(pos_weight)))

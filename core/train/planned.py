@@ -20,18 +20,20 @@ from core.train.config import (
 from core.train.data import ImageBank, steps_per_epoch
 from core.train.loop import train_cell
 from core.train.progress import Progress
-from core.train.runinfo import _write_run
+from core.train.runinfo import write_run
 
 
 @dataclass
-class _PlannedCell:
+class PlannedCell:
+    """A cell's plan, fixed before any training: its rows, or why it is skipped."""
+
     cell: Cell
     fit: pd.DataFrame
     val: pd.DataFrame
     reason: str | None
 
 
-def plan_cells(train_df: pd.DataFrame, config: TrainConfig) -> list[_PlannedCell]:
+def plan_cells(train_df: pd.DataFrame, config: TrainConfig) -> list[PlannedCell]:
     """Every cell of the chosen grids with its training / validation rows or skip reason."""
     planned = []
     for mode in modes_for(config.mode):
@@ -40,18 +42,19 @@ def plan_cells(train_df: pd.DataFrame, config: TrainConfig) -> list[_PlannedCell
             reason = skip_reason(rows)
             fit, val = (rows, rows.iloc[:0]) if reason else carve_validation(
                 rows, config.val_fraction, derive_seed(config.seed, cell, "val") % 2**31)
-            planned.append(_PlannedCell(cell, fit, val, reason))
+            planned.append(PlannedCell(cell, fit, val, reason))
     return planned
 
 
-def _total_steps(planned: list[_PlannedCell], config: TrainConfig) -> int:
+def planned_steps(planned: list[PlannedCell], config: TrainConfig) -> int:
+    """Optimizer steps the cells still to train will take: the ETA's denominator."""
     return sum(config.epochs * steps_per_epoch(len(p.fit), config.batch_size)
                for p in planned if p.reason is None)
 
 
-def _train_planned(planned: list[_PlannedCell], out_dir: Path, config: TrainConfig,
-                   progress: Progress, bank: ImageBank, info: dict[str, Any] | None
-                   ) -> dict[str, CellResult]:
+def train_planned(planned: list[PlannedCell], out_dir: Path, config: TrainConfig,
+                  progress: Progress, bank: ImageBank, info: dict[str, Any] | None
+                  ) -> dict[str, CellResult]:
     """Train (or keep, or skip) each planned cell, recording it in ``info`` as it goes."""
     results = {}
     for p in planned:
@@ -63,12 +66,12 @@ def _train_planned(planned: list[_PlannedCell], out_dir: Path, config: TrainConf
         else:
             if info is not None:
                 info["cells"][name] = {**info["cells"].get(name, {}), "status": "running"}
-                _write_run(out_dir, info)
+                write_run(out_dir, info)
             result = train_cell(p.cell, p.fit, p.val, config, out_dir, progress, bank)
             progress.emit("cell_done", cell=name, mode=p.cell.mode, threshold=result.threshold,
                           best_epoch=result.best_epoch)
         results[name] = result
         if info is not None:
             info["cells"][name] = result.to_json()
-            _write_run(out_dir, info)
+            write_run(out_dir, info)
     return results

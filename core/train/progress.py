@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from core.runfolder import layout as runs
-from core.train.config import _now
+from core.train.config import now_iso
 
 ProgressCallback = Callable[[dict[str, Any]], None]
 
@@ -58,7 +58,7 @@ class Progress:
 
     def emit(self, event: str, **fields: Any) -> None:
         eta = self.eta()
-        record = {"time": _now(), "event": event, **self.context, **fields,
+        record = {"time": now_iso(), "event": event, **self.context, **fields,
                   "steps_done": self.done, "steps_total": self.total,
                   "eta_s": round(eta, 1) if eta is not None else None}
         if self.file is not None:

@@ -18,7 +18,7 @@ from core.grid import modes_for
 from core.phantom.write import is_synthetic
 from core.runfolder import layout as runs
 from core.runfolder.atomic import atomic_write_json
-from core.train.config import MIN_IMAGES, MIN_PER_CLASS, TrainConfig, _now, class_counts
+from core.train.config import MIN_IMAGES, MIN_PER_CLASS, TrainConfig, class_counts, now_iso
 
 
 def _dataset_hash(df: pd.DataFrame, root: Path | None) -> str:
@@ -81,14 +81,14 @@ def _new_run_info(out_dir: Path, df: pd.DataFrame, source: Path | None, config: 
         "split_counts": {s: int((df["split"] == s).sum()) for s in ("train", "test")},
         "train_counts": class_counts(train),
         "code_version": core.__version__, "git_commit": _git_commit(),
-        "started": _now(), "finished": None, "status": "running", "cells": {},
+        "started": now_iso(), "finished": None, "status": "running", "cells": {},
         "rules": {"min_images": MIN_IMAGES, "min_per_class": MIN_PER_CLASS,
                   "balanced": "BCE pos_weight = n_benign / n_malignant"},
     }
 
 
-def _open_run(out_dir: Path, df: pd.DataFrame, source: Path | None, config: TrainConfig,
-              device: torch.device) -> dict[str, Any]:
+def open_run(out_dir: Path, df: pd.DataFrame, source: Path | None, config: TrainConfig,
+             device: torch.device) -> dict[str, Any]:
     """A fresh run.json, or the existing one when resuming a compatible run."""
     run_file = out_dir / runs.RUN_FILE
     fresh = _new_run_info(out_dir, df, source, config, device)
@@ -116,7 +116,7 @@ def _open_run(out_dir: Path, df: pd.DataFrame, source: Path | None, config: Trai
                             f"spec (version {version}; this MammoRoute's: "
                             f"{fresh['preprocess']['version']}), so its cells would see two "
                             "renderings: train it afresh (another --out)", out_dir)
-    info.update(status="running", finished=None, device=str(device), resumed=_now())
+    info.update(status="running", finished=None, device=str(device), resumed=now_iso())
     info.setdefault(OPTIONS_KEY, fresh[OPTIONS_KEY])  # same hash: the data these options read
     info.pop("error", None)
     return info
@@ -133,5 +133,6 @@ def _weights_words(config: TrainConfig) -> str:
             f"({'SHA-256 ' + sha[:12] + '…' if sha else 'SHA-256 not recorded'})")
 
 
-def _write_run(out_dir: Path, info: dict[str, Any]) -> None:
+def write_run(out_dir: Path, info: dict[str, Any]) -> None:
+    """Replace run.json as a whole: the app reads it while training writes it."""
     atomic_write_json(out_dir / runs.RUN_FILE, info)
