@@ -13,10 +13,10 @@ import pytest
 from test_train import tiny, write_blobs
 
 from core.datasets import load_dataset
+from core.datasets.fingerprint import dataset_hash as _dataset_hash
 from core.datasets.roi import shapes_json
 from core.runfolder import layout as runs
 from core.train import train_grid
-from core.train.runinfo import _dataset_hash
 
 
 @pytest.fixture(autouse=True)
