@@ -1,9 +1,7 @@
 """Images and batches: the preprocessed :class:`ImageBank`, a cell's staged data, batch order."""
 from __future__ import annotations
 
-import hashlib
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,13 +10,6 @@ import torch
 from core.errors import TrainingError
 from core.pixels.preprocess import PreprocessParams
 from core.train.cancel import _CANCEL, TrainingCancelled
-
-
-def _file_sha256(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
 
 
 class ImageBank:
