@@ -428,8 +428,8 @@ def show_results(results: list[ViewResult], views: list[CaseView], run: RunSumma
         "ROI-aware call": b["call_roi_aware"].word if b["call_roi_aware"] else "–",
         "baseline call": b["call_baseline"].word if b["call_baseline"] else "–",
     } for b in rows]).set_index("breast"))
-    st.caption(BREAST_RULE + " Probabilities are calibrated on each model's validation images "
-               "(temperature scaling), so about 30 % means about 3 in 10 such images were "
+    st.caption(BREAST_RULE + " Probabilities are calibrated on the grid's validation images "
+               "(temperature and offset), so about 30 % means about 3 in 10 such images were "
                "cancers there.")
     downloads(results, views, run, point, call_of, show_ids)
 

@@ -8,15 +8,8 @@ from typing import Any
 import pandas as pd
 
 from core.grid import Cell, modes_for, plan
-from core.train.config import (
-    CellResult,
-    TrainConfig,
-    carve_validation,
-    cell_rows,
-    class_counts,
-    derive_seed,
-    skip_reason,
-)
+from core.train.carve import cell_carve, run_carve
+from core.train.config import CellResult, TrainConfig, cell_rows, class_counts, skip_reason
 from core.train.data import ImageBank, steps_per_epoch
 from core.train.loop import train_cell
 from core.train.progress import Progress
@@ -32,14 +25,15 @@ class _PlannedCell:
 
 
 def plan_cells(train_df: pd.DataFrame, config: TrainConfig) -> list[_PlannedCell]:
-    """Every cell of the chosen grids with its training / validation rows or skip reason."""
+    """Every cell of the chosen grids with its training / validation rows (its share of the
+    run's one carve, :mod:`core.train.carve`) or skip reason."""
+    run_fit, run_val = run_carve(train_df, config)
     planned = []
     for mode in modes_for(config.mode):
         for cell in plan(mode):
             rows = cell_rows(train_df, cell)
             reason = skip_reason(rows)
-            fit, val = (rows, rows.iloc[:0]) if reason else carve_validation(
-                rows, config.val_fraction, derive_seed(config.seed, cell, "val") % 2**31)
+            fit, val = (rows, rows.iloc[:0]) if reason else cell_carve(run_fit, run_val, cell)
             planned.append(_PlannedCell(cell, fit, val, reason))
     return planned
 
