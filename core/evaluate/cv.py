@@ -21,8 +21,8 @@ RECIPE_KEY = "recipe"
 """cv.json's sentence saying what each fold trained (core.train.cv writes it)."""
 
 UNRECORDED_RECIPE = ("These folds were trained before cv.json recorded its recipe: each cell "
-                     "from scratch, without the run's warm start, calibrated on its own; "
-                     "they do not describe the models that serve.")
+                     "without the run's warm start, calibrated on its own; they do not "
+                     "describe the models that serve.")
 
 
 def cv_recipe(cv: Any) -> str:

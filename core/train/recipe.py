@@ -29,7 +29,8 @@ from core.train.warmstart import train_pooled
 def describe_recipe(config: TrainConfig) -> str:
     """One sentence for cv.json and the Compare page: what each fold trained."""
     start = (f"a warm-start model ({config.warm_start} epochs) on the fold's training patients, "
-             "then each cell from it" if config.warm_start else "each cell from scratch")
+             "then each cell from it" if config.warm_start
+             else "each cell from the run's starting weights (no warm start)")
     return (f"Each fold trains the served recipe on its other folds: {start}, validation "
             "patients carved once per fold, calibration per grid.")
 
