@@ -38,14 +38,15 @@ def plan_cells(train_df: pd.DataFrame, config: TrainConfig) -> list[_PlannedCell
     return planned
 
 
-def _total_steps(planned: list[_PlannedCell], config: TrainConfig) -> int:
+def total_steps(planned: list[_PlannedCell], config: TrainConfig) -> int:
+    """Optimiser steps the planned cells take, so the ETA counts them before they start."""
     return sum(config.epochs * steps_per_epoch(len(p.fit), config.batch_size)
                for p in planned if p.reason is None)
 
 
-def _train_planned(planned: list[_PlannedCell], out_dir: Path, config: TrainConfig,
-                   progress: Progress, bank: ImageBank, info: dict[str, Any] | None
-                   ) -> dict[str, CellResult]:
+def train_planned(planned: list[_PlannedCell], out_dir: Path, config: TrainConfig,
+                  progress: Progress, bank: ImageBank, info: dict[str, Any] | None
+                  ) -> dict[str, CellResult]:
     """Train (or keep, or skip) each planned cell, recording it in ``info`` as it goes."""
     results = {}
     for p in planned:

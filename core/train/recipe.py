@@ -20,7 +20,7 @@ from core.train.calibrate import calibrate_grids
 from core.train.carve import run_carve
 from core.train.config import CellResult, TrainConfig
 from core.train.data import ImageBank, steps_per_epoch
-from core.train.planned import _total_steps, _train_planned, plan_cells
+from core.train.planned import plan_cells, total_steps, train_planned
 from core.train.progress import Progress
 from core.train.runinfo import _write_run
 from core.train.warmstart import train_pooled
@@ -38,7 +38,7 @@ def describe_recipe(config: TrainConfig) -> str:
 def recipe_steps(train_df: pd.DataFrame, config: TrainConfig) -> int:
     """Optimiser steps of :func:`train_recipe` on ``train_df`` (for the ETA)."""
     pooled = steps_per_epoch(len(run_carve(train_df, config)[0]), config.batch_size)
-    return _total_steps(plan_cells(train_df, config), config) + config.warm_start * pooled
+    return total_steps(plan_cells(train_df, config), config) + config.warm_start * pooled
 
 
 def train_recipe(train_df: pd.DataFrame, out_dir: Path, config: TrainConfig, progress: Progress,
@@ -50,7 +50,7 @@ def train_recipe(train_df: pd.DataFrame, out_dir: Path, config: TrainConfig, pro
         config = train_pooled(train_df, out_dir, config, progress, bank, info)
         if info is not None:
             _write_run(out_dir, info)
-    results = _train_planned(planned, out_dir, config, progress, bank, info)
+    results = train_planned(planned, out_dir, config, progress, bank, info)
     calibration = calibrate_grids(out_dir, results)
     if info is not None:
         info["calibration"] = calibration
