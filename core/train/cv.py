@@ -27,7 +27,8 @@ def _cv_complete(out_dir: Path, config: TrainConfig) -> bool:
         cv = runs.read_json(out_dir / runs.CV_FILE)
     except CheckpointError:
         return False
-    return config.resume and all(len(cv.get(m, [])) == config.cv for m in modes_for(config.mode))
+    return (config.resume and RECIPE_KEY in cv
+            and all(len(cv.get(m, [])) == config.cv for m in modes_for(config.mode)))
 
 
 def _cv_plan(train_df: pd.DataFrame, config: TrainConfig
