@@ -13,7 +13,7 @@ import pytest
 from test_train import tiny, write_blobs
 
 from core.datasets import load_dataset
-from core.datasets.fingerprint import dataset_hash as _dataset_hash
+from core.datasets.fingerprint import dataset_hash
 from core.datasets.roi import shapes_json
 from core.runfolder import layout as runs
 from core.train import train_grid
@@ -86,11 +86,11 @@ def test_cli_hands_cdd_type_and_split_seed_to_the_loader(tmp_path, capsys):
     info = runs.read_run(out).info
     assert (info["config"]["cdd_type"], info["config"]["split_seed"]) == ("CESM", 3)
     chosen = load_dataset(data, split_seed=3, cdd_type="CESM")
-    assert info["dataset_hash"] == _dataset_hash(chosen, data)
+    assert info["dataset_hash"] == dataset_hash(chosen, data)
     assert chosen["image_path"].str.contains("Subtracted images").all()
     for other in (load_dataset(data, split_seed=0, cdd_type="CESM"),
                   load_dataset(data, split_seed=3, cdd_type="DM")):
-        assert _dataset_hash(other, data) != info["dataset_hash"]
+        assert dataset_hash(other, data) != info["dataset_hash"]
 
 
 def test_cv_fold_events_name_their_fold(blobs_two_cells, tmp_path):
