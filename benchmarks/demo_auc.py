@@ -3,8 +3,9 @@
 For each difficulty: write a training phantom (the demo's size and seed) and
 a test phantom of another seed, train the demo's grids with the demo's recipe
 (``core.demo.FULL``), and evaluate them on every labelled image of the test
-phantom (``evaluate --dataset``, split ``all``).  Prints the baseline and
-ROI-aware ROC AUC, the Grad-CAM hit rate and the seconds per difficulty.
+phantom (``evaluate --dataset``, split ``all``).  Prints, per grid, the ROC
+AUC, the served and unscaled ECE and Brier score, the Grad-CAM hit rate, and
+the seconds per difficulty, all read from that one evaluation.
 Synthetic phantom data throughout: figures about the software, not patients.
 
     python -m benchmarks.demo_auc [--difficulties easy obvious moderate subtle]
@@ -43,14 +44,36 @@ def one_difficulty(root: Path, difficulty: str, test_seed: int, test_studies: in
     out = {"difficulty": difficulty, "seconds": rounded(seconds, 1),
            "n_images": result["dataset"]["n_images"]}
     for grid in ("baseline", "roi_aware"):
-        block = result.get(grid) or {}
-        out[f"{grid}_roc_auc"] = rounded((block.get("roc_auc") or {}).get("value")
-                                         if isinstance(block.get("roc_auc"), dict)
-                                         else block.get("roc_auc"), 3)
-        pointing = (result.get("cam_pointing") or {}).get(grid) or {}
-        out[f"{grid}_cam_hit_rate"] = rounded(pointing.get("hit_rate"), 3)
-        out[f"{grid}_cam_chance"] = rounded(pointing.get("chance"), 3)
+        out.update(grid_figures(result, grid))
     return out
+
+
+def grid_figures(result: dict[str, Any], grid: str) -> dict[str, Any]:
+    """One grid's figures of an evaluation (``validate_external``'s result), keyed
+    ``<grid>_<figure>``: ROC AUC, served and unscaled ECE and Brier, Grad-CAM hits."""
+    block = result.get(grid) or {}
+    auc = block.get("roc_auc")
+    calibration = (result.get("calibration") or {}).get(grid) or {}
+    unscaled = calibration.get("uncalibrated") or {}
+    pointing = (result.get("cam_pointing") or {}).get(grid) or {}
+    figures = {"roc_auc": auc.get("value") if isinstance(auc, dict) else auc,
+               "ece": calibration.get("ece"), "ece_unscaled": unscaled.get("ece"),
+               "brier": calibration.get("brier"), "brier_unscaled": unscaled.get("brier"),
+               "cam_hit_rate": pointing.get("hit_rate"), "cam_chance": pointing.get("chance")}
+    return {f"{grid}_{name}": rounded(value, 3) for name, value in figures.items()}
+
+
+def describe(row: dict[str, Any]) -> str:
+    """One printed line per difficulty and grid."""
+    parts = []
+    for grid, label in (("baseline", "baseline"), ("roi_aware", "ROI-aware")):
+        if row.get(f"{grid}_roc_auc") is None:
+            continue
+        parts.append(f"{label} ROC AUC {row[f'{grid}_roc_auc']}, ECE {row[f'{grid}_ece']} "
+                     f"(unscaled {row[f'{grid}_ece_unscaled']}), Brier {row[f'{grid}_brier']} "
+                     f"(unscaled {row[f'{grid}_brier_unscaled']}), Grad-CAM hits "
+                     f"{row[f'{grid}_cam_hit_rate']} (chance {row[f'{grid}_cam_chance']})")
+    return f"{row['difficulty']:>9}: " + "; ".join(parts) + f" in {row['seconds']} s"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,9 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                                        args.mode, args.clahe_clip))
             if not args.json:
                 print(rows[-1], flush=True)
-    lines = [f"{r['difficulty']:>9}: baseline ROC AUC {r['baseline_roc_auc']} "
-             f"(Grad-CAM hits {r['baseline_cam_hit_rate']}, chance {r['baseline_cam_chance']}) "
-             f"in {r['seconds']} s" for r in rows]
+    lines = [describe(r) for r in rows]
     emit({"rows": rows, "note": NOTE_CPU + "; synthetic phantom data"}, args.json,
          "demo recipe on a phantom of another seed (SYNTHETIC):\n" + "\n".join(lines))
     return 0

@@ -5,8 +5,8 @@ anything: both synthetic profiles written in their real on-disk layouts, and
 baseline + ROI-aware grids trained on the CPU.  The small CDD-CESM-profile
 run comes first, so case review works within about two and a half minutes
 while the VinDr-profile run trains; once both are complete the app opens the
-run with the better-evidenced baseline (:func:`core.runfolder.layout.recommended_run`),
-the VinDr one, whose test split is eight times larger.
+run with the better validation evidence (:func:`core.runfolder.layout.recommended_run`),
+normally the VinDr one, whose validation set is several times larger.
 
 The recipe was chosen by measurement (README, "The demo's recipe"): a small
 BatchNorm CNN (``resnet10t``; the paper's Swin-T / ConvNeXt V2 and their tiny

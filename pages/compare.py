@@ -133,8 +133,9 @@ for name, result in results.items():
             st.caption("Calibration of the served probabilities: ECE = mean gap between "
                        "predicted and observed cancer rate over 10 equal-width bins (0 is "
                        "perfect); Brier = mean squared error of the probability (0.25 for a "
-                       "constant 50 %). Each cell's temperature was fitted on its validation "
-                       "images.")
+                       "constant 50 %). Temperature and offset were fitted per grid on the "
+                       "grid's validation images (per cell only where a cell had 30 of each "
+                       "class).")
     if has_finder(result):
         st.markdown("**ROI drawn by a radiologist, proposed by the ROI finder, or none**")
         f1, f2 = st.columns([3, 2])
@@ -150,3 +151,5 @@ for name, result in results.items():
     if result.get("cv"):
         with st.expander("Cross-validation (mean ± sd over folds)"):
             st.dataframe(cv_table(result), hide_index=True)
+            if result.get("cv_recipe"):
+                st.caption(result["cv_recipe"])

@@ -21,6 +21,28 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+def write_meta(cell_dir: Path, meta: dict[str, Any]) -> str:
+    """Write a cell's meta.json as training does; its SHA-256, for run.json's ``meta_sha256``."""
+    import hashlib
+    import json
+
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    data = json.dumps(meta).encode()
+    (cell_dir / "meta.json").write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def edit_meta(run_dir: Path, cell: str, **fields: Any) -> None:
+    """Change a cell's meta.json and record its new SHA-256 in run.json, as a retraining would
+    (a bare edit is refused by the predictor)."""
+    import json
+
+    meta = json.loads((run_dir / cell / "meta.json").read_text())
+    info = json.loads((run_dir / "run.json").read_text())
+    info["cells"][cell]["meta_sha256"] = write_meta(run_dir / cell, {**meta, **fields})
+    (run_dir / "run.json").write_text(json.dumps(info))
+
+
 def dicom_real(name: str) -> str:
     """A pydicom-data radiograph, skipped (never downloaded) when the package is absent."""
     from pydicom.data import get_testdata_file

@@ -29,6 +29,7 @@ from core.grid import plan
 from core.models import create_model, save_weights
 from core.pixels.spec import PreprocessParams
 from core.runfolder import jobs
+from helpers import edit_meta, write_meta
 
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "app.py")
@@ -109,9 +110,9 @@ def write_run(ck: Path, dataset: Path, weights: tuple[bytes, str], name: str = R
         for cell in plan(mode):
             (run / cell.name).mkdir(parents=True)
             (run / cell.name / "weights.safetensors").write_bytes(data)
-            (run / cell.name / "meta.json").write_text(json.dumps(
-                {"threshold": 0.5, "counts": {"train": {"benign": 30, "malignant": 1}}}))
-            cells[cell.name] = {"status": "done", "sha256": sha}
+            meta_sha = write_meta(run / cell.name, {
+                "threshold": 0.5, "counts": {"train": {"benign": 30, "malignant": 1}}})
+            cells[cell.name] = {"status": "done", "sha256": sha, "meta_sha256": meta_sha}
     info = {"name": name, "dataset": "phantom-vindr", "dataset_path": str(dataset),
             "synthetic": True, "arch": "convnextv2_atto", "img_size": IMG, "epochs": 1,
             "preprocess": SPEC.to_json(),
@@ -823,8 +824,7 @@ def test_no_call_contradicts_its_number_at_the_edge(dirs, weights, point):
         for grid in ("roi_aware", "baseline"):
             p = getattr(r, f"p_malignant_{grid}")
             edge = p if (i + len(grid)) % 2 else float(np.nextafter(p, 1.0))
-            meta = run / getattr(r, f"cell_{grid}") / "meta.json"
-            meta.write_text(json.dumps({**json.loads(meta.read_text()), "threshold": edge}))
+            edit_meta(run, getattr(r, f"cell_{grid}"), threshold=edge)
     at = page("case_review.py")
     at.session_state["operating_point"] = point
     at.run()

@@ -15,11 +15,12 @@ from core.errors import CheckpointError
 from core.evaluate.calibration import (
     brier_score,
     expected_calibration_error,
-    fit_temperature,
+    fit_calibration,
     reliability_curve,
     scaled_probability,
 )
 from core.review.readout import shown_call, threshold_sentence
+from helpers import write_meta
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -37,7 +38,7 @@ def _overconfident_table(n: int = 4000, factor: float = 4.0, seed: int = 7):
 def test_temperature_scaling_lowers_the_ece_on_a_fixed_table():
     logits, y = _overconfident_table()
     before = expected_calibration_error(scaled_probability(logits, 1.0), y)
-    t = fit_temperature(logits, y)
+    t = fit_calibration(logits, y).temperature
     after = expected_calibration_error(scaled_probability(logits, t), y)
     assert t > 1.0
     assert before > 0.10 and after < before - 0.08 and after < 0.03
@@ -46,18 +47,37 @@ def test_temperature_scaling_lowers_the_ece_on_a_fixed_table():
 
 
 @pytest.mark.parametrize("true_t", [0.5, 2.5])
-def test_fit_temperature_recovers_a_known_temperature(true_t):
+def test_fit_calibration_recovers_a_known_temperature(true_t):
     logits, y = _overconfident_table(n=20000, factor=true_t, seed=3)
-    assert fit_temperature(logits, y) == pytest.approx(true_t, rel=0.06)
+    fitted = fit_calibration(logits, y)
+    assert fitted.temperature == pytest.approx(true_t, rel=0.06)
+    assert fitted.offset == pytest.approx(0.0, abs=0.1)
 
 
-def test_fit_temperature_edges():
-    assert fit_temperature([1.0, 2.0, -1.0], [1, 1, 1]) == 1.0  # one class: nothing to fit
-    assert fit_temperature([], []) == 1.0
+@pytest.mark.parametrize("true_t,shift", [(1.0, 1.7), (2.0, 1.0)])
+def test_fit_calibration_takes_back_a_class_balanced_shift(true_t, shift):
+    """A class-balanced loss (pos_weight 5.7 at 15 % prevalence) lifts every logit by about
+    log 5.7 = 1.7: no temperature can undo that, the fitted offset does."""
+    rng = np.random.default_rng(5)
+    z = rng.normal(-2.0, 1.5, 20000)
+    y = (rng.random(z.size) < 1 / (1 + np.exp(-z))).astype(int)
+    logits = true_t * z + shift
+    fitted = fit_calibration(logits, y)
+    assert fitted.temperature == pytest.approx(true_t, rel=0.06)
+    assert fitted.offset == pytest.approx(shift, abs=0.1)
+    best_t_only = min(expected_calibration_error(scaled_probability(logits, t), y)
+                      for t in np.geomspace(0.05, 20, 200))
+    assert expected_calibration_error(fitted.probability(logits), y) < 0.02 < best_t_only
+
+
+def test_fit_calibration_edges():
+    one_class = fit_calibration([1.0, 2.0, -1.0], [1, 1, 1])  # nothing to fit
+    assert (one_class.temperature, one_class.offset) == (1.0, 0.0)
+    assert fit_calibration([], []) == fit_calibration([0.0], [0])
     # a small, perfectly separated carve: the likelihood alone wants T -> 0 (p of 0 and 1);
     # the prior keeps the sharpening moderate
-    separable = fit_temperature([-3.0, -2.0, 2.0, 3.0], [0, 0, 1, 1])
-    assert 0.3 < separable < 1.0
+    separable = fit_calibration([-3.0, -2.0, 2.0, 3.0], [0, 0, 1, 1])
+    assert 0.3 < separable.temperature < 1.0 and abs(separable.offset) < 0.1
 
 
 def test_ece_brier_and_curve_by_hand():
@@ -144,8 +164,8 @@ def _biased_run(root: Path, bias: float, temperatures: dict[str, object]) -> Pat
         meta = {"threshold": 0.6}
         if cell.name in temperatures:
             meta["temperature"] = temperatures[cell.name]
-        (root / cell.name / "meta.json").write_text(json.dumps(meta))
-        cells[cell.name] = {"status": "done", "sha256": sha}
+        cells[cell.name] = {"status": "done", "sha256": sha,
+                            "meta_sha256": write_meta(root / cell.name, meta)}
     (root / "run.json").write_text(json.dumps({
         "arch": "resnet10t", "img_size": 32, "modes": ["baseline"], "cells": cells,
         "preprocess": PreprocessParams(32, crop=False).to_json()}))
@@ -157,8 +177,8 @@ def test_predictor_applies_the_cell_temperature(tmp_path):
 
     run = _biased_run(tmp_path / "run", 2.0, {"all-RCC": 2.0})  # the others: older runs, no T
     predictor = Predictor(run)
-    assert predictor.temperatures == {"all-RCC": 2.0, "all-LCC": 1.0, "all-RMLO": 1.0,
-                                      "all-LMLO": 1.0}
+    assert {n: c.temperature for n, c in predictor.calibrations.items()} == {
+        "all-RCC": 2.0, "all-LCC": 1.0, "all-RMLO": 1.0, "all-LMLO": 1.0}
     img = (np.random.default_rng(0).random((48, 40)) * 255).astype(np.uint8)
     out = predictor.predict_study([ViewInput(name="a", pixels=img, view="RCC"),
                                    ViewInput(name="b", pixels=img, view="LCC")])
@@ -198,7 +218,10 @@ def test_training_fits_t_and_states_the_threshold(tmp_path):
     out = tmp_path / "run"
     train_grid(write_blobs(tmp_path / "blobs", 40, 12), out, tiny(epochs=2))
     meta = json.loads((out / "all-RCC" / "meta.json").read_text())
-    assert meta["temperature"] > 0 and meta["temperature_source"] == "val"
+    assert meta["temperature"] > 0 and meta["calibration_scope"] == "grid"
+    info = json.loads((out / "run.json").read_text())
+    grid = info["calibration"]["baseline"]
+    assert (meta["temperature"], meta["logit_offset"]) == (grid["temperature"], grid["logit_offset"])
     c = meta["threshold_counts"]
     assert c["tp"] + c["fn"] + c["tn"] + c["fp"] == meta["n_val"]
     assert meta["threshold_sensitivity"] == pytest.approx(c["tp"] / (c["tp"] + c["fn"]))
@@ -209,7 +232,8 @@ def test_training_fits_t_and_states_the_threshold(tmp_path):
     pred = pd.read_csv(out / "predictions.csv")
     raw = np.clip(pred["p_uncalibrated"].to_numpy(), 1e-12, 1 - 1e-12)
     logit = np.log(raw) - np.log1p(-raw)
-    assert np.allclose(pred["p_malignant"], scaled_probability(logit, meta["temperature"]),
+    assert np.allclose(pred["p_malignant"],
+                       scaled_probability(logit, meta["temperature"], meta["logit_offset"]),
                        atol=1e-6)
     assert "calibration" in json.loads((out / "metrics.json").read_text())
 

@@ -290,7 +290,7 @@ def test_inconsistent_or_malformed_tables_are_checkpoint_errors() -> None:
 
 # ---------------------------------------------------------------- run folders, JSON, text
 
-def _write_run(tmp_path: Path, synthetic: bool = True, cv: bool = True) -> Path:
+def write_run(tmp_path: Path, synthetic: bool = True, cv: bool = True) -> Path:
     run = tmp_path / "checkpoints" / "demo"
     run.mkdir(parents=True)
     _rows(40, seed=4).to_csv(run / "predictions.csv", index=False)
@@ -332,7 +332,7 @@ def _no_nan(text: str) -> object:
 
 
 def test_evaluate_run_writes_metrics_json_schema(tmp_path: Path) -> None:
-    run = _write_run(tmp_path)
+    run = write_run(tmp_path)
     result = ev.evaluate_run(run, n_boot=200)
     on_disk = _no_nan((run / "metrics.json").read_text())
     assert on_disk == result
@@ -358,7 +358,7 @@ def test_evaluate_run_writes_metrics_json_schema(tmp_path: Path) -> None:
 
 
 def test_paper_table_text(tmp_path: Path) -> None:
-    result = ev.evaluate_run(_write_run(tmp_path), n_boot=100)
+    result = ev.evaluate_run(write_run(tmp_path), n_boot=100)
     text = ev.format_paper_table(result)
     assert text.splitlines()[0] == ev.SYNTHETIC_BANNER
     for needle in ("without ROI consideration (baseline)", "with ROI consideration (ROI-aware)",
@@ -400,7 +400,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_cli_tables_in_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from core.__main__ import main
 
-    run = _write_run(tmp_path, cv=False)
+    run = write_run(tmp_path, cv=False)
     assert main(["evaluate", str(run), "--boot", "100"]) == 0
     out = capsys.readouterr().out
     assert "with ROI consideration (ROI-aware)" in out and "Per cell" in out
@@ -408,7 +408,7 @@ def test_cli_tables_in_process(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 
 def test_cli_json_subprocess(tmp_path: Path) -> None:
-    run = _write_run(tmp_path, cv=False)
+    run = write_run(tmp_path, cv=False)
     out = _cli(str(run), "--json", "--boot", "50")
     assert out.returncode == 0, out.stderr
     data = _no_nan(out.stdout)

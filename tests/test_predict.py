@@ -27,7 +27,7 @@ from core.pixels.views import combine_view, contradictions, parse_view_name, vie
 from core.predict import PREDICTION_COLUMNS, Predictor, ViewInput, predict_manifest
 from core.review.overlay import cam_overlay, draw_outline
 from core.review.report import routing_sentence
-from helpers import dicom_write
+from helpers import dicom_write, write_meta
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 64
@@ -61,8 +61,8 @@ def make_run(root: Path, arch: str = "convnextv2_atto", modes=("baseline", "roi"
                     _head(model).weight.zero_()
                     _head(model).bias.fill_(BIAS[name])
             sha = save_weights(model, root / name / "weights.safetensors")
-            (root / name / "meta.json").write_text(json.dumps({"threshold": 0.3 + 0.01 * len(cells)}))
-            cells[name] = {"status": "done", "sha256": sha}
+            meta_sha = write_meta(root / name, {"threshold": 0.3 + 0.01 * len(cells)})
+            cells[name] = {"status": "done", "sha256": sha, "meta_sha256": meta_sha}
     info = {"arch": arch, "img_size": spec.size, "modes": list(modes), "cells": cells,
             "preprocess": spec.to_json()}
     (root / "run.json").write_text(json.dumps(info))

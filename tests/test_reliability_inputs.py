@@ -34,6 +34,7 @@ from core.errors import ManifestError, MaskError
 from core.grid import plan
 from core.models import create_model, save_weights
 from core.pixels.spec import PreprocessParams
+from helpers import write_meta
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "tests" / "artifacts"
@@ -179,8 +180,8 @@ def write_run(root: Path, modes=("baseline", "roi")) -> Path:
         for cell in plan(mode):
             (root / cell.name).mkdir(parents=True)
             (root / cell.name / "weights.safetensors").write_bytes(blob)
-            (root / cell.name / "meta.json").write_text(json.dumps({"threshold": 0.5}))
-            cells[cell.name] = {"status": "done", "sha256": sha}
+            cells[cell.name] = {"status": "done", "sha256": sha,
+                                "meta_sha256": write_meta(root / cell.name, {"threshold": 0.5})}
     (root / "run.json").write_text(json.dumps({
         "name": root.name, "arch": "convnextv2_atto", "img_size": IMG, "modes": list(modes),
         "preprocess": SPEC.to_json(),

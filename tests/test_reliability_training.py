@@ -33,7 +33,7 @@ from core.pixels.spec import PreprocessParams
 from core.runfolder import jobs
 from core.runfolder import layout as runs
 from core.train import TrainConfig, run_lock, train_grid
-from helpers import record_figures
+from helpers import record_figures, write_meta
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "tests" / "artifacts"
@@ -481,8 +481,8 @@ def _tiny_run(root: Path, arch: str = "convnextv2_atto", size: int = 64) -> Path
     cells = {}
     for view in ("RCC", "LCC", "RMLO", "LMLO"):
         sha = save_weights(model, root / f"all-{view}" / runs.WEIGHTS_FILE)
-        (root / f"all-{view}" / runs.META_FILE).write_text(json.dumps({"threshold": 0.4}))
-        cells[f"all-{view}"] = {"status": "done", "sha256": sha}
+        cells[f"all-{view}"] = {"status": "done", "sha256": sha,
+                                "meta_sha256": write_meta(root / f"all-{view}", {"threshold": 0.4})}
     (root / runs.RUN_FILE).write_text(json.dumps({
         "arch": "convnextv2_atto", "img_size": 64, "modes": ["baseline"], "cells": cells,
         "preprocess": PreprocessParams(64, crop=False).to_json()}))
@@ -502,6 +502,8 @@ def _png(path: Path) -> Path:
     ("no_hash", "no SHA-256"),
     ("no_meta", "missing: a trained cell records its decision threshold here"),
     ("no_threshold", "records no threshold"),
+    ("edited_threshold", "threshold or calibration was changed"),
+    ("no_meta_hash", "records no SHA-256 of this file"),
 ])
 def test_predictor_refuses_bad_checkpoints(tmp_path, capsys, damage, words):
     from core.__main__ import main
@@ -520,6 +522,12 @@ def test_predictor_refuses_bad_checkpoints(tmp_path, capsys, damage, words):
         info["cells"]["all-LCC"]["sha256"] = save_weights(create_model(arch, size), target)
     elif damage == "no_hash":
         del info["cells"]["all-LCC"]["sha256"]
+    elif damage in ("edited_threshold", "no_meta_hash"):  # served numbers are checked like weights
+        target = target.with_name(runs.META_FILE)
+        if damage == "edited_threshold":
+            target.write_text(json.dumps({"threshold": 0.9}))
+        else:
+            del info["cells"]["all-LCC"]["meta_sha256"]
     else:  # a cell's threshold is never guessed
         target = target.with_name(runs.META_FILE)
         target.unlink()

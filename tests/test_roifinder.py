@@ -432,6 +432,10 @@ def test_train_roi_model_with_the_grids_and_resume_keeps_it(tmp_path):
     assert {"roi_aware_proposed", "mcnemar_proposed", "roi_model", "roi_presence_proposed"} <= set(metrics)
     assert set(metrics["roi_model"]) >= {"presence_auc", "presence_sensitivity",
                                          "presence_specificity", "box_iou", "froc"}
+    from core.runfolder.splits import leaks, read_split
+
+    assert read_split(run / ROI_DIR)["train"]["images"]  # the finder records its split too
+    assert leaks(run) == []  # no model of either grid validated on what it or its start saw
 
     events.clear()
     again = train_grid(df, run, TrainConfig(**{**config.__dict__, "resume": True}),

@@ -50,9 +50,8 @@ def _fp32_logits(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
 def test_validation_and_threshold_use_fp32_logits_under_bf16_training(tmp_path, monkeypatch):
     monkeypatch.setattr(train_loop, "autocast_for",
                         lambda device: torch.autocast("cpu", dtype=torch.bfloat16))
-    seen: dict[str, list] = {"x": [], "bce": [], "temperature": []}
-    real_predict, real_bce, real_fit = (train_loop.predict_logits, train_loop.bce,
-                                        train_loop.fit_temperature)
+    seen: dict[str, list] = {"x": [], "bce": []}
+    real_predict, real_bce = train_loop.predict_logits, train_loop.bce
 
     def predict_spy(model, x, device, *args, **kwargs):
         seen["x"].append(x)
@@ -62,13 +61,8 @@ def test_validation_and_threshold_use_fp32_logits_under_bf16_training(tmp_path, 
         seen["bce"].append(np.array(logits))
         return real_bce(logits, y, pos_weight)
 
-    def fit_spy(z, y, *args, **kwargs):
-        seen["temperature"].append(np.array(z))
-        return real_fit(z, y, *args, **kwargs)
-
     monkeypatch.setattr(train_loop, "predict_logits", predict_spy)
     monkeypatch.setattr(train_loop, "bce", bce_spy)
-    monkeypatch.setattr(train_loop, "fit_temperature", fit_spy)
 
     train_df, val_df = _rows("t", 16), _rows("v", 12)
     bank = _Bank(list(train_df["image_path"]) + list(val_df["image_path"]))
@@ -86,9 +80,10 @@ def test_validation_and_threshold_use_fp32_logits_under_bf16_training(tmp_path, 
         bf16 = _fp32_logits(model, x_val)
     assert np.abs(bf16 - fp32).max() > 1e-3  # the stand-in autocast does change the logits
 
-    (val_logits,), (fit_logits,) = seen["bce"], seen["temperature"]
+    (val_logits,) = seen["bce"]
     np.testing.assert_allclose(val_logits, fp32, atol=1e-5)  # validation loss → epoch choice
-    np.testing.assert_allclose(fit_logits, fp32, atol=1e-5)  # temperature → Youden threshold
     meta = json.loads((tmp_path / "all-RCC" / runs.META_FILE).read_text())
+    fit_logits = meta["calibration_data"]["val_logits"]  # calibration → Youden threshold
+    np.testing.assert_allclose(fit_logits, fp32, atol=1e-5)
     y_val = (val_df["label"] == "malignant").to_numpy(dtype=np.float32)
     assert meta["val_loss"] == pytest.approx(real_bce(fp32, y_val, 1.0), abs=2e-6)

@@ -13,11 +13,11 @@ import pytest
 from test_train import tiny, write_blobs
 
 from core.datasets import load_dataset
+from core.datasets.fingerprint import dataset_hash
 from core.datasets.roi import shapes_json
 from core.datasets.run_data import load_run_dataset
 from core.runfolder import layout as runs
 from core.train import train_grid
-from core.train.runinfo import _dataset_hash
 
 
 @pytest.fixture(autouse=True)
@@ -89,11 +89,11 @@ def test_cli_hands_cdd_type_and_split_seed_to_the_loader(tmp_path, capsys):
     assert info["dataset_options"] == {"split_seed": 3, "cdd_type": "CESM"}
     chosen = load_dataset(data, split_seed=3, cdd_type="CESM")
     pd.testing.assert_frame_equal(load_run_dataset(runs.read_run(out)), chosen)
-    assert info["dataset_hash"] == _dataset_hash(chosen, data)
+    assert info["dataset_hash"] == dataset_hash(chosen, data)
     assert chosen["image_path"].str.contains("Subtracted images").all()
     for other in (load_dataset(data, split_seed=0, cdd_type="CESM"),
                   load_dataset(data, split_seed=3, cdd_type="DM")):
-        assert _dataset_hash(other, data) != info["dataset_hash"]
+        assert dataset_hash(other, data) != info["dataset_hash"]
 
 
 def test_cv_fold_events_name_their_fold(blobs_two_cells, tmp_path):

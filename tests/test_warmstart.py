@@ -10,7 +10,8 @@ from core.errors import CheckpointError
 from core.models import create_model, load_weights
 from core.runfolder import layout as runs
 from core.train import TrainConfig, train_grid
-from core.train.warmstart import POOLED, pooled_rows
+from core.train.carve import run_carve
+from core.train.warmstart import POOLED
 
 
 @pytest.fixture(autouse=True)
@@ -45,7 +46,8 @@ def test_cells_start_from_the_pooled_model(tmp_path):
     info = runs.read_run(out).info
     pooled = info[POOLED.name]
     assert pooled["status"] == "done"
-    fit, val = pooled_rows(df[df["split"] == "train"], _config())
+    train = df[df["split"] == "train"].assign(roi=False)
+    fit, val = run_carve(train, _config())
     assert pooled["n_train"] == len(fit) and pooled["n_val"] == len(val)
     assert len(fit) + len(val) == (df["split"] == "train").sum()  # every view, training split only
     start = _conv_weights(out / POOLED.name / runs.WEIGHTS_FILE)
@@ -74,25 +76,34 @@ def test_resume_keeps_the_pooled_model_and_refuses_a_changed_one(tmp_path):
         load_weights(create_model("resnet10t", 32), config.init_weights, config.init_sha256)
 
 
-def test_recommended_run_is_the_best_evidenced_complete_one(tmp_path):
+def test_recommended_run_is_chosen_by_validation_evidence_never_by_test(tmp_path):
     import json
 
     from core.runfolder.layout import read_run, recommended_run
 
-    def run(name, started, status="complete", auc=None):
+    def run(name, started, status="complete", val_auc=None, test_auc=None):
         folder = tmp_path / name
         folder.mkdir()
-        (folder / runs.RUN_FILE).write_text(json.dumps({"status": status, "started": started}))
-        if auc is not None:
-            (folder / runs.METRICS_FILE).write_text(json.dumps({"baseline": {"roc_auc": auc}}))
+        info = {"status": status, "started": started}
+        if val_auc is not None:
+            info["calibration"] = {"baseline": {"validation": {"roc_auc": val_auc}}}
+        (folder / runs.RUN_FILE).write_text(json.dumps(info))
+        if test_auc is not None:
+            (folder / runs.METRICS_FILE).write_text(json.dumps({"baseline": {"roc_auc": test_auc}}))
         return read_run(folder)
 
-    wide = run("tiny-test-split", "2026-01-03", auc={"value": 0.95, "ci_low": 0.40, "ci_high": 1})
-    solid = run("large-test-split", "2026-01-01", auc={"value": 0.88, "ci_low": 0.80, "ci_high": 0.94})
-    running = run("still-running", "2026-01-04", status="running")
-    assert recommended_run([running, wide, solid]).name == "large-test-split"
-    bare = run("no-metrics", "2026-01-05")
-    also_bare = run("no-metrics-older", "2026-01-02")
-    assert recommended_run([also_bare, bare]).name == "no-metrics"  # no evidence: the newest
+    # the luckiest test split must not win: only the validation figures decide
+    lucky = run("lucky-test-split", "2026-01-03",
+                val_auc={"value": 0.80, "ci_low": 0.62, "ci_high": 0.98},
+                test_auc={"value": 0.97, "ci_low": 0.93, "ci_high": 1})
+    solid = run("solid-validation", "2026-01-01",
+                val_auc={"value": 0.86, "ci_low": 0.78, "ci_high": 0.94},
+                test_auc={"value": 0.84, "ci_low": 0.76, "ci_high": 0.92})
+    running = run("still-running", "2026-01-04", status="running",
+                  val_auc={"value": 0.99, "ci_low": 0.98, "ci_high": 1})
+    assert recommended_run([running, lucky, solid]).name == "solid-validation"
+    bare = run("no-validation", "2026-01-05", test_auc={"value": 0.99, "ci_low": 0.97, "ci_high": 1})
+    also_bare = run("no-validation-older", "2026-01-02")
+    assert recommended_run([also_bare, bare]).name == "no-validation"  # no evidence: the newest
     assert recommended_run([running]).name == "still-running"  # nothing complete: what there is
     assert recommended_run([]) is None

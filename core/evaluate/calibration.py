@@ -3,9 +3,12 @@
 A clinician reads "37 %" as "about a third of such images are cancers".  A
 network trained with cross-entropy on few images is usually over-confident,
 so its raw sigmoid is not that.  Temperature scaling (Guo et al., 2017)
-divides each cell's logit by one scalar ``T > 0`` fitted on the cell's
-validation carve: it changes how confident the numbers are, never their
-order, so ROC AUC and the images a threshold separates stay as they were.
+divides a logit by one scalar ``T > 0`` after taking off an offset
+(:class:`Calibration`), both fitted on validation images: it changes how
+confident the numbers are, never one model's order, so its ROC AUC and the
+images a threshold separates stay as they were.  Where they are fitted
+(per grid, or per cell on a large validation set) is decided in
+:mod:`core.train.calibrate`.
 
 All functions here are pure numpy on probabilities / logits and labels, so
 evaluation stays a function of the prediction table (never of a model).
@@ -24,6 +27,7 @@ Conventions:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -84,55 +88,83 @@ def brier_score(p: Any, y: Any) -> float:
     return float(np.mean((p - y) ** 2)) if p.size else math.nan
 
 
-def scaled_probability(logits: Any, temperature: float) -> np.ndarray:
-    """``sigmoid(logit / T)`` in float64, stable for large logits."""
-    z = np.asarray(logits, dtype=np.float64) / float(temperature)
+def scaled_probability(logits: Any, temperature: float, offset: float = 0.0) -> np.ndarray:
+    """``sigmoid((logit - offset) / T)`` in float64, stable for large logits."""
+    z = (np.asarray(logits, dtype=np.float64) - float(offset)) / float(temperature)
     return np.exp(-np.logaddexp(0.0, -z))
 
 
 PRIOR_SD = 0.5
 """Standard deviation of the log-normal prior on ``T`` (centred on 1, i.e. no change).
 
-A cell's validation carve holds a dozen images with one or two cancers, often
+A validation set of a dozen images with one or two cancers is often
 perfectly separated; there the likelihood alone drives ``T`` to its lower
 bound (probabilities of 0 and 1) and the served figures become wildly
 over-confident on new images.  The prior keeps ``T`` near 1 unless the
 evidence is strong: with thousands of images it is negligible.
 """
 
+OFFSET_PRIOR_SD = 2.0
+"""Standard deviation of the normal prior on the logit offset (centred on 0).
 
-def _nll(log_t: float, z: np.ndarray, y: np.ndarray) -> float:
-    """Mean binary cross-entropy of ``sigmoid(z / exp(log_t))`` (unweighted), plus the
-    prior's share per image (:data:`PRIOR_SD`)."""
-    s = z * math.exp(-log_t)
-    prior = log_t ** 2 / (2 * PRIOR_SD ** 2)
+Wide on purpose: class-balanced training (``--balanced``, BCE ``pos_weight`` =
+n_benign / n_malignant) moves every logit up by about log(pos_weight), 1.7 at
+15 % prevalence, and the offset is there to take that back; the prior only
+keeps a one-class-heavy set from pushing it to infinity.
+"""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How a model's logit becomes the served probability: ``sigmoid((z - offset) / T)``.
+
+    Temperature alone (Guo et al., 2017) fixes over-confidence but cannot move
+    the probabilities' centre, and a class-balanced loss puts that centre at
+    the balanced prevalence (about 0.5) instead of the data's (about 0.15 on
+    VinDr): the served numbers then over-state every risk whatever ``T`` is.
+    The offset (Platt's intercept) takes that shift back.  Both are monotone
+    in the logit, so one model's ranking, hence its AUC, never changes.
+    """
+
+    temperature: float = 1.0
+    offset: float = 0.0
+
+    def probability(self, logits: Any) -> np.ndarray:
+        """The served P(malignant) of ``logits``."""
+        return scaled_probability(logits, self.temperature, self.offset)
+
+
+IDENTITY = Calibration()
+
+
+def _nll(params: np.ndarray, z: np.ndarray, y: np.ndarray) -> float:
+    """Mean binary cross-entropy of ``sigmoid((z - b) / exp(log_t))`` (unweighted), plus
+    the priors' share per image (:data:`PRIOR_SD`, :data:`OFFSET_PRIOR_SD`)."""
+    log_t, b = float(params[0]), float(params[1])
+    s = (z - b) * math.exp(-log_t)
+    prior = log_t ** 2 / (2 * PRIOR_SD ** 2) + b ** 2 / (2 * OFFSET_PRIOR_SD ** 2)
     return float(np.mean(np.logaddexp(0.0, s) - y * s) + prior / z.size)
 
 
-def fit_temperature(logits: Any, y: Any, bounds: tuple[float, float] = T_BOUNDS) -> float:
-    """The ``T`` in ``bounds`` that minimises the validation NLL of ``sigmoid(logit / T)``
-    under a log-normal prior centred on 1 (:data:`PRIOR_SD`): a MAP estimate.
+def fit_calibration(logits: Any, y: Any, bounds: tuple[float, float] = T_BOUNDS) -> Calibration:
+    """The ``(T, offset)`` that minimise the NLL of ``sigmoid((logit - offset) / T)``
+    under the priors above (a MAP estimate), ``T`` kept in ``bounds``.
 
-    A bounded 1-D search on ``log T``.  The NLL is unweighted even when training weighted
-    the malignant class: the served number must match the frequency of
-    cancer among images like this one, not a rebalanced one.  With one class
-    only (or no image) there is nothing to calibrate against and 1.0 is
-    returned, i.e. the model's own probabilities.
+    The NLL is unweighted even when training weighted the malignant class:
+    the served number must match the frequency of cancer among images like
+    this one, not a rebalanced one.  With one class only (or no image)
+    there is nothing to calibrate against and the identity is returned, i.e.
+    the model's own probabilities.
     """
-    from scipy.optimize import minimize_scalar
+    from scipy.optimize import minimize
 
     z, y = _arrays(logits, y)
     if z.size == 0 or len(np.unique(y)) < 2:
-        return 1.0
+        return IDENTITY
     lo, hi = math.log(bounds[0]), math.log(bounds[1])
-    res = minimize_scalar(_nll, bounds=(lo, hi), args=(z, y), method="bounded",
-                          options={"xatol": 1e-7})
-    best = float(res.x)
-    # The bounded search never evaluates the ends exactly; a separable set wants one of them.
-    for end in (lo, hi):
-        if _nll(end, z, y) < _nll(best, z, y):
-            best = end
-    return float(math.exp(best))
+    res = minimize(_nll, np.zeros(2), args=(z, y), method="L-BFGS-B",
+                   bounds=[(lo, hi), (None, None)], options={"ftol": 1e-12, "gtol": 1e-9})
+    return Calibration(float(math.exp(res.x[0])), float(res.x[1]))
 
 
 def calibration_block(p: Any, y: Any, bins: int = ECE_BINS) -> dict[str, Any]:

@@ -17,6 +17,21 @@ def _is_count(name: str) -> bool:
     return name in ("fold", "n") or name.startswith("n_")
 
 
+RECIPE_KEY = "recipe"
+"""cv.json's sentence saying what each fold trained (core.train.cv writes it)."""
+
+UNRECORDED_RECIPE = ("These folds were trained before cv.json recorded its recipe: each cell "
+                     "without the run's warm start, calibrated on its own; they do not "
+                     "describe the models that serve.")
+
+
+def cv_recipe(cv: Any) -> str:
+    """What each fold of ``cv.json`` trained, said plainly; an older file is said to differ
+    from the served recipe, because it did (folds never had the warm start)."""
+    recipe = cv.get(RECIPE_KEY) if isinstance(cv, Mapping) else None
+    return recipe if isinstance(recipe, str) and recipe else UNRECORDED_RECIPE
+
+
 def summarize_cv(cv: Any, source: Any = None) -> dict[str, dict[str, dict[str, Any]]]:
     """Mean ± sd (n − 1) per mode and metric of per-fold cross-validation results.
 
@@ -27,6 +42,8 @@ def summarize_cv(cv: Any, source: Any = None) -> dict[str, dict[str, dict[str, A
     """
     if isinstance(cv, Mapping) and isinstance(cv.get("folds"), list):
         cv = cv["folds"]
+    if isinstance(cv, Mapping):
+        cv = {mode: folds for mode, folds in cv.items() if mode != RECIPE_KEY}
     if isinstance(cv, list):
         grouped: dict[str, list[Mapping[str, Any]]] = {}
         for fold in cv:

@@ -192,6 +192,8 @@ def format_cv(result: Mapping[str, Any]) -> str:
     for key, metrics in (result.get("cv") or {}).items():
         parts = [f"{name} {format_value(m['mean'])} ± {format_value(m['sd'])}" for name, m in metrics.items()]
         lines.append(f"  {key}: " + "; ".join(parts))
+    if result.get("cv_recipe"):
+        lines.append(f"  {result['cv_recipe']}")
     return "\n".join(lines)
 
 

@@ -23,7 +23,7 @@ from core.evaluate.constants import (
     PREDICTIONS_FILE,
     RUN_FILE,
 )
-from core.evaluate.cv import summarize_cv
+from core.evaluate.cv import cv_recipe, summarize_cv
 from core.evaluate.paper import paper_reported
 from core.evaluate.roifinder import PROPOSALS_FILE, read_proposals, roi_model_metrics
 from core.evaluate.score import evaluate_predictions
@@ -93,7 +93,9 @@ def evaluate_run(run_dir: str | Path, n_boot: int = 1000, seed: int = 0) -> dict
         result["paper_reported"] = paper
     cv_path = run_dir / CV_FILE
     if cv_path.is_file():
-        result["cv"] = summarize_cv(_read_json(cv_path), cv_path)
+        raw_cv = _read_json(cv_path)
+        result["cv"] = summarize_cv(raw_cv, cv_path)
+        result["cv_recipe"] = cv_recipe(raw_cv)
     result = jsonable(result)
     atomic_write_json(run_dir / METRICS_FILE, result)
     return result

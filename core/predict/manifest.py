@@ -12,7 +12,7 @@ import torch
 
 from core.datasets.manifest import label_codes, roi_flags
 from core.errors import MammoError
-from core.evaluate.calibration import scaled_probability
+from core.evaluate.calibration import IDENTITY
 from core.evaluate.roifinder import PROPOSED_MODE
 from core.grid import MODES, VIEWS, Mode, Route
 from core.pixels.cache import load_preprocessed
@@ -107,9 +107,9 @@ def _predict_chunk(predictor: Predictor, rec: pd.DataFrame, chunk: list[int],
             groups[routes[i].cell].append(pos)
     for cell, positions in groups.items():
         logits = predictor.logits(cell, images[positions])
-        temperature = predictor.temperatures[cell]
-        probs = scaled_probability(logits, temperature)
-        for pos, prob, raw in zip(positions, probs, scaled_probability(logits, 1.0)):
+        calibration = predictor.calibrations[cell]
+        probs = calibration.probability(logits)
+        for pos, prob, raw in zip(positions, probs, IDENTITY.probability(logits)):
             i = chunk[pos]
             rows.append({
                 "_order": i, "_mode_order": MODES.index(mode) + (len(MODES) if label else 0),
@@ -117,6 +117,7 @@ def _predict_chunk(predictor: Predictor, rec: pd.DataFrame, chunk: list[int],
                 "roi": bool(rec.at[i, "roi"]), "label": int(rec.at[i, "label"]),
                 "mode": label or mode, "cell": cell, "fallback": routes[i].fallback,
                 "p_malignant": float(prob), "threshold": predictor.thresholds[cell],
-                "p_uncalibrated": float(raw), "temperature": temperature,
+                "p_uncalibrated": float(raw), "temperature": calibration.temperature,
+                "logit_offset": calibration.offset,
             })
     return sum(1 for i in chunk if routes[i].cell is None)

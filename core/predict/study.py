@@ -14,7 +14,7 @@ import torch
 
 from core.datasets.roi import has_roi, read_mask
 from core.errors import CheckpointError, ImageReadError, MammoError, MaskError
-from core.evaluate.calibration import scaled_probability
+from core.evaluate.calibration import Calibration
 from core.grid import (
     MODES,
     CellGap,
@@ -35,9 +35,9 @@ from core.pixels.views import combine_view
 from core.predict.cam import cam_pass, new_cam, unit_maps
 from core.predict.types import Prepared, ViewInput, ViewResult
 from core.roifinder.infer import Proposal, RoiFinder
+from core.runfolder.integrity import verify_meta
 from core.runfolder.layout import META_FILE, WEIGHTS_FILE, RunSummary, read_json, read_run
 
-DEFAULT_TEMPERATURE = 1.0  # runs trained before temperature scaling: the raw sigmoid
 BATCH_SIZE = 32
 
 
@@ -45,7 +45,8 @@ class Predictor:
     """The models of one run, loaded once, and routed prediction over them.
 
     Every cell whose ``run.json`` status is ``done`` is loaded with its
-    weights verified against the recorded SHA-256 (a changed file raises
+    weights and its ``meta.json`` (threshold, calibration) verified against
+    the SHA-256s recorded there (a changed file raises
     :class:`CheckpointError` here, before anything is predicted).  Cells not
     done are remembered with their reason, for the fallback rule
     (:data:`core.grid.FALLBACK_ORDER`): an ROI-aware image whose cell has no model goes
@@ -70,7 +71,7 @@ class Predictor:
         self.device = device if isinstance(device, torch.device) else pick_device(device)
         self.models: dict[str, MammoNet] = {}
         self.thresholds: dict[str, float] = {}
-        self.temperatures: dict[str, float] = {}
+        self.calibrations: dict[str, Calibration] = {}
         self.unavailable: dict[str, CellGap] = {}
         self._cams: dict[str, Any] = {}
         self._cam_recipe: CamRecipe | None = None  # None: the family's recipe (core.models)
@@ -117,7 +118,9 @@ class Predictor:
         model.requires_grad_(False)  # Grad-CAM differentiates w.r.t. the input instead
         self.models[name] = model.to(self.device).eval()
         self.thresholds[name] = self._threshold(name)
-        self.temperatures[name] = self._temperature(name)
+        self.calibrations[name] = Calibration(self._temperature(name),
+                                              self._meta_number(name, "logit_offset", 0.0))
+        verify_meta(self.run.path / name / META_FILE, entry.get("meta_sha256"))
 
     def _blank_model(self) -> MammoNet:
         """A fresh model to fill: timm's weight init is built once, then copied (5x faster)."""
@@ -152,7 +155,7 @@ class Predictor:
 
     def _temperature(self, name: str) -> float:
         """The cell's fitted temperature (probabilities are ``sigmoid(logit / T)``)."""
-        value = self._meta_number(name, "temperature", DEFAULT_TEMPERATURE)
+        value = self._meta_number(name, "temperature", 1.0)
         if not value > 0 or value == float("inf"):
             raise CheckpointError(f"temperature {value!r} must be a positive number",
                                   self.run.path / name / META_FILE)
@@ -184,8 +187,8 @@ class Predictor:
         return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
 
     def probabilities(self, cell: str, images: np.ndarray) -> np.ndarray:
-        """Calibrated P(malignant), ``sigmoid(logit / T)``, under ``cell``'s model."""
-        return scaled_probability(self.logits(cell, images), self.temperatures[cell])
+        """Calibrated P(malignant), ``sigmoid((logit - offset) / T)``, under ``cell``'s model."""
+        return self.calibrations[cell].probability(self.logits(cell, images))
 
     def _cam_object(self, cell: str) -> Any:
         """One CAM per model (:func:`core.models.make_cam`: the method and layers of its
@@ -205,7 +208,7 @@ class Predictor:
             x = self._tensor(images[start:start + BATCH_SIZE], grad=True)
             with self._lock:
                 logits, grey = cam_pass(self._cam_object(cell), x)
-            probs.append(scaled_probability(logits, self.temperatures[cell]))
+            probs.append(self.calibrations[cell].probability(logits))
             maps.append(unit_maps(grey, images.shape[1:]))
         return np.concatenate(probs).astype(np.float64), np.concatenate(maps)
 

@@ -13,7 +13,7 @@ from core.pixels.views import ViewSource
 
 PREDICTION_COLUMNS: tuple[str, ...] = (
     "image_path", "patient_id", "study_id", "view", "roi", "label", "mode", "cell",
-    "fallback", "p_malignant", "threshold", "p_uncalibrated", "temperature",
+    "fallback", "p_malignant", "threshold", "p_uncalibrated", "temperature", "logit_offset",
 )
 SUMMARY_KEYS: tuple[str, ...] = (
     "image", "view", "view_source", "roi", "cell", "cell_baseline", "fallback",

@@ -75,7 +75,7 @@ def load_run_finder(run_dir: Path, info: dict[str, Any]) -> tuple[FinderNet, dic
 def finished(run_dir: Path, expected_sha256: str | None) -> dict[str, Any] | None:
     """The meta of a finished finder whose weights still hash as recorded, else None
     (what ``--resume`` keeps)."""
-    from core.train.data import file_sha256
+    from core.runfolder.integrity import file_sha256
 
     folder = run_dir / ROI_DIR
     try:

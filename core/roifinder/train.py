@@ -49,6 +49,7 @@ from core.roifinder.model import ARCH, MIN_MULTIPLE, FinderNet, create_finder
 from core.roifinder.store import ROI_DIR, RUN_KEY, finished, save_finder
 from core.runfolder import layout as runs
 from core.runfolder.atomic import atomic_write_json
+from core.runfolder.splits import write_split
 
 __all__ = ["RUN_KEY", "FinderConfig", "choose_presence_source", "finder_config", "finder_loss",
            "train_finder", "validation_box_iou"]
@@ -244,6 +245,7 @@ def train_finder(train_df: pd.DataFrame, run_dir: str | Path, config: FinderConf
     folder.mkdir(parents=True, exist_ok=True)
     meta["sha256"] = save_finder(model, folder)
     atomic_write_json(folder / runs.META_FILE, meta)
+    write_split(folder, fit, val)
     return _entry(meta)
 
 

@@ -4,11 +4,14 @@
 
     run.json            options, dataset + hash, code version, times, status,
                         the preprocessing spec every pixel of the run is made by
-                        (``preprocess``, core.pixels.spec), and per cell: status
-                        (done|skipped|pending), reason, weights SHA-256
+                        (``preprocess``, core.pixels.spec), per cell: status
+                        (done|skipped|pending), reason, weights and meta.json SHA-256; per
+                        grid (``calibration``): its calibration and validation figures
     progress.jsonl      one JSON object per line: cell, epoch, step, loss, img_s, eta_s
     <cell>/weights.safetensors   best-epoch weights of that cell
-    <cell>/meta.json    n_train/n_val, threshold, validation metrics, history
+    <cell>/meta.json    n_train/n_val, threshold and calibration (SHA-256 in run.json),
+                        validation metrics, history, the validation logits they were fitted on
+    <model>/split.json  training and validation image ids and patients (core.runfolder.splits)
     <cell>/last.safetensors + <cell>/last.json   epoch checkpoint for --resume
     predictions.csv     one row per (test image, mode); see core.evaluate
     metrics.json        core.evaluate's output
@@ -91,22 +94,33 @@ class RunSummary:
         return self.path / cell_name
 
 
-def evidence(run: RunSummary) -> float:
-    """The lower 95 % bound of the run's baseline test ROC AUC; -inf without one.
+VALIDATION_EVIDENCE_GRIDS: tuple[str, ...] = ("baseline", "roi")
+"""The grids whose validation AUC ranks runs, in order of preference."""
 
-    The lower bound, not the AUC itself: a 14-image test split can show a
-    high AUC by chance, and its wide interval says so.
+
+def evidence(run: RunSummary) -> float:
+    """The lower 95 % bound of the run's validation ROC AUC (its baseline grid's, else
+    its ROI-aware grid's, as run.json's ``calibration`` records it); -inf without one.
+
+    Validation, never test: picking the run with the best test AUC would serve
+    the luckiest of several seeds and leave its test figure an optimistic
+    one.  The lower bound, not the AUC itself: a small validation set can
+    show a high AUC by chance, and its wide interval says so.
     """
-    try:
-        auc = read_json(run.path / METRICS_FILE)["baseline"]["roc_auc"]
-        value = float(auc["ci_low"] if isinstance(auc, dict) else auc)
-    except (CheckpointError, KeyError, TypeError, ValueError):
-        return float("-inf")
-    return value if value == value else float("-inf")  # NaN: no evidence
+    grids = run.info.get("calibration") or {}
+    for grid in VALIDATION_EVIDENCE_GRIDS:
+        auc = ((grids.get(grid) or {}).get("validation") or {}).get("roc_auc")
+        try:
+            value = float(auc["ci_low"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if value == value:  # NaN: no evidence
+            return value
+    return float("-inf")
 
 
 def recommended_run(found: list[RunSummary]) -> RunSummary | None:
-    """The complete run to open first: the best-evidenced baseline, newest on ties."""
+    """The complete run to open first: the best validation evidence, newest on ties."""
     complete = [r for r in found if r.status == "complete"]
     if not complete:
         return found[0] if found else None

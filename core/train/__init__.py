@@ -13,15 +13,19 @@ Decisions the paper leaves open, and what is done here:
   images are then served by :mod:`core.predict`'s fallback).  Two per class
   is the least that lets a model see a class twice; VinDr's ``noroi`` cells
   (≈ 7 malignant training images each) pass, a phantom's may not.
-* **Validation.**  15 % of a cell's training rows, patient-grouped and
-  label-stratified (:func:`core.datasets.split.grouped_split`), select the
-  epoch (lowest validation loss by default) and the threshold (maximum
-  Youden's J).  When the carve leaves the training side without a class, or
-  the validation side is empty or one-class, the cell trains on all its rows,
-  keeps the last epoch (or the lowest-loss one if the validation side is
-  non-empty) and picks the threshold on its own training images; ``meta.json``
-  says so (``selection``, ``threshold_source``) because such a threshold is
-  optimistic.
+* **Validation.**  15 % of the run's training patients, carved once
+  (:mod:`~core.train.carve`: patient-grouped, stratified by label and ROI
+  presence), are every model's validation patients: a cell's validation
+  images are theirs in that cell, and the warm-start model never trains on
+  them.  They select the epoch (lowest validation loss by default), fit the
+  calibration (per grid, :mod:`~core.train.calibrate`) and the threshold
+  (maximum Youden's J).  When a cell's share of the training side lacks a
+  class, the cell trains on all its rows; when its validation side is empty
+  or one-class it keeps the last epoch (or the lowest-loss one if the
+  validation side is non-empty) and picks the threshold on its own training
+  images; ``meta.json`` says so (``selection``, ``threshold_source``) because
+  such a threshold is optimistic.  Each model's ``split.json`` lists what it
+  trained and was validated on (:mod:`core.runfolder.splits`).
 * **Balanced training** (``balanced``) uses a BCE ``pos_weight`` of
   n_benign / n_malignant, not a sampler: every image is still seen once per
   epoch and the batch order stays a pure function of the seed.
@@ -61,7 +65,12 @@ The modules, from the bottom up:
 - :mod:`~core.train.lock`: the run lock: one training process per run folder (``flock``).
 - :mod:`~core.train.planned`: planning the grid's cells (skip / validation per cell) and
   training them in order.
-- :mod:`~core.train.cv`: patient-grouped K-fold cross-validation on the training split.
+- :mod:`~core.train.carve`: the run's one validation carve and each cell's share of it.
+- :mod:`~core.train.calibrate`: the served calibration and threshold, per grid (per cell
+  on a large validation set).
+- :mod:`~core.train.recipe`: the served recipe on one training set (warm start, cells,
+  calibration), for the run and for each CV fold.
+- :mod:`~core.train.cv`: patient-grouped K-fold cross-validation of that recipe.
 - :mod:`~core.train.grid`: the grid runner: :func:`train_grid`, then prediction and
   evaluation of the test split.
 """

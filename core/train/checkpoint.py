@@ -11,8 +11,8 @@ from core.grid import Cell
 from core.models import MammoNet, load_tensors, save_tensors
 from core.runfolder import layout as runs
 from core.runfolder.atomic import atomic_write_json
+from core.runfolder.integrity import file_sha256
 from core.train.config import CellResult
-from core.train.data import file_sha256
 
 
 def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[Any]]:
@@ -70,8 +70,10 @@ def load_last(cell_dir: Path, model: MammoNet, opt: torch.optim.Optimizer,
     return state
 
 
-def done_result(cell: Cell, cell_dir: Path, expected_sha: str | None = None) -> CellResult | None:
-    """A finished cell kept on resume: meta.json present and weights hash verified."""
+def done_result(cell: Cell, cell_dir: Path, expected_sha: str | None = None,
+                 expected_meta_sha: str | None = None) -> CellResult | None:
+    """A finished cell kept on resume: meta.json present (and as run.json recorded it, when
+    it did) and weights hash verified."""
     try:
         meta = runs.read_json(cell_dir / runs.META_FILE)
     except CheckpointError:
@@ -81,7 +83,11 @@ def done_result(cell: Cell, cell_dir: Path, expected_sha: str | None = None) -> 
         return None
     if file_sha256(cell_dir / runs.WEIGHTS_FILE) != sha:
         return None
+    meta_sha = file_sha256(cell_dir / runs.META_FILE)
+    if (expected_meta_sha and meta_sha != expected_meta_sha) or "calibration_data" not in meta:
+        return None
     return CellResult(cell.name, "done", sha256=sha, n_train=meta["n_train"], n_val=meta["n_val"],
                       counts=meta["counts"], threshold=meta["threshold"],
-                      temperature=meta.get("temperature", 1.0), best_epoch=meta["best_epoch"],
-                      seconds=meta.get("seconds", 0.0))
+                      temperature=meta["temperature"], logit_offset=meta["logit_offset"],
+                      best_epoch=meta["best_epoch"], seconds=meta.get("seconds", 0.0),
+                      meta_sha256=meta_sha)

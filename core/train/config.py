@@ -157,8 +157,10 @@ class CellResult:
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     threshold: float | None = None
     temperature: float | None = None
+    logit_offset: float | None = None
     best_epoch: int | None = None
     seconds: float = 0.0
+    meta_sha256: str | None = None  # meta.json's bytes: threshold and calibration are served from it
 
     def to_json(self) -> dict[str, Any]:
         data = {k: v for k, v in asdict(self).items() if v is not None and k != "cell"}
@@ -220,22 +222,3 @@ def skip_reason(train_df: pd.DataFrame) -> str | None:
     if few:
         return f"only {' and '.join(few)} training image(s) (need ≥ {MIN_PER_CLASS} of each class)"
     return None
-
-
-def carve_validation(df: pd.DataFrame, fraction: float, seed: int
-                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Patient-grouped validation rows; empty when a usable carve is impossible.
-
-    "Usable" means the training side keeps both classes; otherwise all rows
-    train and the caller falls back as the module docstring says.
-    """
-    from core.datasets.split import grouped_split
-
-    try:
-        side = grouped_split(df, fraction, seed)
-    except ValueError:
-        return df, df.iloc[:0]
-    fit, val = df[side == "train"], df[side == "test"]
-    if min(class_counts(fit).values()) < 1:
-        return df, df.iloc[:0]
-    return fit, val

@@ -11,14 +11,14 @@ import pandas as pd
 import torch
 
 from core.errors import CheckpointError, TrainingError
-from core.evaluate.calibration import scaled_probability
+from core.evaluate.calibration import Calibration
+from core.evaluate.cv import RECIPE_KEY
 from core.grid import Mode, modes_for, serve
 from core.models import create_model, load_weights
 from core.runfolder import layout as runs
 from core.train.config import TrainConfig, label_targets
 from core.train.data import ImageBank
 from core.train.loop import predict_logits
-from core.train.planned import PlannedCell, plan_cells, train_planned
 from core.train.progress import Progress
 
 
@@ -28,23 +28,20 @@ def cv_complete(out_dir: Path, config: TrainConfig) -> bool:
         cv = runs.read_json(out_dir / runs.CV_FILE)
     except CheckpointError:
         return False
-    return config.resume and all(len(cv.get(m, [])) == config.cv for m in modes_for(config.mode))
+    return (config.resume and RECIPE_KEY in cv
+            and all(len(cv.get(m, [])) == config.cv for m in modes_for(config.mode)))
 
 
 def cv_plan(train_df: pd.DataFrame, config: TrainConfig
-            ) -> list[tuple[int, list[PlannedCell], pd.DataFrame]]:
-    """(fold, planned cells on the other folds, held-out rows) for each fold."""
+             ) -> list[tuple[int, pd.DataFrame, pd.DataFrame]]:
+    """(fold, its training rows (the other folds), held-out rows) for each fold."""
     from core.datasets.split import grouped_folds
 
     try:
         fold_of = grouped_folds(train_df, config.cv, config.seed)
     except ValueError as err:
         raise TrainingError(f"--cv {config.cv}: {err}") from None
-    out = []
-    for k in range(config.cv):
-        fit, held = train_df[fold_of != k], train_df[fold_of == k]
-        out.append((k, plan_cells(fit, config), held))
-    return out
+    return [(k, train_df[fold_of != k], train_df[fold_of == k]) for k in range(config.cv)]
 
 
 def _cat(parts: list[np.ndarray]) -> np.ndarray:
@@ -80,40 +77,46 @@ def serving_groups(held: pd.DataFrame, mode: Mode, trained: Collection[str]
     return groups, sum(r.fallback for r in routes), int(cells.isna().sum())
 
 
-def cross_validate(folds: list[tuple[int, list[PlannedCell], pd.DataFrame]], out_dir: Path,
+def cross_validate(folds: list[tuple[int, pd.DataFrame, pd.DataFrame]], out_dir: Path,
                    config: TrainConfig, bank: ImageBank, progress: Progress,
-                   device: torch.device) -> dict[str, list[dict[str, Any]]]:
-    """Patient-grouped K-fold CV on the training split → ``{mode: [per-fold metrics]}``.
+                   device: torch.device) -> dict[str, Any]:
+    """Patient-grouped K-fold CV on the training split → ``{mode: [per-fold metrics]}``
+    and ``recipe``, the sentence saying what each fold trained.
 
-    Each fold trains every cell on the other folds (same skip / validation
-    rules), predicts its held-out rows at the serving cell's threshold and is
-    scored with :mod:`core.evaluate`'s metric functions.  An image whose cell
-    was skipped is served by its stand-in (:func:`serving_groups`, counted in
-    ``n_fallback``), as on the test split; one no model can serve is counted
-    in ``n_unserved`` and left out, as the test split leaves it out.  Fold
-    weights are deleted afterwards; only their meta.json stays.
+    Each fold trains the served recipe on the other folds
+    (:func:`core.train.recipe.train_recipe`: warm start when the run has
+    one, the cells, per-grid calibration), predicts its held-out rows at the
+    serving cell's threshold and is scored with :mod:`core.evaluate`'s
+    metric functions.  An image whose cell was skipped is served by its
+    stand-in (:func:`serving_groups`, counted in ``n_fallback``), as on the
+    test split; one no model can serve is counted in ``n_unserved`` and left
+    out, as the test split leaves it out.  Fold weights are deleted
+    afterwards; their meta.json and split.json stay.
     """
-    result: dict[str, list[dict[str, Any]]] = {m: [] for m in modes_for(config.mode)}
-    for k, planned, held in folds:
+    from core.train.recipe import describe_recipe, train_recipe
+
+    result: dict[str, Any] = {m: [] for m in modes_for(config.mode)}
+    for k, fit, held in folds:
         fold_dir = out_dir / "cv" / f"fold-{k + 1}"
         progress.context = {"fold": k + 1}  # a fold's events are not its grid cell's
         try:
-            trained = train_planned(planned, fold_dir, config, progress, bank, None)
+            trained = train_recipe(fit, fold_dir, config, progress, bank, None)
         finally:
             progress.context = {}
         done = {name for name, res in trained.items() if res.status == "done"}
-        for mode in result:
+        for mode in modes_for(config.mode):
             ys, ps, ts = [], [], []
             groups, fallback, unserved = serving_groups(held, mode, done)
             for name, rows in groups.items():
                 res = trained[name]
                 model = create_model(config.arch, config.img_size).to(device)
                 load_weights(model, fold_dir / name / runs.WEIGHTS_FILE, res.sha256)
-                p = scaled_probability(predict_logits(model, bank.take(rows["image_path"]), device),
-                                       res.temperature or 1.0)
+                served = Calibration(res.temperature or 1.0, res.logit_offset or 0.0)
+                p = served.probability(predict_logits(model, bank.take(rows["image_path"]), device))
                 ys.append(label_targets(rows)), ps.append(p), ts.append(np.full(len(p), res.threshold))
             result[mode].append(_fold_metrics(_cat(ys).astype(int), _cat(ps), _cat(ts), k + 1,
                                               unserved, fallback))
         for weights in fold_dir.glob(f"*/{runs.WEIGHTS_FILE}"):
             weights.unlink()
+    result[RECIPE_KEY] = describe_recipe(config)
     return result

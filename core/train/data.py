@@ -1,9 +1,7 @@
 """Images and batches: the preprocessed :class:`ImageBank`, a cell's staged data, batch order."""
 from __future__ import annotations
 
-import hashlib
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,14 +10,6 @@ import torch
 from core.errors import TrainingError
 from core.pixels.spec import PreprocessParams
 from core.train.cancel import CANCEL, TrainingCancelled
-
-
-def file_sha256(path: Path) -> str | None:
-    """The hex SHA-256 of a file, None when it cannot be read (a checkpoint to be redone)."""
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
 
 
 class ImageBank:

@@ -20,10 +20,10 @@ from core.train.cv import cross_validate, cv_complete, cv_plan
 from core.train.data import ImageBank, steps_per_epoch
 from core.train.device import setup_threads
 from core.train.lock import run_lock
-from core.train.planned import plan_cells, planned_steps, train_planned
+from core.train.planned import plan_cells
 from core.train.progress import Progress, ProgressCallback
+from core.train.recipe import recipe_steps, train_recipe
 from core.train.runinfo import load_manifest, open_run, write_run
-from core.train.warmstart import pooled_rows, train_pooled
 
 
 def _predict_and_evaluate(out_dir: Path, test_df: pd.DataFrame, info: dict[str, Any],
@@ -106,27 +106,22 @@ def _run(df: pd.DataFrame, out_dir: Path, config: TrainConfig, device: torch.dev
     setup_threads(device)
     train_df = df[df["split"] == "train"].reset_index(drop=True)
     test_df = df[df["split"] == "test"].reset_index(drop=True)
-    planned = plan_cells(train_df, config)
-    for p in planned:
+    for p in plan_cells(train_df, config):
         info["cells"].setdefault(p.cell.name, {"status": "pending"})
     write_run(out_dir, info)
     folds = cv_plan(train_df, config) if config.cv and not cv_complete(out_dir, config) else []
-    pooled = steps_per_epoch(len(pooled_rows(train_df, config)[0]), config.batch_size)
-    reporter.total = max(1, planned_steps(planned, config)
-                         + sum(planned_steps(fp, config) for _, fp, _ in folds)
-                         + config.warm_start * pooled + _finder_steps(train_df, config))
+    reporter.total = max(1, recipe_steps(train_df, config)
+                         + sum(recipe_steps(fit, config) for _, fit, _ in folds)
+                         + _finder_steps(train_df, config))
     bank = ImageBank(list(train_df["image_path"]), config.preprocess_params(), config.workers)
     if folds:
         atomic_write_json(out_dir / runs.CV_FILE,
                           cross_validate(folds, out_dir, config, bank, reporter, device))
-    for name, res in info["cells"].items():  # a done cell is kept only if its hash still holds
-        if res.get("status") == "done" and done_result(Cell.parse(name), out_dir / name,
-                                                       res.get("sha256")) is None:
+    for name, res in info["cells"].items():  # a done cell is kept only if its hashes still hold
+        if res.get("status") == "done" and done_result(
+                Cell.parse(name), out_dir / name, res.get("sha256"), res.get("meta_sha256")) is None:
             res["status"] = "pending"
-    if config.warm_start:
-        config = train_pooled(train_df, out_dir, config, reporter, bank, info)
-        write_run(out_dir, info)
-    train_planned(planned, out_dir, config, reporter, bank, info)
+    train_recipe(train_df, out_dir, config, reporter, bank, info)
     if config.roi_model:
         _train_roi_model(train_df, out_dir, config, device, info, reporter)
     _predict_and_evaluate(out_dir, test_df, info, device)

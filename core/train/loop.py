@@ -11,12 +11,15 @@ import pandas as pd
 import torch
 from torch import nn
 
-from core.evaluate.calibration import expected_calibration_error, fit_temperature, scaled_probability
+from core.evaluate.calibration import IDENTITY
 from core.grid import Cell
 from core.models import MammoNet, create_model, load_weights, pick_device, save_weights
 from core.runfolder import layout as runs
 from core.runfolder.atomic import atomic_write_json
+from core.runfolder.integrity import file_sha256
+from core.runfolder.splits import write_split
 from core.train.augment import augment_batch, to_float
+from core.train.calibrate import calibration_data, own_calibration, serving_fields
 from core.train.cancel import CANCEL, TrainingCancelled
 from core.train.checkpoint import done_result, load_last, save_last
 from core.train.config import (
@@ -31,7 +34,7 @@ from core.train.config import (
 )
 from core.train.data import CellData, ImageBank, shuffled_batches, steps_per_epoch
 from core.train.device import autocast_for, cell_scope, make_optimizer, setup_threads
-from core.train.metrics import auc_or_none, bce, operating_point, sigmoid, youden_threshold
+from core.train.metrics import auc_or_none, bce, sigmoid
 from core.train.progress import Progress, ProgressCallback
 
 
@@ -221,7 +224,7 @@ def _train_cell_scoped(cell: Cell, train_df: pd.DataFrame, val_df: pd.DataFrame,
     progress.skip(state["epoch"] * steps)
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
         state = _run_epoch(loop, epoch, state, x_val, y_val, pos_weight, cell_dir, steps)
-    return _finish_cell(loop, state, x_val, y_val, bank, train_df, cell_dir, counts,
+    return _finish_cell(loop, state, x_val, y_val, bank, train_df, val_df, cell_dir, counts,
                         time.perf_counter() - t0, pos_weight)
 
 
@@ -256,47 +259,43 @@ def _run_epoch(loop: Loop, epoch: int, state: dict[str, Any], x_val: torch.Tenso
 
 
 def _finish_cell(loop: Loop, state: dict[str, Any], x_val: torch.Tensor, y_val: np.ndarray,
-                 bank: ImageBank, train_df: pd.DataFrame, cell_dir: Path,
+                 bank: ImageBank, train_df: pd.DataFrame, val_df: pd.DataFrame, cell_dir: Path,
                  counts: dict[str, dict[str, int]], seconds: float,
                  pos_weight: float) -> CellResult:
-    """Reload the best epoch, fit the temperature, choose the threshold on the calibrated
-    scale, write meta.json, drop last.*."""
+    """Reload the best epoch, calibrate (on its own only with enough validation images,
+    :mod:`core.train.calibrate`; the grid runner fits the rest per grid), choose the
+    threshold on the served scale, write meta.json and split.json, drop last.*."""
     model = load_weights(loop.model, cell_dir / runs.WEIGHTS_FILE, state["best_sha256"])
-    two_class_val = len(np.unique(y_val)) == 2
-    if two_class_val:
-        y_thr, z_thr, source = y_val, predict_logits(model, x_val, loop.device), "val"
-    else:
+    z_val = predict_logits(model, x_val, loop.device)
+    if len(np.unique(y_val)) == 2:
+        z_thr, y_thr, source = z_val, y_val, "val"
+    else:  # training images are fitted, not held out: they choose a threshold, never a calibration
         y_thr = label_targets(train_df)
         z_thr = predict_logits(model, bank.take(train_df["image_path"]), loop.device)
         source = "train"
-    # Training images are fitted, not held out: their logits would teach false confidence.
-    temperature = fit_temperature(z_thr, y_thr) if two_class_val else 1.0
-    p_thr = scaled_probability(z_thr, temperature)
-    threshold = youden_threshold(y_thr, p_thr)
-    calibration = {"temperature": temperature,
-                   "temperature_source": "val" if two_class_val else
-                   "none: the validation carve lacks a class, probabilities left unscaled",
-                   **({"val_ece_unscaled": expected_calibration_error(sigmoid(z_thr), y_thr),
-                       "val_ece_scaled": expected_calibration_error(p_thr, y_thr)}
-                      if two_class_val else {})}
+    data = calibration_data(z_val, y_val, z_thr, y_thr, source)
+    own = own_calibration(np.asarray(data["val_logits"]), y_val)
     best_row = next(h for h in state["history"] if h["epoch"] == state["best_epoch"])
     meta = {
         "cell": loop.cell.name, "mode": loop.cell.mode, "arch": loop.config.arch,
         "img_size": loop.config.img_size, "n_train": int(loop.train.n), "n_val": int(len(y_val)),
-        "counts": counts, "threshold": threshold, "threshold_source": source,
-        "threshold_rule": "max Youden J on the temperature-scaled probability; "
+        "counts": counts, "threshold_source": source,
+        "threshold_rule": "max Youden J on the served (calibrated) probability; "
                           "malignant iff p >= threshold",
-        **operating_point(y_thr, p_thr, threshold), **calibration,
+        **serving_fields(own or IDENTITY, "cell" if own else "none", data),
         "selection": ("last_epoch" if not len(y_val) else loop.config.select),
         "best_epoch": state["best_epoch"], "val_loss": best_row["val_loss"],
         "val_auc": best_row["val_auc"], "pos_weight": pos_weight,
         "sha256": state["best_sha256"], "seconds": round(seconds, 2),
-        "history": state["history"],
+        "history": state["history"], "calibration_data": data,
     }
     atomic_write_json(cell_dir / runs.META_FILE, meta)
+    started_from = Path(loop.config.init_weights).parent.name if loop.config.init_weights else None
+    write_split(cell_dir, train_df, val_df, started_from)
     for name in (runs.LAST_WEIGHTS_FILE, runs.LAST_STATE_FILE):
         (cell_dir / name).unlink(missing_ok=True)
     return CellResult(loop.cell.name, "done", sha256=state["best_sha256"], n_train=meta["n_train"],
-                      n_val=meta["n_val"], counts=counts, threshold=threshold,
-                      temperature=temperature, best_epoch=state["best_epoch"],
-                      seconds=meta["seconds"])
+                      n_val=meta["n_val"], counts=counts, threshold=meta["threshold"],
+                      temperature=meta["temperature"], logit_offset=meta["logit_offset"],
+                      best_epoch=state["best_epoch"], seconds=meta["seconds"],
+                      meta_sha256=file_sha256(cell_dir / runs.META_FILE))

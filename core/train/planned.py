@@ -8,15 +8,8 @@ from typing import Any
 import pandas as pd
 
 from core.grid import Cell, modes_for, plan
-from core.train.config import (
-    CellResult,
-    TrainConfig,
-    carve_validation,
-    cell_rows,
-    class_counts,
-    derive_seed,
-    skip_reason,
-)
+from core.train.carve import cell_carve, run_carve
+from core.train.config import CellResult, TrainConfig, cell_rows, class_counts, skip_reason
 from core.train.data import ImageBank, steps_per_epoch
 from core.train.loop import train_cell
 from core.train.progress import Progress
@@ -34,20 +27,21 @@ class PlannedCell:
 
 
 def plan_cells(train_df: pd.DataFrame, config: TrainConfig) -> list[PlannedCell]:
-    """Every cell of the chosen grids with its training / validation rows or skip reason."""
+    """Every cell of the chosen grids with its training / validation rows (its share of the
+    run's one carve, :mod:`core.train.carve`) or skip reason."""
+    run_fit, run_val = run_carve(train_df, config)
     planned = []
     for mode in modes_for(config.mode):
         for cell in plan(mode):
             rows = cell_rows(train_df, cell)
             reason = skip_reason(rows)
-            fit, val = (rows, rows.iloc[:0]) if reason else carve_validation(
-                rows, config.val_fraction, derive_seed(config.seed, cell, "val") % 2**31)
+            fit, val = (rows, rows.iloc[:0]) if reason else cell_carve(run_fit, run_val, cell)
             planned.append(PlannedCell(cell, fit, val, reason))
     return planned
 
 
 def planned_steps(planned: list[PlannedCell], config: TrainConfig) -> int:
-    """Optimizer steps the cells still to train will take: the ETA's denominator."""
+    """Optimiser steps the planned cells take, so the ETA counts them before they start."""
     return sum(config.epochs * steps_per_epoch(len(p.fit), config.batch_size)
                for p in planned if p.reason is None)
 

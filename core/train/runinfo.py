@@ -1,7 +1,6 @@
 """The run folder's ``run.json``: manifest loading, dataset hash, opening and writing a run."""
 from __future__ import annotations
 
-import hashlib
 import subprocess
 from dataclasses import asdict
 from pathlib import Path
@@ -12,32 +11,15 @@ import torch
 
 import core
 from core.datasets import LoadOptions, read_dataset
+from core.datasets.fingerprint import dataset_hash
 from core.datasets.run_data import OPTIONS_KEY
 from core.errors import TrainingError
 from core.grid import modes_for
 from core.phantom.write import is_synthetic
 from core.runfolder import layout as runs
 from core.runfolder.atomic import atomic_write_json
+from core.train.carve import VALIDATION_RULE
 from core.train.config import MIN_IMAGES, MIN_PER_CLASS, TrainConfig, class_counts, now_iso
-
-
-def _dataset_hash(df: pd.DataFrame, root: Path | None) -> str:
-    """SHA-256 of the manifest's columns as sorted CSV text, paths relative to the dataset."""
-    from core.datasets.manifest import COLUMNS
-
-    table = df[list(COLUMNS)].copy()
-    if root is not None:
-        base = root if root.is_dir() else root.parent
-
-        def rel(p: str) -> str:
-            try:
-                return str(Path(p).relative_to(base)) if p else ""
-            except ValueError:
-                return p
-        table["image_path"] = table["image_path"].map(rel)
-        table["mask_path"] = table["mask_path"].map(rel)
-    text = table.sort_values("image_path").to_csv(index=False, lineterminator="\n")
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _git_commit() -> str | None:
@@ -69,7 +51,8 @@ def _new_run_info(out_dir: Path, df: pd.DataFrame, source: Path | None, config: 
     name = (source.name if source.is_dir() else source.parent.name) if source else "in-memory"
     return {
         "name": out_dir.name, "dataset": name, "dataset_path": str(source) if source else None,
-        "dataset_hash": _dataset_hash(df, source), "synthetic": bool(synthetic),
+        "dataset_hash": dataset_hash(df, source),
+        "validation_rule": VALIDATION_RULE, "synthetic": bool(synthetic),
         OPTIONS_KEY: config.load_options().to_json(),
         "arch": config.arch, "img_size": config.img_size, "epochs": config.epochs,
         "lr": config.lr, "weight_decay": config.weight_decay, "batch_size": config.batch_size,
@@ -98,9 +81,16 @@ def open_run(out_dir: Path, df: pd.DataFrame, source: Path | None, config: Train
         raise TrainingError("the run folder already holds a run; pass --resume to continue it "
                             "or choose another --out", out_dir)
     info = runs.read_json(run_file)
+    if info.get("validation_rule") != VALIDATION_RULE:
+        raise TrainingError("cannot resume: this run's validation patients were carved under "
+                            f"another rule ({info.get('validation_rule') or 'one carve per model'}"
+                            "), so its warm-start model may have trained on its cells' "
+                            "validation patients: train it afresh (another --out)", out_dir)
     if info.get("dataset_hash") != fresh["dataset_hash"]:
         raise TrainingError("cannot resume: the dataset differs from the one this run used "
-                            "(manifest hash changed)", out_dir)
+                            "(its manifest, ROI shapes, mask files or labels changed), and its "
+                            "cells would mix two routings: train it afresh (another --out)",
+                            out_dir)
     old = TrainConfig(**{k: v for k, v in (info.get("config") or {}).items()
                          if k in TrainConfig.__dataclass_fields__})
     if old.pretrained_sha256 != config.pretrained_sha256:

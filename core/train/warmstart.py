@@ -10,11 +10,15 @@ to lesions and only adapts them to its view and ROI stratum: the pooled
 model trains ``warm_start`` epochs, each cell then ``epochs`` (fewer suffice).
 
 What keeps it honest: the pooled model is trained on the **training split
-only**, with its own patient-grouped validation carve, exactly as a cell is;
-the cells are still one model each, selected and thresholded on their own
-validation carves; the pooled model itself never serves a prediction.  Its
-weights are stored (``pooled/weights.safetensors``, SHA-256 in ``run.json``
-under ``"pooled"``) and verified before any cell loads them.
+only**, and within it on the run's training patients only: the run's
+validation patients are carved once (:mod:`core.train.carve`) and are every
+cell's validation patients too, so no cell's epoch, calibration or threshold
+is chosen on an image its starting weights learnt (``split.json`` in each
+model's folder lets anyone check; :func:`core.runfolder.splits.leaks`).  The
+cells are still one model each; the pooled model itself never serves a
+prediction.  Its weights are stored (``pooled/weights.safetensors``,
+SHA-256 in ``run.json`` under ``"pooled"``) and verified before any cell
+loads them.
 """
 from __future__ import annotations
 
@@ -25,7 +29,8 @@ from typing import Any
 import pandas as pd
 
 from core.runfolder import layout as runs
-from core.train.config import TrainConfig, carve_validation, derive_seed
+from core.train.carve import run_carve
+from core.train.config import TrainConfig
 from core.train.data import ImageBank
 from core.train.progress import Progress
 
@@ -46,27 +51,24 @@ class PooledCell:
 POOLED = PooledCell()
 
 
-def pooled_rows(train_df: pd.DataFrame, config: TrainConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Training and validation rows of the pooled model (patient-grouped carve)."""
-    return carve_validation(train_df, config.val_fraction,
-                            derive_seed(config.seed, POOLED, "val") % 2**31)
-
-
 def train_pooled(train_df: pd.DataFrame, out_dir: Path, config: TrainConfig, progress: Progress,
-                 bank: ImageBank, info: dict[str, Any]) -> TrainConfig:
+                 bank: ImageBank, info: dict[str, Any] | None) -> TrainConfig:
     """Train (or, on resume, keep) the pooled model; the config the cells then train with.
 
     The returned config names the pooled weights and their SHA-256 in
-    ``init_weights`` / ``init_sha256``, so a cell refuses a changed file.
+    ``init_weights`` / ``init_sha256``, so a cell refuses a changed file.  ``info`` (run.json's
+    dict) records it; None for a CV fold's.
     """
     from core.train.loop import train_cell
 
-    fit, val = pooled_rows(train_df, config)
-    info[RUN_KEY] = {**info.get(RUN_KEY, {}), "status": "running"}
+    fit, val = run_carve(train_df, config)
+    if info is not None:
+        info[RUN_KEY] = {**info.get(RUN_KEY, {}), "status": "running"}
     result = train_cell(POOLED, fit, val, replace(config, epochs=config.warm_start,
                                                   init_weights=None, init_sha256=None),
                         out_dir, progress, bank)
-    info[RUN_KEY] = result.to_json()
+    if info is not None:
+        info[RUN_KEY] = result.to_json()
     progress.emit("cell_done", cell=POOLED.name, mode=POOLED.mode, best_epoch=result.best_epoch)
     if result.status != "done":
         return config  # too few images to pool: the cells start from scratch, as recorded
