@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from core.evaluate.calibration import expected_calibration_error, fit_temperature, scaled_probability
+from core.evaluate.constants import DEFAULT_THRESHOLD as PAPER_THRESHOLD
 from core.grid import Cell
 from core.models import MammoNet, create_model, load_weights, pick_device, save_weights
 from core.runfolder import layout as runs
@@ -287,6 +288,7 @@ def _finish_cell(loop: _Loop, state: dict[str, Any], x_val: torch.Tensor, y_val:
         "threshold_rule": "max Youden J on the temperature-scaled probability; "
                           "malignant iff p >= threshold",
         **operating_point(y_thr, p_thr, threshold), **calibration,
+        runs.PAPER_COUNTS_KEY: operating_point(y_thr, p_thr, PAPER_THRESHOLD)["threshold_counts"],
         "selection": ("last_epoch" if not len(y_val) else loop.config.select),
         "best_epoch": state["best_epoch"], "val_loss": best_row["val_loss"],
         "val_auc": best_row["val_auc"], "pos_weight": pos_weight,
