@@ -79,3 +79,33 @@ def test_an_unmeasured_run_reads_as_a_ranking():
     for cal in (None, {}, {"roi_aware": {"ece": None}}):
         text = calibration_sentence(cal)
         assert "3 in 10" not in text and "not measured" in text
+
+
+def test_phantom_trained_models_make_no_call_on_other_images():
+    from core.predict import ViewResult
+    from core.review.report import breast_table, is_demonstration, view_call
+
+    assert is_demonstration(run_synthetic=True, images_synthetic=False)
+    assert not is_demonstration(run_synthetic=True, images_synthetic=True)
+    assert not is_demonstration(run_synthetic=False, images_synthetic=False)
+    results = [ViewResult(image="a", view="RCC", p_malignant_baseline=0.9, threshold_baseline=0.3)]
+    shown = view_call(results[0], "baseline", {}, "tuned", demonstration=True)
+    assert shown.word == "no call" and shown.probability == 0.9  # the number stays
+    assert view_call(results[0], "baseline", {}, "tuned").word == "malignant"
+    right = breast_table(results, lambda r, g: view_call(r, g, {}, "tuned", True))[0]
+    assert right["baseline call"] == "no call"
+    assert "≥" not in right["baseline: deciding view"]
+    assert "demonstration" in right["baseline: deciding view"]
+
+
+def test_the_run_s_measured_calibration_is_read_from_metrics_json(tmp_path):
+    import json
+
+    from core.review.report import measured_calibration
+    from core.runfolder.layout import RunSummary
+
+    run = RunSummary(path=tmp_path, info={"status": "complete"})
+    assert measured_calibration(run) is None
+    block = _block(0.2, 300)
+    (tmp_path / "metrics.json").write_text(json.dumps({"calibration": {"roi_aware": block}}))
+    assert measured_calibration(run)["roi_aware"]["ece"] == pytest.approx(block["ece"])
