@@ -36,13 +36,19 @@ PAPER_FOOTNOTE = ("The paper does not define its F-score; the harmonic mean of s
                   "0.00), so the paper's numbers sit in that column only.")
 
 
+KEEP_TOGETHER = "\u2060"
+"""An invisible word joiner after the interval's dash: a wrapping table cell breaks between
+the estimate and its interval, never inside the interval ("0.80–" / "0.93]")."""
+
+
 def with_ci(entry: Mapping[str, Any] | None) -> str:
     """``0.87 [0.80–0.93]``; missing is "–"."""
     if not entry or entry.get("value") is None:
         return "–"
     if entry.get("ci_low") is None or entry.get("ci_high") is None:
         return fmt2(entry["value"])
-    return f"{fmt2(entry['value'])} [{fmt2(entry['ci_low'])}–{fmt2(entry['ci_high'])}]"
+    return (f"{fmt2(entry['value'])} [{fmt2(entry['ci_low'])}–{KEEP_TOGETHER}"
+            f"{fmt2(entry['ci_high'])}]")
 
 
 def system_block(result: Mapping[str, Any], key: str, tuned: bool) -> Mapping[str, Any] | None:
