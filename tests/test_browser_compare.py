@@ -105,6 +105,8 @@ def test_compare_at_1400_px_follows_the_operating_point_and_says_its_caveats(tmp
         expect(main.get_by_text(TESTS_DIFFER).first).to_be_visible()
         main.get_by_text(caveats[0]).first.scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / "compare-caveats.png"))
+        main.get_by_text(TESTS_DIFFER).first.scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "compare-tests.png"))
         # 3. no column hidden: every table's every header lies inside the window
         tables = main.locator("[data-testid='stTable']")
         assert tables.count() >= 4  # side by side, and per run its image and breast tables
@@ -119,3 +121,8 @@ def test_compare_at_1400_px_follows_the_operating_point_and_says_its_caveats(tmp
             seen.add(th.inner_text().strip())
         assert {"Sensitivity", "ROC AUC", "Balanced accuracy", "run-a", "run-b"} <= seen
         assert main.locator("[data-testid='stDataFrame']").count() == 0
+        # 4. at p >= 0.5 the side-by-side table follows the page
+        main.get_by_text("p ≥ 0.5 (paper)", exact=True).click()
+        expect(side.locator("tr", has_text="ROI-aware acc")).to_contain_text(
+            with_ci(first["roi_aware"]["accuracy"]))
+        expect(main.get_by_text(TESTS_DIFFER).first).to_be_visible()
