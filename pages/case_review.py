@@ -11,6 +11,7 @@ from core.errors import MammoError
 from core.pixels.preprocess import PreprocessParams
 from core.predict import Predictor
 from core.review.case import UPLOAD_TYPES, CaseView
+from core.review.report import is_demonstration
 from core.review.study import (
     MAX_VIEWS,
     UploadedStudy,
@@ -133,8 +134,9 @@ keep("show_ids", False)
 show_ids = top3.toggle("Show identifiers", key="show_ids",
                        help="File names, patient and study ids. Off by default; downloads "
                             "carry them only while this is on.")
+images_synthetic = source_choice == "dataset"  # the run's own dataset: synthetic iff the run is
 if run.synthetic:
-    synthetic_notice(images="phantom" if source_choice == "dataset" else "yours")
+    synthetic_notice(images="phantom" if images_synthetic else "yours")
 views = (dataset_views(run, show_ids, spec) if source_choice == "dataset"
          else uploaded_views(spec))
 if not views:
@@ -163,6 +165,7 @@ if st.button("Predict", type="primary", disabled=bool(problems)):
 stored = st.session_state.get("case_results")
 if stored and stored[0] == key:
     st.subheader("Results")
-    show_results(stored[1], views, run, point, show_ids)
+    show_results(stored[1], views, run, point, show_ids,
+                 is_demonstration(run.synthetic, images_synthetic))
 elif stored:
     st.caption("The study, a view or an ROI changed: press Predict again.")

@@ -10,6 +10,7 @@ import streamlit as st
 
 from core.errors import MammoError
 from core.evaluate import evaluate_run
+from core.evaluate.caveats import TESTS_DIFFER, comparison_caveats
 from core.runfolder.layout import METRICS_FILE, PREDICTIONS_FILE, RunSummary
 from ui.common import (
     RUN_KEY,
@@ -28,7 +29,6 @@ from ui.metrics_view import (
     calibration_table,
     confusion_figure,
     cv_table,
-    headline,
     mcnemar_text,
     paired_text,
     paper_table,
@@ -37,6 +37,7 @@ from ui.metrics_view import (
     pointing_table,
     reliability_figure,
     roc_figure,
+    side_by_side,
 )
 from ui.roi_view import finder_caption, froc_figure, has_finder, routing_table
 
@@ -45,6 +46,12 @@ ensure_app_navigation()
 st.title("Compare")
 st.caption("Baseline grid (one model per view) against the ROI-aware grid (routed by view and "
            "ROI presence), on the run's held-out test split.")
+
+
+def show_table(df: pd.DataFrame, index: str | None = None) -> None:
+    """A static table whose cells wrap, so no column is hidden on a laptop screen (a
+    scrolling grid hides the right-hand columns); ``index`` names the column to lead with."""
+    st.table(df.set_index(index) if index and not df.empty else df)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -91,25 +98,30 @@ for run in selected:
 
 if len(results) > 1:
     st.subheader("Runs side by side")
-    st.dataframe(pd.DataFrame([headline(r) for r in results.values()]), hide_index=True)
+    show_table(side_by_side(results, tuned))
+    st.caption("Estimate [95 % CI] at "
+               f"{'each model’s validation-tuned threshold' if tuned else 'p ≥ 0.5'}; "
+               "ROI presence has no threshold.")
 
 for name, result in results.items():
     run = next(r for r in selected if r.name == name)
     st.subheader(name)
     st.caption(f"{run_title(run)} · {result.get('n_images')} test images, "
                f"{result.get('n_patients')} patients, {result.get('n_malignant')} malignant")
-    table = paper_table(result, tuned)
-    st.dataframe(table, width="stretch")
+    for caveat in comparison_caveats(result, tuned):
+        st.warning(caveat, icon=":material/info:")
+    show_table(paper_table(result, tuned))
     breasts = breast_table(result, tuned)
     if not breasts.empty:
         level = result["breast_level"]
         st.markdown(f"**Per breast** ({level.get('n_breasts')} breasts, "
                     f"{level.get('n_malignant')} malignant)")
-        st.dataframe(breasts, width="stretch")
+        show_table(breasts)
         st.markdown(paired_text(level, tuned))
         st.caption(BREAST_CAPTION)
     st.markdown(mcnemar_text(result, tuned))
     st.markdown(paired_text(result, tuned))
+    st.caption(TESTS_DIFFER)
     st.caption("Values: estimate [95 % CI, patient-level bootstrap] at "
                f"{'each model’s validation-tuned threshold' if tuned else 'p ≥ 0.5'} "
                "(the operating point above, shared with Case review). F1 weighted = per-class "
@@ -129,7 +141,7 @@ for name, result in results.items():
         r1, r2 = st.columns([3, 2])
         r1.plotly_chart(reliability_figure(result), key=f"rel-{name}")
         with r2:
-            st.dataframe(calibration_table(result), hide_index=True)
+            show_table(calibration_table(result), "grid")
             st.caption("Calibration of the served probabilities: ECE = mean gap between "
                        "predicted and observed cancer rate over 10 equal-width bins (0 is "
                        "perfect); Brier = mean squared error of the probability (0.25 for a "
@@ -139,17 +151,18 @@ for name, result in results.items():
     if has_finder(result):
         st.markdown("**ROI drawn by a radiologist, proposed by the ROI finder, or none**")
         f1, f2 = st.columns([3, 2])
-        f1.dataframe(routing_table(result, tuned), hide_index=True)
+        with f1:
+            show_table(routing_table(result, tuned), "routing")
         f2.plotly_chart(froc_figure(result), key=f"froc-{name}")
         st.caption(finder_caption(result))
     if result.get("cam_pointing"):
         st.markdown("**Does Grad-CAM point at the lesion?**")
-        st.dataframe(pointing_table(result), hide_index=True)
+        show_table(pointing_table(result), "grid")
         st.caption(pointing_caption(result))
     with st.expander("Per cell (threshold 0.5)"):
-        st.dataframe(per_cell_table(result), hide_index=True)
+        show_table(per_cell_table(result), "cell")
     if result.get("cv"):
         with st.expander("Cross-validation (mean ± sd over folds)"):
-            st.dataframe(cv_table(result), hide_index=True)
+            show_table(cv_table(result), "grid")
             if result.get("cv_recipe"):
                 st.caption(result["cv_recipe"])

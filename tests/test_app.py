@@ -495,8 +495,9 @@ def test_case_review_upload_one_bad_view(dirs, weights):
     [b for b in at.button if b.label == "Predict"][0].click().run()
     no_exception(at)
     shown = texts(at)
-    assert shown.count("ROI-aware: :") == 3 and shown.count("Baseline: :") == 3
-    assert "threshold 50 %" in shown
+    assert shown.count("ROI-aware: **") == 3 and shown.count("Baseline: **") == 3
+    assert shown.count("no call: demonstration") == 6  # a phantom-trained run on an upload
+    assert "called malignant at ≥ 50 %" in shown
     assert "read by the model for RCC views without a finding" in shown  # why, in words
     assert len(at.image) == 3 + 3 + 1  # thumbnails, results, the Grad-CAM colour scale
     assert "anon_" not in shown  # identifiers hidden by default
@@ -536,7 +537,7 @@ def test_case_review_keeps_decoded_uploads_not_their_bytes(dirs, weights):
     assert [v.view for v in views] == ["RCC", "LCC"] and all(v.pixels is not None for v in views)
     [b for b in at.button if b.label == "Predict"][0].click().run()
     no_exception(at)
-    assert texts(at).count("ROI-aware: :") == 2
+    assert texts(at).count("ROI-aware: **") == 2
 
 
 def test_case_review_a_view_set_twice_is_shown_once_and_stops_predict(dirs, weights):
@@ -664,7 +665,7 @@ def test_compare_tables_references_and_paper_row(dirs, weights):
     evaluate_run(run, n_boot=100)
     at = page("compare.py").run()
     no_exception(at)
-    table = at.dataframe[0].value  # a scrolling table: wide rows never spill off the page
+    table = at.table[0].value  # a static table whose cells wrap: no column is hidden
     systems = table.index.tolist()
     assert systems[:4] == ["without ROI consideration (baseline)",
                            "with ROI consideration (ROI-aware)",
@@ -682,8 +683,7 @@ def test_compare_tables_references_and_paper_row(dirs, weights):
     assert "[" in table.loc["with ROI consideration (ROI-aware)", "Accuracy"]
     assert "McNemar" in texts(at)
     assert len(at.get("plotly_chart")) == 4  # ROC + two confusion matrices + reliability
-    calibration = next(d.value for d in at.dataframe if "grid" in d.value.columns
-                       and "ECE (served)" in d.value.columns).set_index("grid")
+    calibration = next(d.value for d in at.table if "ECE (served)" in d.value.columns)
     assert calibration.loc["baseline", "ECE (served)"] == \
         f"{evaluate_run(run, n_boot=0)['calibration']['baseline']['ece']:.2f}"
     assert "Synthetic phantom data" in texts(at)
@@ -699,7 +699,7 @@ def test_compare_shows_the_breast_table_beside_the_image_table(dirs, weights):
     level = evaluate_run(run, n_boot=100)["breast_level"]
     at = page("compare.py").run()
     no_exception(at)
-    images, breasts = at.dataframe[0].value, at.dataframe[1].value
+    images, breasts = at.table[0].value, at.table[1].value
     assert breasts.index.tolist() == [s for s in images.index if not s.startswith("paper")]
     assert breasts.loc["with ROI consideration (ROI-aware)", "ROC AUC"] == \
         with_ci(level["roi_aware"]["roc_auc"])
@@ -720,8 +720,7 @@ def test_compare_shows_cam_pointing_against_chance(dirs, weights):
     evaluate_run(run, n_boot=0)
     at = page("compare.py").run()
     no_exception(at)
-    table = next(d.value for d in at.dataframe if "CAM hit rate" in d.value.columns)
-    table = table.set_index("grid")
+    table = next(d.value for d in at.table if "CAM hit rate" in d.value.columns)
     assert table.loc["baseline", ["CAM hit rate", "chance", "× chance"]].tolist() == \
         ["0.60", "0.05", "12.0"]
     assert table.loc["ROI-aware", "CAM hit rate"] == "0.30"
@@ -748,12 +747,12 @@ def test_compare_shows_three_routings_and_froc(dirs, weights):
     evaluate_run(run, n_boot=0)
     at = page("compare.py").run()
     no_exception(at)
-    routing = next(d.value for d in at.dataframe if "routing" in d.value.columns)
-    assert routing["routing"].tolist() == [
+    routing = next(d.value for d in at.table if d.value.index.name == "routing")
+    assert routing.index.tolist() == [
         "ROI-aware, routed by the annotated ROI", "ROI-aware, routed by the ROI finder",
         "no routing (baseline)", "reference: annotated ROI presence only",
         "reference: proposed ROI presence only"]
-    rows = routing.set_index("routing")
+    rows = routing
     assert rows.iloc[0]["Accuracy"] == rows.iloc[1]["Accuracy"]  # same calls, same routing
     assert "mean best box IoU 0.50" in texts(at) and "FROC" in texts(at)
     assert len(at.get("plotly_chart")) == 5  # ROC, two confusion matrices, reliability, FROC

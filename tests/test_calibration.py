@@ -226,6 +226,8 @@ def test_training_fits_t_and_states_the_threshold(tmp_path):
     assert c["tp"] + c["fn"] + c["tn"] + c["fp"] == meta["n_val"]
     assert meta["threshold_sensitivity"] == pytest.approx(c["tp"] / (c["tp"] + c["fn"]))
     assert meta["threshold_specificity"] == pytest.approx(c["tn"] / (c["tn"] + c["fp"]))
+    half = meta["threshold_counts_at_0.5"]  # so p >= 0.5 can be stated by what it caught
+    assert sum(half.values()) == meta["n_val"] and half["tp"] + half["fn"] == c["tp"] + c["fn"]
     assert meta["val_ece_scaled"] <= meta["val_ece_unscaled"] + 0.05
     run_cell = json.loads((out / "run.json").read_text())["cells"]["all-RCC"]
     assert run_cell["temperature"] == meta["temperature"]

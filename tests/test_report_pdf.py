@@ -9,6 +9,7 @@ looked at.
 from __future__ import annotations
 
 import io
+import json
 import re
 import shutil
 import subprocess
@@ -25,6 +26,7 @@ from test_predict import make_run
 from core.__main__ import main
 from core.cli.report import synthetic_image
 from core.datasets.roi import read_mask
+from core.grid import VIEWS
 from core.phantom import SYNTHETIC_TEXT, YOURS_ON_SYNTHETIC_TEXT, synthetic_notice_text, write_phantom
 from core.predict import Predictor, ViewInput
 from core.review import pdf as report_pdf
@@ -194,6 +196,23 @@ def test_without_a_unicode_font_the_report_spells_symbols_in_latin1(run_dir, stu
     shown = shown_call(b["p_roi_aware"], b["threshold_roi_aware"])
     relation = ">=" if shown.malignant else "<"
     assert f"{shown.probability} {relation} {shown.threshold} ({b['view_roi_aware']})" in text
+
+
+def test_a_phantom_run_makes_no_call_on_images_that_are_not_phantoms(run_dir, study, work):
+    own = work / "own-study"
+    own.mkdir()
+    images = [shutil.copy(i, own / f"view{k}.dcm") for k, i in enumerate(study["images"])]
+    assert not any(map(synthetic_image, images))
+    synthetic = shutil.copytree(run_dir, work / "phantom-trained")
+    info = json.loads((synthetic / "run.json").read_text())
+    (synthetic / "run.json").write_text(json.dumps({**info, "synthetic": True}))
+    out = work / "own.pdf"
+    assert main(["report", str(synthetic), *map(str, images), "--pdf", str(out), "--device",
+                 "cpu"]) == 0
+    flat = _flat(_text(out))
+    assert YOURS_ON_SYNTHETIC_TEXT in flat
+    rows = [line for line in _text(out).splitlines() if line.split(" ")[0] in VIEWS]
+    assert len(rows) == 4 and all(row.count("no call") == 2 for row in rows), rows
 
 
 def test_which_notice_a_study_carries(study, work):

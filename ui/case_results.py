@@ -11,13 +11,15 @@ from core.review.case import CaseView, proposal_box, take_proposal
 from core.review.export import study_downloads
 from core.review.overlay import cam_scale_bar
 from core.review.picture import CAM_SOURCES, result_picture
-from core.review.readout import threshold_sentence
+from core.review.readout import calibration_sentence, threshold_sentence
 from core.review.report import (
     BREAST_RULE,
+    DEMONSTRATION_TEXT,
     OPERATING_POINTS,
     Call,
     StudyCalls,
     breast_table,
+    measured_calibration,
     routing_sentence,
 )
 from core.review.study import hanging_order
@@ -32,6 +34,8 @@ def call_text(call: Call | None) -> str:
     """The call beside its numbers (rounded so they never contradict it), as markdown."""
     if call is None:
         return "–"
+    if call.demonstration:
+        return f"**{call.shown.probability}** · :orange[no call: {DEMONSTRATION_TEXT}]"
     if call.uninformative:
         return f"**{call.shown.probability}** · :orange[no call: the model is uninformative]"
     colour = "red" if call.shown.malignant else "green"
@@ -97,8 +101,10 @@ def panel(r: ViewResult | None, v: CaseView | None, calls: StudyCalls, cam_of: s
 
 
 def show_results(results: list[ViewResult], views: list[CaseView], run: RunSummary,
-                 point: str, show_ids: bool) -> None:
-    calls = StudyCalls(run, point)
+                 point: str, show_ids: bool, demonstration: bool = False) -> None:
+    """``demonstration`` (:func:`core.review.report.is_demonstration`) shows every number
+    without a call."""
+    calls = StudyCalls(run, point, demonstration)
     st.caption(f"Calls at the operating point: {OPERATING_POINTS[point]}.")
     c1, c2, c3 = st.columns([2, 2, 2])
     keep("cam_source", "ROI-aware")
@@ -118,9 +124,8 @@ def show_results(results: list[ViewResult], views: list[CaseView], run: RunSumma
         panel(r, by_name.get(r.image), calls, CAM_SOURCES[source], opacity, show_ids)
     st.subheader("Per breast")
     st.table(pd.DataFrame(breast_table(results, calls)).set_index("breast"))
-    st.caption(BREAST_RULE + " Probabilities are calibrated on each model's validation images "
-               "(temperature scaling), so about 30 % means about 3 in 10 such images were "
-               "cancers there.")
+    st.caption(f"{BREAST_RULE} Probabilities are calibrated on each model's validation images "
+               f"(temperature scaling). {calibration_sentence(measured_calibration(run))}")
     study = st.session_state.get("study_label", "study") \
         if st.session_state.get("case_source") == "dataset" else "upload"
     csv, js = study_downloads(results, views, run, point, calls, study, show_ids)

@@ -37,13 +37,27 @@ PAPER_FOOTNOTE = ("The paper does not define its F-score; the harmonic mean of s
                   "0.00), so the paper's numbers sit in that column only.")
 
 
+KEEP_TOGETHER = "\u2060"
+"""An invisible word joiner after the interval's dash: a wrapping table cell breaks between
+the estimate and its interval, never inside the interval ("0.80–" / "0.93]")."""
+
+
 def with_ci(entry: Mapping[str, Any] | None) -> str:
     """``0.87 [0.80–0.93]``; missing is "–"."""
     if not entry or entry.get("value") is None:
         return "–"
     if entry.get("ci_low") is None or entry.get("ci_high") is None:
         return fmt2(entry["value"])
-    return f"{fmt2(entry['value'])} [{fmt2(entry['ci_low'])}–{fmt2(entry['ci_high'])}]"
+    return (f"{fmt2(entry['value'])} [{fmt2(entry['ci_low'])}–{KEEP_TOGETHER}"
+            f"{fmt2(entry['ci_high'])}]")
+
+
+def system_block(result: Mapping[str, Any], key: str, tuned: bool) -> Mapping[str, Any] | None:
+    """A system's metric block at the operating point: the grids' tuned blocks when
+    ``tuned``; the reference rows have no threshold and one block."""
+    if tuned and key in ("baseline", "roi_aware"):
+        return (result.get("tuned") or {}).get(key)
+    return result.get(key)
 
 
 def paper_table(result: Mapping[str, Any], tuned: bool = False) -> pd.DataFrame:
@@ -54,8 +68,7 @@ def paper_table(result: Mapping[str, Any], tuned: bool = False) -> pd.DataFrame:
     """
     rows = []
     for key, label in SYSTEMS:
-        block = (result.get("tuned") or {}).get(key) if tuned and key in ("baseline", "roi_aware") \
-            else result.get(key)
+        block = system_block(result, key, tuned)
         if not block or all(v.get("value") is None for v in block.values()):
             continue
         rows.append({"system": label, **{name: with_ci(block.get(m)) for m, name in METRICS}})
@@ -207,8 +220,8 @@ def confusion_figure(counts: Mapping[str, int], title: str) -> go.Figure:
     return fig
 
 
-def headline(result: Mapping[str, Any]) -> dict[str, Any]:
-    """One line per run for the side-by-side table."""
+def headline(result: Mapping[str, Any], tuned: bool = False) -> dict[str, Any]:
+    """One run's figures for the side-by-side table, at the page's operating point."""
     run = result.get("run") or {}
     row: dict[str, Any] = {"run": run.get("name"), "dataset": run.get("dataset"),
                            "arch": run.get("arch"), "size": run.get("img_size"),
@@ -217,15 +230,24 @@ def headline(result: Mapping[str, Any]) -> dict[str, Any]:
                        ("roi_presence_only", "ROI presence")):
         for metric, name in (("accuracy", "acc"), ("balanced_accuracy", "bal. acc"),
                              ("roc_auc", "AUC")):
-            row[f"{short} {name}"] = with_ci((result.get(key) or {}).get(metric))
-    p = result.get("mcnemar_p")
-    row["McNemar p"] = format_p(p)
+            row[f"{short} {name}"] = with_ci((system_block(result, key, tuned) or {}).get(metric))
+    mc = (result.get("mcnemar") or {}).get("at_tuned" if tuned else "at_0.5") or {}
+    row["McNemar p"] = format_p(mc.get("p"))
     for key, short in (("baseline", "baseline"), ("roi_aware", "ROI-aware")):
         score = (result.get("cam_pointing") or {}).get(key)
         if score:
             row[f"{short} CAM hits"] = (f"{fmt2(score.get('hit_rate'))} "
                                         f"(chance {fmt2(score.get('chance'))})")
     return row
+
+
+def side_by_side(results: Mapping[str, Mapping[str, Any]], tuned: bool) -> pd.DataFrame:
+    """Runs as columns, figures as rows (:func:`headline`): a few runs fit any width, where
+    a row per run needs some twenty columns."""
+    table = pd.DataFrame([headline(r, tuned) for r in results.values()],
+                         index=list(results)).drop(columns="run").T
+    table.index.name = "run"
+    return table.astype(str)
 
 
 def pointing_table(result: Mapping[str, Any]) -> pd.DataFrame:

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from core.review.export import export_record
     from core.review.overlay import cam_scale_bar
     from core.review.pdf import write_report
-    from core.review.report import cell_meta, view_call
+    from core.review.report import cell_meta, is_demonstration, view_call
     from core.runfolder.atomic import atomic_write_bytes
 
     check_files(args.images, image_pairs(args.mask, "--mask", args.images).values())
@@ -61,20 +61,22 @@ def run(args: argparse.Namespace) -> int:
     if failed:  # a report that silently drops a view would misstate the study
         raise MammoError(f"no report: {failed[0]}")
     run_summary, point = predictor.run, args.threshold
+    images_synthetic = all(map(synthetic_image, args.images))
+    demonstration = is_demonstration(run_summary.synthetic, images_synthetic)
     metas: dict[str | None, Mapping[str, Any]] = {}
 
     def call_of(r, grid: str):
         cell = getattr(r, f"cell_{grid}")
         if cell not in metas:
             metas[cell] = cell_meta(run_summary, cell)
-        return view_call(r, grid, metas[cell], point)
+        return view_call(r, grid, metas[cell], point, demonstration)
 
     roi = {i.label: ("mask", read_mask(i.mask_path)) for i in inputs if i.mask_path}
     record = export_record(results, run_summary, point, call_of, roi, scrub=file_names(args.images))
     grid = "roi_aware" if args.cam_of == "off" else args.cam_of
     opacity = CAM_OPACITY if cam else 0.0
     hanging = hanging_image(result_pictures(results, grid, opacity, PANEL_HEIGHT), PANEL_HEIGHT)
-    notice = synthetic_notice_text(run_summary.synthetic, all(map(synthetic_image, args.images)))
+    notice = synthetic_notice_text(run_summary.synthetic, images_synthetic)
     names = {r.view or f"image {n}": Path(r.image).name for n, r in enumerate(results, 1)}
     data = write_report(record, hanging, notice, cam_of=grid, opacity=opacity,
                         scale_bar=cam_scale_bar() if cam else None, identifiers=names,

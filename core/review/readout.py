@@ -17,7 +17,14 @@ Two rules live here so that every page, export and the command line agree:
   images)", from the counts each cell's ``meta.json`` records.  A cell whose
   threshold sits at 0 % or 100 %, or whose validation AUC is at or below
   chance, did not learn; the sentence says so rather than let the call pass
-  as informative.
+  as informative.  The counts are those of the threshold in use: the tuned
+  one's, or p >= 0.5's (recorded since runs store them); never another
+  threshold's.
+* **A probability is read as a frequency only where the run earned it**
+  (:func:`calibration_sentence`): "about 30 % means about 3 in 10" only when
+  the grid's measured ECE on the run's test split is at most
+  :data:`FREQUENCY_ECE` on at least :data:`FREQUENCY_MIN_IMAGES` images;
+  otherwise the sentence says how far off the probabilities were.
 """
 from __future__ import annotations
 
@@ -25,6 +32,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Any
+
+from core.runfolder.layout import PAPER_COUNTS_KEY
 
 DEFAULT_THRESHOLD = 0.5
 MAX_DECIMALS = 2
@@ -94,6 +103,26 @@ def uninformative_reason(meta: Mapping[str, Any] | None, threshold: float | None
     return None
 
 
+def _is_counts(counts: Any) -> bool:
+    return isinstance(counts, Mapping) and all(k in counts for k in ("tp", "fn", "tn", "fp"))
+
+
+def counts_at(meta: Mapping[str, Any], threshold: float) -> Mapping[str, int] | None:
+    """The validation counts recorded at ``threshold``: the tuned threshold's, or p ≥ 0.5's.
+
+    None when the cell recorded none at that threshold (a run trained before
+    0.5's counts were stored): quoting the tuned threshold's counts beside a
+    0.5 call would state what another rule caught.
+    """
+    tuned = meta.get("threshold")
+    if isinstance(tuned, (int, float)) and float(tuned) == threshold \
+            and _is_counts(meta.get("threshold_counts")):
+        return meta["threshold_counts"]
+    if threshold == DEFAULT_THRESHOLD and _is_counts(meta.get(PAPER_COUNTS_KEY)):
+        return meta[PAPER_COUNTS_KEY]
+    return None
+
+
 def threshold_sentence(meta: Mapping[str, Any] | None, threshold: float | None = None,
                        threshold_text: str | None = None) -> str:
     """"called malignant at ≥ 37 % (on validation this caught 9 of 10 cancers, …)".
@@ -106,8 +135,8 @@ def threshold_sentence(meta: Mapping[str, Any] | None, threshold: float | None =
     if threshold is None:
         threshold = meta.get("threshold", DEFAULT_THRESHOLD)
     text = f"called malignant at ≥ {threshold_text or _percent(float(threshold), 0)}"
-    counts = meta.get("threshold_counts")
-    if isinstance(counts, Mapping) and all(k in counts for k in ("tp", "fn", "tn", "fp")):
+    counts = counts_at(meta, float(threshold))
+    if counts is not None:
         where = ("on validation" if meta.get("threshold_source", "val") == "val"
                  else "on its training images, as its validation carve lacked a class,")
         cancers, benign = counts["tp"] + counts["fn"], counts["tn"] + counts["fp"]
@@ -120,9 +149,56 @@ def threshold_sentence(meta: Mapping[str, Any] | None, threshold: float | None =
                          f"image{'s' if benign != 1 else ''}")
         if parts:
             text += f" ({where} this {', '.join(parts)})"
+    elif "threshold_counts" in meta and float(threshold) != meta.get("threshold"):
+        text += " (what this threshold caught on validation was not recorded for this model)"
     else:
         text += " (no validation figures recorded for this model)"
     reason = uninformative_reason(meta, float(threshold))
     if reason:
         text += f". Uninformative: this model did not learn to separate the classes; {reason}"
     return text
+
+
+FREQUENCY_ECE = 0.05
+"""The largest test-split ECE at which "about 30 % means about 3 in 10" is said.
+
+A frequency sentence rounds to tenths ("3 in 10"): a mean gap of at most 5
+points keeps the observed rate within half a tenth of the shown figure on
+average, so the rounded statement stays true; above it, "3 in 10" may
+really be 1 or 5 in 10."""
+FREQUENCY_MIN_IMAGES = 100
+"""Fewest test images on which an ECE is trusted to certify a frequency reading: with 10
+bins, fewer leave most bins with a handful of images, and the ECE is mostly noise."""
+GRID_NAMES: dict[str, str] = {"roi_aware": "ROI-aware", "baseline": "Baseline"}
+
+
+def calibration_sentence(calibration: Mapping[str, Any] | None) -> str:
+    """How far the served probabilities can be read as frequencies, per grid, from the run's
+    measured calibration (``metrics.json``'s ``calibration`` block; None when not measured).
+
+    See :data:`FREQUENCY_ECE` for the bar.  A grid that missed it is stated by its
+    measured mean gap, so "30 %" is never offered as "3 in 10" beside an ECE of 0.21.
+    """
+    blocks = {g: (calibration or {}).get(g) for g in GRID_NAMES}
+    blocks = {g: b for g, b in blocks.items()
+              if isinstance(b, Mapping) and isinstance(b.get("ece"), (int, float))}
+    if not blocks:
+        return ("This run's calibration was not measured on its test split, so read the "
+                "probabilities as a ranking, not as how often such images were cancers.")
+    parts = []
+    for grid, block in blocks.items():
+        ece, n = float(block["ece"]), int(block.get("n") or 0)
+        gap = f"{100 * ece:.0f} point{'s' if round(100 * ece) != 1 else ''}"
+        if ece <= FREQUENCY_ECE and n >= FREQUENCY_MIN_IMAGES:
+            parts.append(f"{GRID_NAMES[grid]}: on this run's test split ({n} images) predicted "
+                         f"probabilities were off by {gap} on average (ECE {ece:.2f}), so about "
+                         "30 % means about 3 in 10 such images were cancers there.")
+        elif ece <= FREQUENCY_ECE:
+            parts.append(f"{GRID_NAMES[grid]}: off by {gap} on average (ECE {ece:.2f}) on only "
+                         f"{n} test images, too few to read a probability as how often such "
+                         "images were cancers.")
+        else:
+            parts.append(f"{GRID_NAMES[grid]}: on this run's test split predicted probabilities "
+                         f"were off by {gap} on average (ECE {ece:.2f}); read them as a ranking, "
+                         "not as how often such images were cancers.")
+    return " ".join(parts)

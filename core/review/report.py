@@ -11,6 +11,9 @@ Three rules live here so that the page, its downloads and the tests agree:
   (:func:`core.review.readout.uninformative_reason`); its probability is shown, but
   it neither calls the view nor decides the breast.
 * **A breast is decided by one stated rule** (:data:`BREAST_RULE`).
+* **Models trained on phantoms make no call on other images**
+  (:func:`is_demonstration`): their probabilities are shown as a
+  demonstration of the software, never as a reading of a real exam.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from core.errors import MammoError
 from core.grid import Cell, CellGap
 from core.predict import ViewResult
 from core.review.readout import ShownCall, shown_call, uninformative_reason
-from core.runfolder.layout import META_FILE, RunSummary, read_json
+from core.runfolder.layout import META_FILE, METRICS_FILE, RunSummary, read_json
 
 GRIDS: tuple[str, ...] = ("roi_aware", "baseline")
 OPERATING_POINTS: dict[str, str] = {
@@ -37,6 +40,16 @@ BREAST_RULE = ("A breast is called malignant by a grid when any of its views rea
                "threshold; the number shown is the deciding view's: the one furthest above "
                "its threshold, or, when none reaches it, the one closest below. Views whose "
                "model is uninformative do not decide.")
+DEMONSTRATION_TEXT = "demonstration, not a reading (models trained on synthetic images)"
+
+
+def is_demonstration(run_synthetic: bool, images_synthetic: bool) -> bool:
+    """Whether a study's calls are withheld: models that saw only phantoms reading images
+    that are not phantoms (an upload: real until shown otherwise) have learnt nothing
+    about them, and a coloured "malignant" would read as a finding."""
+    return bool(run_synthetic) and not images_synthetic
+
+
 GIVEN_AS: dict[str, str] = {"dataset": "the dataset's annotation", "mask": "an uploaded mask",
                             "box": "a drawn box"}
 
@@ -50,6 +63,17 @@ def cell_meta(run: RunSummary, cell: str | None) -> Mapping[str, Any]:
     except MammoError:
         return {}
     return meta if isinstance(meta, dict) else {}
+
+
+def measured_calibration(run: RunSummary) -> Mapping[str, Any] | None:
+    """The ``calibration`` block of the run's ``metrics.json`` (how far its served
+    probabilities were off on its test split); None when the run was not evaluated."""
+    try:
+        metrics = read_json(run.path / METRICS_FILE)
+    except MammoError:
+        return None
+    block = metrics.get("calibration") if isinstance(metrics, dict) else None
+    return block if isinstance(block, dict) else None
 
 
 def applied_threshold(tuned: float | None, point: str) -> float:
@@ -69,29 +93,33 @@ class Call:
     threshold: float
     shown: ShownCall
     uninformative: str | None = None  # why the model's call carries no information
+    demonstration: bool = False  # phantom-trained models on other images (is_demonstration)
 
     @property
     def word(self) -> str:
-        return "no call" if self.uninformative else self.shown.word
+        return "no call" if self.uninformative or self.demonstration else self.shown.word
 
 
-def view_call(result: ViewResult, grid: str, meta: Mapping[str, Any], point: str) -> Call | None:
-    """The call of ``grid`` for one view, None when that grid gave no probability."""
+def view_call(result: ViewResult, grid: str, meta: Mapping[str, Any], point: str,
+              demonstration: bool = False) -> Call | None:
+    """The call of ``grid`` for one view, None when that grid gave no probability;
+    ``demonstration`` (:func:`is_demonstration`) withholds the call, not the number."""
     p = getattr(result, f"p_malignant_{grid}")
     if p is None:
         return None
     tuned = getattr(result, f"threshold_{grid}")
     t = applied_threshold(tuned, point)
     reason = uninformative_reason(meta, tuned if point == "tuned" else None)
-    return Call(float(p), t, shown_call(p, t), reason)
+    return Call(float(p), t, shown_call(p, t), reason, demonstration)
 
 
 class StudyCalls:
     """Every call of one reviewed study at one operating point, each serving cell's
-    ``meta.json`` read once; callable as the ``call_of`` the functions below take."""
+    ``meta.json`` read once; callable as the ``call_of`` the functions below take.
+    ``demonstration`` (:func:`is_demonstration`) withholds every call of the study."""
 
-    def __init__(self, run: RunSummary, point: str) -> None:
-        self.run, self.point = run, point
+    def __init__(self, run: RunSummary, point: str, demonstration: bool = False) -> None:
+        self.run, self.point, self.demonstration = run, point, demonstration
         self._metas: dict[str | None, Mapping[str, Any]] = {}
 
     def meta(self, cell: str | None) -> Mapping[str, Any]:
@@ -100,7 +128,8 @@ class StudyCalls:
         return self._metas[cell]
 
     def __call__(self, result: ViewResult, grid: str) -> Call | None:
-        return view_call(result, grid, self.meta(getattr(result, f"cell_{grid}")), self.point)
+        return view_call(result, grid, self.meta(getattr(result, f"cell_{grid}")), self.point,
+                         self.demonstration)
 
     def train_counts(self, result: ViewResult) -> Mapping[str, int] | None:
         """The serving ROI-aware cell's training images by label, when recorded."""
@@ -139,6 +168,8 @@ def breast_table(results: Sequence[ViewResult],
         for grid, name in (("roi_aware", "ROI-aware"), ("baseline", "baseline")):
             call: Call | None = b[f"call_{grid}"]
             row[f"{name}: deciding view"] = "–" if call is None else (
+                f"{call.shown.probability} ({b[f'view_{grid}']}, demonstration)"
+                if call.demonstration else
                 f"{call.shown.probability} {call.shown.relation} {call.shown.threshold} "
                 f"({b[f'view_{grid}']})")
         for grid, name in (("roi_aware", "ROI-aware"), ("baseline", "baseline")):

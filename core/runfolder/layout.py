@@ -41,6 +41,9 @@ METRICS_FILE = "metrics.json"
 CV_FILE = "cv.json"
 WEIGHTS_FILE = "weights.safetensors"
 META_FILE = "meta.json"
+PAPER_COUNTS_KEY = "threshold_counts_at_0.5"
+"""meta.json: validation counts (tp, fn, tn, fp) at p >= 0.5, beside ``threshold_counts`` at the
+tuned threshold, so either operating point can be stated by what it caught."""
 LAST_WEIGHTS_FILE = "last.safetensors"
 LAST_STATE_FILE = "last.json"
 

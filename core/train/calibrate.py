@@ -41,6 +41,7 @@ from core.evaluate.calibration import (
     expected_calibration_error,
     fit_calibration,
 )
+from core.evaluate.constants import DEFAULT_THRESHOLD
 from core.grid import Cell
 from core.runfolder import layout as runs
 from core.runfolder.atomic import atomic_write_json
@@ -80,6 +81,7 @@ def serving_fields(calibration: Calibration, scope: str, data: Mapping[str, Any]
     threshold = youden_threshold(y_thr, p_thr)
     fields: dict[str, Any] = {
         "threshold": threshold, **operating_point(y_thr, p_thr, threshold),
+        runs.PAPER_COUNTS_KEY: operating_point(y_thr, p_thr, DEFAULT_THRESHOLD)["threshold_counts"],
         "temperature": calibration.temperature, "logit_offset": calibration.offset,
         "calibration_scope": scope}
     if len(np.unique(y_val)) == 2:
