@@ -192,3 +192,22 @@ def dicom_write(path: Path, arr: np.ndarray = RAMP, *, transfer_syntax: str | No
         ds["PixelData"].VR = "OB"
     ds.save_as(path, enforce_file_format=preamble)
     return path
+
+
+def stripes_over_two_views(path: Path) -> Path:
+    """The stripes manifest over two views, so the pooled model sees more than any cell."""
+    import pandas as pd
+
+    df = pd.read_csv(path, keep_default_na=False)
+    df.loc[df.index % 4 >= 2, "laterality"] = "L"
+    df.to_csv(path, index=False)
+    return path
+
+
+def warm_start_config(**kw: Any) -> Any:
+    """A one-epoch resnet10t config at 32 px with a one-epoch warm start, overridable."""
+    from core.train import TrainConfig
+
+    base = dict(arch="resnet10t", img_size=32, epochs=1, batch_size=8, lr=1e-3, seed=0,
+                device="cpu", mode="baseline", warm_start=1, augment=False, log_every=50)
+    return TrainConfig(**{**base, **kw})

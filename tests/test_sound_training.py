@@ -13,7 +13,8 @@ from test_train import write_blobs
 from core.errors import TrainingError
 from core.runfolder import layout as runs
 from core.runfolder.splits import leaks, read_split, write_split
-from core.train import CellResult, TrainConfig, train_grid
+from core.train import CellResult, train_grid
+from helpers import stripes_over_two_views, warm_start_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -23,26 +24,14 @@ def _cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("MAMMOROUTE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
-def _two_views(path):
-    """The stripes manifest over two views, so the pooled model sees more than any cell."""
-    df = pd.read_csv(path, keep_default_na=False)
-    df.loc[df.index % 4 >= 2, "laterality"] = "L"
-    df.to_csv(path, index=False)
-    return path
-
-
-def _config(**kw) -> TrainConfig:
-    base = dict(arch="resnet10t", img_size=32, epochs=1, batch_size=8, lr=1e-3, seed=0,
-                device="cpu", mode="baseline", warm_start=1, augment=False, log_every=50)
-    return TrainConfig(**{**base, **kw})
 
 
 # ------------------------------------------------------------------ one carve per run
 
 def test_no_model_is_validated_on_patients_it_or_its_start_trained_on(tmp_path):
-    manifest = _two_views(write_blobs(tmp_path / "blobs", 64, 8))
+    manifest = stripes_over_two_views(write_blobs(tmp_path / "blobs", 64, 8))
     out = tmp_path / "run"
-    train_grid(manifest, out, _config())
+    train_grid(manifest, out, warm_start_config())
     pooled = read_split(out / "pooled")
     cells = {c: read_split(out / c) for c in ("all-RCC", "all-LCC")}
     assert pooled["validation"]["patients"] and pooled["started_from"] is None
@@ -59,7 +48,7 @@ def test_no_model_is_validated_on_patients_it_or_its_start_trained_on(tmp_path):
     del info["validation_rule"]
     (out / runs.RUN_FILE).write_text(json.dumps(info))
     with pytest.raises(TrainingError, match="carved under another rule"):
-        train_grid(manifest, out, _config(resume=True))
+        train_grid(manifest, out, warm_start_config(resume=True))
 
 
 def test_leaks_names_each_model_validated_on_what_it_or_its_start_trained_on(tmp_path):
@@ -79,9 +68,9 @@ def test_leaks_names_each_model_validated_on_what_it_or_its_start_trained_on(tmp
 
 
 def test_cross_validation_trains_the_served_recipe_in_each_fold(tmp_path):
-    manifest = _two_views(write_blobs(tmp_path / "blobs", 64, 8))
+    manifest = stripes_over_two_views(write_blobs(tmp_path / "blobs", 64, 8))
     out = tmp_path / "run"
-    train_grid(manifest, out, _config(cv=2))
+    train_grid(manifest, out, warm_start_config(cv=2))
     cv = json.loads((out / runs.CV_FILE).read_text())
     assert "warm-start model (1 epochs)" in cv["recipe"]
     assert len(cv["baseline"]) == 2

@@ -9,9 +9,10 @@ from test_train import write_blobs
 from core.errors import CheckpointError
 from core.models import create_model, load_weights
 from core.runfolder import layout as runs
-from core.train import TrainConfig, train_grid
+from core.train import train_grid
 from core.train.carve import run_carve
 from core.train.warmstart import POOLED
+from helpers import stripes_over_two_views, warm_start_config
 
 
 @pytest.fixture(autouse=True)
@@ -19,18 +20,6 @@ def _cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("MAMMOROUTE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
-def _two_views(path):
-    """The stripes manifest over two views, so the pooled model sees more than any cell."""
-    df = pd.read_csv(path, keep_default_na=False)
-    df.loc[df.index % 4 >= 2, "laterality"] = "L"
-    df.to_csv(path, index=False)
-    return path
-
-
-def _config(**kw) -> TrainConfig:
-    base = dict(arch="resnet10t", img_size=32, epochs=1, batch_size=8, lr=1e-3, seed=0,
-                device="cpu", mode="baseline", warm_start=1, augment=False, log_every=50)
-    return TrainConfig(**{**base, **kw})
 
 
 def _conv_weights(path) -> dict[str, torch.Tensor]:
@@ -39,15 +28,15 @@ def _conv_weights(path) -> dict[str, torch.Tensor]:
 
 
 def test_cells_start_from_the_pooled_model(tmp_path):
-    manifest = _two_views(write_blobs(tmp_path / "blobs", 48, 16))
+    manifest = stripes_over_two_views(write_blobs(tmp_path / "blobs", 48, 16))
     df = pd.read_csv(manifest, keep_default_na=False)
     out = tmp_path / "run"
-    train_grid(manifest, out, _config(lr=1e-9))  # cells barely move: their weights are their start
+    train_grid(manifest, out, warm_start_config(lr=1e-9))  # cells barely move: their weights are their start
     info = runs.read_run(out).info
     pooled = info[POOLED.name]
     assert pooled["status"] == "done"
     train = df[df["split"] == "train"].assign(roi=False)
-    fit, val = run_carve(train, _config())
+    fit, val = run_carve(train, warm_start_config())
     assert pooled["n_train"] == len(fit) and pooled["n_val"] == len(val)
     assert len(fit) + len(val) == (df["split"] == "train").sum()  # every view, training split only
     start = _conv_weights(out / POOLED.name / runs.WEIGHTS_FILE)
@@ -58,20 +47,20 @@ def test_cells_start_from_the_pooled_model(tmp_path):
         for key, value in start.items():
             torch.testing.assert_close(weights[key], value, rtol=0, atol=1e-6)
     # without the warm start the same cell starts elsewhere
-    train_grid(manifest, tmp_path / "cold", _config(lr=1e-9, warm_start=0))
+    train_grid(manifest, tmp_path / "cold", warm_start_config(lr=1e-9, warm_start=0))
     cold = _conv_weights(tmp_path / "cold" / "all-RCC" / runs.WEIGHTS_FILE)
     assert any((cold[k] - start[k]).abs().max() > 1e-3 for k in start)
     assert not (tmp_path / "cold" / POOLED.name).exists()
 
 
 def test_resume_keeps_the_pooled_model_and_refuses_a_changed_one(tmp_path):
-    manifest = _two_views(write_blobs(tmp_path / "blobs", 48, 16))
+    manifest = stripes_over_two_views(write_blobs(tmp_path / "blobs", 48, 16))
     out = tmp_path / "run"
-    train_grid(manifest, out, _config())
+    train_grid(manifest, out, warm_start_config())
     first = (out / POOLED.name / runs.WEIGHTS_FILE).read_bytes()
-    train_grid(manifest, out, _config(resume=True))
+    train_grid(manifest, out, warm_start_config(resume=True))
     assert (out / POOLED.name / runs.WEIGHTS_FILE).read_bytes() == first  # kept, not retrained
-    config = _config(init_weights=str(out / POOLED.name / runs.WEIGHTS_FILE), init_sha256="0" * 64)
+    config = warm_start_config(init_weights=str(out / POOLED.name / runs.WEIGHTS_FILE), init_sha256="0" * 64)
     with pytest.raises(CheckpointError):
         load_weights(create_model("resnet10t", 32), config.init_weights, config.init_sha256)
 
