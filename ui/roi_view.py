@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from core.wording import count
 from ui.common import fmt2
 from ui.metrics_view import with_ci
 
@@ -65,7 +66,7 @@ def finder_caption(result: Mapping[str, Any]) -> str:
     if rm:
         fr = rm["froc"]
         parts.append(
-            f"ROI finder on {rm['n_images']} test images ({rm['n_with_roi']} with an annotated "
+            f"ROI finder on {count(rm['n_images'], 'test image')} ({rm['n_with_roi']} with an annotated "
             f"ROI): presence AUC {with_ci(rm['presence_auc'])}, sensitivity "
             f"{with_ci(rm['presence_sensitivity'])}, specificity "
             f"{with_ci(rm['presence_specificity'])} at its stored threshold; mean best box IoU "
@@ -76,7 +77,7 @@ def finder_caption(result: Mapping[str, Any]) -> str:
         mc = ((result.get("mcnemar_proposed") or {}).get(key) or {}).get("at_0.5")
         if mc:
             parts.append(f"McNemar, proposed routing vs {name}: p = {mc['p']:.3f} "
-                         f"({mc['b']} images only {name} got right, {mc['c']} only the "
+                         f"({count(mc['b'], 'image')} only {name} got right, {mc['c']} only the "
                          "proposed routing).")
     return " ".join(parts)
 

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Any
 
+from core.wording import count
+
 DEFAULT_THRESHOLD = 0.5
 MAX_DECIMALS = 2
 UNINFORMATIVE_EDGE = 0.005
@@ -113,11 +115,11 @@ def threshold_sentence(meta: Mapping[str, Any] | None, threshold: float | None =
         cancers, benign = counts["tp"] + counts["fn"], counts["tn"] + counts["fp"]
         parts = []
         if cancers:
-            parts.append(f"caught {counts['tp']} of {cancers} cancer{'s' if cancers != 1 else ''}"
+            parts.append(f"caught {counts['tp']} of {count(cancers, 'cancer')}"
                          f", {_share(counts['tp'], cancers)} sensitivity")
         if benign:
-            parts.append(f"{'and ' if parts else ''}cleared {_share(counts['tn'], benign)} of {benign} benign "
-                         f"image{'s' if benign != 1 else ''}")
+            parts.append(f"{'and ' if parts else ''}cleared {_share(counts['tn'], benign)} of "
+                         f"{count(benign, 'benign image')}")
         if parts:
             text += f" ({where} this {', '.join(parts)})"
     else:
