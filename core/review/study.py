@@ -64,6 +64,8 @@ class UploadedStudy:
         for fid, f in now.items():
             if fid not in self.views:
                 self.views[fid] = read_upload(f.name, f.getvalue(), spec, fid)
+        if self.shown and not now:  # every file removed by hand: the browser would ignore
+            self.generation += 1    # the same files chosen again, so a new uploader
         self.shown = set(now)
 
     def respec(self, files: Sequence[Upload], spec: PreprocessParams) -> None:
