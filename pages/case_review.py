@@ -14,6 +14,7 @@ from core.review.case import UPLOAD_TYPES, CaseView
 from core.review.study import (
     MAX_VIEWS,
     UploadedStudy,
+    hide_names,
     identity_problem,
     out_of_date,
     prediction_key,
@@ -171,8 +172,8 @@ if st.button("Predict", type="primary", disabled=bool(problems)):
             results = model.predict_study(to_inputs(views), cam=True, propose=propose)
         st.session_state["case_results"] = (key, results + unreadable(views),
                                              [v.key for v in views])
-    except MammoError as err:
-        show_error(err)
+    except MammoError as err:  # may name an uploaded file
+        st.error(hide_names(str(err), views, show_ids), icon=":material/error:")
 stored = st.session_state.get("case_results")
 if stored and stored[0] == key:
     st.subheader("Results")
