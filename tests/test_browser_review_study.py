@@ -260,9 +260,9 @@ def test_a_refused_mask_keeps_the_view_waiting(page, studies, tmp_path):
     main.locator("[data-testid='stFileUploaderDropzoneInput']").nth(1).set_input_files(
         str(wrong))
     _settled(page, main)
+    expect(main.get_by_role("button", name="Predict")).to_be_disabled()
     expect(main.get_by_text(re.compile(r"Mask for file \d refused"))).to_be_visible()
     expect(main.get_by_text(re.compile(r"no usable mask yet"))).to_be_visible()
-    expect(main.get_by_role("button", name="Predict")).to_be_disabled()
     main.get_by_text(re.compile(r"Mask for file \d refused")).scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "study-7a-refused-mask.png"))
     main.get_by_text(re.compile(r"no usable mask yet")).scroll_into_view_if_needed()
