@@ -173,6 +173,7 @@ def test_two_patients_files_wait_for_removal_or_confirmation(page, studies):
     assert not any(i in text for i in ids)
     expect(main.get_by_text(re.compile(r"assigned twice"))).to_have_count(0)
     warning.scroll_into_view_if_needed()
+    page.wait_for_timeout(1000)  # the thumbnails load
     page.screenshot(path=str(ARTIFACTS / "study-3-two-patients.png"))
     main.get_by_text("Show identifiers").click()
     _settled(page, main)
