@@ -100,8 +100,14 @@ def test_a_cleared_study_gets_a_new_empty_uploader():
     study.sync([FakeUpload("1", "a_RCC.png", _png("R"))], SPEC)
     study.clear()
     assert study.study() == [] and study.shown == set() and study.uploader_key != first
-    study.sync([FakeUpload("9", "b_LCC.png", _png("L"))], SPEC)
+    b = FakeUpload("9", "b_LCC.png", _png("L"))
+    study.sync([b], SPEC)
     assert [v.view for v in study.study()] == ["LCC"]
+    key = study.uploader_key
+    study.sync([], SPEC)  # every file removed by hand: the same files may be chosen again
+    assert study.study() == [] and study.uploader_key != key
+    study.detach()  # a page switch is not a removal
+    assert study.uploader_key != key and study.generation == 2
 
 
 def test_files_of_two_patients_or_studies_are_not_one_study():
