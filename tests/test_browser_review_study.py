@@ -279,3 +279,17 @@ def test_home_says_what_the_three_models_are(page):
                   "The ROI-aware grid has two per view",
                   "The ROI finder is a separate model"):
         expect(main.get_by_text(re.compile(words))).to_be_visible()
+
+
+def test_counts_of_one_read_in_the_singular(page, work):
+    """A one-study dataset on the Data page: "1 patient · 1 study", not "1 patients"."""
+    from playwright.sync_api import expect
+
+    from core.phantom import write_phantom
+
+    write_phantom(work / "data" / "phantom-one", profile="vindr", studies=1, size=128, seed=2)
+    page.goto(f"{page.app_url}/data")
+    main = page.locator("[data-testid='stMain']")
+    expect(main.get_by_text(re.compile(r"\d+ images · 1 patient · 1 study$"))).to_be_visible()
+    assert not re.search(r"\b1 (images|patients|studies|views)\b",
+                         page.locator("body").inner_text())
