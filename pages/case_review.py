@@ -15,6 +15,9 @@ from core.review.report import is_demonstration
 from core.review.study import (
     MAX_VIEWS,
     UploadedStudy,
+    hide_names,
+    identity_problem,
+    out_of_date,
     prediction_key,
     study_choices,
     study_label,
@@ -25,7 +28,7 @@ from core.review.study import (
     view_problems,
 )
 from core.runfolder.layout import RUN_FILE, RunSummary
-from ui.case import study_board
+from ui.case import hide_upload_names, study_board
 from ui.case_results import show_results
 from ui.common import (
     architecture_notice,
@@ -53,12 +56,14 @@ def predictor(run_path: str, run_mtime: float, device: str = "auto") -> Predicto
 
 # ------------------------------------------------------------------ the study
 
-def uploaded_views(spec: PreprocessParams) -> list[CaseView]:
+def uploaded_views(spec: PreprocessParams, show_ids: bool) -> list[CaseView]:
     study: UploadedStudy = st.session_state.setdefault(UPLOADS, UploadedStudy())
+    hide_upload_names(show_ids)
+    key = study.uploader_key
     st.file_uploader("Mammograms of one study (up to four views: DICOM or images)",
-                     type=list(UPLOAD_TYPES), accept_multiple_files=True, key="uploads",
-                     on_change=lambda: study.sync(st.session_state.get("uploads") or [], spec))
-    files = st.session_state.get("uploads") or []
+                     type=list(UPLOAD_TYPES), accept_multiple_files=True, key=key,
+                     on_change=lambda: study.sync(st.session_state.get(key) or [], spec))
+    files = st.session_state.get(key) or []
     if not files:
         study.detach()
     study.respec(files, spec)  # another run's spec: read again from the uploader
@@ -66,6 +71,7 @@ def uploaded_views(spec: PreprocessParams) -> list[CaseView]:
     if views and st.button("Clear study", icon=":material/delete:",
                            help="Forget these files and start a new study."):
         study.clear()
+        st.session_state.pop(key, None)
         st.session_state.pop("case_results", None)
         st.rerun()
     if (problem := too_many(views)) is not None:
@@ -138,16 +144,23 @@ images_synthetic = source_choice == "dataset"  # the run's own dataset: syntheti
 if run.synthetic:
     synthetic_notice(images="phantom" if images_synthetic else "yours")
 views = (dataset_views(run, show_ids, spec) if source_choice == "dataset"
-         else uploaded_views(spec))
+         else uploaded_views(spec, show_ids))
 if not views:
     st.stop()
 
 has_finder = (run.info.get("roi_model") or {}).get("status") == "done"
 st.subheader("The study")
 study_board(views, show_ids, has_finder)
-problems = view_problems(views)
+problems = view_problems(views, show_ids)
 for p in problems:
     st.warning(p)
+if (mixed := identity_problem(views, show_ids)) is not None:
+    st.error(mixed, icon=":material/group:")
+    confirm = "one-study-" + "|".join(sorted(v.key for v in views))  # asked again for new files
+    if not st.checkbox("These files are one study", key=confirm,
+                       help="Tick only if you know these files are one patient's one study "
+                            "(e.g. re-identified copies); otherwise remove the other files."):
+        problems.append(mixed)
 keep("propose", True)
 propose = has_finder and st.toggle(
     "ROI finder proposes an ROI for views without one", key="propose",
@@ -159,13 +172,14 @@ if st.button("Predict", type="primary", disabled=bool(problems)):
         model = predictor(str(run.path), (run.path / RUN_FILE).stat().st_mtime)
         with st.spinner("Routing and predicting, with Grad-CAM …"):
             results = model.predict_study(to_inputs(views), cam=True, propose=propose)
-        st.session_state["case_results"] = (key, results + unreadable(views))
-    except MammoError as err:
-        show_error(err)
+        st.session_state["case_results"] = (key, results + unreadable(views),
+                                             [v.key for v in views])
+    except MammoError as err:  # may name an uploaded file
+        st.error(hide_names(str(err), views, show_ids), icon=":material/error:")
 stored = st.session_state.get("case_results")
 if stored and stored[0] == key:
     st.subheader("Results")
     show_results(stored[1], views, run, point, show_ids,
                  is_demonstration(run.synthetic, images_synthetic))
-elif stored:
+elif stored and out_of_date(stored[2], views):
     st.caption("The study, a view or an ROI changed: press Predict again.")

@@ -12,6 +12,7 @@ from core.errors import MammoError
 from core.evaluate import evaluate_run
 from core.evaluate.caveats import TESTS_DIFFER, comparison_caveats
 from core.runfolder.layout import METRICS_FILE, PREDICTIONS_FILE, RunSummary
+from core.wording import count
 from ui.common import (
     RUN_KEY,
     architecture_notice,
@@ -106,8 +107,9 @@ if len(results) > 1:
 for name, result in results.items():
     run = next(r for r in selected if r.name == name)
     st.subheader(name)
-    st.caption(f"{run_title(run)} · {result.get('n_images')} test images, "
-               f"{result.get('n_patients')} patients, {result.get('n_malignant')} malignant")
+    st.caption(f"{run_title(run)} · {count(result.get('n_images', 0), 'test image')}, "
+               f"{count(result.get('n_patients', 0), 'patient')}, "
+               f"{result.get('n_malignant')} malignant")
     for caveat in comparison_caveats(result, tuned):
         st.warning(caveat, icon=":material/info:")
     show_table(paper_table(result, tuned))

@@ -16,6 +16,7 @@ from core.grid import VIEWS
 from core.phantom import is_synthetic
 from core.pixels.spec import PreprocessParams
 from core.review.gallery import gallery_tile
+from core.wording import count
 from ui.common import (
     LABEL_COLOURS,
     data_root,
@@ -111,8 +112,9 @@ if is_synthetic(path):
 
 summary = describe(df)
 t = tables(summary)
-st.caption(f"{summary['images']} images · {df['patient_id'].nunique()} patients · "
-           f"{df['study_id'].nunique()} studies")
+st.caption(f"{count(summary['images'], 'image')} · "
+           f"{count(df['patient_id'].nunique(), 'patient')} · "
+           f"{count(df['study_id'].nunique(), 'study', 'studies')}")
 c1, c2 = st.columns(2)
 with c1:
     st.markdown("**Training / testing split** (as Tables 1 and 3)")
@@ -140,7 +142,7 @@ if split_choice != "all":
     shown = shown[shown["split"] == split_choice]
 pages = max(1, -(-len(shown) // PER_PAGE))
 page = int(st.number_input(f"Page (of {pages})", 1, pages, 1)) if pages > 1 else 1
-st.caption(f"{len(shown)} images match · outlines show the ROI")
+st.caption(f"{count(len(shown), 'image')} match · outlines show the ROI")
 batch = shown.iloc[(page - 1) * PER_PAGE: page * PER_PAGE]
 cols = st.columns(COLUMNS)
 for i, (_, row) in enumerate(batch.iterrows()):

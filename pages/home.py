@@ -18,6 +18,14 @@ ensure_app_navigation()
 
 st.title("MammoRoute")
 st.caption("ROI-aware benign / malignant classification of four-view mammography studies")
+st.markdown(
+    "The **baseline** has one classifier per view (RCC, LCC, RMLO, LMLO) and reads every "
+    "image of that view alike.  \n"
+    "The **ROI-aware** grid has two per view, one for images with a marked lesion (an ROI: a "
+    "mask or a box) and one for images without, and sends each image to the one that fits; "
+    "the ROI only chooses the model, its pixels are not an input.  \n"
+    "The **ROI finder** is a separate model that proposes an ROI for an image that has none, "
+    "which you accept, edit or reject in Case review.")
 
 
 def _start_demo() -> None:
@@ -65,9 +73,7 @@ found = runs()
 job = current_job()
 if not found and job is None:
     st.markdown(
-        "MammoRoute trains the paper's two model grids — a **baseline** with one model per view, "
-        "and an **ROI-aware** grid that routes each image by view *and* by whether a lesion "
-        "outline (ROI) was drawn — and lets you read their predictions with Grad-CAM.  \n"
+        "MammoRoute trains both grids and lets you read their predictions with Grad-CAM.  \n"
         "Every comparison carries honest references (ROI presence alone, the majority class) "
         "and 95 % confidence intervals.  \n"
         "No data is needed to start: the demo builds a small synthetic (phantom) dataset and "

@@ -359,7 +359,9 @@ def test_duplicate_missing_and_contradicting_views(work, cli, good, predictor):
             read_upload("b_RCC.png", encode(mammo(2)), SPEC)]
     assert any("RCC is assigned twice" in p for p in view_problems(twin))
     unknown = read_upload("scan.png", encode(mammo(3)), SPEC)
-    assert any("scan.png: choose its view" in p for p in view_problems([unknown]))
+    assert any("scan.png: choose its view" in p for p in view_problems([unknown], True))
+    assert any("file 1: choose its view" in p for p in view_problems([unknown]))
+    assert not any("scan.png" in p for p in view_problems([unknown]))
     three = [read_upload(p.name, p.read_bytes(), SPEC) for p in good.values()]  # RCC missing
     results = predictor.predict_study(to_inputs(three))
     assert len(results) == 3 and all(r.error is None for r in results)

@@ -27,9 +27,20 @@ from core.review.case import (
 )
 from core.review.export import study_downloads
 from core.review.picture import result_mask, result_picture
-from core.review.report import StudyCalls, breast_table
-from core.review.study import UploadedStudy, prediction_key, too_many, unplaced
+from core.review.report import StudyCalls, breast_table, views_read
+from core.review.study import (
+    UploadedStudy,
+    file_label,
+    hide_names,
+    identity_problem,
+    out_of_date,
+    prediction_key,
+    too_many,
+    unplaced,
+    view_problems,
+)
 from core.runfolder.layout import RunSummary
+from core.wording import count
 
 SPEC = PreprocessParams(64, crop=False)
 WHEN = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
@@ -80,6 +91,91 @@ def test_uploaded_study_adds_drops_and_keeps_across_a_page_switch():
     assert [v.view for v in study.study()] == ["RCC", "LCC"]
     study.clear()
     assert study.study() == []
+
+
+def test_a_cleared_study_gets_a_new_empty_uploader():
+    """The browser keeps an uploader's files: only a new widget key forgets them."""
+    study = UploadedStudy()
+    first = study.uploader_key
+    study.sync([FakeUpload("1", "a_RCC.png", _png("R"))], SPEC)
+    study.clear()
+    assert study.study() == [] and study.shown == set() and study.uploader_key != first
+    b = FakeUpload("9", "b_LCC.png", _png("L"))
+    study.sync([b], SPEC)
+    assert [v.view for v in study.study()] == ["LCC"]
+    key = study.uploader_key
+    study.sync([], SPEC)  # every file removed by hand: the same files may be chosen again
+    assert study.study() == [] and study.uploader_key != key
+    study.detach()  # a page switch is not a removal
+    assert study.uploader_key != key and study.generation == 2
+
+
+def test_files_of_two_patients_or_studies_are_not_one_study():
+    a1, a2 = (_view(k, v, patient_id="DOE^JANE", study_id="1.2.3")
+              for k, v in (("a1", "RCC"), ("a2", "LCC")))
+    b1 = _view("b1", "RMLO", patient_id="ROE^RICH", study_id="1.2.9")
+    assert identity_problem([a1, a2], False) is None
+    assert identity_problem([a1, a2, _view("x", "LMLO")], False) is None  # no tags: no claim
+    hidden = identity_problem([a1, a2, b1], False)
+    assert "PatientID names 2 different patients (file 1 and file 2; file 3)" in hidden
+    assert "DOE" not in hidden and "ROE" not in hidden and "a1.png" not in hidden
+    shown = identity_problem([a1, a2, b1], True)
+    assert "a1.png and a2.png (DOE^JANE); b1.png (ROE^RICH)" in shown
+    b1.patient_id = "DOE^JANE"  # same patient, another study
+    assert "StudyInstanceUID names 2 different studies" in identity_problem([a1, a2, b1], False)
+
+
+def test_messages_name_files_by_their_place_while_identifiers_are_hidden():
+    doe = _view("DOE_JOHN_123", None)
+    twin = [_view("x", "LCC"), doe, _view("DOE_JANE", "LCC")]
+    assert file_label(1, "DOE_JOHN_123.png", False) == "file 2"
+    assert file_label(1, "DOE_JOHN_123.png", True) == "DOE_JOHN_123.png"
+    hidden = " ".join(view_problems(twin))
+    assert "file 2: choose its view" in hidden and "(file 1 and file 3)" in hidden
+    assert "DOE" not in hidden
+    assert "DOE_JOHN_123.png: choose its view" in " ".join(view_problems(twin, True))
+    text = "DOE_JOHN_123.png: unreadable; see DOE_JANE.png"
+    assert hide_names(text, twin, False) == "file 2: unreadable; see file 3"
+    assert hide_names(text, twin, True) == text
+
+
+def test_a_mask_asked_for_but_refused_keeps_the_view_waiting():
+    v = _view("a", "LCC")
+    choose_roi(v, "mask")
+    update_mask(v)
+    [problem] = view_problems([v])
+    assert problem.startswith("LCC: no usable mask yet") and "72 × 96 px" in problem
+    v.mask_file = np.ones((96, 72), np.uint8)
+    assert view_problems([v]) == []
+
+
+def test_old_results_are_out_of_date_only_for_the_same_files():
+    views = [_view("a"), _view("b", "LCC")]
+    assert out_of_date(["a", "b"], views) and out_of_date(["a"], views)
+    assert not out_of_date(["c", "d"], views)  # a fresh upload: nothing to predict again
+
+
+@pytest.mark.parametrize(("breast", "views", "text"), [
+    ("left", "LCC, LMLO", "LCC, LMLO"), ("left", "LCC", "LCC only; LMLO missing"),
+    ("right", "RMLO", "RMLO only; RCC missing"), ("right", "", "none read")])
+def test_a_breast_read_from_one_view_names_the_missing_one(breast, views, text):
+    assert views_read(breast, views) == text
+
+
+def test_counts_read_in_the_singular_for_one():
+    assert count(1, "image") == "1 image" and count(2, "image") == "2 images"
+    assert count(0, "study", "studies") == "0 studies" and count(1, "study", "studies") == "1 study"
+
+
+def test_dicom_tags_give_each_uploads_patient_and_study(tmp_path):
+    from core.review.case import read_upload
+    from helpers import dicom_write
+
+    path = dicom_write(tmp_path / "x.dcm", PatientID="P-7", StudyInstanceUID="1.2.840.7")
+    v = read_upload("x.dcm", path.read_bytes(), SPEC)
+    assert (v.patient_id, v.study_id) == ("P-7", "1.2.840.7")
+    blank = dicom_write(tmp_path / "y.dcm", PatientID="")
+    assert read_upload("y.dcm", blank.read_bytes(), SPEC).patient_id is None
 
 
 def test_another_runs_spec_reads_again_from_the_uploader_or_asks_for_the_file():
@@ -188,7 +284,8 @@ def test_study_calls_read_each_cells_meta_once(tmp_path):
     [right, left] = breast_table([r], calls)
     assert right["breast"] == "right" and right["ROI-aware call"] == "malignant"
     assert right["ROI-aware: deciding view"] == "35 % ≥ 30 % (RCC)"
-    assert right["baseline call"] == "benign" and left["views"] == "–"
+    assert right["baseline call"] == "benign" and left["views"] == "none read"
+    assert right["views"] == "RCC only; RMLO missing"
 
 
 def test_downloads_name_the_study_and_carry_ids_only_when_shown(tmp_path):

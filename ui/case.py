@@ -22,8 +22,7 @@ from core.review.case import (
     view_conflicts,
 )
 from core.review.picture import thumbnail
-from core.review.study import hanging_order, unplaced
-from ui.common import show_error
+from core.review.study import file_label, hanging_order, unplaced
 
 THUMB_HEIGHT = 420
 BOX_TOOL_HEIGHT = 620
@@ -33,6 +32,20 @@ ROI_HELP: dict[str, str] = {
               "shown after Predict, to accept, edit or reject.",
     "none": "No ROI: this view goes to a “without ROI” model.",
     "dataset": "The dataset's annotation routes this view to a “with ROI” model."}
+
+
+HIDE_UPLOAD_NAMES = """<style>
+[data-testid='stFileChipName'] { visibility: hidden; position: relative; }
+[data-testid='stFileChipName']::after { content: 'name hidden'; visibility: visible;
+                                        position: absolute; left: 0; }
+</style>"""
+
+
+def hide_upload_names(show_ids: bool) -> None:
+    """The uploader lists each file by name, and a file name can carry a patient's name:
+    while identifiers are hidden its list says "name hidden" (the cards say "file N")."""
+    if not show_ids:
+        st.html(HIDE_UPLOAD_NAMES)
 
 
 def box_tool(v: CaseView) -> None:
@@ -77,7 +90,7 @@ def box_tool(v: CaseView) -> None:
         st.caption("Drag a box on the image, or type its corners in image pixels.")
 
 
-def roi_editor(v: CaseView, has_finder: bool) -> None:
+def roi_editor(v: CaseView, has_finder: bool, title: str) -> None:
     roi = st.segmented_control("ROI", roi_options(v, has_finder), format_func=ROI_LABELS.get,
                                required=True, default=v.roi_choice, key=f"roi-{v.key}")
     choose_roi(v, roi)
@@ -91,7 +104,7 @@ def roi_editor(v: CaseView, has_finder: bool) -> None:
                 v.mask_file = read_mask_upload(f.name, f.getvalue(), v.shape)
             except MammoError as err:
                 v.mask_file = None
-                show_error(err)
+                st.error(f"Mask for {title} refused: {err.problem}", icon=":material/error:")
         if v.mask_file is None:
             st.caption(f"The mask must be {v.shape[1]} × {v.shape[0]} px, the mammogram's own "
                        "size; or draw a box instead.")
@@ -107,30 +120,35 @@ def view_card(v: CaseView | None, slot: str | None, show_ids: bool, index: int,
         if v is None:
             st.caption(f"{slot} · not in this study")
             return
-        title = v.name if show_ids else f"file {index + 1}"
+        title = file_label(index, v.name, show_ids)
         if v.error:
             st.error(v.error if show_ids else v.error.replace(v.name, title),
                      icon=":material/error:")
             return
         if v.roi_choice != "box":
             st.image(thumbnail(v, THUMB_HEIGHT), width="stretch")
-        chosen = st.selectbox(f"View of {title}", VIEWS,
-                              index=VIEWS.index(v.view) if v.view in VIEWS else None,
-                              placeholder="choose the view", key=f"view-{v.key}")
-        set_view(v, chosen)
+        st.selectbox(f"View of {title}", VIEWS,
+                     index=VIEWS.index(v.view) if v.view in VIEWS else None,
+                     placeholder="choose the view", key=f"view-{v.key}")
         st.caption(view_caption(v))
         for conflict in view_conflicts(v):
             st.warning(conflict[0].upper() + conflict[1:], icon=":material/warning:")
-        roi_editor(v, has_finder)
+        roi_editor(v, has_finder, title)
         for w in v.warnings:
             st.caption(f"⚠️ {w}")
 
 
 def study_board(views: list[CaseView], show_ids: bool, has_finder: bool) -> None:
-    """The views as the four-view hanging (RCC LCC / RMLO LMLO), unknown last."""
+    """The views as the four-view hanging (RCC LCC / RMLO LMLO), unknown last.
+
+    A view chosen in a card's box is taken before the hanging is laid out, so the
+    file moves to its place on the same run rather than one run later."""
+    for v in views:
+        if f"view-{v.key}" in st.session_state:
+            set_view(v, st.session_state[f"view-{v.key}"])
     index = {v.key: i for i, v in enumerate(views)}
     grid = hanging_order([v for v in views if v.error is None])
-    waiting, broken = unplaced(views)  # before the cards: a card may change its view
+    waiting, broken = unplaced(views)
     for row, slots in zip(grid, (("RCC", "LCC"), ("RMLO", "LMLO"))):
         if all(v is None for v in row) and len(views) < 4:
             continue

@@ -2,6 +2,8 @@
 where it went; per breast the deciding view; and the two downloads."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
 import streamlit as st
 
@@ -22,7 +24,7 @@ from core.review.report import (
     measured_calibration,
     routing_sentence,
 )
-from core.review.study import hanging_order
+from core.review.study import hanging_order, hide_names
 from core.runfolder.layout import RunSummary
 from ui.common import keep
 from ui.roi_view import roi_source_text
@@ -64,15 +66,15 @@ def proposal_actions(v: CaseView, r: ViewResult) -> None:
 
 
 def panel(r: ViewResult | None, v: CaseView | None, calls: StudyCalls, cam_of: str | None,
-          opacity: float, show_ids: bool) -> None:
+          opacity: float, hide: Callable[[str], str]) -> None:
+    """One view's result; every text that may name a file goes through ``hide``."""
     with st.container(border=True):
         if r is None:
             st.caption("—  not in this study")
             return
-        st.markdown(f"**{r.view or '?'}**" + (f" · {v.name}" if show_ids and v else ""))
+        st.markdown(f"**{r.view or '?'}**" + (f" · {hide(v.name)}" if v else ""))
         if r.error:
-            st.error(r.error if show_ids or v is None else r.error.replace(v.name, r.view or "view"),
-                     icon=":material/error:")
+            st.error(hide(r.error), icon=":material/error:")
             return
         picture, empty = result_picture(r, v, cam_of, opacity, PANEL_HEIGHT)
         st.image(picture, width="stretch")
@@ -94,10 +96,10 @@ def panel(r: ViewResult | None, v: CaseView | None, calls: StudyCalls, cam_of: s
                         calls.meta(cell), call.threshold, call.shown.threshold) + ".")
             st.caption(roi_source_text(r))
             if r.fallback:
-                st.caption(f"Fallback: {r.fallback_reason}")
+                st.caption(hide(f"Fallback: {r.fallback_reason}"))
             for w in r.warnings:
                 if not (r.fallback and is_route_warning(w)):
-                    st.caption(f"⚠️ {w}")
+                    st.caption(hide(f"⚠️ {w}"))
 
 
 def show_results(results: list[ViewResult], views: list[CaseView], run: RunSummary,
@@ -115,13 +117,17 @@ def show_results(results: list[ViewResult], views: list[CaseView], run: RunSumma
     c3.image(cam_scale_bar(), caption="Grad-CAM, scaled per view: low → high push towards "
              "malignant", width=240)
     by_name = {v.name: v for v in views}
+
+    def hide(text: str) -> str:
+        return hide_names(text, views, show_ids)
+
     for row in hanging_order(results):
         for col, r in zip(st.columns(2, gap="small"), row):
             with col:
                 panel(r, by_name.get(r.image) if r else None, calls, CAM_SOURCES[source],
-                      opacity, show_ids)
+                      opacity, hide)
     for r in [r for r in results if r.view not in VIEWS]:
-        panel(r, by_name.get(r.image), calls, CAM_SOURCES[source], opacity, show_ids)
+        panel(r, by_name.get(r.image), calls, CAM_SOURCES[source], opacity, hide)
     st.subheader("Per breast")
     st.table(pd.DataFrame(breast_table(results, calls)).set_index("breast"))
     st.caption(f"{BREAST_RULE} Probabilities are calibrated on each model's validation images "

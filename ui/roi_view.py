@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 
 from core.evaluate.report import format_p
 from core.evaluate.roifinder import finder_sentence
+from core.wording import count
 from ui.common import fmt2
 from ui.metrics_view import with_ci
 
@@ -69,7 +70,7 @@ def finder_caption(result: Mapping[str, Any]) -> str:
         mc = ((result.get("mcnemar_proposed") or {}).get(key) or {}).get("at_0.5")
         if mc:
             parts.append(f"McNemar, proposed routing vs {name}: p = {format_p(mc['p'])} "
-                         f"({mc['b']} images only {name} got right, {mc['c']} only the "
+                         f"({count(mc['b'], 'image')} only {name} got right, {mc['c']} only the "
                          "proposed routing).")
     return " ".join(parts)
 

@@ -87,7 +87,15 @@ def dicom_tags(ds: Dataset, window_used: tuple, path: Path) -> dict[str, Any]:
         "bits_stored": _tag_int(ds, "BitsStored", path, default=0) or None,
         "window": window_used,
         "patient_orientation": _patient_orientation(ds),
+        "patient_id": _text_tag(ds, "PatientID"),
+        "study_uid": _text_tag(ds, "StudyInstanceUID"),
     }
+
+
+def _text_tag(ds: Dataset, keyword: str) -> str | None:
+    """A tag's text, None when absent or blank (a file then names no patient or study)."""
+    value = str(ds.get(keyword, "") or "").strip()
+    return value or None
 
 
 def _patient_orientation(ds: Dataset) -> tuple[str, ...] | None:

@@ -77,7 +77,7 @@ def _picture_tags(arr: np.ndarray, window_used: tuple) -> dict[str, Any]:
     bits = {np.dtype(np.uint8): 8, np.dtype(np.uint16): 16}.get(arr.dtype, arr.dtype.itemsize * 8)
     return {"format": "image", "laterality": None, "view_position": None,
             "photometric": "MONOCHROME2", "bits_stored": bits, "window": window_used,
-            "patient_orientation": None}
+            "patient_orientation": None, "patient_id": None, "study_uid": None}
 
 
 def _picture_grey(arr: np.ndarray) -> np.ndarray:

@@ -93,6 +93,7 @@ def decode_file(key: str, name: str, path: Path, spec: PreprocessParams) -> Case
     view.source_side = spec.source_side
     view.display = to_display(img.pixels, DISPLAY_SIDE)
     view.patient_orientation = img.tags.get("patient_orientation")
+    view.patient_id, view.study_id = img.tags.get("patient_id"), img.tags.get("study_uid")
     side = chest_wall(img.pixels, view.patient_orientation)
     view.chest_on_left = side.on_left
     if side.warning:

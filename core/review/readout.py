@@ -34,6 +34,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, localc
 from typing import Any
 
 from core.runfolder.layout import PAPER_COUNTS_KEY
+from core.wording import count
 
 DEFAULT_THRESHOLD = 0.5
 MAX_DECIMALS = 2
@@ -142,11 +143,11 @@ def threshold_sentence(meta: Mapping[str, Any] | None, threshold: float | None =
         cancers, benign = counts["tp"] + counts["fn"], counts["tn"] + counts["fp"]
         parts = []
         if cancers:
-            parts.append(f"caught {counts['tp']} of {cancers} cancer{'s' if cancers != 1 else ''}"
+            parts.append(f"caught {counts['tp']} of {count(cancers, 'cancer')}"
                          f", {_share(counts['tp'], cancers)} sensitivity")
         if benign:
-            parts.append(f"{'and ' if parts else ''}cleared {_share(counts['tn'], benign)} of {benign} benign "
-                         f"image{'s' if benign != 1 else ''}")
+            parts.append(f"{'and ' if parts else ''}cleared {_share(counts['tn'], benign)} of "
+                         f"{count(benign, 'benign image')}")
         if parts:
             text += f" ({where} this {', '.join(parts)})"
     elif "threshold_counts" in meta and float(threshold) != meta.get("threshold"):

@@ -26,6 +26,7 @@ from core.grid import Cell, CellGap
 from core.predict import ViewResult
 from core.review.readout import ShownCall, shown_call, uninformative_reason
 from core.runfolder.layout import META_FILE, METRICS_FILE, RunSummary, read_json
+from core.wording import count
 
 GRIDS: tuple[str, ...] = ("roi_aware", "baseline")
 OPERATING_POINTS: dict[str, str] = {
@@ -159,12 +160,25 @@ def breast_summary(results: Sequence[ViewResult],
     return rows
 
 
+def views_read(breast: str, views: str) -> str:
+    """Which of a breast's two views were read, naming the one missing: a breast read
+    from one view is a weaker answer than one read from both, and a reader must see it."""
+    side = "R" if breast == "right" else "L"
+    read = [v.strip() for v in views.split(",") if v.strip()]
+    missing = [f"{side}{p}" for p in ("CC", "MLO") if f"{side}{p}" not in read]
+    if not read:
+        return "none read"
+    if not missing:
+        return ", ".join(read)
+    return f"{', '.join(read)} only; {' and '.join(missing)} missing"
+
+
 def breast_table(results: Sequence[ViewResult],
                  call_of: Callable[[ViewResult, str], Call | None]) -> list[dict[str, str]]:
     """:func:`breast_summary` as text rows: the deciding view's numbers and each grid's call."""
     rows = []
     for b in breast_summary(results, call_of):
-        row = {"breast": b["breast"], "views": b["views"] or "–"}
+        row = {"breast": b["breast"], "views": views_read(b["breast"], b["views"])}
         for grid, name in (("roi_aware", "ROI-aware"), ("baseline", "baseline")):
             call: Call | None = b[f"call_{grid}"]
             row[f"{name}: deciding view"] = "–" if call is None else (
@@ -180,7 +194,7 @@ def breast_table(results: Sequence[ViewResult],
 
 def _count_text(counts: Mapping[str, int]) -> str:
     m = int(counts.get("malignant", 0))
-    return f"{m} malignant image{'s' if m != 1 else ''}"
+    return count(m, "malignant image")
 
 
 GAP_WORDS: dict[str, str] = {

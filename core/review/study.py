@@ -22,6 +22,7 @@ from core.grid import VIEWS
 from core.pixels.spec import PreprocessParams
 from core.predict import ViewInput, ViewResult
 from core.review.case import CaseView, decode_file, read_upload
+from core.wording import count
 
 MAX_VIEWS = 4
 
@@ -47,6 +48,13 @@ class UploadedStudy:
 
     views: dict[str, CaseView] = field(default_factory=dict)
     shown: set[str] = field(default_factory=set)
+    generation: int = 0  # a new uploader, empty, after each clear
+
+    @property
+    def uploader_key(self) -> str:
+        """The uploader's widget key: the browser keeps an uploader's files, so a cleared
+        study gets a new, empty uploader rather than the last patient's files."""
+        return f"uploads-{self.generation}"
 
     def sync(self, files: Sequence[Upload], spec: PreprocessParams) -> None:
         """Add new files (decoded under ``spec``), drop the ones removed from the uploader."""
@@ -56,6 +64,8 @@ class UploadedStudy:
         for fid, f in now.items():
             if fid not in self.views:
                 self.views[fid] = read_upload(f.name, f.getvalue(), spec, fid)
+        if self.shown and not now:  # every file removed by hand: the browser would ignore
+            self.generation += 1    # the same files chosen again, so a new uploader
         self.shown = set(now)
 
     def respec(self, files: Sequence[Upload], spec: PreprocessParams) -> None:
@@ -79,6 +89,8 @@ class UploadedStudy:
 
     def clear(self) -> None:
         self.views.clear()
+        self.shown = set()
+        self.generation += 1
 
     def study(self) -> list[CaseView]:
         return list(self.views.values())
@@ -109,7 +121,7 @@ def study_choices(df: pd.DataFrame) -> list[dict[str, Any]]:
 def study_label(study: Mapping[str, Any], index: int, show_ids: bool) -> str:
     """How a dataset study is listed: by id only while identifiers are shown."""
     ident = f"study {study['study_id']}" if show_ids else f"test study {index + 1}"
-    return f"{ident} · {study['views']} views · ROI in {study['with_roi']}"
+    return f"{ident} · {count(study['views'], 'view')} · ROI in {study['with_roi']}"
 
 
 def study_views(df: pd.DataFrame, study_id: str, spec: PreprocessParams) -> list[CaseView]:
@@ -137,23 +149,71 @@ def study_views(df: pd.DataFrame, study_id: str, spec: PreprocessParams) -> list
 
 # ------------------------------------------------------------------ before predicting
 
-def view_problems(views: Iterable[CaseView]) -> list[str]:
-    """What stops a prediction: too many files, a view missing or given twice."""
+def file_label(index: int, name: str, show_ids: bool) -> str:
+    """How a file is named on screen and in messages: its name only while identifiers are
+    shown (a file name can carry a patient's name or id), else its place in the upload."""
+    return name if show_ids else f"file {index + 1}"
+
+
+def hide_names(text: str, views: Sequence[CaseView], show_ids: bool) -> str:
+    """``text`` with each view's file name replaced by :func:`file_label` (longest name
+    first, so a name inside another is not half replaced); as it is while shown."""
+    if show_ids:
+        return text
+    for i, v in sorted(enumerate(views), key=lambda iv: -len(iv[1].name)):
+        if v.name:
+            text = text.replace(v.name, file_label(i, v.name, False))
+    return text
+
+
+def _join(labels: Sequence[str]) -> str:
+    return labels[0] if len(labels) == 1 else f"{', '.join(labels[:-1])} and {labels[-1]}"
+
+
+def identity_problem(views: Sequence[CaseView], show_ids: bool) -> str | None:
+    """Why these files are not one study, when their DICOM tags name more than one patient
+    or study; None when they agree or do not say.  Identifiers only while shown."""
+    for attr, tag, what, one in (("patient_id", "PatientID", "patients", "patient"),
+                                 ("study_id", "StudyInstanceUID", "studies", "study")):
+        groups: dict[str, list[str]] = {}
+        for i, v in enumerate(views):
+            if v.error is None and getattr(v, attr):
+                groups.setdefault(getattr(v, attr), []).append(file_label(i, v.name, show_ids))
+        if len(groups) > 1:
+            parts = [_join(labels) + (f" ({value})" if show_ids else "")
+                     for value, labels in groups.items()]
+            return (f"These files are not one study: their {tag} names {len(groups)} different "
+                    f"{what} ({'; '.join(parts)}). Remove the other {one}'s files, or "
+                    "confirm that they are one study.")
+    return None
+
+
+def view_problems(views: Sequence[CaseView], show_ids: bool = False) -> list[str]:
+    """What stops a prediction: too many files, a view missing or given twice (two files
+    of one view are two studies, or one view wrongly found), a mask asked for but not
+    given; files named by :func:`file_label`."""
     views = list(views)
     problems = []
     if len(views) > MAX_VIEWS:
         problems.append(f"{len(views)} files: a study has at most {MAX_VIEWS} views")
-    usable = [v for v in views if v.error is None]
-    for v in usable:
+    usable = [(file_label(i, v.name, show_ids), v) for i, v in enumerate(views)
+              if v.error is None]
+    for label, v in usable:
         if v.view is None:
-            problems.append(f"{v.name}: choose its view (not in the DICOM tags or the file name, "
-                            "and not clear from the image)")
+            problems.append(f"{label}: choose its view (not in the DICOM tags or the file "
+                            "name, and not clear from the image)")
     seen: dict[str, str] = {}
-    for v in usable:
+    for label, v in usable:
         if v.view and v.view in seen:
-            problems.append(f"{v.view} is assigned twice ({seen[v.view]} and {v.name})")
+            problems.append(f"{v.view} is assigned twice ({seen[v.view]} and {label}): one "
+                            "study has one image per view; remove the other study's file or "
+                            "correct a view")
         elif v.view:
-            seen[v.view] = v.name
+            seen[v.view] = label
+    for label, v in usable:
+        if v.roi_choice == "mask" and v.mask_file is None:
+            problems.append(f"{v.view or label}: no usable mask yet; upload a binary mask of "
+                            f"{v.shape[1]} × {v.shape[0]} px or choose another ROI")
     return problems
 
 
@@ -185,6 +245,12 @@ def prediction_key(run_path: str | Path, views: Iterable[CaseView], propose: boo
     """What a stored prediction was made for: the run, the study as it stands, the finder
     switch; results whose key differs are out of date."""
     return f"{run_path}|{signature(views)}|{propose}"
+
+
+def out_of_date(stored_keys: Iterable[str], views: Iterable[CaseView]) -> bool:
+    """Whether results made for the files ``stored_keys`` belong to this study, so that a
+    changed key means "predict again"; results for other files (a fresh upload) do not."""
+    return bool(set(stored_keys) & {v.key for v in views})
 
 
 def hanging_order(views: Sequence[Any], key: str = "view") -> list[list[Any | None]]:
