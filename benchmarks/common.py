@@ -9,6 +9,7 @@ temp dir, a private preprocess cache) so no benchmark touches the user's
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
@@ -138,8 +139,10 @@ def make_random_run(root: Path, arch: str, img_size: int, seed: int = 0) -> Path
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.link(first, target)
-            (root / cell.name / "meta.json").write_text(json.dumps({"threshold": 0.5}))
-            cells[cell.name] = {"status": "done", "sha256": sha}
+            meta = json.dumps({"threshold": 0.5}).encode()
+            (root / cell.name / "meta.json").write_bytes(meta)  # hash-checked like the weights
+            cells[cell.name] = {"status": "done", "sha256": sha,
+                                "meta_sha256": hashlib.sha256(meta).hexdigest()}
     info = {"arch": arch, "img_size": img_size, "modes": ["baseline", "roi"], "cells": cells,
             "preprocess": PreprocessParams(img_size).to_json()}
     (root / "run.json").write_text(json.dumps(info))

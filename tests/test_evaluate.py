@@ -133,7 +133,7 @@ def test_report_and_pages_share_one_number_format() -> None:
     assert [format_p(p) for p in (None, 0.0, 0.000999, 0.001, 0.0456, 1.0)] == [
         "–", "< 0.001", "< 0.001", "0.001", "0.046", "1.000"]
     assert [format_value(x) for x in (None, 0.0, 0.875, 1.0)] == ["–", "0.00", "0.88", "1.00"]
-    assert headline({"mcnemar_p": 0.0004})["McNemar p"] == "< 0.001"
+    assert headline({"mcnemar": {"at_0.5": {"p": 0.0004}}})["McNemar p"] == "< 0.001"
 
 
 # ---------------------------------------------------------------- McNemar
