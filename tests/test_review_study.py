@@ -28,7 +28,13 @@ from core.review.case import (
 from core.review.export import study_downloads
 from core.review.picture import result_mask, result_picture
 from core.review.report import StudyCalls, breast_table
-from core.review.study import UploadedStudy, prediction_key, too_many, unplaced
+from core.review.study import (
+    StudyResults,
+    UploadedStudy,
+    prediction_key,
+    too_many,
+    unplaced,
+)
 from core.runfolder.layout import RunSummary
 
 SPEC = PreprocessParams(64, crop=False)
@@ -104,19 +110,55 @@ def test_too_many_files_and_views_outside_the_hanging():
     assert waiting == [unknown] and unreadable == [broken]
 
 
-def test_a_prediction_is_out_of_date_when_the_study_changes():
+def test_a_prediction_is_out_of_date_when_its_view_changes():
     views = [_view("a", "RCC"), _view("b", "LCC")]
-    key = prediction_key("/runs/r", views, True)
-    assert prediction_key("/runs/r", views, True) == key
-    assert prediction_key("/runs/r", views, False) != key
-    assert prediction_key("/runs/other", views, True) != key
-    views[1].view = "LMLO"
-    assert prediction_key("/runs/r", views, True) != key
-    views[1].view = "LCC"
+    key = prediction_key("/runs/r", views[0], True)
+    assert prediction_key("/runs/r", views[0], True) == key
+    assert prediction_key("/runs/r", views[0], False) != key
+    assert prediction_key("/runs/other", views[0], True) != key
+    assert prediction_key("/runs/r", views[1], True) != key
+    views[0].view = "LMLO"
+    assert prediction_key("/runs/r", views[0], True) != key
+    views[0].view = "RCC"
     views[0].box = (10, 10, 30, 30)
     choose_roi(views[0], "box")
     update_mask(views[0])
-    assert prediction_key("/runs/r", views, True) != key
+    assert prediction_key("/runs/r", views[0], True) != key
+
+
+class CountingPredictor:
+    """Stands in for core.predict.Predictor: records which views it was asked for."""
+
+    def __init__(self) -> None:
+        self.asked: list[list[str]] = []
+
+    def predict_study(self, inputs, cam=False, propose=True):
+        self.asked.append([i.name for i in inputs])
+        return [ViewResult(image=i.name, view=i.view, roi=i.mask is not None) for i in inputs]
+
+
+def test_only_the_changed_view_is_predicted_again():
+    views = [_view(k, v) for k, v in zip("abcd", ["RCC", "LCC", "RMLO", "LMLO"])]
+    model, results = CountingPredictor(), StudyResults()
+    results.predict(model, "/runs/r", views, True)
+    assert model.asked == [["a.png", "b.png", "c.png", "d.png"]]
+    assert (results.predicted, results.kept) == (4, 0)
+    first = results.current("/runs/r", views, True)
+    views[1].box = (5, 5, 40, 40)  # a box on LCC: only LCC is out of date
+    choose_roi(views[1], "box")
+    update_mask(views[1])
+    assert results.stale("/runs/r", views, True) == [views[1]]
+    assert [r.image for r in results.current("/runs/r", views, True)] == ["a.png", "c.png",
+                                                                          "d.png"]
+    results.predict(model, "/runs/r", views, True)
+    assert model.asked[-1] == ["b.png"]
+    assert results.summary() == "Predicted 1 view; 3 unchanged views kept from before."
+    now = results.current("/runs/r", views, True)
+    assert [r.roi for r in now] == [False, True, False, False]
+    assert all(now[i] is first[i] for i in (0, 2, 3))  # the others' results, untouched
+    results.predict(model, "/runs/r", views[:2], True)  # two views left the study
+    assert len(model.asked) == 2 and set(results.by_view) == {"a", "b"}
+    assert results.summary() == "Predicted 0 views; 2 unchanged views kept from before."
 
 
 # ------------------------------------------------------------------ views and ROIs

@@ -2,6 +2,8 @@
 where it went; per breast the deciding view; and the two downloads."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pandas as pd
 import streamlit as st
 
@@ -22,6 +24,7 @@ from core.review.report import (
 )
 from core.review.study import hanging_order
 from core.runfolder.layout import RunSummary
+from ui.case import show_roi
 from ui.common import keep
 from ui.roi_view import roi_source_text
 
@@ -44,9 +47,8 @@ def proposal_actions(v: CaseView, r: ViewResult) -> None:
     """Accept (the box becomes yours and can be edited above) or reject the finder's
     answer for this view; Predict again to route by the choice."""
     def take(box: list[float] | None) -> None:
-        for name in ("x0", "y0", "x1", "y1", "roi"):
-            st.session_state.pop(f"{name}-{v.key}", None)
         take_proposal(v, box)
+        show_roi(v, overwrite=True)
 
     c1, c2 = st.columns(2)
     if (box := proposal_box(r)) is not None:
@@ -61,12 +63,17 @@ def proposal_actions(v: CaseView, r: ViewResult) -> None:
 
 
 def panel(r: ViewResult | None, v: CaseView | None, calls: StudyCalls, cam_of: str | None,
-          opacity: float, show_ids: bool) -> None:
-    with st.container(border=True):
+          opacity: float, show_ids: bool, changed: bool = False) -> None:
+    """One view's result; a view changed since its result (``changed``) waits for Predict."""
+    with st.container(border=True, key=f"result-{r.view}" if r and r.view in VIEWS else None):
         if r is None:
             st.caption("—  not in this study")
             return
         st.markdown(f"**{r.view or '?'}**" + (f" · {v.name}" if show_ids and v else ""))
+        if changed:
+            st.info("Its view or ROI changed: press Predict to read it again.",
+                    icon=":material/refresh:")
+            return
         if r.error:
             st.error(r.error if show_ids or v is None else r.error.replace(v.name, r.view or "view"),
                      icon=":material/error:")
@@ -98,7 +105,9 @@ def panel(r: ViewResult | None, v: CaseView | None, calls: StudyCalls, cam_of: s
 
 
 def show_results(results: list[ViewResult], views: list[CaseView], run: RunSummary,
-                 point: str, show_ids: bool) -> None:
+                 point: str, show_ids: bool, changed: Sequence[CaseView] = ()) -> None:
+    """The results in the hanging; ``changed`` views hold their place until Predict, and the
+    breasts and downloads are of the predicted views only."""
     calls = StudyCalls(run, point)
     st.caption(f"Calls at the operating point: {OPERATING_POINTS[point]}.")
     c1, c2, c3 = st.columns([2, 2, 2])
@@ -110,13 +119,16 @@ def show_results(results: list[ViewResult], views: list[CaseView], run: RunSumma
     c3.image(cam_scale_bar(), caption="Grad-CAM, scaled per view: low → high push towards "
              "malignant", width=240)
     by_name = {v.name: v for v in views}
-    for row in hanging_order(results):
+    waiting = [ViewResult(image=v.name, view=v.view) for v in changed]
+    held = {id(r) for r in waiting}
+    for row in hanging_order(results + waiting):
         for col, r in zip(st.columns(2, gap="small"), row):
             with col:
                 panel(r, by_name.get(r.image) if r else None, calls, CAM_SOURCES[source],
-                      opacity, show_ids)
-    for r in [r for r in results if r.view not in VIEWS]:
-        panel(r, by_name.get(r.image), calls, CAM_SOURCES[source], opacity, show_ids)
+                      opacity, show_ids, changed=id(r) in held)
+    for r in [r for r in results + waiting if r.view not in VIEWS]:
+        panel(r, by_name.get(r.image), calls, CAM_SOURCES[source], opacity, show_ids,
+              changed=id(r) in held)
     st.subheader("Per breast")
     st.table(pd.DataFrame(breast_table(results, calls)).set_index("breast"))
     st.caption(BREAST_RULE + " Probabilities are calibrated on each model's validation images "
