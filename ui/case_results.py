@@ -79,7 +79,8 @@ def panel(r: ViewResult | None, v: CaseView | None, calls: StudyCalls, cam_of: s
                      icon=":material/error:")
             return
         picture, empty = result_picture(r, v, cam_of, opacity, PANEL_HEIGHT)
-        st.image(picture, width="stretch")
+        st.image(picture, width="stretch",
+                 caption=f"Grad-CAM: {r.cam_method}" if cam_of and r.cam_method else None)
         if empty:
             st.caption("Grad-CAM is empty for this view: nothing in it pushed the model "
                        "towards “malignant”.")

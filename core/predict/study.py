@@ -16,12 +16,20 @@ from core.datasets.roi import has_roi, read_mask
 from core.errors import CheckpointError, ImageReadError, MammoError, MaskError
 from core.evaluate.calibration import scaled_probability
 from core.grid import MODES, CellGap, Mode, Route, modes_for, plan, route_image, serve
-from core.models import CamRecipe, MammoNet, create_model, load_weights, pick_device
+from core.models import (
+    CAM_RECIPES,
+    CamRecipe,
+    MammoNet,
+    arch_spec,
+    create_model,
+    load_weights,
+    pick_device,
+)
 from core.pixels.crop import mask_to_input
 from core.pixels.preprocess import prepare_input, render_source
 from core.pixels.spec import PreprocessParams
 from core.pixels.views import combine_view
-from core.predict.cam import cam_pass, new_cam, unit_maps
+from core.predict.cam import WITHIN_BREAST, cam_pass, new_cam, unit_maps
 from core.predict.types import ViewInput, ViewResult, _Prepared
 from core.roifinder.infer import Proposal, RoiFinder
 from core.runfolder.layout import META_FILE, WEIGHTS_FILE, RunSummary, read_json, read_run
@@ -171,6 +179,13 @@ class Predictor:
             self._cams[cell] = new_cam(self.models[cell], self.cam_recipe)
         return self._cams[cell]
 
+    @property
+    def cam_method(self) -> str:
+        """How this run's maps are made and scaled, e.g. "HiResCAM on stage -2, normalised
+        within the breast": said beside every map, as Compare names its maps."""
+        recipe = self.cam_recipe or CAM_RECIPES[arch_spec(self.arch).family]
+        return f"{recipe.describe()}, {WITHIN_BREAST}"
+
     def probabilities_and_cams(self, cell: str, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """P(malignant) and Grad-CAM maps (float32 ``(N, size, size)`` in [0, 1]).
 
@@ -183,7 +198,7 @@ class Predictor:
             with self._lock:
                 logits, grey = cam_pass(self._cam_object(cell), x)
             probs.append(scaled_probability(logits, self.temperatures[cell]))
-            maps.append(unit_maps(grey, images.shape[1:]))
+            maps.append(unit_maps(grey, images.shape[1:], images[start:start + BATCH_SIZE]))
         return np.concatenate(probs).astype(np.float64), np.concatenate(maps)
 
     # ------------------------------------------------------------------ studies
@@ -209,6 +224,8 @@ class Predictor:
             self._predict_mode(mode, prepared, results, cam)
         for p in prepared:
             self._flag_unpredicted(results[p.index])
+            if cam:
+                results[p.index].cam_method = self.cam_method
         return results
 
     def _prepare(self, index: int, item: ViewInput, result: ViewResult,

@@ -88,6 +88,7 @@ class ViewResult:
     threshold_baseline: float | None = None
     cam_roi_aware: np.ndarray | None = None
     cam_baseline: np.ndarray | None = None
+    cam_method: str | None = None  # how the maps were made and scaled (Predictor.cam_method)
     preprocessed: np.ndarray | None = None
     mask: np.ndarray | None = None
     box: CropBox | None = None
