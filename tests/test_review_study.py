@@ -241,7 +241,8 @@ def test_downloads_name_the_study_and_carry_ids_only_when_shown(tmp_path):
     assert (csv.name, csv.mime) == ("mammoroute-upload-2026-12-01.csv", "text/csv")
     assert js.name.endswith(".json") and js.mime == "application/json"
     assert "S-0042" not in csv.text + js.text and "a.png" not in csv.text + js.text
-    assert pd.read_csv(pd.io.common.StringIO(csv.text))["call_roi_aware"].tolist() == ["malignant"]
+    table = pd.read_csv(pd.io.common.StringIO(csv.text))
+    assert table.loc[table["level"] == "view", "call_roi_aware"].tolist() == ["malignant"]
     csv, js = study_downloads([_result()], [v], run, "tuned", calls, "upload", True, WHEN)
     assert csv.name == "mammoroute-S-0042-2026-12-01.csv"
     assert json.loads(js.text)["study_id"] == "S-0042"
@@ -268,3 +269,52 @@ def test_result_picture_maps_the_cam_back_through_the_crop():
 def test_breast_table_has_a_row_per_breast(tmp_path, point):
     rows = breast_table([_result()], StudyCalls(_run(tmp_path), point))
     assert [r["breast"] for r in rows] == ["right", "left"]
+
+
+def test_downloads_let_an_auditor_check_sizes_code_finder_and_breasts(tmp_path, monkeypatch):
+    import core
+    from core import version
+
+    run = _run(tmp_path)
+    run.info["roi_model"] = {"status": "done", "sha256": "e" * 64, "threshold": 0.4321}
+    calls = StudyCalls(run, "tuned")
+    v = _view("a", shape=(96, 72))
+    v.view_source = "filename"
+    p = 0.351234567891
+    r = _result(p_malignant_roi_aware=p, roi_source="proposed", roi_probability=0.87654321,
+                roi_boxes=[[1.0, 2.0, 30.0, 40.0]])
+    csv, js = study_downloads([r], [v], run, "tuned", calls, "upload", False, WHEN)
+    record = json.loads(js.text)
+    assert record["mammoroute_version"] == core.__version__
+    assert record["mammoroute_commit"] == version.code_commit()
+    assert record["roi_finder_threshold"] == 0.4321
+    [view] = record["views"]
+    assert (view["width"], view["height"]) == (72, 96)
+    assert (view["view_source"], view["view_found_by"]) == ("filename", "file name")
+    assert view["p_malignant_roi_aware"] == p and view["roi_probability"] == 0.87654321
+    table = pd.read_csv(pd.io.common.StringIO(csv.text))
+    assert table["level"].tolist() == ["view", "breast", "breast"]
+    views, breasts = table[table["level"] == "view"], table[table["level"] == "breast"]
+    assert (views["width"].item(), views["height"].item()) == (72, 96)
+    assert views["view_found_by"].item() == "file name"
+    assert views["p_malignant_roi_aware"].item() == p  # unrounded
+    assert (table["roi_finder_threshold"] == 0.4321).all()
+    assert set(breasts["breast"]) == {"right", "left"}
+    right = breasts[breasts["breast"] == "right"]
+    assert right["call_roi_aware"].item() == "malignant" and right["p_roi_aware"].item() == p
+    assert breasts["mammoroute_version"].tolist() == [core.__version__] * 2
+
+
+def test_code_commit_is_none_outside_a_checkout(tmp_path, monkeypatch):
+    import core
+    from core import version
+
+    version.code_commit.cache_clear()
+    monkeypatch.setattr(core, "__file__", str(tmp_path / "core" / "__init__.py"))
+    (tmp_path / "core").mkdir()
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    try:
+        assert version.code_commit() is None
+        assert version.code_version() == {"version": core.__version__, "commit": None}
+    finally:
+        version.code_commit.cache_clear()

@@ -333,7 +333,7 @@ _ROUTE_PREFIXES = ("ROI-aware: ", "baseline: ")
 def _record_proposal(result: ViewResult, proposal: Proposal) -> None:
     """The finder's answer routes the view; its boxes are shown only when it says ROI."""
     result.roi_source = "proposed"
-    result.roi_probability = round(proposal.probability, 4)
+    result.roi_probability = float(proposal.probability)  # unrounded: exports are audited
     result.roi = proposal.present
     result.roi_boxes = proposal.boxes if proposal.present else []
 
