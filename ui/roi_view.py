@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from core.review.report import finder_words
 from ui.common import fmt2
 from ui.metrics_view import with_ci
 
@@ -87,6 +88,6 @@ def roi_source_text(r: Any) -> str:
         return "ROI source: your mask or box"
     if r.roi_source == "proposed":
         call = "ROI proposed" if r.roi else "no ROI found"
-        return (f"ROI source: the ROI finder ({call}, p {r.roi_probability:.2f}; accept, "
+        return (f"ROI source: the ROI finder ({call}, {finder_words(r)}; accept, "
                 "edit or reject it below)")
     return "ROI source: none given"

@@ -334,6 +334,7 @@ def _record_proposal(result: ViewResult, proposal: Proposal) -> None:
     """The finder's answer routes the view; its boxes are shown only when it says ROI."""
     result.roi_source = "proposed"
     result.roi_probability = float(proposal.probability)  # unrounded: exports are audited
+    result.roi_threshold = float(proposal.threshold)
     result.roi = proposal.present
     result.roi_boxes = proposal.boxes if proposal.present else []
 

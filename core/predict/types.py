@@ -94,6 +94,7 @@ class ViewResult:
     box: CropBox | None = None
     roi_source: RoiSource = "none"
     roi_probability: float | None = None
+    roi_threshold: float | None = None  # the finder's presence threshold, when it answered
     roi_boxes: list[list[float]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None

@@ -79,7 +79,8 @@ def export_record(results: Sequence[ViewResult], run: RunSummary, point: str,
         row: dict[str, Any] = {
             "view": label, **(about or {}).get(r.image, {}), "roi": bool(r.roi), "roi_source": r.roi_source,
             "roi_given_as": given_as if r.roi_source == "mask" else None,
-            "roi_probability": r.roi_probability, "roi_boxes": roi_boxes(r, mask),
+            "roi_probability": r.roi_probability, "roi_threshold": r.roi_threshold,
+            "roi_boxes": roi_boxes(r, mask),
             "fallback": bool(r.fallback), "fallback_reason": _scrub(r.fallback_reason, names, label),
         }
         for grid in GRIDS:
