@@ -4,7 +4,8 @@ ROI control shows the choice, and only the changed view is predicted again.
 
 One server and one page for the module: a phantom four-view upload predicted once
 with a run whose (hand-set) ROI finder proposes an ROI in every view; each test then
-edits one view.  Screenshots go to ``tests/artifacts/roi-edit-*.png``.
+edits one view.  Screenshots of the edited view's card and result go to
+``tests/artifacts/roi-edit-*.png``.
 """
 from __future__ import annotations
 
@@ -90,7 +91,8 @@ def _predict_again(review: dict[str, Any], view: str, sentence: str | re.Pattern
         page.screenshot(path=str(ARTIFACTS / f"roi-edit-{shot}-failed.png"), full_page=True)
         raise
     _settle(review)
-    page.screenshot(path=str(ARTIFACTS / f"roi-edit-{shot}.png"), full_page=True)
+    _card(review, view).screenshot(path=str(ARTIFACTS / f"roi-edit-{shot}-card.png"))
+    _result(review, view).screenshot(path=str(ARTIFACTS / f"roi-edit-{shot}-result.png"))
 
 
 def _choose(review: dict[str, Any], view: str, choice: str) -> None:
