@@ -103,6 +103,20 @@ def _choose(review: dict[str, Any], view: str, choice: str) -> None:
     _settle(review)
 
 
+def test_the_finders_answer_is_shown_beside_its_threshold(review):
+    from playwright.sync_api import expect
+
+    panel = _result(review, "LMLO")  # sigmoid(6) = 99.75 % against the finder's 50 %
+    expect(panel.get_by_text("the ROI finder proposed one (100 % ≥ its threshold 50 %)",
+                             exact=False)).to_be_visible()
+    panel.get_by_text("Details", exact=True).click()
+    expect(panel.get_by_text("ROI source: the ROI finder (ROI proposed, 100 % ≥ its "
+                             "threshold 50 %; accept, edit or reject it below)")).to_be_visible()
+    _settle(review)
+    panel.screenshot(path=str(ARTIFACTS / "roi-edit-finder-details.png"))
+    panel.get_by_text("Details", exact=True).click()
+
+
 def test_accept_makes_the_proposal_an_editable_box_that_routes(review):
     from playwright.sync_api import expect
 
