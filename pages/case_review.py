@@ -14,15 +14,13 @@ from core.review.case import UPLOAD_TYPES, CaseView
 from core.review.report import is_demonstration
 from core.review.study import (
     MAX_VIEWS,
+    StudyResults,
     UploadedStudy,
     hide_names,
     identity_problem,
-    out_of_date,
-    prediction_key,
     study_choices,
     study_label,
     study_views,
-    to_inputs,
     too_many,
     unreadable,
     view_problems,
@@ -42,6 +40,7 @@ from ui.common import (
 )
 
 UPLOADS = "upload_study"  # an UploadedStudy: the study outlives the uploader
+RESULTS = "case_results"  # a StudyResults: each view's last result and what it was for
 
 ensure_app_navigation()
 
@@ -72,7 +71,7 @@ def uploaded_views(spec: PreprocessParams, show_ids: bool) -> list[CaseView]:
                            help="Forget these files and start a new study."):
         study.clear()
         st.session_state.pop(key, None)
-        st.session_state.pop("case_results", None)
+        st.session_state.pop(RESULTS, None)
         st.rerun()
     if (problem := too_many(views)) is not None:
         st.error(problem)
@@ -166,20 +165,21 @@ propose = has_finder and st.toggle(
     "ROI finder proposes an ROI for views without one", key="propose",
     help="The run has an ROI finder. On: a view without a mask or box is routed by the "
          "finder's answer. Off: it routes as without ROI. A mask or box you give always wins.")
-key = prediction_key(run.path, views, propose)
+cache: StudyResults = st.session_state.setdefault(RESULTS, StudyResults())
 if st.button("Predict", type="primary", disabled=bool(problems)):
     try:
         model = predictor(str(run.path), (run.path / RUN_FILE).stat().st_mtime)
         with st.spinner("Routing and predicting, with Grad-CAM …"):
-            results = model.predict_study(to_inputs(views), cam=True, propose=propose)
-        st.session_state["case_results"] = (key, results + unreadable(views),
-                                             [v.key for v in views])
+            cache.predict(model, run.path, views, propose)
+        st.caption(cache.summary())
     except MammoError as err:  # may name an uploaded file
         st.error(hide_names(str(err), views, show_ids), icon=":material/error:")
-stored = st.session_state.get("case_results")
-if stored and stored[0] == key:
+fresh = cache.current(run.path, views, propose)
+stale = cache.stale(run.path, views, propose)
+if fresh:
+    if stale:
+        st.caption("A view or an ROI changed: press Predict to read "
+                   + ", ".join(v.view or "the unplaced file" for v in stale) + " again.")
     st.subheader("Results")
-    show_results(stored[1], views, run, point, show_ids,
-                 is_demonstration(run.synthetic, images_synthetic))
-elif stored and out_of_date(stored[2], views):
-    st.caption("The study, a view or an ROI changed: press Predict again.")
+    show_results(fresh + unreadable(views), views, run, point, show_ids,
+                 is_demonstration(run.synthetic, images_synthetic), stale)

@@ -597,7 +597,7 @@ def test_case_review_roi_finder_switch_and_source(dirs, weights):
     no_exception(at)
     shown = texts(at)
     assert "ROI-aware model **roi-RCC**" in shown  # no dataset ROI: the finder proposed one
-    assert "ROI source: the ROI finder (ROI proposed, p 1.00" in shown
+    assert "ROI source: the ROI finder (ROI proposed, 100 % ≥ its threshold 50 %" in shown
     assert "ROI source: your mask or box" in shown  # LCC's dataset ROI wins
     proposed, own = shown.count("ROI source: the ROI finder"), shown.count("your mask or box")
     # the clinician rejects the first proposal: that view routes as without ROI

@@ -89,6 +89,24 @@ def test_routing_sentences_say_why():
     assert "the ROI finder found none (4 % that one is present)" in routing_sentence(missed)
 
 
+def test_the_finders_words_never_contradict_its_threshold():
+    from core.review.report import finder_words
+
+    near = ViewResult(image="d", view="RCC", roi=False, roi_source="proposed",
+                      roi_probability=0.99998, roi_threshold=0.999991, cell_roi_aware="noroi-RCC")
+    text = routing_sentence(near)
+    assert "the ROI finder found none (99.99 % < its threshold 100.00 %)" in text, text
+    assert "100 %" not in text
+    above = ViewResult(image="e", view="RCC", roi=True, roi_source="proposed",
+                       roi_probability=0.9, roi_threshold=0.31, cell_roi_aware="roi-RCC")
+    assert "proposed one (90 % ≥ its threshold 31 %)" in routing_sentence(above)
+    for p, t in ((0.5, 0.5), (0.49999, 0.5), (0.123456, 0.1234), (1e-6, 2e-6)):
+        r = ViewResult(image="f", roi=p >= t, roi_source="proposed", roi_probability=p,
+                       roi_threshold=t)
+        words = finder_words(r)
+        assert ("≥" in words) == (p >= t), words
+
+
 def test_roi_boxes_in_image_pixels():
     mask = np.zeros((100, 80), np.uint8)
     mask[10:20, 5:15] = 1

@@ -522,3 +522,23 @@ def test_manifest_with_an_all_zero_mask_file_routes_and_scores_as_no_roi(predict
     (r,) = predictor.predict_study([ViewInput(path=work / "zero_case0.png", view="RCC",
                                               mask_path=work / "zero_case0_mask.png")])
     assert r.roi is False and r.cell_roi_aware == "noroi-RCC"
+
+
+def test_grad_cam_is_scaled_within_the_breast_not_the_air_beside_it():
+    from core.pixels.crop import tissue_mask
+    from core.predict.cam import unit_maps
+
+    image = np.zeros((64, 64), np.uint8)
+    image[4:60, :36] = 150  # the breast on the left, air on the right
+    yy, xx = np.mgrid[:64, :64]
+    heat = (np.exp(-((yy - 32) ** 2 + (xx - 58) ** 2) / 20.0)  # the peak, in the air
+            + 0.4 * np.exp(-((yy - 30) ** 2 + (xx - 12) ** 2) / 20.0)).astype(np.float32)
+    whole = unit_maps(heat[None], (64, 64))[0]
+    assert whole[32, 58] == whole.max()  # unrestricted, the hottest colour sits in the air
+    inside = unit_maps(heat[None], (64, 64), image[None])[0]
+    breast = tissue_mask(image)
+    assert not breast[32, 58] and inside[32, 58] == 0.0 and inside[~breast].max() == 0.0
+    peak = np.unravel_index(np.argmax(inside), inside.shape)
+    assert breast[peak] and inside[peak] == 1.0 and abs(peak[1] - 12) <= 2
+    blank = unit_maps(heat[None], (64, 64), np.zeros((1, 64, 64), np.uint8))[0]
+    assert np.allclose(blank, whole)  # no breast found: the whole map, as before

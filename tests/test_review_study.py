@@ -29,11 +29,11 @@ from core.review.export import study_downloads
 from core.review.picture import result_mask, result_picture
 from core.review.report import StudyCalls, breast_table, views_read
 from core.review.study import (
+    StudyResults,
     UploadedStudy,
     file_label,
     hide_names,
     identity_problem,
-    out_of_date,
     prediction_key,
     too_many,
     unplaced,
@@ -149,11 +149,6 @@ def test_a_mask_asked_for_but_refused_keeps_the_view_waiting():
     assert view_problems([v]) == []
 
 
-def test_old_results_are_out_of_date_only_for_the_same_files():
-    views = [_view("a"), _view("b", "LCC")]
-    assert out_of_date(["a", "b"], views) and out_of_date(["a"], views)
-    assert not out_of_date(["c", "d"], views)  # a fresh upload: nothing to predict again
-
 
 @pytest.mark.parametrize(("breast", "views", "text"), [
     ("left", "LCC, LMLO", "LCC, LMLO"), ("left", "LCC", "LCC only; LMLO missing"),
@@ -200,19 +195,55 @@ def test_too_many_files_and_views_outside_the_hanging():
     assert waiting == [unknown] and unreadable == [broken]
 
 
-def test_a_prediction_is_out_of_date_when_the_study_changes():
+def test_a_prediction_is_out_of_date_when_its_view_changes():
     views = [_view("a", "RCC"), _view("b", "LCC")]
-    key = prediction_key("/runs/r", views, True)
-    assert prediction_key("/runs/r", views, True) == key
-    assert prediction_key("/runs/r", views, False) != key
-    assert prediction_key("/runs/other", views, True) != key
-    views[1].view = "LMLO"
-    assert prediction_key("/runs/r", views, True) != key
-    views[1].view = "LCC"
+    key = prediction_key("/runs/r", views[0], True)
+    assert prediction_key("/runs/r", views[0], True) == key
+    assert prediction_key("/runs/r", views[0], False) != key
+    assert prediction_key("/runs/other", views[0], True) != key
+    assert prediction_key("/runs/r", views[1], True) != key
+    views[0].view = "LMLO"
+    assert prediction_key("/runs/r", views[0], True) != key
+    views[0].view = "RCC"
     views[0].box = (10, 10, 30, 30)
     choose_roi(views[0], "box")
     update_mask(views[0])
-    assert prediction_key("/runs/r", views, True) != key
+    assert prediction_key("/runs/r", views[0], True) != key
+
+
+class CountingPredictor:
+    """Stands in for core.predict.Predictor: records which views it was asked for."""
+
+    def __init__(self) -> None:
+        self.asked: list[list[str]] = []
+
+    def predict_study(self, inputs, cam=False, propose=True):
+        self.asked.append([i.name for i in inputs])
+        return [ViewResult(image=i.name, view=i.view, roi=i.mask is not None) for i in inputs]
+
+
+def test_only_the_changed_view_is_predicted_again():
+    views = [_view(k, v) for k, v in zip("abcd", ["RCC", "LCC", "RMLO", "LMLO"])]
+    model, results = CountingPredictor(), StudyResults()
+    results.predict(model, "/runs/r", views, True)
+    assert model.asked == [["a.png", "b.png", "c.png", "d.png"]]
+    assert (results.predicted, results.kept) == (4, 0)
+    first = results.current("/runs/r", views, True)
+    views[1].box = (5, 5, 40, 40)  # a box on LCC: only LCC is out of date
+    choose_roi(views[1], "box")
+    update_mask(views[1])
+    assert results.stale("/runs/r", views, True) == [views[1]]
+    assert [r.image for r in results.current("/runs/r", views, True)] == ["a.png", "c.png",
+                                                                          "d.png"]
+    results.predict(model, "/runs/r", views, True)
+    assert model.asked[-1] == ["b.png"]
+    assert results.summary() == "Predicted 1 view; 3 unchanged views kept from before."
+    now = results.current("/runs/r", views, True)
+    assert [r.roi for r in now] == [False, True, False, False]
+    assert all(now[i] is first[i] for i in (0, 2, 3))  # the others' results, untouched
+    results.predict(model, "/runs/r", views[:2], True)  # two views left the study
+    assert len(model.asked) == 2 and set(results.by_view) == {"a", "b"}
+    assert results.summary() == "Predicted 0 views; 2 unchanged views kept from before."
 
 
 # ------------------------------------------------------------------ views and ROIs
@@ -296,7 +327,8 @@ def test_downloads_name_the_study_and_carry_ids_only_when_shown(tmp_path):
     assert (csv.name, csv.mime) == ("mammoroute-upload-2026-12-01.csv", "text/csv")
     assert js.name.endswith(".json") and js.mime == "application/json"
     assert "S-0042" not in csv.text + js.text and "a.png" not in csv.text + js.text
-    assert pd.read_csv(pd.io.common.StringIO(csv.text))["call_roi_aware"].tolist() == ["malignant"]
+    table = pd.read_csv(pd.io.common.StringIO(csv.text))
+    assert table.loc[table["level"] == "view", "call_roi_aware"].tolist() == ["malignant"]
     csv, js = study_downloads([_result()], [v], run, "tuned", calls, "upload", True, WHEN)
     assert csv.name == "mammoroute-S-0042-2026-12-01.csv"
     assert json.loads(js.text)["study_id"] == "S-0042"
@@ -323,3 +355,52 @@ def test_result_picture_maps_the_cam_back_through_the_crop():
 def test_breast_table_has_a_row_per_breast(tmp_path, point):
     rows = breast_table([_result()], StudyCalls(_run(tmp_path), point))
     assert [r["breast"] for r in rows] == ["right", "left"]
+
+
+def test_downloads_let_an_auditor_check_sizes_code_finder_and_breasts(tmp_path, monkeypatch):
+    import core
+    from core import version
+
+    run = _run(tmp_path)
+    run.info["roi_model"] = {"status": "done", "sha256": "e" * 64, "threshold": 0.4321}
+    calls = StudyCalls(run, "tuned")
+    v = _view("a", shape=(96, 72))
+    v.view_source = "filename"
+    p = 0.351234567891
+    r = _result(p_malignant_roi_aware=p, roi_source="proposed", roi_probability=0.87654321,
+                roi_boxes=[[1.0, 2.0, 30.0, 40.0]])
+    csv, js = study_downloads([r], [v], run, "tuned", calls, "upload", False, WHEN)
+    record = json.loads(js.text)
+    assert record["mammoroute_version"] == core.__version__
+    assert record["mammoroute_commit"] == version.code_commit()
+    assert record["roi_finder_threshold"] == 0.4321
+    [view] = record["views"]
+    assert (view["width"], view["height"]) == (72, 96)
+    assert (view["view_source"], view["view_found_by"]) == ("filename", "file name")
+    assert view["p_malignant_roi_aware"] == p and view["roi_probability"] == 0.87654321
+    table = pd.read_csv(pd.io.common.StringIO(csv.text))
+    assert table["level"].tolist() == ["view", "breast", "breast"]
+    views, breasts = table[table["level"] == "view"], table[table["level"] == "breast"]
+    assert (views["width"].item(), views["height"].item()) == (72, 96)
+    assert views["view_found_by"].item() == "file name"
+    assert views["p_malignant_roi_aware"].item() == p  # unrounded
+    assert (table["roi_finder_threshold"] == 0.4321).all()
+    assert set(breasts["breast"]) == {"right", "left"}
+    right = breasts[breasts["breast"] == "right"]
+    assert right["call_roi_aware"].item() == "malignant" and right["p_roi_aware"].item() == p
+    assert breasts["mammoroute_version"].tolist() == [core.__version__] * 2
+
+
+def test_code_commit_is_none_outside_a_checkout(tmp_path, monkeypatch):
+    import core
+    from core import version
+
+    version.code_commit.cache_clear()
+    monkeypatch.setattr(core, "__file__", str(tmp_path / "core" / "__init__.py"))
+    (tmp_path / "core").mkdir()
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    try:
+        assert version.code_commit() is None
+        assert version.code_version() == {"version": core.__version__, "commit": None}
+    finally:
+        version.code_commit.cache_clear()

@@ -26,6 +26,7 @@ from core.review.study import file_label, hanging_order, unplaced
 
 THUMB_HEIGHT = 420
 BOX_TOOL_HEIGHT = 620
+PENDING = "roi_pending"  # widget key -> (the browser's old value, the view's)
 BOX_COLOUR = "rgb(0,230,255)"  # the ROI outline's cyan (core.review.overlay)
 ROI_HELP: dict[str, str] = {
     "finder": "The run's ROI finder decides whether this view has an ROI; its boxes are "
@@ -68,20 +69,19 @@ def box_tool(v: CaseView) -> None:
     event = st.plotly_chart(fig, on_select="rerun", selection_mode="box", key=f"draw-{v.key}",
                             config={"displayModeBar": False})
     boxes = (event or {}).get("selection", {}).get("box", []) if event else []
-    names = [f"{c}-{v.key}" for c in ("x0", "y0", "x1", "y1")]
-    if boxes:
+    if boxes:  # a new drag: its corners go into the fields (drawn below, after this)
         b = boxes[-1]
-        drawn = scale_box((min(b["x"]), min(b["y"]), max(b["x"]), max(b["y"])), sx, sy)
+        drawn = scale_box((min(b["x"]), min(b["y"]), max(b["x"]), max(b["y"])), sx, sy,
+                          (h, w))
         if st.session_state.get(f"drawn-{v.key}") != drawn:
             st.session_state[f"drawn-{v.key}"] = drawn
             v.box = drawn
-            for n in names:
-                st.session_state.pop(n, None)
-            st.rerun()
+            show_roi(v, overwrite=True, choice=False)
+    show_roi(v)
     c = st.columns(4)
-    current = v.box or (0, 0, 0, 0)
-    values = [c[i].number_input(lab, 0, (w, h, w, h)[i], int(current[i]), key=names[i])
-              for i, lab in enumerate(("x min", "y min", "x max", "y max"))]
+    values = [c[i].number_input(lab, 0, (w, h, w, h)[i], key=name)
+              for i, (lab, name) in enumerate(zip(("x min", "y min", "x max", "y max"),
+                                                  corner_keys(v)))]
     if values[2] > values[0] and values[3] > values[1]:
         v.box = tuple(values)
         st.caption(f"Box {values[2] - values[0]} × {values[3] - values[1]} px (image pixels)")
@@ -90,9 +90,50 @@ def box_tool(v: CaseView) -> None:
         st.caption("Drag a box on the image, or type its corners in image pixels.")
 
 
+def corner_keys(v: CaseView) -> list[str]:
+    """The widget keys of a view's box corners (x min, y min, x max, y max)."""
+    return [f"{c}-{v.key}" for c in ("x0", "y0", "x1", "y1")]
+
+
+def show_roi(v: CaseView, overwrite: bool = False, choice: bool = True) -> None:
+    """Put the view's ROI choice and box into its widgets' state.
+
+    The view, not the widget, holds the ROI: a widget keyed in session state
+    shows what is stored under its key, and the browser sends its own value
+    back on the next rerun unless the key is assigned (a ``default`` or
+    ``value`` argument is not pushed to a widget already on the page).  So an
+    accept, a reject or a drag writes here (``overwrite``), and a widget missing
+    from the state (after a page switch) is given the view's value.  Until the
+    page has been drawn with the new values, a rerun that brings the browser's
+    old value back (Predict pressed while the page was still redrawing) is
+    answered with the new one again (:func:`hold_roi`).  ``choice`` False: the box only
+    (a drag, drawn after the ROI control).
+    """
+    state = st.session_state
+    pending = state.setdefault(PENDING, {})
+    for name, value in list(zip([f"roi-{v.key}", *corner_keys(v)],
+                                [v.roi_choice, *(v.box or (0, 0, 0, 0))]))[0 if choice else 1:]:
+        if overwrite and state.get(name) != value:
+            pending[name] = (state.get(name), value)
+        if overwrite or name not in state:
+            state[name] = value
+
+
+def hold_roi() -> None:
+    """Before the study board: undo what a rerun started before the browser had the
+    values :func:`show_roi` wrote would bring back (the board, once drawn, has sent
+    them: :func:`study_board` then forgets them)."""
+    state = st.session_state
+    for name, (old, new) in state.get(PENDING, {}).items():
+        if state.get(name) == old:
+            state[name] = new
+
+
 def roi_editor(v: CaseView, has_finder: bool, title: str) -> None:
-    roi = st.segmented_control("ROI", roi_options(v, has_finder), format_func=ROI_LABELS.get,
-                               required=True, default=v.roi_choice, key=f"roi-{v.key}")
+    options = roi_options(v, has_finder)
+    show_roi(v, overwrite=st.session_state.get(f"roi-{v.key}") not in options)
+    roi = st.segmented_control("ROI", options, format_func=ROI_LABELS.get, required=True,
+                               key=f"roi-{v.key}")
     choose_roi(v, roi)
     if roi in ROI_HELP:
         st.caption(ROI_HELP[roi])
@@ -116,7 +157,7 @@ def roi_editor(v: CaseView, has_finder: bool, title: str) -> None:
 def view_card(v: CaseView | None, slot: str | None, show_ids: bool, index: int,
               has_finder: bool) -> None:
     """One file in its place of the hanging: the image first, then its view and ROI."""
-    with st.container(border=True):
+    with st.container(border=True, key=f"card-{slot or v.key}"):
         if v is None:
             st.caption(f"{slot} · not in this study")
             return
@@ -143,6 +184,7 @@ def study_board(views: list[CaseView], show_ids: bool, has_finder: bool) -> None
 
     A view chosen in a card's box is taken before the hanging is laid out, so the
     file moves to its place on the same run rather than one run later."""
+    hold_roi()
     for v in views:
         if f"view-{v.key}" in st.session_state:
             set_view(v, st.session_state[f"view-{v.key}"])
@@ -163,3 +205,4 @@ def study_board(views: list[CaseView], show_ids: bool, has_finder: bool) -> None
             for k, v in enumerate(group):
                 with cols[k % 2]:
                     view_card(v, None, show_ids, index[v.key], has_finder)
+    st.session_state.pop(PENDING, None)  # drawn: the browser has the view's values

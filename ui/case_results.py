@@ -2,7 +2,7 @@
 where it went; per breast the deciding view; and the two downloads."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pandas as pd
 import streamlit as st
@@ -26,6 +26,7 @@ from core.review.report import (
 )
 from core.review.study import hanging_order, hide_names
 from core.runfolder.layout import RunSummary
+from ui.case import show_roi
 from ui.common import keep
 from ui.roi_view import roi_source_text
 
@@ -49,9 +50,8 @@ def proposal_actions(v: CaseView, r: ViewResult) -> None:
     """Accept (the box becomes yours and can be edited above) or reject the finder's
     answer for this view; Predict again to route by the choice."""
     def take(box: list[float] | None) -> None:
-        for name in ("x0", "y0", "x1", "y1", "roi"):
-            st.session_state.pop(f"{name}-{v.key}", None)
         take_proposal(v, box)
+        show_roi(v, overwrite=True)
 
     c1, c2 = st.columns(2)
     if (box := proposal_box(r)) is not None:
@@ -66,18 +66,24 @@ def proposal_actions(v: CaseView, r: ViewResult) -> None:
 
 
 def panel(r: ViewResult | None, v: CaseView | None, calls: StudyCalls, cam_of: str | None,
-          opacity: float, hide: Callable[[str], str]) -> None:
-    """One view's result; every text that may name a file goes through ``hide``."""
-    with st.container(border=True):
+          opacity: float, hide: Callable[[str], str], changed: bool = False) -> None:
+    """One view's result; every text that may name a file goes through ``hide``; a view
+    changed since its result (``changed``) waits for Predict."""
+    with st.container(border=True, key=f"result-{r.view}" if r and r.view in VIEWS else None):
         if r is None:
             st.caption("—  not in this study")
             return
         st.markdown(f"**{r.view or '?'}**" + (f" · {hide(v.name)}" if v else ""))
+        if changed:
+            st.info("Its view or ROI changed: press Predict to read it again.",
+                    icon=":material/refresh:")
+            return
         if r.error:
             st.error(hide(r.error), icon=":material/error:")
             return
         picture, empty = result_picture(r, v, cam_of, opacity, PANEL_HEIGHT)
-        st.image(picture, width="stretch")
+        st.image(picture, width="stretch",
+                 caption=f"Grad-CAM: {r.cam_method}" if cam_of and r.cam_method else None)
         if empty:
             st.caption("Grad-CAM is empty for this view: nothing in it pushed the model "
                        "towards “malignant”.")
@@ -103,9 +109,11 @@ def panel(r: ViewResult | None, v: CaseView | None, calls: StudyCalls, cam_of: s
 
 
 def show_results(results: list[ViewResult], views: list[CaseView], run: RunSummary,
-                 point: str, show_ids: bool, demonstration: bool = False) -> None:
-    """``demonstration`` (:func:`core.review.report.is_demonstration`) shows every number
-    without a call."""
+                 point: str, show_ids: bool, demonstration: bool = False,
+                 changed: Sequence[CaseView] = ()) -> None:
+    """The results in the hanging; ``demonstration`` (:func:`core.review.report.is_demonstration`)
+    shows every number without a call; ``changed`` views hold their place until Predict, and
+    the breasts and downloads are of the predicted views only."""
     calls = StudyCalls(run, point, demonstration)
     st.caption(f"Calls at the operating point: {OPERATING_POINTS[point]}.")
     c1, c2, c3 = st.columns([2, 2, 2])
@@ -121,13 +129,16 @@ def show_results(results: list[ViewResult], views: list[CaseView], run: RunSumma
     def hide(text: str) -> str:
         return hide_names(text, views, show_ids)
 
-    for row in hanging_order(results):
+    waiting = [ViewResult(image=v.name, view=v.view) for v in changed]
+    held = {id(r) for r in waiting}
+    for row in hanging_order(results + waiting):
         for col, r in zip(st.columns(2, gap="small"), row):
             with col:
                 panel(r, by_name.get(r.image) if r else None, calls, CAM_SOURCES[source],
-                      opacity, hide)
-    for r in [r for r in results if r.view not in VIEWS]:
-        panel(r, by_name.get(r.image), calls, CAM_SOURCES[source], opacity, hide)
+                      opacity, hide, changed=id(r) in held)
+    for r in [r for r in results + waiting if r.view not in VIEWS]:
+        panel(r, by_name.get(r.image), calls, CAM_SOURCES[source], opacity, hide,
+              changed=id(r) in held)
     st.subheader("Per breast")
     st.table(pd.DataFrame(breast_table(results, calls)).set_index("breast"))
     st.caption(f"{BREAST_RULE} Probabilities are calibrated on each model's validation images "

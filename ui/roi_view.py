@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 
 from core.evaluate.report import format_p
 from core.evaluate.roifinder import finder_sentence
+from core.review.report import finder_words
 from core.wording import count
 from ui.common import fmt2
 from ui.metrics_view import with_ci
@@ -81,6 +82,6 @@ def roi_source_text(r: Any) -> str:
         return "ROI source: your mask or box"
     if r.roi_source == "proposed":
         call = "ROI proposed" if r.roi else "no ROI found"
-        return (f"ROI source: the ROI finder ({call}, p {r.roi_probability:.2f}; accept, "
+        return (f"ROI source: the ROI finder ({call}, {finder_words(r)}; accept, "
                 "edit or reject it below)")
     return "ROI source: none given"

@@ -27,12 +27,20 @@ from core.grid import (
     route_warning,
     serve,
 )
-from core.models import CamRecipe, MammoNet, create_model, load_weights, pick_device
+from core.models import (
+    CAM_RECIPES,
+    CamRecipe,
+    MammoNet,
+    arch_spec,
+    create_model,
+    load_weights,
+    pick_device,
+)
 from core.pixels.crop import mask_to_input
 from core.pixels.preprocess import prepare_input, render_source
 from core.pixels.spec import PreprocessParams
 from core.pixels.views import combine_view
-from core.predict.cam import cam_pass, new_cam, unit_maps
+from core.predict.cam import WITHIN_BREAST, cam_pass, new_cam, unit_maps
 from core.predict.types import Prepared, ViewInput, ViewResult
 from core.roifinder.infer import Proposal, RoiFinder
 from core.runfolder.integrity import verify_meta
@@ -197,6 +205,13 @@ class Predictor:
             self._cams[cell] = new_cam(self.models[cell], self.cam_recipe)
         return self._cams[cell]
 
+    @property
+    def cam_method(self) -> str:
+        """How this run's maps are made and scaled, e.g. "HiResCAM on stage -2, normalised
+        within the breast": said beside every map, as Compare names its maps."""
+        recipe = self.cam_recipe or CAM_RECIPES[arch_spec(self.arch).family]
+        return f"{recipe.describe()}, {WITHIN_BREAST}"
+
     def probabilities_and_cams(self, cell: str, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """P(malignant) and Grad-CAM maps (float32 ``(N, size, size)`` in [0, 1]).
 
@@ -209,7 +224,7 @@ class Predictor:
             with self._lock:
                 logits, grey = cam_pass(self._cam_object(cell), x)
             probs.append(self.calibrations[cell].probability(logits))
-            maps.append(unit_maps(grey, images.shape[1:]))
+            maps.append(unit_maps(grey, images.shape[1:], images[start:start + BATCH_SIZE]))
         return np.concatenate(probs).astype(np.float64), np.concatenate(maps)
 
     # ------------------------------------------------------------------ studies
@@ -235,6 +250,8 @@ class Predictor:
             self._predict_mode(mode, prepared, results, cam)
         for p in prepared:
             self._flag_unpredicted(results[p.index])
+            if cam:
+                results[p.index].cam_method = self.cam_method
         return results
 
     def _prepare(self, index: int, item: ViewInput, result: ViewResult,
@@ -339,7 +356,8 @@ def _read_input_mask(item: ViewInput, shape: tuple[int, int]) -> np.ndarray | No
 def _record_proposal(result: ViewResult, proposal: Proposal) -> None:
     """The finder's answer routes the view; its boxes are shown only when it says ROI."""
     result.roi_source = "proposed"
-    result.roi_probability = round(proposal.probability, 4)
+    result.roi_probability = float(proposal.probability)  # unrounded: exports are audited
+    result.roi_threshold = float(proposal.threshold)
     result.roi = proposal.present
     result.roi_boxes = proposal.boxes if proposal.present else []
 

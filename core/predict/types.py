@@ -88,11 +88,13 @@ class ViewResult:
     threshold_baseline: float | None = None
     cam_roi_aware: np.ndarray | None = None
     cam_baseline: np.ndarray | None = None
+    cam_method: str | None = None  # how the maps were made and scaled (Predictor.cam_method)
     preprocessed: np.ndarray | None = None
     mask: np.ndarray | None = None
     box: CropBox | None = None
     roi_source: RoiSource = "none"
     roi_probability: float | None = None
+    roi_threshold: float | None = None  # the finder's presence threshold, when it answered
     roi_boxes: list[list[float]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None

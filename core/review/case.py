@@ -208,9 +208,15 @@ def take_proposal(view: CaseView, box: Sequence[float] | None) -> None:
     view.box = tuple(int(round(x)) for x in box) if box[2] > box[0] else None
 
 
-def scale_box(box: Sequence[float], sx: float, sy: float) -> Box:
+def scale_box(box: Sequence[float], sx: float, sy: float,
+              shape: tuple[int, int] | None = None) -> Box:
     """A box ``(x0, y0, x1, y1)`` from display pixels to image pixels (``sx``, ``sy``:
-    image pixels per display pixel), corners ordered."""
+    image pixels per display pixel), corners ordered; inside ``shape`` (h, w) when given,
+    since a drag may start or end beyond the image's edge."""
     xs, ys = (box[0], box[2]), (box[1], box[3])
-    return (int(round(min(xs) * sx)), int(round(min(ys) * sy)),
-            int(round(max(xs) * sx)), int(round(max(ys) * sy)))
+    out = [int(round(min(xs) * sx)), int(round(min(ys) * sy)),
+           int(round(max(xs) * sx)), int(round(max(ys) * sy))]
+    if shape is not None:
+        h, w = shape
+        out = [min(max(c, 0), side) for c, side in zip(out, (w, h, w, h))]
+    return tuple(out)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from core.predict import ViewResult
-from core.review.case import CaseView
+from core.review.case import SOURCE_TEXT, CaseView
 from core.review.report import (
     BREAST_RULE,
     GRIDS,
@@ -24,6 +24,7 @@ from core.review.report import (
     routing_sentence,
 )
 from core.runfolder.layout import RunSummary
+from core.version import code_version
 
 
 def roi_boxes(result: ViewResult, mask: np.ndarray | None) -> list[list[int]]:
@@ -59,12 +60,15 @@ def _scrub(text: str | None, names: Sequence[str], label: str) -> str | None:
 def export_record(results: Sequence[ViewResult], run: RunSummary, point: str,
                   call_of: Callable[[ViewResult, str], Call | None],
                   roi: Mapping[str, tuple[str | None, np.ndarray | None]],
-                  scrub: Sequence[str] = (), when: datetime | None = None) -> dict[str, Any]:
-    """What a download holds: run, weights, date, operating point, and per view its ROI
-    (source and coordinates) and both grids' calls.
+                  scrub: Sequence[str] = (), when: datetime | None = None,
+                  about: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """What a download holds: the code, run, weights, date, operating point and the
+    finder's threshold, and per view its size, how its view was found, its ROI (source and
+    coordinates) and both grids' calls, probabilities unrounded (an auditor recomputes).
 
     ``roi`` maps a result's ``image`` to ``(given_as, mask at the image's size)``;
-    every text has the names in ``scrub`` (file names) replaced by the view.
+    ``about`` maps it to facts of the file (:func:`view_facts`); every text has the
+    names in ``scrub`` (file names) replaced by the view.
     """
     when = when or datetime.now().astimezone()
     views = []
@@ -73,9 +77,10 @@ def export_record(results: Sequence[ViewResult], run: RunSummary, point: str,
         names = [r.image, *scrub]
         given_as, mask = roi.get(r.image, (None, None))
         row: dict[str, Any] = {
-            "view": label, "roi": bool(r.roi), "roi_source": r.roi_source,
+            "view": label, **(about or {}).get(r.image, {}), "roi": bool(r.roi), "roi_source": r.roi_source,
             "roi_given_as": given_as if r.roi_source == "mask" else None,
-            "roi_probability": r.roi_probability, "roi_boxes": roi_boxes(r, mask),
+            "roi_probability": r.roi_probability, "roi_threshold": r.roi_threshold,
+            "roi_boxes": roi_boxes(r, mask),
             "fallback": bool(r.fallback), "fallback_reason": _scrub(r.fallback_reason, names, label),
         }
         for grid in GRIDS:
@@ -92,11 +97,13 @@ def export_record(results: Sequence[ViewResult], run: RunSummary, point: str,
     cells = [c for r in results for c in (r.cell_roi_aware, r.cell_baseline)]
     finder = (run.info.get("roi_model") or {}).get("sha256") \
         if any(r.roi_source == "proposed" for r in results) else None
+    code = code_version()
     return {
+        "mammoroute_version": code["version"], "mammoroute_commit": code["commit"],
         "run": run.name, "arch": run.info.get("arch"), "img_size": run.info.get("img_size"),
         "trained_on_synthetic_data": run.synthetic,
         "weights_sha256": served_weights(run, sorted(set(filter(None, cells)))),
-        "roi_finder_sha256": finder,
+        "roi_finder_sha256": finder, "roi_finder_threshold": finder_threshold(run),
         "date": when.isoformat(timespec="seconds"),
         "operating_point": {"name": point, "rule": OPERATING_POINTS[point]},
         "breast_rule": BREAST_RULE, "views": views,
@@ -116,17 +123,41 @@ def _breast_value(row: Mapping[str, Any], grid: str, key: str) -> Any:
     return {"call": call.word, "p": call.probability, "threshold": call.threshold}[key]
 
 
+def finder_threshold(run: RunSummary) -> float | None:
+    """The presence threshold of the run's ROI finder, None without a finder."""
+    entry = run.info.get("roi_model") or {}
+    value = entry.get("threshold") if entry.get("status") == "done" else None
+    return None if value is None else float(value)
+
+
+def view_facts(view: CaseView) -> dict[str, Any]:
+    """What an auditor needs of a file beside its result: its size (the ROI boxes are in
+    its pixels) and how its view was found."""
+    h, w = view.shape
+    return {"width": int(w), "height": int(h), "view_source": view.view_source,
+            "view_found_by": SOURCE_TEXT.get(view.view_source, "unknown")}
+
+
+RECORD_COLUMNS: tuple[str, ...] = (
+    "mammoroute_version", "mammoroute_commit", "run", "date", "trained_on_synthetic_data",
+    "roi_finder_threshold")
+"""The record's facts repeated on every CSV row."""
+
+
 def export_rows(record: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The CSV form of :func:`export_record`: one row per view, run facts repeated."""
-    head = {"run": record["run"], "date": record["date"],
-            "operating_point": record["operating_point"]["name"],
-            "trained_on_synthetic_data": record["trained_on_synthetic_data"]}
+    """The CSV form of :func:`export_record`: one row per view, then one per breast
+    (``level``), the record's facts repeated on each."""
+    head = {**{k: record.get(k) for k in RECORD_COLUMNS},
+            "operating_point": record["operating_point"]["name"]}
     rows = []
     for v in record["views"]:
-        row = {**head, **v, "roi_boxes": ";".join(",".join(map(str, b)) for b in v["roi_boxes"])}
+        row = {"level": "view", **head, **v,
+               "roi_boxes": ";".join(",".join(map(str, b)) for b in v["roi_boxes"])}
         for grid in GRIDS:
             row[f"weights_sha256_{grid}"] = record["weights_sha256"].get(v[f"cell_{grid}"] or "")
         rows.append(row)
+    for b in record["breasts"]:
+        rows.append({"level": "breast", **head, **b})
     return rows
 
 
@@ -160,7 +191,8 @@ def study_downloads(results: Sequence[ViewResult], views: Sequence[CaseView], ru
     roi = {r.image: (by_name[r.image].roi_choice, by_name[r.image].mask)
            for r in results if r.image in by_name}
     record = export_record(results, run, point, call_of, roi,
-                           scrub=[v.name for v in views], when=when)
+                           scrub=[v.name for v in views], when=when,
+                           about={v.name: view_facts(v) for v in views if v.error is None})
     if show_ids:
         ids = {v.study_id for v in views if v.study_id}
         study = ids.pop() if len(ids) == 1 else study

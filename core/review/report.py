@@ -235,10 +235,9 @@ def routing_sentence(result: ViewResult, given_as: str | None = None,
     if result.roi_source == "mask" and result.roi:
         why = f"An ROI was given ({GIVEN_AS.get(given_as or '', 'a mask')})"
     elif result.roi_source == "proposed" and result.roi:
-        why = f"No ROI was marked; the ROI finder proposed one ({_pct(result.roi_probability)})"
+        why = f"No ROI was marked; the ROI finder proposed one ({finder_words(result)})"
     elif result.roi_source == "proposed":
-        why = ("No ROI was marked and the ROI finder found none "
-               f"({_pct(result.roi_probability)} that one is present)")
+        why = f"No ROI was marked and the ROI finder found none ({finder_words(result)})"
     elif result.roi_source == "mask":
         why = "The given mask is empty, so no ROI"
     else:
@@ -261,6 +260,17 @@ def routing_sentence(result: ViewResult, given_as: str | None = None,
             if total and int(counts.get("malignant", 0)) / total < WEAK_REASSURANCE_SHARE:
                 text += "; treat a low score as weak reassurance"
     return text + "."
+
+
+def finder_words(result: ViewResult) -> str:
+    """The finder's presence probability beside its threshold, worded so that the two
+    numbers never contradict its verdict (a 99.998 % below a 99.999 % threshold must not
+    read "100 %" beside "found none"); without a recorded threshold, the probability."""
+    if result.roi_probability is None or result.roi_threshold is None:
+        present = "" if result.roi else " that one is present"
+        return f"{_pct(result.roi_probability)}{present}"
+    shown = shown_call(result.roi_probability, result.roi_threshold)
+    return f"{shown.probability} {shown.relation} its threshold {shown.threshold}"
 
 
 def _pct(p: float | None) -> str:

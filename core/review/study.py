@@ -231,26 +231,74 @@ def unreadable(views: Iterable[CaseView]) -> list[ViewResult]:
     return [ViewResult(image=v.name, error=v.error) for v in views if v.error]
 
 
-def signature(views: Iterable[CaseView]) -> str:
-    """Changes whenever anything that would change the prediction changes."""
-    h = hashlib.sha256()
-    for v in views:
-        h.update(f"{v.key}|{v.view}|{v.propose}|".encode())
-        if v.mask is not None:
-            h.update(np.packbits(v.mask.astype(bool)).tobytes())
+def prediction_key(run_path: str | Path, view: CaseView, propose: bool) -> str:
+    """What a view's stored result was predicted for: the run, the file, its view, the
+    finder switch and the ROI that routes it; a result whose key differs is out of date.
+    Per view, so that changing one view's ROI re-predicts that view alone."""
+    h = hashlib.sha256(f"{run_path}|{view.key}|{view.view}|{view.propose}|{propose}|".encode())
+    if view.mask is not None:
+        h.update(np.packbits(view.mask.astype(bool)).tobytes())
     return h.hexdigest()[:16]
 
 
-def prediction_key(run_path: str | Path, views: Iterable[CaseView], propose: bool) -> str:
-    """What a stored prediction was made for: the run, the study as it stands, the finder
-    switch; results whose key differs are out of date."""
-    return f"{run_path}|{signature(views)}|{propose}"
+class Predicts(Protocol):
+    """What :class:`StudyResults` predicts with (:class:`core.predict.Predictor` is one)."""
+
+    def predict_study(self, inputs: Sequence[ViewInput], cam: bool = False,
+                      propose: bool = True) -> list[ViewResult]: ...
 
 
-def out_of_date(stored_keys: Iterable[str], views: Iterable[CaseView]) -> bool:
-    """Whether results made for the files ``stored_keys`` belong to this study, so that a
-    changed key means "predict again"; results for other files (a fresh upload) do not."""
-    return bool(set(stored_keys) & {v.key for v in views})
+@dataclass
+class StudyResults:
+    """Each view's last result under the key it was predicted for (:func:`prediction_key`).
+
+    A view whose ROI or view changed is predicted again on the next Predict; the
+    others keep their results (and their Grad-CAM), so editing one ROI neither
+    costs four predictions nor silently changes the other views' numbers.
+    ``predicted`` and ``kept`` count the views of the last :meth:`predict`.
+    """
+
+    by_view: dict[str, tuple[str, ViewResult]] = field(default_factory=dict)
+    predicted: int = 0
+    kept: int = 0
+
+    def stale(self, run_path: str | Path, views: Iterable[CaseView],
+              propose: bool) -> list[CaseView]:
+        """The readable views without an up-to-date result."""
+        return [v for v in views if v.error is None and v.pixels is not None
+                and (self.by_view.get(v.key) or ("",))[0] != prediction_key(run_path, v,
+                                                                               propose)]
+
+    def current(self, run_path: str | Path, views: Iterable[CaseView],
+                propose: bool) -> list[ViewResult]:
+        """The up-to-date results of ``views``, in their order."""
+        out = []
+        for v in views:
+            kept = self.by_view.get(v.key)
+            if kept and kept[0] == prediction_key(run_path, v, propose):
+                out.append(kept[1])
+        return out
+
+    def predict(self, predictor: Predicts, run_path: str | Path, views: Sequence[CaseView],
+                propose: bool) -> None:
+        """Predict the stale views (with Grad-CAM); forget views no longer in the study."""
+        todo = self.stale(run_path, views, propose)
+        results = predictor.predict_study(to_inputs(todo), cam=True, propose=propose) if todo \
+            else []
+        present = {v.key for v in views}
+        self.by_view = {k: kept for k, kept in self.by_view.items() if k in present}
+        for v, r in zip(todo, results):
+            self.by_view[v.key] = (prediction_key(run_path, v, propose), r)
+        self.predicted = len(todo)
+        self.kept = len(self.current(run_path, views, propose)) - len(todo)
+
+    def summary(self) -> str:
+        """What the last Predict did, in words."""
+        views = "view" if self.predicted == 1 else "views"
+        kept = (f"; {self.kept} unchanged {'view' if self.kept == 1 else 'views'} kept "
+                "from before" if self.kept else "")
+        return f"Predicted {self.predicted} {views}{kept}."
+
 
 
 def hanging_order(views: Sequence[Any], key: str = "view") -> list[list[Any | None]]:
