@@ -65,7 +65,7 @@ def test_demo_case_review_and_compare_in_a_browser(tmp_path):
 
             page.get_by_role("link", name="Compare").click()
             expect(main.get_by_role("heading", name="Compare", exact=True)).to_be_visible()
-            expect(main.locator("[data-testid='stDataFrame']").first).to_be_visible()
+            expect(main.locator("[data-testid='stTable']").first).to_be_visible()
             expect(main.get_by_text(re.compile(r"^McNemar exact test")).first).to_be_visible()
             page.wait_for_timeout(1500)
             page.screenshot(path=str(ARTIFACTS / "05-compare.png"), full_page=True)
