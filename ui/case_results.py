@@ -141,8 +141,9 @@ def show_results(results: list[ViewResult], views: list[CaseView], run: RunSumma
               changed=id(r) in held)
     st.subheader("Per breast")
     st.table(pd.DataFrame(breast_table(results, calls)).set_index("breast"))
-    st.caption(f"{BREAST_RULE} Probabilities are calibrated on each model's validation images "
-               f"(temperature scaling). {calibration_sentence(measured_calibration(run))}")
+    st.caption(f"{BREAST_RULE} Probabilities are calibrated on validation images (a temperature "
+               f"and an offset per grid, per model where it has enough). "
+               f"{calibration_sentence(measured_calibration(run))}")
     study = st.session_state.get("study_label", "study") \
         if st.session_state.get("case_source") == "dataset" else "upload"
     csv, js = study_downloads(results, views, run, point, calls, study, show_ids)
