@@ -522,14 +522,20 @@ def _bytes_within(obj, seen=None) -> list[int]:
     return [n for item in items for n in _bytes_within(item, seen)]
 
 
-def test_case_review_keeps_decoded_uploads_not_their_bytes(dirs, weights):
+def _upload_rcc_lcc(dirs, weights, seed: int):
+    """Case review on a tiny run with an RCC and an LCC image uploaded (names carry nothing)."""
     ck, data = dirs
     write_run(ck, write_dataset(data), weights)
-    rng = np.random.default_rng(4)
+    rng = np.random.default_rng(seed)
     files = [(f"anon_{v}.png", _png(_mammo(rng, v, False)), "image/png") for v in ("RCC", "LCC")]
     at = page("case_review.py").run()
     at.get("button_group")[0].set_value("upload").run()
     at.file_uploader[0].set_value(files).run()
+    return at
+
+
+def test_case_review_keeps_decoded_uploads_not_their_bytes(dirs, weights):
+    at = _upload_rcc_lcc(dirs, weights, seed=4)
     no_exception(at)
     kept = at.session_state["upload_study"]
     assert _bytes_within(kept) == []  # old code kept every upload's bytes beside its image
@@ -541,13 +547,7 @@ def test_case_review_keeps_decoded_uploads_not_their_bytes(dirs, weights):
 
 
 def test_case_review_a_view_set_twice_is_shown_once_and_stops_predict(dirs, weights):
-    ck, data = dirs
-    write_run(ck, write_dataset(data), weights)
-    rng = np.random.default_rng(5)
-    files = [(f"anon_{v}.png", _png(_mammo(rng, v, False)), "image/png") for v in ("RCC", "LCC")]
-    at = page("case_review.py").run()
-    at.get("button_group")[0].set_value("upload").run()
-    at.file_uploader[0].set_value(files).run()
+    at = _upload_rcc_lcc(dirs, weights, seed=5)
     at.selectbox[0].set_value("LCC").run()  # the RCC file set to LCC by hand
     no_exception(at)
     assert [s.value for s in at.selectbox] == ["LCC", "LCC"]  # each file has one card
