@@ -1,7 +1,7 @@
 """Batch prediction on Ray Data gives the one-process answer and writes the same files.
 
-One local Ray (2 CPUs) serves the module: the in-process comparison runs on it,
-and the commands join it with ``--ray-address`` (so the address path is the one
+One local Ray (2 CPUs, loopback) serves the module: external validation runs on it
+in process, and ``predict --manifest`` joins it with ``--ray-address`` (so the address path is
 exercised, and no test pays for a second Ray start).  The run is test_predict's
 hand-made one with random heads (probabilities depend on the pixels), two
 missing cells (a fallback, and baseline images no model serves) and an ROI
@@ -9,11 +9,13 @@ finder (the finder-routed grid and its table).
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +62,8 @@ def _descendants(pid: int) -> dict[int, str]:
 def ray_cluster():
     """A local Ray for the module; afterwards no Ray process of ours is left."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             _node_ip_address="127.0.0.1")  # nothing a test starts listens beyond loopback
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
@@ -88,14 +91,6 @@ def run_dir(tmp_path_factory) -> Path:
     return run
 
 
-@pytest.fixture(scope="module")
-def serial(run_dir, dataset) -> pd.DataFrame:
-    """The one-process prediction of every image of the dataset."""
-    from core.predict import Predictor, predict_manifest
-
-    return predict_manifest(Predictor(run_dir, "cpu"), load_dataset(dataset))
-
-
 def assert_same_table(a: pd.DataFrame, b: pd.DataFrame) -> None:
     """Equal but for the probabilities, which agree within :data:`TOL`."""
     assert list(a.columns) == list(b.columns) and len(a) == len(b)
@@ -121,67 +116,52 @@ def assert_close(a, b, where: str = "") -> None:
         assert a == b, where
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "core", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=300)
-
-
-def test_ray_batch_prediction_equals_one_process(ray_cluster, run_dir, dataset, serial):
-    from core.predict import Predictor
+def test_evaluate_on_ray_equals_one_process_and_writes_its_files(ray_cluster, run_dir, dataset):
+    """External validation scored on Ray Data: the one-process table (within 1e-5) and the
+    same five files, whose non-probability contents are identical."""
+    from core.predict.external import validate_external
     from core.scale.batch import predict_manifest_ray
 
-    on_ray = predict_manifest_ray(Predictor(run_dir, "cpu"), load_dataset(dataset),
-                                  batch_size=5)  # batches unlike the serial's
-    assert_same_table(serial, on_ray)
-    assert set(serial["mode"]) == {"baseline", "roi", "roi_proposed"}
-    assert serial["fallback"].any()  # roi-LMLO's images went to a stand-in
-    assert serial.attrs["unpredicted"] == on_ray.attrs["unpredicted"] > 0  # all-LMLO: none
-    assert serial["p_malignant"].nunique() > 4  # the pixels decide, not only the cell
-    pd.testing.assert_frame_equal(serial.attrs["roi_proposals"], on_ray.attrs["roi_proposals"])
-
-
-def test_evaluate_dataset_on_ray_writes_the_one_process_files(ray_cluster, run_dir, dataset):
-    from core.predict.external import validate_external
-
-    folder = run_dir / "external" / "cdd-phantom-test"  # the test split: a few images suffice
-    serial = validate_external(run_dir, dataset, device="cpu", n_boot=20)
+    folder = run_dir / "external" / "cdd-phantom-all"
+    serial = validate_external(run_dir, dataset, split="all", device="cpu", n_boot=20)
     files = {f.name: f.read_text() for f in folder.iterdir()}
     assert set(files) == {"predictions.csv", "roi_proposals.csv", "cam_pointing.json",
                           "dataset.json", "metrics.json"}
     for f in folder.iterdir():
         f.unlink()
-    out = _cli("evaluate", str(run_dir), "--dataset", str(dataset), "--json",
-               "--boot", "20", "--device", "cpu", "--executor", "ray",
-               "--ray-address", ray_cluster)
-    assert out.returncode == 0, out.stderr
+    on_ray = validate_external(run_dir, dataset, split="all", device="cpu", n_boot=20,
+                               predict=partial(predict_manifest_ray, batch_size=5))
     assert sorted(f.name for f in folder.iterdir()) == sorted(files)
-    assert_same_table(pd.read_csv(folder / "predictions.csv"),
-                      pd.read_csv(pd.io.common.StringIO(files["predictions.csv"])))
+    table = pd.read_csv(folder / "predictions.csv")
+    assert_same_table(pd.read_csv(io.StringIO(files["predictions.csv"])), table)
+    assert set(table["mode"]) == {"baseline", "roi", "roi_proposed"}
+    assert table["fallback"].any()  # roi-LMLO's images went to a stand-in
+    assert table["p_malignant"].nunique() > 4  # the pixels decide, not only the cell
+    assert on_ray["dataset"]["unpredicted"] == serial["dataset"]["unpredicted"] > 0  # all-LMLO
     for name in ("roi_proposals.csv", "cam_pointing.json", "dataset.json"):
         assert (folder / name).read_text() == files[name], name
-    assert_close(json.loads(out.stdout), serial)
     assert_close(json.loads((folder / "metrics.json").read_text()), serial)
+    assert_close(on_ray, serial)
 
 
-def test_predict_manifest_on_ray_writes_the_one_process_files(ray_cluster, run_dir, dataset,
-                                                              serial, tmp_path):
-    from core.predict.manifest import write_predictions
-
+def test_predict_manifest_command_on_ray_writes_the_one_process_files(ray_cluster, dataset,
+                                                                     tmp_path, capsys):
+    """The command joins the cluster at ``--ray-address`` (a smaller run: one grid)."""
+    run = make_run(tmp_path / "run", modes=("baseline",), marked=False)
     manifest = tmp_path / "manifest.csv"
     write_manifest(load_dataset(dataset), manifest)
-    write_predictions(tmp_path / "serial", serial)  # what the one-process command writes
-    out = _cli("predict", str(run_dir), "--manifest", str(manifest), "--out",
-               str(tmp_path / "ray"), "--device", "cpu", "--executor", "ray",
-               "--ray-address", ray_cluster)
+    assert main(["predict", str(run), "--manifest", str(manifest), "--out",
+                 str(tmp_path / "serial"), "--device", "cpu"]) == 0
+    assert f"16 image(s) of {manifest} predicted (local)" in capsys.readouterr().out
+    out = subprocess.run([sys.executable, "-m", "core", "predict", str(run), "--manifest",
+                          str(manifest), "--out", str(tmp_path / "ray"), "--device", "cpu",
+                          "--executor", "ray", "--ray-address", ray_cluster],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert f"16 image(s) of {manifest} predicted (ray)" in out.stdout
-    names = sorted(f.name for f in (tmp_path / "serial").iterdir())
-    assert names == ["predictions.csv", "roi_proposals.csv"]
-    assert sorted(f.name for f in (tmp_path / "ray").iterdir()) == names
+    assert [f.name for f in (tmp_path / "ray").iterdir()] == ["predictions.csv"]
     assert_same_table(pd.read_csv(tmp_path / "serial" / "predictions.csv"),
                       pd.read_csv(tmp_path / "ray" / "predictions.csv"))
-    assert ((tmp_path / "serial" / "roi_proposals.csv").read_text()
-            == (tmp_path / "ray" / "roi_proposals.csv").read_text())
 
 
 def test_unreachable_address_and_missing_ray_are_one_line(run_dir, dataset, tmp_path,
