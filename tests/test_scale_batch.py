@@ -164,6 +164,23 @@ def test_predict_manifest_command_on_ray_writes_the_one_process_files(ray_cluste
                       pd.read_csv(tmp_path / "ray" / "predictions.csv"))
 
 
+def test_a_bad_image_on_a_worker_is_its_one_line_error(ray_cluster, dataset, tmp_path):
+    """A file a worker cannot read fails the batch as the one-process path fails: the
+    project's own error naming the file, not a Ray traceback."""
+    from core.errors import ImageReadError
+    from core.predict import Predictor
+    from core.scale.batch import predict_manifest_ray
+
+    run = make_run(tmp_path / "run", modes=("baseline",))
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff not a JPEG")
+    df = load_dataset(dataset)
+    df.loc[3, "image_path"] = str(bad)
+    with pytest.raises(ImageReadError) as err:
+        predict_manifest_ray(Predictor(run, "cpu"), df)
+    assert str(err.value).startswith(f"{bad}: ") and "\n" not in str(err.value)
+
+
 def test_unreachable_address_and_missing_ray_are_one_line(run_dir, dataset, tmp_path,
                                                           monkeypatch, capsys):
     started = time.monotonic()

@@ -120,19 +120,23 @@ class Score:
 
 
 def _quiet(ctx: Any) -> None:
-    """No per-dataset log lines or statistics: the command's output is its own."""
+    """No per-dataset log lines or statistics (the command's output is its own), and a
+    worker's error raised as itself, not wrapped."""
     import logging
 
     ctx.print_on_execution_start = False
+    ctx.raise_original_map_exception = True  # a MammoError reaches the driver as itself
     ctx.enable_auto_log_stats = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
 def _mammo_cause(err: BaseException) -> MammoError | None:
-    """The project's own error inside a Ray task failure, when that is what it was."""
+    """The project's own error (a bad image, a refused run) inside a Ray task failure."""
+    from ray.exceptions import RayError
+
     seen: BaseException | None = err
     while seen is not None:
-        if isinstance(seen, MammoError):
+        if isinstance(seen, MammoError) and not isinstance(seen, RayError):
             return seen
         cause = getattr(seen, "cause", None)
         seen = cause if isinstance(cause, BaseException) else seen.__cause__
@@ -177,8 +181,8 @@ def predict_manifest_ray(predictor: Predictor, df: pd.DataFrame, batch_size: int
         out = ds.to_pandas()
     except Exception as err:
         cause = _mammo_cause(err)
-        if cause is not None:
-            raise cause from None
+        if cause is not None:  # made anew: Ray appends its retry advice to the message
+            raise type(cause)(cause.problem, cause.path) from None
         raise
     out = out.sort_values("index")
     rows = [row for text in out["rows"] for row in json.loads(text)]
