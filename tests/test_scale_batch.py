@@ -1,6 +1,6 @@
 """Batch prediction on Ray Data gives the one-process answer and writes the same files.
 
-One local Ray (2 CPUs, loopback) serves the module: external validation runs on it
+One local Ray (2 CPUs) serves the module: external validation runs on it
 in process, and ``predict --manifest`` joins it with ``--ray-address`` (so the address path is
 exercised, and no test pays for a second Ray start).  The run is test_predict's
 hand-made one with random heads (probabilities depend on the pixels), two
@@ -62,8 +62,7 @@ def _descendants(pid: int) -> dict[int, str]:
 def ray_cluster():
     """A local Ray for the module; afterwards no Ray process of ours is left."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             _node_ip_address="127.0.0.1")  # nothing a test starts listens beyond loopback
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
