@@ -40,3 +40,7 @@ class TrainingError(MammoError):
 
 class PacsError(MammoError):
     """A PACS cannot be started, reached or read: ``str()`` is ``"<URL>: <problem>"``."""
+
+
+class ScaleError(MammoError):
+    """Ray cannot be imported, started or joined: ``str()`` names the address when one is given."""

@@ -9,6 +9,7 @@ from typing import Any
 
 import streamlit as st
 
+from core.cli.scale_args import executor_args
 from core.datasets import detect_layout
 from core.errors import MammoError, TrainingError
 from core.models import DEMO_ARCHS, PAPER_ARCHS, available_devices
@@ -51,6 +52,10 @@ FIXED_DEFAULTS: dict[str, Any] = {
     "split_seed": 0, "cv": 0, "compile": False, "warm_start": 0, "augment": True,
     "clahe_clip": 2.0, "crop": True, "roi_model": False, "roi_size": 96, "roi_epochs": 20,
     "cdd_type": "DM"}
+# Where the run executes (the command's executor flags, not TrainConfig fields).
+WHERE_LABELS: dict[str, str] = {"local": "This machine", "ray": "Ray cluster"}
+EXECUTOR_DEFAULTS: dict[str, Any] = {"executor": "local", "ray_address": "",
+                                     "gpus_per_cell": None, "cpus_per_cell": None}
 
 ensure_app_navigation()
 
@@ -88,7 +93,7 @@ def init_state(weights: list[Path]) -> None:
     """Widget values live in session state, so changing the architecture can reset them."""
     if "arch" not in st.session_state:
         st.session_state["arch"] = DEMO_ARCHS[0]
-    for key, value in {**FIXED_DEFAULTS,
+    for key, value in {**FIXED_DEFAULTS, **EXECUTOR_DEFAULTS,
                        **arch_defaults(st.session_state["arch"], weights)}.items():
         st.session_state.setdefault(key, value)
     offered = {"device": available_devices(), "img_size": SIZES, "cv": CV_FOLDS,
@@ -113,14 +118,15 @@ def weights_label(value: str) -> str:
     return str(Path(value).relative_to(data_root() / WEIGHTS_DIR))
 
 
-def start(dataset: Path, name: str, options: dict[str, Any]) -> None:
+def start(name: str, command: list[str]) -> None:
+    """Start ``command`` (the one the page shows) as the background job training ``name``."""
     out = checkpoints_root() / name
     try:
         if not NAME_OK.match(name):
             raise TrainingError("run name: letters, digits, '.', '_' and '-' only (max 80)")
         if out.exists():
             raise TrainingError("a run of this name exists; choose another name", out)
-        start_job(train_args(dataset, out, options), "train", run_dir=out)
+        start_job(command, "train", run_dir=out)
     except MammoError as err:
         st.session_state["train_error"] = str(err)
         return
@@ -192,6 +198,27 @@ def main_options(cdd: bool, weights: list[Path]) -> None:
         c6.number_input("ROI finder epochs", 1, 300, key="roi_epochs")
 
 
+def where_options() -> list[str]:
+    """Where the run executes: this machine, or a Ray cluster; returns the command's flags."""
+    st.radio("Where it runs", list(WHERE_LABELS), key="executor", horizontal=True,
+             format_func=WHERE_LABELS.get,
+             help="Ray cluster: each cell trains as a Ray task, on this machine's own Ray or "
+                  "on the cluster at the address.")
+    if st.session_state["executor"] == "local":
+        return []
+    st.text_input("Ray address", key="ray_address", placeholder="empty: a local Ray on this machine",
+                  help="HOST:PORT of the cluster's head (`ray start --head`); empty starts a Ray "
+                       "on this machine for the run and stops it at the end.")
+    c1, c2 = st.columns(2)
+    c1.number_input("GPUs per cell", min_value=0.05, max_value=64.0, step=0.25, key="gpus_per_cell",
+                    placeholder="default: 1 with CUDA, else 0",
+                    help="A fraction lets small cells share a GPU.")
+    c2.number_input("CPUs per cell", min_value=1, max_value=512, step=1, key="cpus_per_cell",
+                    placeholder="default: the command's")
+    return executor_args("ray", st.session_state["ray_address"].strip() or None,
+                         st.session_state["gpus_per_cell"], st.session_state["cpus_per_cell"])
+
+
 def advanced_options(cdd: bool) -> None:
     with st.expander("Advanced"):
         c1, c2 = st.columns(2)
@@ -239,17 +266,19 @@ with left:
     dataset = dataset_picker()
     cdd = is_cddcesm(dataset)
     main_options(cdd, weights)
+    where = where_options()
     advanced_options(cdd)
     options = chosen_options(cdd)
     stamp = datetime.now().strftime("%m%d-%H%M")
     name = st.text_input("Run name", value=f"{(dataset.stem if dataset else 'run')}-"
                                            f"{options['arch']}-{options['img_size']}-{stamp}")
+    command = None
     if dataset is not None:
-        command = train_args(dataset, checkpoints_root() / name, options)
+        command = train_args(dataset, checkpoints_root() / name, options) + where
         st.caption("The command this starts (the same runs from a terminal):")
         st.code(shlex.join(["python", "-m", "core", *command]), language="bash")
-    st.button("Start training", type="primary", disabled=dataset is None,
-              on_click=start, args=(dataset, name, options))
+    st.button("Start training", type="primary", disabled=command is None,
+              on_click=start, args=(name, command))
     if st.session_state.get("train_error"):
         st.error(st.session_state.pop("train_error"), icon=":material/error:")
 

@@ -291,6 +291,12 @@ def test_train_shows_progress_of_a_run(dirs, weights):
     assert bars["all-RCC"] == 50  # epoch 1 of 2 done
     assert bars["all-LCC"] == 100  # done
     assert len(at.get("plotly_chart")) == 1  # loss curves
+    import socket
+
+    cells = at.dataframe[0].value  # per cell; events without a node: this machine
+    assert cells.to_dict("records") == [{"cell": "all-RCC", "status": "running",
+                                         "node": socket.gethostname(), "epoch": "1/2",
+                                         "attempt": 1}]
     assert "no process is working on it" in texts(at)
     assert [b.label for b in at.button] == ["Start training", "Resume"]  # killed: resumable
 
@@ -366,6 +372,36 @@ def test_train_command_carries_every_setting(dirs):
     for switch in ("--balanced", "--compile", "--roi-model", "--no-augment", "--no-crop"):
         assert switch in cmd, switch
     assert "--resume" not in cmd
+
+
+def test_train_starts_a_ray_run_with_the_command_it_shows(dirs):
+    """"Ray cluster" adds the executor flags to the command shown, and that command starts."""
+    import shlex
+
+    ck, data = dirs
+    write_dataset(data)
+    at = page("train.py", run=None).run()
+    at.selectbox[0].set_value("Other folder or manifest…").run()
+    at.text_input[0].input("mini").run()
+    assert "--executor" not in at.code[0].value  # this machine: the default, no flags
+    at.radio(key="executor").set_value("ray").run()
+    no_exception(at)
+    assert at.code[0].value.endswith(" --executor ray")  # a local Ray, the default shares
+    at.text_input(key="ray_address").input(" 10.0.0.5:6379 ").run()
+    at.number_input(key="gpus_per_cell").set_value(0.5).run()
+    at.number_input(key="cpus_per_cell").set_value(2).run()
+    next(t for t in at.text_input if t.label == "Run name").input("ray-run").run()
+    no_exception(at)
+    shown = at.code[0].value
+    [b for b in at.button if b.label == "Start training"][0].click().run()
+    no_exception(at)
+    job = jobs.current_job(ck)
+    started = job.command[job.command.index("train"):]
+    assert shown == shlex.join(["python", "-m", "core", *started])  # what was shown runs
+    assert started[started.index("--out") + 1] == str(ck / "ray-run")
+    assert started[-8:] == ["--executor", "ray", "--ray-address", "10.0.0.5:6379",
+                            "--gpus-per-cell", "0.5", "--cpus-per-cell", "2"]
+    assert job.run_dir == str(ck / "ray-run")
 
 
 @pytest.mark.parametrize("gpu", [False, True])

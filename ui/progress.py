@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
@@ -10,9 +11,11 @@ from plotly.subplots import make_subplots
 from core.runfolder.layout import RunSummary, read_progress
 from core.runfolder.progress import (
     TRAINING_EVENTS,
+    CellRow,
     Curve,
     Part,
     cell_count,
+    cell_table,
     curves,
     eta_seconds,
     overall_fraction,
@@ -107,9 +110,24 @@ def render_progress(run: RunSummary, compact: bool = False) -> None:
     for part in shown:
         _render_part(part)
     if not compact:
+        _render_cells(cell_table(events, running=run.status == "running"))
         fig = curves_figure(found, events)
         if fig is not None:
             st.plotly_chart(fig, width="stretch", key=f"curves-{run.name}")
+
+
+def cells_frame(rows: list[CellRow]) -> pd.DataFrame:
+    """The per-cell table as shown: cell, status, node, epoch/of, attempt."""
+    return pd.DataFrame([{"cell": r.cell, "status": r.status, "node": r.node,
+                          "epoch": f"{r.epoch}/{r.epochs}" if r.epoch else "–",
+                          "attempt": r.attempt} for r in rows],
+                        columns=["cell", "status", "node", "epoch", "attempt"])
+
+
+def _render_cells(rows: list[CellRow]) -> None:
+    if rows:
+        st.caption("Per cell: the machine (node) that trains it, its epoch and attempt.")
+        st.dataframe(cells_frame(rows), hide_index=True, width="stretch")
 
 
 def _render_part(part: Part) -> None:

@@ -1,11 +1,13 @@
-"""``python -m core evaluate checkpoints/NAME [--dataset DIR [--split test|train|all]] [--json]``.
+"""``python -m core evaluate checkpoints/NAME [--dataset DIR [--split test|train|all]
+[--executor local|ray [--ray-address ADDR]]] [--json]``.
 
 Without ``--dataset``: reads the run's ``predictions.csv`` (never its
 models), writes ``metrics.json`` and prints the paper-style tables, or the
 JSON with --json.  With ``--dataset``: external validation
 (:mod:`core.predict.external`): the run's models predict another dataset, and the
 result goes to ``checkpoints/NAME/external/<dataset>-<split>/``, leaving the
-run's own ``metrics.json`` as it was.
+run's own ``metrics.json`` as it was; ``--executor ray`` predicts it on Ray Data
+workers (:mod:`core.scale.batch`), writing the same files.
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ import argparse
 import json
 
 from core.cli.argtypes import NON_NEGATIVE_INT
+from core.cli.scale_args import LOCAL, add_batch_executor_arguments
+from core.errors import MammoError
 from core.evaluate import evaluate_run, format_report
 from core.predict.external import SPLITS, validate_external
 
@@ -33,13 +37,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="which images of --dataset to use (default test)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="where the models run with --dataset (default: CUDA when present)")
+    add_batch_executor_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.dataset is not None:
-        result = validate_external(args.run_dir, args.dataset, args.split, args.device,
-                                   n_boot=args.boot, seed=args.seed)
+        from core.scale.batch import manifest_executor
+
+        with manifest_executor(args.executor, args.ray_address) as predict:
+            result = validate_external(args.run_dir, args.dataset, args.split, args.device,
+                                       n_boot=args.boot, seed=args.seed, predict=predict)
+    elif args.executor != LOCAL or args.ray_address:
+        raise MammoError("--executor / --ray-address need --dataset: without it evaluate reads "
+                         "the run's predictions.csv and runs no model")
     else:
         result = evaluate_run(args.run_dir, n_boot=args.boot, seed=args.seed)
     if args.json:

@@ -5,6 +5,11 @@ the view, whether it had an ROI, the model that served it (and whether that
 was a fallback) and P(malignant).  ``--cam OUTDIR`` writes Grad-CAM overlays.
 A bad image is reported on its own line; the command fails (one ``error:``
 line) only when no image at all could be predicted.
+
+``--manifest CSV --out DIR`` predicts every row of a manifest instead and writes
+the long table evaluation reads (``DIR/predictions.csv``, with the ROI finder's
+``roi_proposals.csv`` when the run has one), in this process or, with
+``--executor ray``, on Ray Data workers (:mod:`core.scale.batch`).
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core.cli.scale_args import add_batch_executor_arguments
 from core.errors import MammoError
 from core.review.readout import shown_call
 from core.runfolder.atomic import atomic_write_png
@@ -34,19 +40,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "predict", help="routed prediction (both grids) for one study's images",
         description="Predict P(malignant) for images with a trained run; each image goes to "
                     "the model of its (ROI?, view) cell.")
-    add_study_arguments(p)
+    add_study_arguments(p, images="*")
     p.add_argument("--cam", type=Path, default=None, metavar="OUTDIR",
                    help="write Grad-CAM overlay PNGs (one per image per grid) into OUTDIR")
     p.add_argument("--json", action="store_true", help="print the results as a JSON list")
+    p.add_argument("--manifest", type=Path, default=None, metavar="CSV",
+                   help="predict every row of this manifest CSV instead of a study's images "
+                        "(needs --out)")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="with --manifest: folder for predictions.csv (and roi_proposals.csv)")
+    add_batch_executor_arguments(p)
     p.set_defaults(func=run)
 
 
-def add_study_arguments(p: argparse.ArgumentParser) -> None:
+def add_study_arguments(p: argparse.ArgumentParser, images: str = "+") -> None:
     """The options that say which study a run reads: the run, the images, masks, views,
     proposals and device.  Every command that predicts a study takes exactly these, so
-    ``report`` reads a study the way ``predict`` does."""
+    ``report`` reads a study the way ``predict`` does.  ``images``: their ``nargs``
+    (``predict`` takes none with ``--manifest``)."""
     p.add_argument("run_dir", help="run folder, e.g. checkpoints/NAME (or just NAME)")
-    p.add_argument("images", nargs="+", help="DICOM or image files (PNG, JPEG, PGM, TIFF)")
+    p.add_argument("images", nargs=images, help="DICOM or image files (PNG, JPEG, PGM, TIFF)")
     p.add_argument("--mask", action="append", default=[], metavar="IMAGE=MASK",
                    help="ROI mask file for IMAGE (same size as the image); repeatable")
     p.add_argument("--view", action="append", default=[], metavar="IMAGE=VIEW",
@@ -124,6 +137,12 @@ def _match_image(key: str, images: list[str], option: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.manifest is not None:
+        return run_manifest(args)
+    if not args.images:
+        raise MammoError("give the study's images (IMAGE ...), or --manifest CSV --out DIR")
+    if args.out is not None or args.executor != "local" or args.ray_address:
+        raise MammoError("--out, --executor and --ray-address go with --manifest")
     _, _, results = predict_from_args(args, cam=args.cam is not None)
     if args.cam is not None:
         _write_cams(args.cam, results)
@@ -132,6 +151,30 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
     else:
         print(format_table(results))
+    return 0
+
+
+def run_manifest(args: argparse.Namespace) -> int:
+    """Predict every row of ``--manifest`` into ``--out/predictions.csv``."""
+    from core.datasets import load_dataset
+    from core.predict import Predictor
+    from core.predict.manifest import write_predictions
+    from core.scale.batch import manifest_executor
+
+    if args.images or args.mask or args.view or args.cam is not None:
+        raise MammoError("--manifest predicts the manifest's own images: give no IMAGE, "
+                         "--mask, --view or --cam with it")
+    if args.out is None:
+        raise MammoError("--manifest needs --out DIR (the folder predictions.csv goes to)")
+    predictor = Predictor(run_path(args.run_dir), device=args.device)  # a bad run fails first
+    df = load_dataset(args.manifest)
+    with manifest_executor(args.executor, args.ray_address) as predict:
+        predictions = predict(predictor, df)
+    write_predictions(args.out, predictions)
+    unpredicted = int(predictions.attrs.get("unpredicted", 0))
+    print(f"{len(df)} image(s) of {args.manifest} predicted ({args.executor}): "
+          f"{len(predictions)} row(s) in {args.out / 'predictions.csv'}"
+          + (f"; {unpredicted} (image, grid) pair(s) no model serves" if unpredicted else ""))
     return 0
 
 

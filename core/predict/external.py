@@ -15,17 +15,24 @@ result the run was trained for stays what it was.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from core.datasets import LoadOptions
 from core.errors import MammoError, ManifestError
-from core.runfolder.atomic import atomic_write_bytes, atomic_write_json
+from core.runfolder.atomic import atomic_write_json
 from core.runfolder.layout import RUN_FILE
 
+if TYPE_CHECKING:
+    from core.predict import Predictor
+
 SPLITS: tuple[str, ...] = ("test", "train", "all")
+ManifestPredict = Callable[["Predictor", pd.DataFrame], pd.DataFrame]
+"""Predicts a manifest with a run's models: :func:`core.predict.predict_manifest` in this
+process, or :func:`core.scale.batch.predict_manifest_ray` on Ray."""
 
 
 def dataset_name(root: Path) -> str:
@@ -49,7 +56,8 @@ def select_split(df: pd.DataFrame, split: str, source: Path) -> pd.DataFrame:
 
 def validate_external(run_dir: str | Path, dataset: str | Path, split: str = "test",
                       device: str = "auto", n_boot: int = 1000, seed: int = 0,
-                      options: LoadOptions | None = None) -> dict[str, Any]:
+                      options: LoadOptions | None = None,
+                      predict: ManifestPredict | None = None) -> dict[str, Any]:
     """Predict ``dataset``'s ``split`` with the run's grids and evaluate it; returns the metrics.
 
     The result is the run's own evaluation format plus ``dataset``:
@@ -58,15 +66,16 @@ def validate_external(run_dir: str | Path, dataset: str | Path, split: str = "te
     pairs no model of the run serves (as ``run.json`` does).  ``options`` (how the
     dataset is read) default to the run's own when ``dataset`` is the one it was
     trained on (its "test" split is then the run's test split), else to the defaults.
+    ``predict`` scores the images (default: :func:`~core.predict.predict_manifest` here).
     """
     from core.datasets import detect_layout
     from core.datasets.run_data import is_run_dataset, run_options
     from core.evaluate import evaluate_external, external_folder
-    from core.evaluate.constants import DATASET_FILE, PREDICTIONS_FILE
+    from core.evaluate.constants import DATASET_FILE
     from core.phantom import is_synthetic
     from core.predict import Predictor, predict_manifest
     from core.predict.cam_pointing import CAM_POINTING_FILE, run_cam_pointing
-    from core.roifinder.proposals import write_proposals
+    from core.predict.manifest import write_predictions
 
     predictor = Predictor(run_dir, device)  # a bad run fails before the dataset is read
     layout, root = detect_layout(dataset)
@@ -75,7 +84,7 @@ def validate_external(run_dir: str | Path, dataset: str | Path, split: str = "te
         options = (run_options(predictor.run.info, predictor.run.path / RUN_FILE).options
                    if own else LoadOptions())
     df = select_split(layout.load(root, options), split, root)
-    predictions = predict_manifest(predictor, df)
+    predictions = (predict or predict_manifest)(predictor, df)
     if predictions.empty:
         raise MammoError(f"no image of {root} could be predicted: the run has no model for "
                          f"its views ({', '.join(sorted(set(df['view_name'])))})")
@@ -85,8 +94,7 @@ def validate_external(run_dir: str | Path, dataset: str | Path, split: str = "te
             "n_images": len(df), "unpredicted": int(predictions.attrs.get("unpredicted", 0)),
             "synthetic": is_synthetic(root),
             "training_dataset": own, "options": options.to_json()}
-    atomic_write_bytes(folder / PREDICTIONS_FILE, predictions.to_csv(index=False).encode())
-    write_proposals(folder, predictions)  # the ROI finder's per-image table, when it has one
+    write_predictions(folder, predictions)  # with the ROI finder's table, when it has one
     atomic_write_json(folder / CAM_POINTING_FILE, run_cam_pointing(predictor, df))
     atomic_write_json(folder / DATASET_FILE, info)
     return evaluate_external(predictor.run.path, name, n_boot=n_boot, seed=seed)

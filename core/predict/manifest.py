@@ -20,7 +20,7 @@ from core.predict.study import BATCH_SIZE, Predictor
 from core.predict.types import PREDICTION_COLUMNS
 
 
-def _manifest_records(df: pd.DataFrame) -> pd.DataFrame:
+def manifest_records(df: pd.DataFrame) -> pd.DataFrame:
     """The columns prediction needs: view name, ROI flag and 0/1 label per row."""
     rec = pd.DataFrame({
         "image_path": df["image_path"].astype(str),
@@ -64,9 +64,9 @@ def predict_manifest(run_dir: str | Path | Predictor, df: pd.DataFrame,
     in ``result.attrs["roi_proposals"]`` (:mod:`core.roifinder.proposals`).
     """
     predictor = run_dir if isinstance(run_dir, Predictor) else Predictor(run_dir, device)
-    rec = _manifest_records(df)
+    rec = manifest_records(df)
     proposals = None
-    if predictor.finder is not None and "roi" in predictor.modes:
+    if proposes(predictor):
         from core.roifinder.proposals import propose_manifest
 
         proposals = propose_manifest(predictor.finder, df.reset_index(drop=True))
@@ -78,17 +78,52 @@ def predict_manifest(run_dir: str | Path | Predictor, df: pd.DataFrame,
         for chunk in _chunks(order, batch_size):
             images = np.stack([load_preprocessed(rec.at[i, "image_path"], predictor.params)
                                for i in chunk])
-            for mode in predictor.modes:
-                unpredicted += _predict_chunk(predictor, rec, chunk, images, mode, rows)
-            if proposals is not None:
-                _predict_chunk(predictor, rec, chunk, images, "roi", rows,
-                               proposals["roi_present"], PROPOSED_MODE)
+            routed = proposals["roi_present"] if proposals is not None else None
+            unpredicted += predict_rows(predictor, rec, chunk, images, rows, routed)
+    return prediction_table(rows, unpredicted, proposals)
+
+
+def proposes(predictor: Predictor) -> bool:
+    """Whether a manifest's prediction adds the grid routed by the run's ROI finder."""
+    return predictor.finder is not None and "roi" in predictor.modes
+
+
+def predict_rows(predictor: Predictor, rec: pd.DataFrame, chunk: list[int], images: np.ndarray,
+                 rows: list[dict[str, Any]], routed_roi: pd.Series | None = None) -> int:
+    """Append every grid's rows for the :func:`manifest_records` rows ``chunk`` (their model
+    inputs ``images``) and return how many (image, grid) pairs no model serves.
+
+    ``routed_roi`` (the finder's call by row, when :func:`proposes`) adds the ROI-aware
+    grid routed by it.  The one place an image is routed and scored, whichever process
+    (this one, or a Ray worker: :mod:`core.scale.batch`) runs it.
+    """
+    unpredicted = sum(_predict_chunk(predictor, rec, chunk, images, mode, rows)
+                      for mode in predictor.modes)
+    if routed_roi is not None:
+        _predict_chunk(predictor, rec, chunk, images, "roi", rows, routed_roi, PROPOSED_MODE)
+    return unpredicted
+
+
+def prediction_table(rows: list[dict[str, Any]], unpredicted: int,
+                     proposals: pd.DataFrame | None) -> pd.DataFrame:
+    """The long table of :func:`predict_rows`' rows, in manifest then grid order."""
     out = pd.DataFrame(rows, columns=["_order", "_mode_order", *PREDICTION_COLUMNS])
     out = out.sort_values(["_order", "_mode_order"]).drop(columns=["_order", "_mode_order"])
     out = out.reset_index(drop=True)
     out.attrs["unpredicted"] = unpredicted
     out.attrs["roi_proposals"] = proposals
     return out
+
+
+def write_predictions(folder: str | Path, predictions: pd.DataFrame) -> None:
+    """``predictions.csv`` (and the finder's ``roi_proposals.csv`` when the run has one)
+    into ``folder``, each written atomically."""
+    from core.evaluate.constants import PREDICTIONS_FILE
+    from core.roifinder.proposals import write_proposals
+    from core.runfolder.atomic import atomic_write_bytes
+
+    atomic_write_bytes(Path(folder) / PREDICTIONS_FILE, predictions.to_csv(index=False).encode())
+    write_proposals(Path(folder), predictions)
 
 
 def _predict_chunk(predictor: Predictor, rec: pd.DataFrame, chunk: list[int],

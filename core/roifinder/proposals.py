@@ -17,6 +17,7 @@ import pandas as pd
 from core.datasets.manifest import label_codes
 from core.evaluate.roifinder import PROPOSALS_FILE
 from core.pixels.cache import load_preprocessed_with_box
+from core.pixels.crop import CropBox
 from core.roifinder.geometry import full_shape, truth_boxes
 from core.roifinder.infer import RoiFinder
 
@@ -29,25 +30,44 @@ CHUNK = 64
 
 def propose_manifest(finder: RoiFinder, df: pd.DataFrame) -> pd.DataFrame:
     """One row per manifest row: the finder's answer and the annotation (JSON lists)."""
-    records = df.assign(label=label_codes(df["label"])).to_dict("records")
+    records = proposal_records(df)
     rows: list[dict[str, Any]] = []
     for start in range(0, len(records), CHUNK):
         chunk = records[start:start + CHUNK]
         loaded = [load_preprocessed_with_box(r["image_path"], finder.params) for r in chunk]
-        shapes = [full_shape(r) for r in chunk]
-        props = finder.propose_inputs(np.stack([im for im, _ in loaded]),
-                                      [box for _, box in loaded], shapes)
-        for r, prop, (h, w) in zip(chunk, props, shapes):
-            view = r.get("view_name") or f"{r['laterality']}{r['view']}"
-            rows.append({
-                "image_path": r["image_path"], "patient_id": r["patient_id"],
-                "study_id": r["study_id"], "view": view,
-                "label": int(r["label"]), "roi": bool(r["roi"]),
-                "roi_probability": round(prop.probability, 6), "roi_present": prop.present,
-                "threshold": prop.threshold, "boxes": json.dumps(prop.boxes),
-                "scores": json.dumps(prop.scores), "truth_boxes": json.dumps(truth_boxes(r)),
-                "height": h, "width": w,
-            })
+        rows.extend(proposal_rows(finder, chunk, loaded))
+    return proposal_table(rows)
+
+
+def proposal_records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """The manifest's rows as :func:`proposal_rows` takes them (labels coded 0 / 1)."""
+    return df.assign(label=label_codes(df["label"])).to_dict("records")
+
+
+def proposal_rows(finder: RoiFinder, records: list[dict[str, Any]],
+                  loaded: list[tuple[np.ndarray, CropBox]]) -> list[dict[str, Any]]:
+    """The table's rows for :func:`proposal_records` ``records`` whose finder inputs (image, crop box) are
+    ``loaded``: one batch of the finder, wherever the images were preprocessed."""
+    shapes = [full_shape(r) for r in records]
+    props = finder.propose_inputs(np.stack([im for im, _ in loaded]),
+                                  [box for _, box in loaded], shapes)
+    rows = []
+    for r, prop, (h, w) in zip(records, props, shapes):
+        view = r.get("view_name") or f"{r['laterality']}{r['view']}"
+        rows.append({
+            "image_path": r["image_path"], "patient_id": r["patient_id"],
+            "study_id": r["study_id"], "view": view,
+            "label": int(r["label"]), "roi": bool(r["roi"]),
+            "roi_probability": round(prop.probability, 6), "roi_present": bool(prop.present),
+            "threshold": prop.threshold, "boxes": json.dumps(prop.boxes),
+            "scores": json.dumps(prop.scores), "truth_boxes": json.dumps(truth_boxes(r)),
+            "height": h, "width": w,
+        })
+    return rows
+
+
+def proposal_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The finder table of :func:`proposal_rows`' rows, in the order given."""
     return pd.DataFrame(rows, columns=list(PROPOSAL_COLUMNS))
 
 

@@ -199,3 +199,55 @@ def curves(events: Iterable[dict[str, Any]]) -> dict[str, Curve]:
             c.val_loss.append(ev.get("val_loss"))
             c.val_auc.append(ev.get("val_auc"))
     return out
+
+
+START_EVENT = "cell_start"
+END_STATUS: dict[str, str] = {**EVENT_STATUS, "roi_model_done": "done"}
+
+
+@dataclass(frozen=True)
+class CellRow:
+    """One part as the per-cell table shows it: where it runs, how far, which attempt."""
+
+    cell: str
+    status: str  # running | done | skipped | stopped (the run ended while it ran)
+    node: str
+    epoch: int | None
+    epochs: int | None
+    attempt: int
+
+
+def cell_table(events: Iterable[dict[str, Any]], this_node: str | None = None,
+               running: bool = True) -> list[CellRow]:
+    """Every part that has an event, in the order they first appear, from events alone.
+
+    A part is running from its ``cell_start`` (or first epoch event) until
+    ``cell_done`` / ``cell_skipped``; a later ``cell_start`` (a retry, a resume)
+    opens it again.  Its node is the latest event's ``"node"``; events without one
+    (written before they carried it, or by one process) name ``this_node`` (default:
+    this machine's host name, which is what a one-process run names).  The attempt
+    is ``cell_start``'s ``"attempt"``, else how many times it started.  With
+    ``running`` False (the run ended), a part still running reads ``stopped``.
+    """
+    import socket
+
+    local = this_node or socket.gethostname()
+    state: dict[str, dict[str, Any]] = {}
+    for ev in events:
+        kind = ev.get("event")
+        if not ev.get("cell") or kind not in (START_EVENT, *TRAINING_EVENTS, *FINDER_EVENTS,
+                                               *END_STATUS):
+            continue
+        row = state.setdefault(event_key(ev), {"status": "running", "node": None, "epoch": None,
+                                               "epochs": None, "starts": 0, "attempt": None})
+        row["node"] = ev.get("node") or row["node"]
+        if kind == START_EVENT:
+            row.update(status="running", starts=row["starts"] + 1, attempt=ev.get("attempt"))
+        elif kind in END_STATUS:
+            row["status"] = str(ev.get("status") or END_STATUS[kind])
+        else:
+            row.update(status="running", epoch=ev.get("epoch"), epochs=ev.get("epochs"))
+    return [CellRow(key, "stopped" if r["status"] == "running" and not running else r["status"],
+                    r["node"] or local, r["epoch"], r["epochs"],
+                    int(r["attempt"] or max(1, r["starts"])))
+            for key, r in state.items()]
