@@ -66,7 +66,7 @@ def write_pdf(args: argparse.Namespace, images_synthetic: bool | None = None) ->
     told by the images' folders (a PACS study's headers tell it instead)."""
     from core.datasets.roi import read_mask
     from core.phantom import synthetic_notice_text
-    from core.review.board import hanging_image, result_pictures
+    from core.review.board import empty_cams, hanging_image, result_pictures
     from core.review.export import export_record
     from core.review.overlay import cam_scale_bar
     from core.review.pdf import write_report
@@ -107,17 +107,6 @@ def write_pdf(args: argparse.Namespace, images_synthetic: bool | None = None) ->
     print(f"wrote {args.pdf} ({len(data) / 1024:.0f} KiB): ROI-aware {calls}, "
           f"operating point {point}" + (" [SYNTHETIC]" if notice else ""))
     return 0
-
-
-def empty_cams(results: Sequence[Any], grid: str) -> list[str]:
-    """Views whose ``grid`` Grad-CAM is all zero: nothing in them pushed towards malignant."""
-    import numpy as np
-
-    from core.grid import VIEWS
-
-    empty = {r.view for r in results
-             if (cam := getattr(r, f"cam_{grid}")) is not None and float(np.max(cam)) <= 0}
-    return [v for v in VIEWS if v in empty] + sorted(str(v) for v in empty - set(VIEWS))
 
 
 def check_files(images: Sequence[str], masks: Sequence[str] | Any) -> None:
