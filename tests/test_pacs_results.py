@@ -224,3 +224,31 @@ def test_pacs_problems_are_one_line_within_30_seconds(run_dir, pacs, study, work
     assert code == 2 and len(err.splitlines()) == 1 and err.startswith(f"error: {url}: ")
     assert ("cannot connect" if problem == "unreachable" else "study 1.2.3.4.5 not found") in err
     assert not (work / "never.pdf").exists()
+
+
+def test_usage_errors_are_one_line(run_dir, work, capsys, monkeypatch):
+    monkeypatch.delenv("MAMMOROUTE_DICOMWEB_URL", raising=False)
+    image = str(work / "any.dcm")
+    for args, said in ((["--study", "1.2.3"], "--study needs --dicomweb URL"),
+                       ([image, "--dicomweb", "http://127.0.0.1:9/dicom-web", "--study", "1.2.3"],
+                        "either image files or --dicomweb"),
+                       ([image, "--store"], "--store needs a study from a PACS"),
+                       ([], "no images")):
+        assert main(["predict", str(run_dir), *args]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and said in err, err
+
+
+def test_the_newest_image_of_a_view_is_read_and_the_others_named():
+    from core.pacs.client import ImageRef, hanging_order
+    from core.pacs.fetch import newest_per_view
+
+    def ref(uid: str, view: str, acquired: str) -> ImageRef:
+        return ImageRef("1.2", "1.2.3", uid, "1.2.840.10008.5.1.4.1.1.1.2", view[:1], view[1:],
+                        acquired, None, "")
+
+    images = tuple(hanging_order([ref("1", "RCC", "20260101090000"), ref("2", "LCC", "20260101090000"),
+                                  ref("3", "RCC", "20260101100000"), ref("4", "", "")]))
+    chosen, notes = newest_per_view(images)
+    assert [(im.sop_uid, im.view) for im in chosen] == [("3", "RCC"), ("2", "LCC"), ("4", "")]
+    assert notes == ["RCC: 2 images; the newest (3) is read, 1 left out"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import tempfile
@@ -38,6 +39,7 @@ RESULT_KEYS: tuple[str, ...] = (
     "fallback_reason", "roi_source", "roi_probability", "roi_boxes", "warnings", "error",
 )
 CAM_OPACITY = 0.5  # the app's default blend
+IMAGE_SUFFIX = re.compile(r"\.(dcm|dicom|dic|png|jpe?g|pgm|tiff?|bmp)$", re.IGNORECASE)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -62,7 +64,8 @@ def add_study_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="run folder, e.g. checkpoints/NAME (or just NAME)")
     p.add_argument("images", nargs="*", help="DICOM or image files (PNG, JPEG, PGM, TIFF)")
     p.add_argument("--dicomweb", metavar="URL", default=None,
-                   help="read the study from this DICOMweb PACS instead of files (with --study)")
+                   help="read the study from this DICOMweb PACS instead of files (with --study; "
+                        "default $MAMMOROUTE_DICOMWEB_URL)")
     p.add_argument("--study", metavar="UID", default=None,
                    help="Study Instance UID of the study to read from --dicomweb")
     p.add_argument("--mask", action="append", default=[], metavar="IMAGE=MASK",
@@ -108,8 +111,12 @@ def study_files(args: argparse.Namespace) -> Iterator[FetchedStudy | None]:
     lasts as long as the ``with``.  Then ``args.images`` are its files, each named
     by its SOP Instance UID, and ``IMAGE=`` options may name an image by its SOP
     Instance UID or view.  Every command that reads a study goes through here."""
+    from core.pacs import ENV_URL
+
+    if args.study and not args.dicomweb:
+        args.dicomweb = os.environ.get(ENV_URL) or None
     if bool(args.dicomweb) != bool(args.study):
-        raise MammoError("--dicomweb and --study go together")
+        raise MammoError(f"--study needs --dicomweb URL (or {ENV_URL}), and --dicomweb needs --study")
     if args.dicomweb and args.images:
         raise MammoError("give either image files or --dicomweb with --study, not both")
     if not args.dicomweb:
@@ -243,7 +250,8 @@ def _write_cams(outdir: Path, results: list) -> None:
     for r in results:
         if r.error or r.preprocessed is None:
             continue
-        stem = _unique(re.sub(r"[^0-9A-Za-z_.-]+", "_", Path(r.image).stem) or "image", used)
+        name = re.sub(IMAGE_SUFFIX, "", Path(r.image).name)  # not Path.stem: a SOP UID has dots
+        stem = _unique(re.sub(r"[^0-9A-Za-z_.-]+", "_", name) or "image", used)
         for grid, cam in (("roi_aware", r.cam_roi_aware), ("baseline", r.cam_baseline)):
             if cam is None:
                 continue
