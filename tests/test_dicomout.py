@@ -56,7 +56,7 @@ NUMBERS = {
     "RCC": ((0.8125, 0.42, "malignant"), (0.375, 0.5, "benign"), "roi-RCC", None, "box"),
     "RMLO": ((0.125, 0.3, "benign"), (0.25, 0.5, "benign"), "noroi-RMLO", None, "none"),
     "LCC": ((0.5, 0.6, "benign"), (0.625, 0.5, "malignant"), "roi-LCC",
-            "roi-LCC was not trained (too few images); all-LCC read it", "proposed"),
+            "roi-LCC was not trained (need ≥ 2 of each class); all-LCC read it", "proposed"),
     "LMLO": ((0.0625, 0.7, None), (None, None, None), "noroi-LMLO", None, "none"),
 }
 

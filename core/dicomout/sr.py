@@ -196,6 +196,7 @@ def make_sr(result: StudyResult, sources: Sequence[Dataset]) -> hd.sr.Comprehens
         manufacturer=MANUFACTURER, is_complete=True,
         is_final=False, is_verified=False)  # machine output nobody has verified: preliminary
     sr.SeriesDescription = series_description("results (SR)", result)
+    sr.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: routing texts say "≥" and "–"
     scheme = Dataset()
     scheme.CodingSchemeDesignator = SCHEME
     scheme.CodingSchemeName = SCHEME_NAME
