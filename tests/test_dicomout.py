@@ -325,3 +325,56 @@ def test_prediction_results_become_view_outcomes(sources: list[pydicom.Dataset])
     assert outcome.roi_aware == GridOutcome(0.1, None, None)  # no threshold, no call
     with pytest.raises(DicomOutError, match="upload-3"):
         view_outcome(ViewResult(image="upload-3.dcm", error="unreadable"), "1.2.4")
+
+
+def test_a_reviewed_study_becomes_the_result_the_page_states(sources: list[pydicom.Dataset],
+                                                             tmp_path: Path) -> None:
+    from core.dicomout.from_predict import study_result
+    from core.predict import ViewResult
+    from core.review.readout import shown_call
+    from core.review.report import Call
+    from core.runfolder.layout import RunSummary
+
+    by_view = {_view(ds): ds for ds in sources}
+    run = RunSummary(tmp_path / "page-run", {
+        "cells": {"roi-RCC": {"sha256": "a" * 64}, "noroi-LCC": {"sha256": "b" * 64},
+                  "all-RCC": {"sha256": "c" * 64}, "all-LCC": {"sha256": "d" * 64},
+                  "noroi-RMLO": {"sha256": "e" * 64}},
+        "roi_model": {"status": "done", "sha256": "f" * 64}})
+    rcc = ViewResult(image="a.dcm", view="RCC", roi=True, roi_source="proposed",
+                     roi_boxes=[[4.0, 6.0, 20.0, 18.0], [30.0, 30.0, 34.0, 40.0]],
+                     cell_roi_aware="roi-RCC", cell_baseline="all-RCC",
+                     p_malignant_roi_aware=0.9, p_malignant_baseline=0.2)
+    lcc = ViewResult(image="b.dcm", view="LCC", roi_source="none", cell_roi_aware="noroi-LCC",
+                     cell_baseline="all-LCC", p_malignant_roi_aware=0.3,
+                     p_malignant_baseline=0.7)
+    broken = ViewResult(image="c.dcm", view="RMLO", error="unreadable")
+    uninformative = {"all-LCC"}  # the page shows its number and makes no call
+
+    def page(r: ViewResult, grid: str) -> Call | None:
+        p, cell = getattr(r, f"p_malignant_{grid}"), getattr(r, f"cell_{grid}")
+        return None if p is None else Call(p, 0.5, shown_call(p, 0.5),
+                                           "chance" if cell in uninformative else None)
+
+    headers = {"a.dcm": by_view["RCC"], "b.dcm": by_view["LCC"], "c.dcm": by_view["RMLO"]}
+    result = study_result([rcc, lcc, broken], headers, run, page, synthetic=True)
+    assert [v.view for v in result.views] == ["RCC", "LCC"]  # nothing to state of a broken view
+    aware, base = result.views[1].roi_aware, result.views[1].baseline
+    assert (aware, base) == (GridOutcome(0.3, 0.5, "benign"), GridOutcome(0.7, 0.5, None))
+    mask = result.views[0].roi_mask
+    assert result.views[0].roi_source == "proposed"
+    assert mask.shape == (by_view["RCC"].Rows, by_view["RCC"].Columns)
+    assert mask.sum() == 16 * 12 + 4 * 10 and mask[6, 4] and not mask[18, 20]
+    uid = {v.view: v.sop_instance_uid for v in result.views}
+    right, left = result.breasts
+    assert (right.laterality, right.roi_aware, right.baseline) == (
+        "R", BreastCall("malignant", uid["RCC"]), BreastCall("benign", uid["RCC"]))
+    assert (left.laterality, left.roi_aware, left.baseline) == (
+        "L", BreastCall("benign", uid["LCC"]), BreastCall(None, None))
+    assert dict(result.run.model_sha256) == {"roi-RCC": "a" * 64, "all-RCC": "c" * 64,
+                                             "noroi-LCC": "b" * 64, "all-LCC": "d" * 64,
+                                             "ROI finder": "f" * 64}
+    assert len(result.run.identity) == 64 and result.run.name == "page-run"
+    (seg,) = make_segs(result, sources)  # the proposal routed RCC: SEMIAUTOMATIC, its boxes
+    assert seg.SegmentSequence[0].SegmentAlgorithmType == "SEMIAUTOMATIC"
+    assert make_sr(result, sources).SeriesDescription.startswith("SYNTHETIC")
