@@ -378,3 +378,34 @@ def test_a_reviewed_study_becomes_the_result_the_page_states(sources: list[pydic
     (seg,) = make_segs(result, sources)  # the proposal routed RCC: SEMIAUTOMATIC, its boxes
     assert seg.SegmentSequence[0].SegmentAlgorithmType == "SEMIAUTOMATIC"
     assert make_sr(result, sources).SeriesDescription.startswith("SYNTHETIC")
+
+
+def test_sources_without_patient_attributes_get_objects_with_empty_ones(
+        sources: list[pydicom.Dataset], tmp_path: Path) -> None:
+    bare = []
+    for ds in sources:
+        ds = copy.deepcopy(ds)
+        for key in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex",
+                    "AccessionNumber", "StudyID", "ReferringPhysicianName", "PatientOrientation"):
+            if key in ds:
+                delattr(ds, key)
+        bare.append(ds)
+    objects = result_objects(_result(bare), bare)
+    assert len(objects) == 1 + 2 + 4
+    for k, obj in enumerate(objects):
+        _dciodvfy(_write(obj, tmp_path / f"bare{k}.dcm"))
+        assert obj.PatientName == "" and obj.PatientID == "" and obj.AccessionNumber == ""
+    assert all(obj.PatientOrientation == "" for obj in objects[3:])  # the SCs: unknown, as given
+    assert "PatientName" not in bare[0]  # the sources themselves are left as they were
+    lacking = copy.deepcopy(bare[0])
+    del lacking.SeriesInstanceUID
+    with pytest.raises(DicomOutError, match="lacks SeriesInstanceUID"):
+        make_sr(_result(bare), [lacking, *bare[1:]])
+
+
+def test_a_source_highdicom_refuses_is_one_line(sources: list[pydicom.Dataset]) -> None:
+    odd = [copy.deepcopy(ds) for ds in sources]
+    odd[0].StudyDate = "not a date"  # a malformed DA value
+    with pytest.raises(DicomOutError, match="cannot carry the result objects") as err:
+        result_objects(_result(odd), odd)
+    assert "\n" not in str(err.value)

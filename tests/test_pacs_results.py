@@ -38,9 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "tests" / "artifacts"
 GRIDS = ("roi_aware", "baseline")
 
-pytestmark = [pytest.mark.usefixtures("one_thread"),
-              pytest.mark.skipif(missing_orthanc() is not None,
-                                 reason=f"no local PACS: {missing_orthanc()}")]
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +69,9 @@ def run_dir(work) -> Path:
 
 @pytest.fixture(scope="module")
 def pacs(study, work) -> Iterator[str]:
+    """A real Orthanc holding the study, stopped after the module."""
+    if missing_orthanc():
+        pytest.skip(f"no local PACS: {missing_orthanc()}")
     with local_pacs(free_port(), work / "orthanc") as server:
         report = push_folder(work / "phantom", PacsClient(server.url))
         assert (len(report.stored), report.refused) == (4, [])
@@ -252,3 +253,35 @@ def test_the_newest_image_of_a_view_is_read_and_the_others_named():
     chosen, notes = newest_per_view(images)
     assert [(im.sop_uid, im.view) for im in chosen] == [("3", "RCC"), ("2", "LCC"), ("4", "")]
     assert notes == ["RCC: 2 images; the newest (3) is read, 1 left out"]
+
+
+def test_the_store_button_says_a_dead_pacs_in_one_line(tmp_path, monkeypatch):
+    from pydicom.uid import generate_uid
+    from streamlit.testing.v1 import AppTest
+    from test_reliability_inputs import dicom_bytes, write_run
+
+    ck = tmp_path / "checkpoints"
+    write_run(ck / "tiny-run")
+    monkeypatch.setenv("MAMMOROUTE_CHECKPOINTS", str(ck))
+    monkeypatch.setenv("MAMMOROUTE_DATA", str(tmp_path / "data"))
+    monkeypatch.delenv("MAMMOROUTE_DICOMWEB_URL", raising=False)
+    study = generate_uid()
+    files = [(f"view{k}.dcm", dicom_bytes(laterality=v[0], position=v[1:], StudyInstanceUID=study,
+                                           SeriesInstanceUID=generate_uid(), PatientID="P-1"),
+              "application/dicom") for k, v in enumerate(("RCC", "LCC", "RMLO", "LMLO"))]
+    at = AppTest.from_file(str(REPO / "pages" / "case_review.py"), default_timeout=120)
+    at.session_state["run_name"] = "tiny-run"
+    at.run()
+    at.get("button_group")[0].set_value("upload").run()
+    at.file_uploader[0].set_value(files).run()
+    [b for b in at.button if b.label == "Predict"][0].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Store results in the PACS" not in [b.label for b in at.button]  # no PACS set
+    dead = f"http://127.0.0.1:{free_port()}/dicom-web"
+    at.session_state["pacs_url"] = dead  # the page's PACS URL field
+    at.run()
+    [b for b in at.button if b.label == "Store results in the PACS"][0].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    (said,) = [e.value for e in at.error if dead in e.value]
+    assert said.startswith(f"{dead}: storing the Structured Report ") and "cannot connect" in said
+    assert "\n" not in said

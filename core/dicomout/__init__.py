@@ -36,8 +36,19 @@ from core.dicomout.sr import make_sr
 
 
 def result_objects(result: StudyResult, sources: Sequence[Dataset]) -> list[Dataset]:
-    """The SR, then the Segmentations (none without an ROI), then the Secondary Captures."""
-    return [make_sr(result, sources), *make_segs(result, sources), *make_scs(result, sources)]
+    """The SR, then the Segmentations (none without an ROI), then the Secondary Captures.
+
+    A source highdicom refuses (a value of the wrong form, a tag it needs) is one
+    :class:`DicomOutError` line, as the app and the command line show errors."""
+    try:
+        return [make_sr(result, sources), *make_segs(result, sources),
+                *make_scs(result, sources)]
+    except DicomOutError:
+        raise
+    except (AttributeError, TypeError, ValueError) as err:
+        problem = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise DicomOutError(f"the source images cannot carry the result objects: {problem}") \
+            from err
 
 
 __all__ = [
