@@ -63,10 +63,6 @@ class StoreReport:
         out += [f"refused {o.kind} {o.sop_uid}: {o.refused}" for o in self.refused]
         return out
 
-    def to_json(self) -> dict:
-        return {"url": self.url, "study_uid": self.study_uid,
-                "objects": [o.__dict__ for o in self.objects]}
-
 
 def encoded_size(ds: Dataset) -> int:
     """Bytes of the object as a DICOM file (what STOW-RS sends, less the multipart frame)."""
