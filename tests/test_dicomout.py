@@ -409,3 +409,32 @@ def test_a_source_highdicom_refuses_is_one_line(sources: list[pydicom.Dataset]) 
     with pytest.raises(DicomOutError, match="cannot carry the result objects") as err:
         result_objects(_result(odd), odd)
     assert "\n" not in str(err.value)
+
+
+def test_the_store_report_names_each_refusal_and_sizes_what_was_stored(
+        sources: list[pydicom.Dataset]) -> None:
+    from core.dicomout.store import store_results
+
+    class SegRefusingPacs:  # stands in for PacsClient.store's contract: None or the reason
+        url = "http://127.0.0.1:1/dicom-web"
+
+        def __init__(self) -> None:
+            self.sent: list[pydicom.Dataset] = []
+
+        def store(self, ds: pydicom.Dataset, what: str) -> str | None:
+            self.sent.append(ds)
+            return "refused by the PACS (failure reason 272)" if ds.Modality == "SEG" else None
+
+    pacs = SegRefusingPacs()
+    report = store_results(pacs, sources, _result(sources))  # type: ignore[arg-type]
+    assert [o.kind for o in report.objects] == ["SR", "SEG", "SEG", "SC", "SC", "SC", "SC"]
+    assert [o.sop_uid for o in report.objects] == [str(ds.SOPInstanceUID) for ds in pacs.sent]
+    assert (len(report.stored), len(report.refused)) == (5, 2)
+    lines = report.lines()
+    sc_size = sum(o.size for o in report.stored if o.kind == "SC")
+    assert lines[0].startswith("stored SR: 1 instance, ")
+    assert lines[1] == (f"stored SC: 4 instances, {sc_size / 1024:.1f} KiB, series "
+                        f"{report.objects[-1].series_uid}")
+    assert sc_size > 4 * 48 * 40 * 3  # each overlay's RGB pixels, uncompressed
+    assert lines[2:] == [f"refused SEG {o.sop_uid}: refused by the PACS (failure reason 272)"
+                         for o in report.refused]
