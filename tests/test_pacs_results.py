@@ -285,3 +285,52 @@ def test_the_store_button_says_a_dead_pacs_in_one_line(tmp_path, monkeypatch):
     (said,) = [e.value for e in at.error if dead in e.value]
     assert said.startswith(f"{dead}: storing the Structured Report ") and "cannot connect" in said
     assert "\n" not in said
+
+
+def _breaking_proxy(upstream: str) -> type:
+    """A DICOMweb front of ``upstream`` that answers searches and metadata as it does, and
+    breaks off every instance retrieval half-way."""
+    import urllib.request
+
+    from test_pacs import _Quiet
+
+    base = upstream.rsplit("/dicom-web", 1)[0]
+
+    class BreaksOffInstances(_Quiet):
+        def do_GET(self):
+            if "/instances/" in self.path and not self.path.endswith("/metadata"):
+                self.send_response(200)
+                self.send_header("Content-Type",
+                                 'multipart/related; type="application/dicom"; boundary=b')
+                self.send_header("Content-Length", "100000")
+                self.end_headers()
+                self.wfile.write(b"--b\r\nContent-Type: application/dicom\r\n\r\n" + b"\0" * 500)
+                self.wfile.flush()
+                self.close_connection = True
+                return
+            accept = {"Accept": self.headers["Accept"] or "*/*"}
+            request = urllib.request.Request(base + self.path, headers=accept)
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                body = answer.read()
+                self.send_response(answer.status)
+                self.send_header("Content-Type", answer.headers["Content-Type"])
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+    return BreaksOffInstances
+
+
+def test_a_retrieval_breaking_off_is_one_line_and_stores_nothing(run_dir, pacs, study, capsys):
+    from test_pacs import fake_pacs
+
+    before = len(_series(pacs, study["uid"]))
+    with fake_pacs(_breaking_proxy(pacs)) as url:
+        started = time.monotonic()
+        code = main(["predict", str(run_dir), "--dicomweb", url, "--study", study["uid"], "--store",
+                     "--device", "cpu"])
+        err = capsys.readouterr().err.strip()
+    assert time.monotonic() - started < 30
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"error: {url}: retrieving instance ") and "broke off mid-way" in err
+    assert len(_series(pacs, study["uid"])) == before
