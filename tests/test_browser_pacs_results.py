@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pydicom
@@ -19,7 +20,7 @@ from pypdf import PdfReader
 from test_predict import make_run
 
 from core.pacs import PacsClient, local_pacs, missing_orthanc, push_folder
-from core.phantom import write_phantom
+from core.phantom import SYNTHETIC_TEXT, write_phantom
 from helpers import app_env, app_in_chromium, free_port
 
 pytestmark = [
@@ -82,3 +83,8 @@ def test_store_results_and_download_the_pdf_report(tmp_path):
                       for row in rows]  # the ROI-aware model's columns come first
             assert sorted(m.groups() for m in in_pdf if m) == shown and len(in_pdf) == 4
             assert not any(f.name in text for f in files)
+            assert SYNTHETIC_TEXT in re.sub(r"\s+", " ", text)  # phantom DICOMs, uploaded
+            if shutil.which("pdftoppm"):  # the app's report, page 1, to be looked at
+                subprocess.run(["pdftoppm", "-png", "-r", "60", "-f", "1", "-l", "1",
+                                "-singlefile", saved.path(), str(ARTIFACTS / "review-report-page1")],
+                               check=True, timeout=60)

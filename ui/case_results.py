@@ -12,6 +12,7 @@ from core.phantom import synthetic_notice_text
 from core.predict import ViewResult
 from core.review.case import CaseView, proposal_box, take_proposal
 from core.review.export import study_downloads
+from core.review.outputs import phantom_study
 from core.review.overlay import cam_scale_bar
 from core.review.picture import CAM_SOURCES, result_picture
 from core.review.readout import calibration_sentence, threshold_sentence
@@ -153,8 +154,9 @@ def show_results(results: list[ViewResult], views: list[CaseView], run: RunSumma
     d1, d2, d3, d4 = st.columns([1, 1, 1.4, 1.6])
     d1.download_button("Download CSV", csv.text, csv.name, csv.mime, on_click="ignore")
     d2.download_button("Download JSON", js.text, js.name, js.mime, on_click="ignore")
-    cam_of, notice = CAM_SOURCES[source], synthetic_notice_text(run.synthetic, images_synthetic)
+    phantom = images_synthetic or phantom_study(views)
+    cam_of, notice = CAM_SOURCES[source], synthetic_notice_text(run.synthetic, phantom)
     report_button(d3, results, views, run, point, calls, cam_of=cam_of, opacity=opacity,
                   notice=notice, study=study, show_ids=show_ids)
     store_button(d4, results, views, run, calls, cam_of=cam_of, opacity=opacity,
-                 synthetic=run.synthetic or images_synthetic)
+                 synthetic=run.synthetic or phantom)

@@ -48,6 +48,12 @@ def study_pdf(results: Sequence[ViewResult], views: Sequence[CaseView], run: Run
         show_identifiers=show_ids)
 
 
+def phantom_study(views: Sequence[CaseView]) -> bool:
+    """Whether every view is a phantom DICOM (its header names the phantom): such a study
+    is labelled synthetic in the report and the stored objects, uploaded or not."""
+    return bool(views) and all(v.header is not None and synthetic_header(v.header) for v in views)
+
+
 def storable(results: Sequence[ViewResult], views: Sequence[CaseView]) -> bool:
     """Whether the results can go back into a PACS: every predicted view is a DICOM file
     (its header is what the objects point at)."""
@@ -78,7 +84,7 @@ def study_dicom(results: Sequence[ViewResult], views: Sequence[CaseView], run: R
         if getattr(r, f"cam_{grid}") is not None and view.pixels is not None:
             mask = routing_mask(r, sources[r.image], rois.get(r.image, (None, None))[1])
             overlays[r.image] = whole_image_overlay(r, view.pixels, grid, blend, mask)[0]
-    synthetic = synthetic or all(map(synthetic_header, sources.values()))
+    synthetic = synthetic or phantom_study([by_name[r.image] for r in done])
     result = study_result(done, sources, run, call_of, rois=rois, overlays=overlays,
                           cam_grid=grid, synthetic=synthetic)
     return list(sources.values()), result
