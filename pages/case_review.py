@@ -182,4 +182,4 @@ if fresh:
                    + ", ".join(v.view or "the unplaced file" for v in stale) + " again.")
     st.subheader("Results")
     show_results(fresh + unreadable(views), views, run, point, show_ids,
-                 is_demonstration(run.synthetic, images_synthetic), stale)
+                 is_demonstration(run.synthetic, images_synthetic), stale, images_synthetic)

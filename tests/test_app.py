@@ -537,8 +537,9 @@ def test_case_review_upload_one_bad_view(dirs, weights):
     assert "read by the model for RCC views without a finding" in shown  # why, in words
     assert len(at.image) == 3 + 3 + 1  # thumbnails, results, the Grad-CAM colour scale
     assert "anon_" not in shown  # identifiers hidden by default
-    csv = [d for d in at.get("download_button")]
-    assert len(csv) == 2
+    downloads = [d.label for d in at.get("download_button")]
+    assert downloads == ["Download CSV", "Download JSON", "Download PDF report"]
+    assert "Store results in the PACS" not in [b.label for b in at.button]  # PNGs: not DICOM
 
 
 def _bytes_within(obj, seen=None) -> list[int]:

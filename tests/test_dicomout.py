@@ -56,7 +56,7 @@ NUMBERS = {
     "RCC": ((0.8125, 0.42, "malignant"), (0.375, 0.5, "benign"), "roi-RCC", None, "box"),
     "RMLO": ((0.125, 0.3, "benign"), (0.25, 0.5, "benign"), "noroi-RMLO", None, "none"),
     "LCC": ((0.5, 0.6, "benign"), (0.625, 0.5, "malignant"), "roi-LCC",
-            "roi-LCC was not trained (too few images); all-LCC read it", "proposed"),
+            "roi-LCC was not trained (need ≥ 2 of each class); all-LCC read it", "proposed"),
     "LMLO": ((0.0625, 0.7, None), (None, None, None), "noroi-LMLO", None, "none"),
 }
 
@@ -325,3 +325,116 @@ def test_prediction_results_become_view_outcomes(sources: list[pydicom.Dataset])
     assert outcome.roi_aware == GridOutcome(0.1, None, None)  # no threshold, no call
     with pytest.raises(DicomOutError, match="upload-3"):
         view_outcome(ViewResult(image="upload-3.dcm", error="unreadable"), "1.2.4")
+
+
+def test_a_reviewed_study_becomes_the_result_the_page_states(sources: list[pydicom.Dataset],
+                                                             tmp_path: Path) -> None:
+    from core.dicomout.from_predict import study_result
+    from core.predict import ViewResult
+    from core.review.readout import shown_call
+    from core.review.report import Call
+    from core.runfolder.layout import RunSummary
+
+    by_view = {_view(ds): ds for ds in sources}
+    run = RunSummary(tmp_path / "page-run", {
+        "cells": {"roi-RCC": {"sha256": "a" * 64}, "noroi-LCC": {"sha256": "b" * 64},
+                  "all-RCC": {"sha256": "c" * 64}, "all-LCC": {"sha256": "d" * 64},
+                  "noroi-RMLO": {"sha256": "e" * 64}},
+        "roi_model": {"status": "done", "sha256": "f" * 64}})
+    rcc = ViewResult(image="a.dcm", view="RCC", roi=True, roi_source="proposed",
+                     roi_boxes=[[4.0, 6.0, 20.0, 18.0], [30.0, 30.0, 34.0, 40.0]],
+                     cell_roi_aware="roi-RCC", cell_baseline="all-RCC",
+                     p_malignant_roi_aware=0.9, p_malignant_baseline=0.2)
+    lcc = ViewResult(image="b.dcm", view="LCC", roi_source="none", cell_roi_aware="noroi-LCC",
+                     cell_baseline="all-LCC", p_malignant_roi_aware=0.3,
+                     p_malignant_baseline=0.7)
+    broken = ViewResult(image="c.dcm", view="RMLO", error="unreadable")
+    uninformative = {"all-LCC"}  # the page shows its number and makes no call
+
+    def page(r: ViewResult, grid: str) -> Call | None:
+        p, cell = getattr(r, f"p_malignant_{grid}"), getattr(r, f"cell_{grid}")
+        return None if p is None else Call(p, 0.5, shown_call(p, 0.5),
+                                           "chance" if cell in uninformative else None)
+
+    headers = {"a.dcm": by_view["RCC"], "b.dcm": by_view["LCC"], "c.dcm": by_view["RMLO"]}
+    result = study_result([rcc, lcc, broken], headers, run, page, synthetic=True)
+    assert [v.view for v in result.views] == ["RCC", "LCC"]  # nothing to state of a broken view
+    aware, base = result.views[1].roi_aware, result.views[1].baseline
+    assert (aware, base) == (GridOutcome(0.3, 0.5, "benign"), GridOutcome(0.7, 0.5, None))
+    mask = result.views[0].roi_mask
+    assert result.views[0].roi_source == "proposed"
+    assert mask.shape == (by_view["RCC"].Rows, by_view["RCC"].Columns)
+    assert mask.sum() == 16 * 12 + 4 * 10 and mask[6, 4] and not mask[18, 20]
+    uid = {v.view: v.sop_instance_uid for v in result.views}
+    right, left = result.breasts
+    assert (right.laterality, right.roi_aware, right.baseline) == (
+        "R", BreastCall("malignant", uid["RCC"]), BreastCall("benign", uid["RCC"]))
+    assert (left.laterality, left.roi_aware, left.baseline) == (
+        "L", BreastCall("benign", uid["LCC"]), BreastCall(None, None))
+    assert dict(result.run.model_sha256) == {"roi-RCC": "a" * 64, "all-RCC": "c" * 64,
+                                             "noroi-LCC": "b" * 64, "all-LCC": "d" * 64,
+                                             "ROI finder": "f" * 64}
+    assert len(result.run.identity) == 64 and result.run.name == "page-run"
+    (seg,) = make_segs(result, sources)  # the proposal routed RCC: SEMIAUTOMATIC, its boxes
+    assert seg.SegmentSequence[0].SegmentAlgorithmType == "SEMIAUTOMATIC"
+    assert make_sr(result, sources).SeriesDescription.startswith("SYNTHETIC")
+
+
+def test_sources_without_patient_attributes_get_objects_with_empty_ones(
+        sources: list[pydicom.Dataset], tmp_path: Path) -> None:
+    bare = []
+    for ds in sources:
+        ds = copy.deepcopy(ds)
+        for key in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex",
+                    "AccessionNumber", "StudyID", "ReferringPhysicianName", "PatientOrientation"):
+            if key in ds:
+                delattr(ds, key)
+        bare.append(ds)
+    objects = result_objects(_result(bare), bare)
+    assert len(objects) == 1 + 2 + 4
+    for k, obj in enumerate(objects):
+        _dciodvfy(_write(obj, tmp_path / f"bare{k}.dcm"))
+        assert obj.PatientName == "" and obj.PatientID == "" and obj.AccessionNumber == ""
+    assert all(obj.PatientOrientation == "" for obj in objects[3:])  # the SCs: unknown, as given
+    assert "PatientName" not in bare[0]  # the sources themselves are left as they were
+    lacking = copy.deepcopy(bare[0])
+    del lacking.SeriesInstanceUID
+    with pytest.raises(DicomOutError, match="lacks SeriesInstanceUID"):
+        make_sr(_result(bare), [lacking, *bare[1:]])
+
+
+def test_a_source_highdicom_refuses_is_one_line(sources: list[pydicom.Dataset]) -> None:
+    odd = [copy.deepcopy(ds) for ds in sources]
+    odd[0].StudyDate = "not a date"  # a malformed DA value
+    with pytest.raises(DicomOutError, match="cannot carry the result objects") as err:
+        result_objects(_result(odd), odd)
+    assert "\n" not in str(err.value)
+
+
+def test_the_store_report_names_each_refusal_and_sizes_what_was_stored(
+        sources: list[pydicom.Dataset]) -> None:
+    from core.dicomout.store import store_results
+
+    class SegRefusingPacs:  # stands in for PacsClient.store's contract: None or the reason
+        url = "http://127.0.0.1:1/dicom-web"
+
+        def __init__(self) -> None:
+            self.sent: list[pydicom.Dataset] = []
+
+        def store(self, ds: pydicom.Dataset, what: str) -> str | None:
+            self.sent.append(ds)
+            return "refused by the PACS (failure reason 272)" if ds.Modality == "SEG" else None
+
+    pacs = SegRefusingPacs()
+    report = store_results(pacs, sources, _result(sources))  # type: ignore[arg-type]
+    assert [o.kind for o in report.objects] == ["SR", "SEG", "SEG", "SC", "SC", "SC", "SC"]
+    assert [o.sop_uid for o in report.objects] == [str(ds.SOPInstanceUID) for ds in pacs.sent]
+    assert (len(report.stored), len(report.refused)) == (5, 2)
+    lines = report.lines()
+    sc_size = sum(o.size for o in report.stored if o.kind == "SC")
+    assert lines[0].startswith("stored SR: 1 instance, ")
+    assert lines[1] == (f"stored SC: 4 instances, {sc_size / 1024:.1f} KiB, series "
+                        f"{report.objects[-1].series_uid}")
+    assert sc_size > 4 * 48 * 40 * 3  # each overlay's RGB pixels, uncompressed
+    assert lines[2:] == [f"refused SEG {o.sop_uid}: refused by the PACS (failure reason 272)"
+                         for o in report.refused]

@@ -9,11 +9,13 @@ on disk.
 """
 from __future__ import annotations
 
+import io
 import re
 import tempfile
 import tomllib
 from pathlib import Path
 
+from pypdf import PdfReader
 from test_reliability_inputs import dicom_bytes, write_run
 
 REPO = Path(__file__).resolve().parent.parent
@@ -55,7 +57,8 @@ def test_identifiers_never_reach_disk_or_downloads(tmp_path, monkeypatch):
     real_download = DeltaGenerator.download_button
 
     def recording_download(self, label, data, *args, **kwargs):
-        downloads.append(data.encode() if isinstance(data, str) else bytes(data))
+        made = data() if callable(data) else data  # the PDF, made here as a click makes it
+        downloads.append(made.encode() if isinstance(made, str) else bytes(made))
         return real_download(self, label, data, *args, **kwargs)
 
     monkeypatch.setattr(DeltaGenerator, "download_button", recording_download)
@@ -77,7 +80,9 @@ def test_identifiers_never_reach_disk_or_downloads(tmp_path, monkeypatch):
     assert len(re.findall(r"^ROI-aware: (?:\*\*|:)", shown, re.M)) == 4  # one call line per read view
     assert len(at.image) == 4 + 4 + 1  # the hanging, the results, the Grad-CAM scale
     assert "SECRET" not in shown and "DOE" not in shown  # identifiers hidden on screen
-    assert len(downloads) == 2  # CSV and JSON
+    assert len(downloads) == 3 and downloads[2].startswith(b"%PDF")  # CSV, JSON, PDF
+    downloads[2] = "\n".join(page.extract_text() for page in
+                             PdfReader(io.BytesIO(downloads[2])).pages).encode()
     for data in downloads:
         assert not [s for s in SECRETS if s in data], data[:300]
         assert b"study_" not in data  # no file names either

@@ -1,5 +1,5 @@
 """Case review's results: per view the overlay, both grids' calls and why the view went
-where it went; per breast the deciding view; and the two downloads."""
+where it went; per breast the deciding view; the downloads, and storing into the PACS."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -8,9 +8,11 @@ import pandas as pd
 import streamlit as st
 
 from core.grid import VIEWS, is_route_warning
+from core.phantom import synthetic_notice_text
 from core.predict import ViewResult
 from core.review.case import CaseView, proposal_box, take_proposal
 from core.review.export import study_downloads
+from core.review.outputs import phantom_study
 from core.review.overlay import cam_scale_bar
 from core.review.picture import CAM_SOURCES, result_picture
 from core.review.readout import calibration_sentence, threshold_sentence
@@ -27,6 +29,7 @@ from core.review.report import (
 from core.review.study import hanging_order, hide_names
 from core.runfolder.layout import RunSummary
 from ui.case import show_roi
+from ui.case_outputs import report_button, store_button
 from ui.common import keep
 from ui.roi_view import roi_source_text
 
@@ -110,10 +113,11 @@ def panel(r: ViewResult | None, v: CaseView | None, calls: StudyCalls, cam_of: s
 
 def show_results(results: list[ViewResult], views: list[CaseView], run: RunSummary,
                  point: str, show_ids: bool, demonstration: bool = False,
-                 changed: Sequence[CaseView] = ()) -> None:
+                 changed: Sequence[CaseView] = (), images_synthetic: bool = False) -> None:
     """The results in the hanging; ``demonstration`` (:func:`core.review.report.is_demonstration`)
     shows every number without a call; ``changed`` views hold their place until Predict, and
-    the breasts and downloads are of the predicted views only."""
+    the breasts, downloads and stored objects are of the predicted views only;
+    ``images_synthetic``: the study is the phantom's (the report's notice says so)."""
     calls = StudyCalls(run, point, demonstration)
     st.caption(f"Calls at the operating point: {OPERATING_POINTS[point]}.")
     c1, c2, c3 = st.columns([2, 2, 2])
@@ -147,6 +151,12 @@ def show_results(results: list[ViewResult], views: list[CaseView], run: RunSumma
     study = st.session_state.get("study_label", "study") \
         if st.session_state.get("case_source") == "dataset" else "upload"
     csv, js = study_downloads(results, views, run, point, calls, study, show_ids)
-    d1, d2, _ = st.columns([1, 1, 3])
+    d1, d2, d3, d4 = st.columns([1, 1, 1.4, 1.6])
     d1.download_button("Download CSV", csv.text, csv.name, csv.mime, on_click="ignore")
     d2.download_button("Download JSON", js.text, js.name, js.mime, on_click="ignore")
+    phantom = images_synthetic or phantom_study(views)
+    cam_of, notice = CAM_SOURCES[source], synthetic_notice_text(run.synthetic, phantom)
+    report_button(d3, results, views, run, point, calls, cam_of=cam_of, opacity=opacity,
+                  notice=notice, study=study, show_ids=show_ids)
+    store_button(d4, results, views, run, calls, cam_of=cam_of, opacity=opacity,
+                 synthetic=run.synthetic or phantom)

@@ -1,4 +1,5 @@
-"""``python -m core predict checkpoints/NAME IMAGE... [--mask IMAGE=MASK] [--view IMAGE=RCC]``.
+"""``python -m core predict checkpoints/NAME IMAGE... [--mask IMAGE=MASK] [--view IMAGE=RCC]``,
+or ``python -m core predict NAME --dicomweb URL --study UID [--store]``.
 
 Routes every image to its cell in both grids of a run and prints, per image,
 the view, whether it had an ROI, the model that served it (and whether that
@@ -10,12 +11,21 @@ line) only when no image at all could be predicted.
 the long table evaluation reads (``DIR/predictions.csv``, with the ROI finder's
 ``roi_proposals.csv`` when the run has one), in this process or, with
 ``--executor ray``, on Ray Data workers (:mod:`core.scale.batch`).
+
+A study from a PACS is retrieved into a temporary folder (:func:`study_files`)
+and then predicted exactly as files are; ``--store`` puts the results back into
+it as DICOM (SR, SEG, SC: :mod:`core.dicomout.store`).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +35,8 @@ from core.review.readout import shown_call
 from core.runfolder.atomic import atomic_write_png
 
 if TYPE_CHECKING:
+    from core.dicomout.store import StoreReport
+    from core.pacs.fetch import FetchedStudy
     from core.predict import Predictor, ViewInput, ViewResult
 
 RESULT_KEYS: tuple[str, ...] = (
@@ -33,6 +45,7 @@ RESULT_KEYS: tuple[str, ...] = (
     "fallback_reason", "roi_source", "roi_probability", "roi_boxes", "warnings", "error",
 )
 CAM_OPACITY = 0.5  # the app's default blend
+IMAGE_SUFFIX = re.compile(r"\.(dcm|dicom|dic|png|jpe?g|pgm|tiff?|bmp)$", re.IGNORECASE)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "predict", help="routed prediction (both grids) for one study's images",
         description="Predict P(malignant) for images with a trained run; each image goes to "
                     "the model of its (ROI?, view) cell.")
-    add_study_arguments(p, images="*")
+    add_study_arguments(p)
     p.add_argument("--cam", type=Path, default=None, metavar="OUTDIR",
                    help="write Grad-CAM overlay PNGs (one per image per grid) into OUTDIR")
     p.add_argument("--json", action="store_true", help="print the results as a JSON list")
@@ -50,18 +63,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="with --manifest: folder for predictions.csv (and roi_proposals.csv)")
     add_batch_executor_arguments(p)
+    p.add_argument("--store", action="store_true",
+                   help="with --dicomweb: store the results back into the study as DICOM "
+                        "(an SR, a SEG of the routing ROIs, Grad-CAM Secondary Captures)")
     p.set_defaults(func=run)
 
 
-def add_study_arguments(p: argparse.ArgumentParser, images: str = "+") -> None:
+def add_study_arguments(p: argparse.ArgumentParser) -> None:
     """The options that say which study a run reads: the run, the images, masks, views,
     proposals and device.  Every command that predicts a study takes exactly these, so
-    ``report`` reads a study the way ``predict`` does.  ``images``: their ``nargs``
-    (``predict`` takes none with ``--manifest``)."""
+    ``report`` reads a study the way ``predict`` does.  Images are optional here:
+    ``--dicomweb`` and ``--manifest`` name a study without them."""
     p.add_argument("run_dir", help="run folder, e.g. checkpoints/NAME (or just NAME)")
-    p.add_argument("images", nargs=images, help="DICOM or image files (PNG, JPEG, PGM, TIFF)")
+    p.add_argument("images", nargs="*", help="DICOM or image files (PNG, JPEG, PGM, TIFF)")
+    p.add_argument("--dicomweb", metavar="URL", default=None,
+                   help="read the study from this DICOMweb PACS instead of files (with --study; "
+                        "default $MAMMOROUTE_DICOMWEB_URL)")
+    p.add_argument("--study", metavar="UID", default=None,
+                   help="Study Instance UID of the study to read from --dicomweb")
     p.add_argument("--mask", action="append", default=[], metavar="IMAGE=MASK",
-                   help="ROI mask file for IMAGE (same size as the image); repeatable")
+                   help="ROI mask file for IMAGE (same size as the image; IMAGE of a PACS "
+                        "study: its SOP Instance UID or view); repeatable")
     p.add_argument("--view", action="append", default=[], metavar="IMAGE=VIEW",
                    help="force the view of IMAGE (RCC, LCC, RMLO, LMLO); repeatable")
     p.add_argument("--no-propose", dest="propose", action="store_false",
@@ -85,13 +107,57 @@ def predict_from_args(args: argparse.Namespace, cam: bool
     masks = image_pairs(args.mask, "--mask", args.images)
     views = {k: normalise_view(v) for k, v in image_pairs(args.view, "--view", args.images).items()}
     predictor = Predictor(run_path(args.run_dir), device=args.device)
-    inputs = [ViewInput(name=image, path=image, view=views.get(image), mask_path=masks.get(image))
-              for image in args.images]
+    names = getattr(args, "image_names", None) or {}
+    inputs = [ViewInput(name=names.get(image, image), path=image, view=views.get(image),
+                        mask_path=masks.get(image)) for image in args.images]
     results = predictor.predict_study(inputs, cam=cam, propose=args.propose)
     if all(r.error for r in results):
         raise MammoError("nothing could be predicted: "
                          + "; ".join(str(r.error) for r in results))
     return predictor, inputs, results
+
+
+@contextmanager
+def study_files(args: argparse.Namespace) -> Iterator[FetchedStudy | None]:
+    """The study the options name, as files: the images given, or (``--dicomweb``,
+    ``--study``) the PACS study's mammograms retrieved into a temporary folder that
+    lasts as long as the ``with``.  Then ``args.images`` are its files, each named
+    by its SOP Instance UID, and ``IMAGE=`` options may name an image by its SOP
+    Instance UID or view.  Every command that reads a study goes through here."""
+    from core.pacs import ENV_URL
+
+    if args.study and not args.dicomweb:
+        args.dicomweb = os.environ.get(ENV_URL) or None
+    if bool(args.dicomweb) != bool(args.study):
+        raise MammoError(f"--study needs --dicomweb URL (or {ENV_URL}), and --dicomweb needs --study")
+    if args.dicomweb and args.images:
+        raise MammoError("give either image files or --dicomweb with --study, not both")
+    if not args.dicomweb:
+        if not args.images:
+            raise MammoError("no images: give image files, or --dicomweb URL --study UID")
+        yield None
+        return
+    from core.pacs import PacsClient
+    from core.pacs.fetch import fetch_study
+
+    with tempfile.TemporaryDirectory(prefix="mammoroute-pacs-") as tmp:
+        fetched = fetch_study(PacsClient(args.dicomweb), args.study, tmp)
+        aliases = fetched.aliases()
+        args.images = [str(p) for p in fetched.files]
+        args.image_names = {str(p): ref.sop_uid for p, ref in zip(fetched.files, fetched.refs)}
+        args.mask = [_aliased(item, aliases) for item in args.mask]
+        args.view = [_aliased(item, aliases) for item in args.view]
+        for note in fetched.notes:
+            print(f"{fetched.url}: study {fetched.study_uid}: {note}", file=sys.stderr)
+        yield fetched
+
+
+def _aliased(item: str, aliases: dict[str, str]) -> str:
+    """``UID=VALUE`` or ``RCC=VALUE`` with the key turned into the retrieved file's path."""
+    for key, path in aliases.items():
+        if item.startswith(key + "="):
+            return path + item[len(key):]
+    return item
 
 
 def run_path(text: str) -> Path:
@@ -139,19 +205,55 @@ def _match_image(key: str, images: list[str], option: str) -> str:
 def run(args: argparse.Namespace) -> int:
     if args.manifest is not None:
         return run_manifest(args)
-    if not args.images:
-        raise MammoError("give the study's images (IMAGE ...), or --manifest CSV --out DIR")
     if args.out is not None or args.executor != "local" or args.ray_address:
         raise MammoError("--out, --executor and --ray-address go with --manifest")
-    _, _, results = predict_from_args(args, cam=args.cam is not None)
-    if args.cam is not None:
-        _write_cams(args.cam, results)
-    if args.json:
-        rows = [{k: r.summary().get(k) for k in RESULT_KEYS} for r in results]
-        print(json.dumps(rows, indent=2))
-    else:
-        print(format_table(results))
-    return 0
+    if args.store and not args.dicomweb:
+        raise MammoError("--store needs a study from a PACS (--dicomweb URL --study UID)")
+    with study_files(args) as fetched:
+        predictor, inputs, results = predict_from_args(args, cam=args.cam is not None or args.store)
+        if args.cam is not None:
+            _write_cams(args.cam, results)
+        if args.json:
+            rows = [{k: r.summary().get(k) for k in RESULT_KEYS} for r in results]
+            print(json.dumps(rows, indent=2))
+        else:
+            print(format_table(results))
+        if not args.store or fetched is None:
+            return 0
+        report = store_study(fetched, predictor, inputs, results)
+    for line in report.lines():
+        print(f"{report.url}: {line}", file=sys.stderr if args.json else sys.stdout)
+    return 1 if report.refused else 0
+
+
+def store_study(fetched: FetchedStudy, predictor: Predictor, inputs: list[ViewInput],
+                results: list[ViewResult]) -> StoreReport:
+    """The results back into their PACS study, at the tuned operating point as the table
+    states them: an SR, a SEG of the ROIs that routed views, the ROI-aware grid's
+    Grad-CAM over each whole image as a Secondary Capture."""
+    from core.datasets.roi import read_mask
+    from core.dicomout.from_predict import routing_mask, study_result
+    from core.dicomout.store import store_results
+    from core.pacs import PacsClient
+    from core.phantom import synthetic_header
+    from core.pixels.preprocess import render_source
+    from core.review.picture import whole_image_overlay
+    from core.review.report import StudyCalls, is_demonstration
+
+    run_summary = predictor.run
+    images_synthetic = all(map(synthetic_header, fetched.headers))
+    calls = StudyCalls(run_summary, "tuned", is_demonstration(run_summary.synthetic, images_synthetic))
+    header = {i.label: h for i, h in zip(inputs, fetched.headers)}
+    rois = {i.label: ("mask", read_mask(i.mask_path)) for i in inputs if i.mask_path}
+    overlays = {}
+    for item, r in zip(inputs, results):
+        if r.error is None and r.cam_roi_aware is not None:
+            grey = render_source(item.path, predictor.params).pixels
+            mask = routing_mask(r, header[item.label], rois.get(item.label, (None, None))[1])
+            overlays[item.label] = whole_image_overlay(r, grey, "roi_aware", CAM_OPACITY, mask)[0]
+    result = study_result(results, header, run_summary, calls, rois=rois, overlays=overlays,
+                          synthetic=run_summary.synthetic or images_synthetic)
+    return store_results(PacsClient(fetched.url), fetched.headers, result)
 
 
 def run_manifest(args: argparse.Namespace) -> int:
@@ -161,9 +263,10 @@ def run_manifest(args: argparse.Namespace) -> int:
     from core.predict.manifest import write_predictions
     from core.scale.batch import manifest_executor
 
-    if args.images or args.mask or args.view or args.cam is not None:
+    if args.images or args.mask or args.view or args.cam is not None or args.dicomweb \
+            or args.study or args.store:
         raise MammoError("--manifest predicts the manifest's own images: give no IMAGE, "
-                         "--mask, --view or --cam with it")
+                         "--mask, --view, --cam, --dicomweb, --study or --store with it")
     if args.out is None:
         raise MammoError("--manifest needs --out DIR (the folder predictions.csv goes to)")
     predictor = Predictor(run_path(args.run_dir), device=args.device)  # a bad run fails first
@@ -189,7 +292,8 @@ def _write_cams(outdir: Path, results: list) -> None:
     for r in results:
         if r.error or r.preprocessed is None:
             continue
-        stem = _unique(re.sub(r"[^0-9A-Za-z_.-]+", "_", Path(r.image).stem) or "image", used)
+        name = re.sub(IMAGE_SUFFIX, "", Path(r.image).name)  # not Path.stem: a SOP UID has dots
+        stem = _unique(re.sub(r"[^0-9A-Za-z_.-]+", "_", name) or "image", used)
         for grid, cam in (("roi_aware", r.cam_roi_aware), ("baseline", r.cam_baseline)):
             if cam is None:
                 continue

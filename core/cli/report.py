@@ -1,4 +1,5 @@
-"""``python -m core report RUN IMAGE... [--mask IMAGE=MASK] --pdf OUT.pdf [--threshold tuned|paper]``.
+"""``python -m core report RUN IMAGE... [--mask IMAGE=MASK] --pdf OUT.pdf [--threshold tuned|paper]``,
+or ``python -m core report RUN --dicomweb URL --study UID --pdf OUT.pdf``.
 
 Predicts one study exactly as ``python -m core predict`` does (the same
 options, read by :func:`core.cli.predict.add_study_arguments`, so a new way of
@@ -14,7 +15,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from core.cli.predict import CAM_OPACITY, add_study_arguments, image_pairs, predict_from_args
+from core.cli.predict import (
+    CAM_OPACITY,
+    add_study_arguments,
+    image_pairs,
+    predict_from_args,
+    study_files,
+)
 from core.errors import ImageReadError, MammoError, MaskError
 from core.review.report import OPERATING_POINTS
 
@@ -45,9 +52,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    with study_files(args) as fetched:
+        images_synthetic = None
+        if fetched is not None:
+            from core.phantom import synthetic_header
+
+            images_synthetic = all(map(synthetic_header, fetched.headers))
+        return write_pdf(args, images_synthetic)
+
+
+def write_pdf(args: argparse.Namespace, images_synthetic: bool | None = None) -> int:
+    """Predict the files ``args`` name and write the report; ``images_synthetic`` None:
+    told by the images' folders (a PACS study's headers tell it instead)."""
     from core.datasets.roi import read_mask
     from core.phantom import synthetic_notice_text
-    from core.review.board import hanging_image, result_pictures
+    from core.review.board import empty_cams, hanging_image, result_pictures
     from core.review.export import export_record
     from core.review.overlay import cam_scale_bar
     from core.review.pdf import write_report
@@ -61,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     if failed:  # a report that silently drops a view would misstate the study
         raise MammoError(f"no report: {failed[0]}")
     run_summary, point = predictor.run, args.threshold
-    images_synthetic = all(map(synthetic_image, args.images))
+    if images_synthetic is None:
+        images_synthetic = all(map(synthetic_image, args.images))
     demonstration = is_demonstration(run_summary.synthetic, images_synthetic)
     metas: dict[str | None, Mapping[str, Any]] = {}
 
@@ -87,17 +107,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {args.pdf} ({len(data) / 1024:.0f} KiB): ROI-aware {calls}, "
           f"operating point {point}" + (" [SYNTHETIC]" if notice else ""))
     return 0
-
-
-def empty_cams(results: Sequence[Any], grid: str) -> list[str]:
-    """Views whose ``grid`` Grad-CAM is all zero: nothing in them pushed towards malignant."""
-    import numpy as np
-
-    from core.grid import VIEWS
-
-    empty = {r.view for r in results
-             if (cam := getattr(r, f"cam_{grid}")) is not None and float(np.max(cam)) <= 0}
-    return [v for v in VIEWS if v in empty] + sorted(str(v) for v in empty - set(VIEWS))
 
 
 def check_files(images: Sequence[str], masks: Sequence[str] | Any) -> None:

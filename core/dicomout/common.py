@@ -19,6 +19,7 @@ Shared rules, enforced by :func:`check_sources` and :func:`new_series`:
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -44,6 +45,13 @@ MANUFACTURER = "MammoRoute"
 NOT_FOR_DIAGNOSIS = "research software, not for diagnosis"
 SYNTHETIC_NOTE = "SYNTHETIC PHANTOM DATA"
 SERIES_NUMBERS: dict[str, int] = {"sr": 9101, "seg": 9102, "sc": 9103}
+REQUIRED: tuple[str, ...] = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID",
+                             "SOPClassUID", "Rows", "Columns")
+"""What a source must carry for an object to point at it."""
+COPIED: tuple[str, ...] = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex",
+                           "AccessionNumber", "StudyID", "StudyDate", "StudyTime",
+                           "ReferringPhysicianName")
+"""Patient and study attributes highdicom copies from a source (Type 2: present, possibly empty)."""
 
 
 class DicomOutError(MammoError):
@@ -118,7 +126,7 @@ class StudyResult:
 
 
 def check_sources(result: StudyResult, sources: Sequence[Dataset]) -> dict[str, Dataset]:
-    """Sources by SOP Instance UID, after checking the result fits them.
+    """Sources by SOP Instance UID (with :func:`with_copied`), after checking the result fits them.
 
     One study only; every view names a source; masks have the source's
     pixel size; overlays are RGB uint8; deciding views are views of the
@@ -127,6 +135,12 @@ def check_sources(result: StudyResult, sources: Sequence[Dataset]) -> dict[str, 
     """
     if not sources:
         raise DicomOutError("no source images")
+    for ds in sources:
+        missing = [k for k in REQUIRED if k not in ds]
+        if missing:
+            raise DicomOutError(f"a source image lacks {', '.join(missing)}: no object can point "
+                                "at it", ds.get("SOPInstanceUID"))
+    sources = [with_copied(ds) for ds in sources]
     studies = {str(ds.StudyInstanceUID) for ds in sources}
     if len(studies) != 1:
         raise DicomOutError(f"the sources belong to {len(studies)} studies; results go into one")
@@ -158,6 +172,19 @@ def check_sources(result: StudyResult, sources: Sequence[Dataset]) -> dict[str, 
                 raise DicomOutError(f"breast {b.laterality}: deciding view {deciding} is not "
                                     "one of that breast's views")
     return by_uid
+
+
+def with_copied(ds: Dataset) -> Dataset:
+    """The source, or a copy of it where the :data:`COPIED` attributes it lacks are present
+    and empty (DICOM's "unknown"): a file without them still gets its objects, and no
+    object carries an identifier the source did not."""
+    missing = [k for k in COPIED if k not in ds]
+    if not missing:
+        return ds
+    out = copy.deepcopy(ds)
+    for keyword in missing:
+        setattr(out, keyword, "")
+    return out
 
 
 def new_series() -> str:

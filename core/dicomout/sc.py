@@ -49,7 +49,7 @@ def _source_item(src: Dataset) -> Dataset:
 def _orientation(src: Dataset) -> tuple[str, str] | None:
     """The source's row/column directions, first letter only: highdicom accepts single
     letters, while an MLO carries compound values (``A\\FR``) that DICOM allows; the
-    exact value is copied onto the object after it is built."""
+    exact value (or an empty one) is set on the object after it is built."""
     value = src.get("PatientOrientation")
     return (str(value[0])[:1], str(value[1])[:1]) if value is not None and len(value) == 2 \
         else None
@@ -62,15 +62,16 @@ def _sc(view: ViewOutcome, src: Dataset, series: str, number: int,
         photometric_interpretation="YBR_FULL_422" if lossy else "RGB",
         bits_allocated=8, coordinate_system="PATIENT", series_instance_uid=series,
         series_number=SERIES_NUMBERS["sc"], sop_instance_uid=hd.UID(), instance_number=number,
-        manufacturer=MANUFACTURER, patient_orientation=_orientation(src),
+        manufacturer=MANUFACTURER, patient_orientation=_orientation(src) or ("A", "R"),
         laterality=src.get("ImageLaterality") or view.view[0],
         transfer_syntax_uid=JPEGBaseline8Bit if lossy else ExplicitVRLittleEndian)
     if lossy:  # a reader must know these pixels are not the overlay's exact values
         sc.LossyImageCompression = "01"
         sc.LossyImageCompressionMethod = "ISO_10918_1"
     sc.ImageType = ["DERIVED", "SECONDARY"]
-    if "PatientOrientation" in src:
-        sc.PatientOrientation = src.PatientOrientation
+    # the source's exact value; a source without one gives an empty (unknown) value, never
+    # the placeholder highdicom needed to build the object
+    sc.PatientOrientation = src.get("PatientOrientation") or ""
     sc.SourceImageSequence = [_source_item(src)]
     sc.DerivationDescription = (f"Grad-CAM of the {GRIDS[view.cam_grid]} over {view.view}, "
                                 f"run {result.run.name}")[:1024]

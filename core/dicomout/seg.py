@@ -70,7 +70,7 @@ def make_segs(result: StudyResult, sources: Sequence[Dataset]) -> list[hd.seg.Se
             content_description=f"ROI that routed {view.view}: {ROI_SOURCES[view.roi_source]}"[:64])
         seg.SeriesDescription = series_description("routing ROIs (SEG)", result)
         seg.ImageComments = image_comments(result)
-        if "PatientOrientation" in src:  # the General Image module needs it for a 2D image
-            seg.PatientOrientation = src.PatientOrientation
+        # the General Image module needs it for a 2D image: the source's, or empty (unknown)
+        seg.PatientOrientation = src.get("PatientOrientation") or ""
         out.append(seg)
     return out

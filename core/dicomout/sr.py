@@ -191,11 +191,12 @@ def make_sr(result: StudyResult, sources: Sequence[Dataset]) -> hd.sr.Comprehens
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=_std(codes.SCT.Mammography), imaging_measurements=groups)
     sr = hd.sr.Comprehensive3DSR(
-        evidence=list(sources), content=report[0], series_instance_uid=new_series(),
+        evidence=list(by_uid.values()), content=report[0], series_instance_uid=new_series(),
         series_number=SERIES_NUMBERS["sr"], sop_instance_uid=hd.UID(), instance_number=1,
         manufacturer=MANUFACTURER, is_complete=True,
         is_final=False, is_verified=False)  # machine output nobody has verified: preliminary
     sr.SeriesDescription = series_description("results (SR)", result)
+    sr.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: routing texts say "≥" and "–"
     scheme = Dataset()
     scheme.CodingSchemeDesignator = SCHEME
     scheme.CodingSchemeName = SCHEME_NAME

@@ -36,6 +36,7 @@ from core.phantom.write import (
     SYNTHETIC_TEXT,
     YOURS_ON_SYNTHETIC_TEXT,
     is_synthetic,
+    synthetic_header,
     synthetic_notice_text,
     write_phantom,
 )
@@ -43,5 +44,5 @@ from core.phantom.write import (
 __all__ = [
     "CDD_CM_DIR", "CDD_DM_DIR", "CDD_SEGMENTATIONS", "CDD_SHEET", "DIFFICULTIES", "PROFILES",
     "Lesion", "SYNTHETIC_TEXT", "YOURS_ON_SYNTHETIC_TEXT", "difficulty_value", "is_synthetic",
-    "render_view", "synthetic_notice_text", "write_phantom",
+    "render_view", "synthetic_header", "synthetic_notice_text", "write_phantom",
 ]

@@ -11,6 +11,7 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from core.errors import MammoError
 from core.phantom.cddcesm import write_cdd
@@ -51,6 +52,13 @@ def is_synthetic(path: str | Path | None) -> bool:
     path = Path(path)
     folder = path if path.is_dir() else path.parent
     return any((d / m).is_file() for d in (folder, folder.parent) for m in SYNTHETIC_MARKERS)
+
+
+def synthetic_header(ds: Any) -> bool:
+    """Whether a DICOM header (a pydicom dataset) is the phantom's: every file it writes
+    names it as Manufacturer.  The evidence for images that come without their folder
+    (from a PACS, or uploaded)."""
+    return str(ds.get("Manufacturer", "") or "") == SYNTHETIC_NAME
 
 
 def _check_args(profile: str, studies: int, size: int) -> None:

@@ -43,6 +43,13 @@ def result_pictures(results: Sequence[ViewResult], grid: str, opacity: float,
     return out
 
 
+def empty_cams(results: Sequence[ViewResult], grid: str) -> list[str]:
+    """Views whose ``grid`` Grad-CAM is all zero: nothing in them pushed towards malignant."""
+    empty = {r.view for r in results
+             if (cam := getattr(r, f"cam_{grid}")) is not None and float(np.max(cam)) <= 0}
+    return [v for v in VIEWS if v in empty] + sorted(str(v) for v in empty - set(VIEWS))
+
+
 def hanging_image(pictures: Mapping[str, np.ndarray], height: int) -> np.ndarray:
     """The 2 × 2 hanging of ``pictures`` (view → frame ``height`` px tall), each view named
     in its outer top corner; an absent view is an empty frame saying so."""

@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from core.datasets.roi import read_mask
 from core.errors import MammoError, MaskError
 from core.pixels.orientation import chest_wall
 from core.pixels.preprocess import render_source, to_display
+from core.pixels.sniff import looks_like_dicom, read_head
 from core.pixels.spec import PreprocessParams
 from core.pixels.views import ViewEvidence, contradictions, view_evidence
 from core.predict import ViewResult
@@ -64,6 +66,8 @@ class CaseView:
     label: str | None = None  # ground truth of a dataset study
     patient_id: str | None = None
     study_id: str | None = None
+    header: Any = None  # a DICOM file's pydicom header (no pixel data): results go back against it
+    sop_instance_uid: str | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -101,6 +105,11 @@ def decode_file(key: str, name: str, path: Path, spec: PreprocessParams) -> Case
     view.evidence = view_evidence(img.tags.get("laterality"), img.tags.get("view_position"),
                                   name, warnings=view.warnings, pixels=img.pixels)
     view.view, view.view_source = view.evidence.view, view.evidence.source
+    if looks_like_dicom(read_head(path), path):
+        import pydicom
+
+        view.header = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        view.sop_instance_uid = str(view.header.get("SOPInstanceUID", "")) or None
     return view
 
 

@@ -176,27 +176,47 @@ class Download:
     mime: str
 
 
+def view_rois(results: Sequence[ViewResult], views: Sequence[CaseView]
+              ) -> dict[str, tuple[str | None, np.ndarray | None]]:
+    """Each result's ROI as case review keeps it: ``(how it was given, mask at the image's
+    size)``, keyed by the result's ``image``."""
+    by_name = {v.name: v for v in views}
+    return {r.image: (by_name[r.image].roi_choice, by_name[r.image].mask)
+            for r in results if r.image in by_name}
+
+
+def study_record(results: Sequence[ViewResult], views: Sequence[CaseView], run: RunSummary,
+                 point: str, call_of: Callable[[ViewResult, str], Call | None],
+                 study: str, show_ids: bool, when: datetime | None = None
+                 ) -> tuple[dict[str, Any], str]:
+    """``(record, study name)``: :func:`export_record` of a study under review, free of
+    file names.  ``study`` names the study without identifiers ("test-study-3",
+    "upload"); while ``show_ids`` is on, a study id shared by every view names it
+    instead and is recorded."""
+    when = when or datetime.now().astimezone()
+    record = export_record(results, run, point, call_of, view_rois(results, views),
+                           scrub=[v.name for v in views], when=when,
+                           about={v.name: view_facts(v) for v in views if v.error is None})
+    study = study_name(views, study, show_ids)
+    if show_ids:
+        record["study_id"] = study
+    return record, study
+
+
+def study_name(views: Sequence[CaseView], study: str, show_ids: bool) -> str:
+    """What a download is named after: ``study``, or while ``show_ids`` is on the study
+    id every view shares."""
+    ids = {v.study_id for v in views if v.study_id} if show_ids else set()
+    return ids.pop() if len(ids) == 1 else study
+
+
 def study_downloads(results: Sequence[ViewResult], views: Sequence[CaseView], run: RunSummary,
                     point: str, call_of: Callable[[ViewResult, str], Call | None],
                     study: str, show_ids: bool, when: datetime | None = None
                     ) -> tuple[Download, Download]:
-    """CSV and JSON an auditor can trace (:func:`export_record`).
-
-    ``study`` names the study without identifiers ("test-study-3", "upload");
-    while ``show_ids`` is on, a study id shared by every view names it instead
-    and is recorded.
-    """
+    """CSV and JSON an auditor can trace (:func:`study_record`)."""
     when = when or datetime.now().astimezone()
-    by_name = {v.name: v for v in views}
-    roi = {r.image: (by_name[r.image].roi_choice, by_name[r.image].mask)
-           for r in results if r.image in by_name}
-    record = export_record(results, run, point, call_of, roi,
-                           scrub=[v.name for v in views], when=when,
-                           about={v.name: view_facts(v) for v in views if v.error is None})
-    if show_ids:
-        ids = {v.study_id for v in views if v.study_id}
-        study = ids.pop() if len(ids) == 1 else study
-        record["study_id"] = study
+    record, study = study_record(results, views, run, point, call_of, study, show_ids, when)
     return (Download(export_name(study, when, "csv"),
                      pd.DataFrame(export_rows(record)).to_csv(index=False), "text/csv"),
             Download(export_name(study, when, "json"), json.dumps(record, indent=2),

@@ -30,16 +30,26 @@ def result_mask(result: ViewResult, view: CaseView | None) -> np.ndarray | None:
     return result.mask
 
 
+def whole_image_overlay(result: ViewResult, base: np.ndarray, grid: str | None, opacity: float,
+                        mask: np.ndarray | None) -> tuple[np.ndarray, bool]:
+    """``(RGB, the Grad-CAM map is empty)``: ``grid``'s map drawn back on ``base`` (the
+    whole image, as stored: not mirrored, not cropped) through the breast crop, and the
+    ROI ``mask`` (any size) outlined.  What case review shows and the Secondary Capture
+    stores."""
+    cam = getattr(result, f"cam_{grid}") if grid else None
+    if cam is not None and base is not result.preprocessed and result.box is not None:
+        cam = map_to_full(cam, result.box, base.shape)
+    return (draw_outline(cam_overlay(base, cam, opacity), mask),
+            cam is not None and float(np.max(cam)) <= 0)
+
+
 def result_picture(result: ViewResult, view: CaseView | None, grid: str | None,
                    opacity: float, height: int) -> tuple[np.ndarray, bool]:
     """``(picture, the Grad-CAM map is empty)``: ``grid``'s map over the whole image
     (back through the breast crop) or over the model input when the image is not at
     hand, the routing ROI outlined, in the hanging frame."""
-    cam = getattr(result, f"cam_{grid}") if grid else None
     base = view.display if view is not None and view.display is not None else result.preprocessed
-    if cam is not None and base is not result.preprocessed and result.box is not None:
-        cam = map_to_full(cam, result.box, base.shape)
-    picture = hang(draw_outline(cam_overlay(base, cam, opacity), result_mask(result, view)),
-                   result.view, height, base,
+    rgb, empty = whole_image_overlay(result, base, grid, opacity, result_mask(result, view))
+    picture = hang(rgb, result.view, height, base,
                    view.chest_on_left if view is not None and base is view.display else None)
-    return picture, cam is not None and float(np.max(cam)) <= 0
+    return picture, empty
