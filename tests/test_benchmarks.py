@@ -194,6 +194,7 @@ def test_roifinder_json(outputs):
     by_source = seed["presence_auc_val"]  # chosen on validation: the higher AUC there
     assert set(by_source) == {"head", "map"}
     assert by_source[seed["presence_source"]] == max(by_source.values())
+    assert _number(seed["threshold"], high=1) and seed["presence_calibration"]["temperature"] > 0
 
 
 def test_readable_line_without_json():
