@@ -160,12 +160,18 @@ def breast_summary(results: Sequence[ViewResult],
     return rows
 
 
+def missing_views(breast: str, views: str) -> list[str]:
+    """The breast's standard views (CC, MLO) that ``views`` ("LCC, LMLO") does not hold."""
+    side = "R" if breast == "right" else "L"
+    read = {v.strip() for v in views.split(",")}
+    return [f"{side}{p}" for p in ("CC", "MLO") if f"{side}{p}" not in read]
+
+
 def views_read(breast: str, views: str) -> str:
     """Which of a breast's two views were read, naming the one missing: a breast read
     from one view is a weaker answer than one read from both, and a reader must see it."""
-    side = "R" if breast == "right" else "L"
     read = [v.strip() for v in views.split(",") if v.strip()]
-    missing = [f"{side}{p}" for p in ("CC", "MLO") if f"{side}{p}" not in read]
+    missing = missing_views(breast, views)
     if not read:
         return "none read"
     if not missing:
