@@ -3,8 +3,8 @@
 The raw presence score is the one ``meta.json`` names (``presence_source``):
 the logit of the U-Net map's highest pixel (``"map"``) or of its
 classification head (``"head"``), whichever training found the better on its
-validation carve.  Raw, both saturate: a map's peak sits at 99.999 % on
-nearly every image, so a threshold on it cannot be read.  The served
+validation carve.  Raw, either can saturate (sigmoids within a hair of 1,
+which float32 rounds to exactly 1), and a threshold there cannot be read.  The served
 probability is that logit Platt-scaled on the validation carve
 (``presence_calibration``: a temperature and an offset), and the image
 counts as having an ROI when it reaches the stored threshold (Youden's J on
@@ -107,7 +107,7 @@ RETRAIN = ("this run's ROI finder predates calibrated presence scores (its thres
 
 def presence_calibration(meta: dict[str, Any], where: str | Path | None = None) -> Calibration:
     """The stored Platt scaling of the raw presence logit; a finder without one is refused:
-    its raw scores saturate, and a threshold of 99.999 % is no threshold a reader can use."""
+    its raw scores can saturate, and a threshold of 99.999 % is no threshold a reader can use."""
     block = meta.get(CALIBRATION_KEY)
     try:
         cal = Calibration(float(block["temperature"]), float(block["offset"]))

@@ -22,10 +22,10 @@
   images, and those ties cost AUC that the logits still have.
 * **Calibration**: the chosen logit is Platt-scaled on the same carve
   (:func:`core.evaluate.calibration.fit_platt`, stored as
-  ``presence_calibration``).  Raw, the map's peak reads 99.999 % on nearly
-  every image, so its Youden threshold was a number like 0.999991 that no
-  reader can use; calibrated, the served probability is what share of
-  validation images with that score had an ROI.
+  ``presence_calibration``).  Raw, a score can saturate near 1 (a demo run's
+  finder stored a Youden threshold of 0.999991, which no reader can use);
+  calibrated, the served probability is what share of validation images
+  with that score had an ROI.
 * **Threshold**: on the calibrated probability, the cut of maximum Youden's J
   on the validation carve, placed halfway (in logit) between the lowest
   score it calls ROI and the highest below (:func:`gap_threshold`).  Without
