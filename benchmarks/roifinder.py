@@ -5,7 +5,8 @@ For each seed: write a VinDr-profile phantom (``--studies`` studies, difficulty
 rendering: crop, ``--clahe-clip``; its own ``--roi-size`` and ``--roi-epochs``)
 and score its proposals on the test split, as ``evaluate`` does.  Prints the
 training seconds, the presence score chosen on the finder's validation carve
-(with both validation AUCs), presence AUC [95 % CI], mean best box IoU and
+(with both validation AUCs), its Platt scaling and threshold fitted there, presence AUC
+[95 % CI] (and sensitivity / specificity at that threshold), mean best box IoU and
 FROC sensitivity at 0.5 and 1 false positive per image on the test split,
 which chose nothing.  Synthetic phantom data: figures about the software,
 not patients.
@@ -53,6 +54,11 @@ def one_seed(root: Path, seed: int, studies: int, size: int, epochs: int, clahe_
             "test_with_roi": int(test["roi"].sum()),
             "presence_source": finder.source,
             "presence_auc_val": {k: rounded(v, 3) for k, v in by_source.items()},
+            "threshold": rounded(finder.threshold, 4),
+            "presence_calibration": {"temperature": rounded(finder.calibration.temperature, 4),
+                                     "offset": rounded(finder.calibration.offset, 4)},
+            "presence_sensitivity": rounded(metrics["presence_sensitivity"]["value"], 3),
+            "presence_specificity": rounded(metrics["presence_specificity"]["value"], 3),
             "presence_auc": rounded(auc["value"], 3), "presence_auc_ci": [
                 rounded(auc["ci_low"], 3), rounded(auc["ci_high"], 3)],
             "box_iou": rounded(metrics["box_iou"]["value"], 3),
@@ -79,7 +85,10 @@ def main(argv: list[str] | None = None) -> int:
               "studies": args.studies, "roi_size": args.roi_size, "roi_epochs": args.roi_epochs,
               "clahe_clip": args.clahe_clip, "difficulty": args.difficulty, "seeds": rows}
     lines = [f"seed {r['seed']}: presence from the {r['presence_source']} (validation AUC "
-             f"{r['presence_auc_val']}), test presence AUC {r['presence_auc']} "
+             f"{r['presence_auc_val']}; Platt {r['presence_calibration']}, threshold "
+             f"{r['threshold']}), test presence AUC {r['presence_auc']} "
+             f"(sensitivity {r['presence_sensitivity']}, specificity {r['presence_specificity']} "
+             "at the threshold) "
              f"{r['presence_auc_ci']}, "
              f"box IoU {r['box_iou']}, FROC {r['froc_at_0.5']} / {r['froc_at_1']} "
              f"(0.5 / 1 FP per image), trained in {r['train_seconds']} s" for r in rows]

@@ -160,9 +160,9 @@ if (mixed := identity_problem(views, show_ids)) is not None:
                        help="Tick only if you know these files are one patient's one study "
                             "(e.g. re-identified copies); otherwise remove the other files."):
         problems.append(mixed)
-keep("propose", True)
-propose = has_finder and st.toggle(
-    "ROI finder proposes an ROI for views without one", key="propose",
+propose = has_finder and st.toggle(  # kept while hidden: an empty upload must not reset it
+    "ROI finder proposes an ROI for views without one", True, key="propose",
+    persist_state="session",
     help="The run has an ROI finder. On: a view without a mask or box is routed by the "
          "finder's answer. Off: it routes as without ROI. A mask or box you give always wins.")
 cache: StudyResults = st.session_state.setdefault(RESULTS, StudyResults())

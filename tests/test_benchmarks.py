@@ -194,6 +194,7 @@ def test_roifinder_json(outputs):
     by_source = seed["presence_auc_val"]  # chosen on validation: the higher AUC there
     assert set(by_source) == {"head", "map"}
     assert by_source[seed["presence_source"]] == max(by_source.values())
+    assert _number(seed["threshold"], high=1) and seed["presence_calibration"]["temperature"] > 0
 
 
 def test_readable_line_without_json():
@@ -216,3 +217,27 @@ def test_gpu_script_refuses_clearly_without_a_gpu(tmp_path):
                                             "OUT": str(tmp_path)})
     assert proc.returncode != 0 and "no CUDA GPU" in proc.stderr
     assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_breast_rules_on_a_hand_computed_table():
+    """Max, mean and noisy-or of four two-view breasts (one patient each), by hand."""
+    import pandas as pd
+
+    from benchmarks.breast_rule import compare_rules
+
+    views = {"A": (1, 0.9, 0.1), "B": (0, 0.6, 0.6), "C": (1, 0.55, 0.55), "D": (0, 0.2, 0.0)}
+    rows = [{"mode": "roi", "patient_id": pid, "study_id": "s", "view": view, "label": label,
+             "p_malignant": p} for pid, (label, cc, mlo) in views.items()
+            for view, p in (("LCC", cc), ("LMLO", mlo))]
+    block = compare_rules(pd.DataFrame(rows), n_boot=200)["roi_aware"]
+    assert (block["n_breasts"], block["n_malignant"], block["n_one_view"]) == (4, 2, 0)
+    # max: .9 .6 .55 .2; mean: .5 .6 .55 .1; noisy-or: .91 .84 .7975 .2
+    assert block["max"]["auc"] == pytest.approx(3 / 4)
+    assert block["mean"]["auc"] == pytest.approx(2 / 4)
+    assert block["noisy_or"]["auc"] == pytest.approx(3 / 4)
+    assert block["mean"]["auc_minus_max"] == pytest.approx(-1 / 4)
+    assert block["max"]["auc_minus_max_ci"] == [0.0, 0.0]
+    assert block["max"]["brier"] == pytest.approx((0.01 + 0.36 + 0.2025 + 0.04) / 4)
+    assert block["max"]["ece"] == pytest.approx((0.1 + 0.6 + 0.45 + 0.2) / 4)
+    low, high = block["max"]["auc_ci"]
+    assert 0 <= low <= high <= 1

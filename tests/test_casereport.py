@@ -73,10 +73,12 @@ def test_routing_sentences_say_why():
     assert routing_sentence(boxed, "box").startswith("An ROI was given (a drawn box): read by "
                                                      "the model for RCC views with a finding")
     found = ViewResult(image="c", view="RCC", roi=True, roi_source="proposed",
-                       roi_probability=0.83, cell_roi_aware="all-RCC", fallback=True,
+                       roi_probability=0.83, roi_threshold=0.3, cell_roi_aware="all-RCC",
+                       fallback=True,
                        gap_roi_aware=CellGap("skipped", "5 training image(s), fewer than 8"))
     assert routing_sentence(found) == (
-        "No ROI was marked; the ROI finder proposed one (83 %): the model for RCC views with a "
+        "No ROI was marked; the ROI finder proposed one (83 % ≥ its threshold 30 %): the model "
+        "for RCC views with a "
         "finding was skipped in training (5 training image(s), fewer than 8); the RCC model "
         "trained on all RCC images read it instead.")
     stopped = ViewResult(image="e", view="LCC", roi=False, roi_source="none",
@@ -85,8 +87,11 @@ def test_routing_sentences_say_why():
         "without a finding was never trained (the run stopped before it); the model for LCC "
         "views with a finding read it instead.")
     missed = ViewResult(image="d", view="RCC", roi=False, roi_source="proposed",
-                        roi_probability=0.04, cell_roi_aware="noroi-RCC")
-    assert "the ROI finder found none (4 % that one is present)" in routing_sentence(missed)
+                        roi_probability=0.04, roi_threshold=0.2, cell_roi_aware="noroi-RCC")
+    assert "the ROI finder found none (4 % < its threshold 20 %)" in routing_sentence(missed)
+    bare = ViewResult(image="d", view="RCC", roi=False, roi_source="proposed",
+                      roi_probability=0.04, cell_roi_aware="noroi-RCC")
+    assert "found none (no presence figure recorded)" in routing_sentence(bare)
 
 
 def test_the_finders_words_never_contradict_its_threshold():

@@ -388,6 +388,14 @@ def test_downloads_let_an_auditor_check_sizes_code_finder_and_breasts(tmp_path, 
     assert set(breasts["breast"]) == {"right", "left"}
     right = breasts[breasts["breast"] == "right"]
     assert right["call_roi_aware"].item() == "malignant" and right["p_roi_aware"].item() == p
+    # a breast read from one view names the missing one, in the CSV as in the JSON
+    assert right["views_read"].item() == "RCC only; RMLO missing"
+    assert right["missing_views"].item() == "RMLO"
+    assert breasts.loc[breasts["breast"] == "left", "views_read"].item() == "none read"
+    assert breasts.loc[breasts["breast"] == "left", "missing_views"].item() == "LCC, LMLO"
+    by_breast = {b["breast"]: b for b in record["breasts"]}
+    assert (by_breast["right"]["missing_views"], by_breast["right"]["views_read"]) == (
+        "RMLO", "RCC only; RMLO missing")
     assert breasts["mammoroute_version"].tolist() == [core.__version__] * 2
 
 

@@ -88,6 +88,11 @@ def test_finder_learns_blobs_and_not_shuffled_masks(tmp_path):
     by_source = meta["presence_auc_val_by_source"]
     assert meta["n_val"] > 0 and set(by_source) == {"head", "map"}
     assert by_source[meta["presence_source"]] == max(by_source.values())
+    assert meta["presence_auc_val"] == by_source[meta["presence_source"]] is not None
+    # the served score is calibrated, and its threshold a readable number, not 99.999 %
+    calibration = meta["presence_calibration"]
+    assert calibration["fitted_on"] == "val" and calibration["temperature"] > 0
+    assert 0.05 < meta["threshold"] < 0.95, meta["threshold"]
     real = _test_auc(tmp_path / "real", test)
 
     shuffled = train.copy()
@@ -177,7 +182,8 @@ def finder_with_a_perfect_head(tmp_path_factory):
 
 
 def test_presence_source_and_threshold_are_chosen_on_validation(finder_with_a_perfect_head):
-    from core.train.metrics import youden_threshold
+    from core.evaluate.calibration import fit_platt
+    from core.roifinder.train import gap_threshold
 
     run, val, meta, calls = finder_with_a_perfect_head
     assert calls == [len(val)]  # the final choice looked at the validation carve only
@@ -187,7 +193,16 @@ def test_presence_source_and_threshold_are_chosen_on_validation(finder_with_a_pe
     assert meta["presence_source_rule"].startswith("higher validation ROC AUC")
     labels = val["roi"].to_numpy().astype(int)
     assert meta["threshold_source"] == "val"
-    assert meta["threshold"] == youden_threshold(labels, labels.astype(float))
+    # Platt on the head's logits (0 / 1 here), then the Youden cut in the gap between the classes
+    platt = fit_platt(labels.astype(float), labels)
+    stored = meta["presence_calibration"]
+    assert (stored["temperature"], stored["offset"]) == pytest.approx(
+        (platt.temperature, platt.offset))
+    probs = platt.probability(labels.astype(float))
+    assert meta["threshold"] == pytest.approx(gap_threshold(labels, probs))
+    assert probs[labels == 0].max() < meta["threshold"] < probs[labels == 1].min()
+    assert meta["threshold_counts"] == {"tp": int(labels.sum()), "fn": 0, "tn": int(
+        (labels == 0).sum()), "fp": 0}
     assert json.loads((run / "run.json").read_text())["roi_model"]["presence_source"] == "head"
 
 
@@ -213,6 +228,69 @@ def test_presence_source_rule():
     assert choose_presence_source({})[0] == "map"
 
 
+def test_saturated_raw_scores_calibrate_to_readable_probabilities():
+    """Map peaks whose sigmoids all read 99.99 %+ (logits 10 to 22) are Platt-scaled to
+    probabilities Platt's smoothed targets bound, and the threshold sits between the classes."""
+    from core.evaluate.calibration import fit_platt
+    from core.roifinder.train import gap_threshold
+
+    logits = np.array([10.0, 11.0, 12.5, 13.0, 19.0, 20.0, 21.0, 22.0])
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    assert (1 / (1 + np.exp(-logits)) > 0.9999).all()  # raw: no readable threshold
+    cal = fit_platt(logits, y)
+    probs = cal.probability(logits)
+    assert probs[y == 1].min() > 0.5 > probs[y == 0].max()
+    assert 0.05 < probs.min() and probs.max() < 0.95  # Platt's targets (1/6, 5/6) keep it finite
+    assert probs.mean() == pytest.approx(0.5, abs=1e-4)  # at the optimum, mean p = mean target
+    t = gap_threshold(y, probs)
+    assert probs[y == 0].max() < t < probs[y == 1].min() and 0.05 < t < 0.95
+    # overlapping classes: the Youden cut itself, moved only into the gap below it
+    y2 = np.array([0, 0, 1, 0, 0, 1, 1, 1])
+    p2 = np.array([0.1, 0.2, 0.25, 0.3, 0.4, 0.6, 0.7, 0.8])
+    t2 = gap_threshold(y2, p2)  # Youden: 0.6 (J = 3/4 - 0); halfway to 0.4 in logit is 0.5
+    assert t2 == pytest.approx(0.5)
+
+
+def test_finder_without_calibration_is_refused_and_retrained_on_resume(tmp_path):
+    """A finder trained before presence scores were calibrated is refused, saying what to do;
+    ``--resume`` treats it as unfinished, so only the finder is trained again."""
+    from core.predict import Predictor
+    from core.roifinder.store import finished
+
+    run = make_run(tmp_path / "run", modes=("baseline",))
+    add_finder(run, 6.0)
+    meta_path = run / ROI_DIR / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    assert finished(run, meta["sha256"]) is not None
+    del meta["presence_calibration"]
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="predates calibrated presence.*retrain the run"):
+        Predictor(run)
+    assert finished(run, meta["sha256"]) is None
+
+
+@pytest.mark.parametrize("p, t", [(0.999990, 0.999991), (0.999991, 0.999991), (0.4, 0.4000001),
+                                  (0.12, 0.45), (0.45, 0.12), (1.0, 0.999999), (0.0, 1e-9)])
+def test_finder_message_never_contradicts_its_numbers(p, t):
+    """"found none" never beside a presence shown at or above its threshold, and a proposed
+    ROI never beside one shown below it, however close the two numbers are."""
+    import re
+
+    from core.predict.types import ViewResult
+    from core.review.report import routing_sentence
+
+    r = ViewResult(image="x.png", view="RCC", roi_source="proposed", roi=p >= t,
+                   roi_probability=p, roi_threshold=t, cell_roi_aware="roi-RCC")
+    text = routing_sentence(r)
+    shown = re.search(r"\(([\d.]+) % (<|≥) its threshold ([\d.]+) %\)", text)
+    assert shown, text
+    shown_p, relation, shown_t = float(shown[1]), shown[2], float(shown[3])
+    if "found none" in text:
+        assert not r.roi and relation == "<" and shown_p < shown_t, text
+    else:
+        assert r.roi and "proposed one" in text and relation == "≥" and shown_p >= shown_t, text
+
+
 # --------------------------------------------------------------------------- routing
 
 def add_finder(run: Path, presence_logit: float, size: int = 32, threshold: float = 0.5) -> None:
@@ -233,7 +311,8 @@ def add_finder(run: Path, presence_logit: float, size: int = 32, threshold: floa
     info = json.loads((run / "run.json").read_text())
     spec = replace(PreprocessParams.from_run(info), size=size)
     meta = {"arch": model.arch, "size": size, "threshold": threshold, "presence_source": "head",
-            "sha256": sha, "preprocess": spec.to_json()}
+            "sha256": sha, "preprocess": spec.to_json(),
+            "presence_calibration": {"temperature": 1.0, "offset": 0.0}}
     (folder / "meta.json").write_text(json.dumps(meta))
     info["roi_model"] = {"status": "done", "sha256": sha, "size": size, "threshold": threshold}
     (run / "run.json").write_text(json.dumps(info))

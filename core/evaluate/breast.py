@@ -17,7 +17,10 @@ and in the block itself (:data:`BREAST_RULES`):
 * **Probability** (for ROC AUC only): the maximum over its views.  A breast
   with one suspicious view is suspicious; a mean would dilute a lesion seen
   on one projection by the clean other one.  At p ≥ 0.5 the call and the
-  maximum agree (max ≥ 0.5 iff some view ≥ 0.5).
+  maximum agree (max ≥ 0.5 iff some view ≥ 0.5).  Measured against the mean
+  and the noisy-or on a demo-recipe run's validation patients
+  (``benchmarks/breast_rule.py``, figures in the README): the maximum ranked
+  breasts best in both grids, no difference significant.
 * **ROI presence only**: malignant when any view has an ROI.
 
 A grid's breasts are built from the views that grid scored; the paired

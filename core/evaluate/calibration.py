@@ -167,6 +167,43 @@ def fit_calibration(logits: Any, y: Any, bounds: tuple[float, float] = T_BOUNDS)
     return Calibration(float(math.exp(res.x[0])), float(res.x[1]))
 
 
+PLATT_T_BOUNDS: tuple[float, float] = (1e-3, 1e3)
+"""The temperature's range for :func:`fit_platt`: a raw score's logit has no natural
+scale (a segmentation map's peak logit can sit anywhere from 5 to 40)."""
+
+
+def _platt_nll(params: np.ndarray, z: np.ndarray, t: np.ndarray) -> float:
+    s = (z - float(params[1])) * math.exp(-float(params[0]))
+    return float(np.mean(np.logaddexp(0.0, s) - t * s))
+
+
+def fit_platt(logits: Any, y: Any, bounds: tuple[float, float] = PLATT_T_BOUNDS) -> Calibration:
+    """Platt scaling (Platt, 1999) of a raw score's logit: the ``(T, offset)`` minimising the
+    cross-entropy of ``sigmoid((z - offset) / T)`` against Platt's smoothed targets.
+
+    For a score that is not a probability (a map's peak, a head trained
+    beside a segmentation loss) neither ``T`` near 1 nor an offset near 0 is
+    a sensible prior, so :func:`fit_calibration`'s priors do not apply.  The
+    targets ``(N+ + 1) / (N+ + 2)`` and ``1 / (N- + 2)`` do the priors' job:
+    a perfectly separated validation carve keeps a finite slope instead of
+    driving every score to 0 or 1.  With one class only (or no image) the
+    identity is returned.
+    """
+    from scipy.optimize import minimize
+
+    z, y = _arrays(logits, y)
+    if z.size == 0 or len(np.unique(y)) < 2:
+        return IDENTITY
+    n_pos, n_neg = float(y.sum()), float(y.size - y.sum())
+    targets = np.where(y > 0, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
+    spread = float(np.std(z)) or 1.0
+    lo, hi = math.log(bounds[0]), math.log(bounds[1])
+    start = np.array([min(max(math.log(spread), lo), hi), float(np.mean(z))])
+    res = minimize(_platt_nll, start, args=(z, targets), method="L-BFGS-B",
+                   bounds=[(lo, hi), (None, None)], options={"ftol": 1e-12, "gtol": 1e-9})
+    return Calibration(float(math.exp(res.x[0])), float(res.x[1]))
+
+
 def calibration_block(p: Any, y: Any, bins: int = ECE_BINS) -> dict[str, Any]:
     """``{"ece", "brier", "n", "curve"}`` of one grid's served probabilities."""
     p, y = _arrays(p, y)

@@ -21,7 +21,9 @@ from core.review.report import (
     OPERATING_POINTS,
     Call,
     breast_summary,
+    missing_views,
     routing_sentence,
+    views_read,
 )
 from core.runfolder.layout import RunSummary
 from core.version import code_version
@@ -108,6 +110,8 @@ def export_record(results: Sequence[ViewResult], run: RunSummary, point: str,
         "operating_point": {"name": point, "rule": OPERATING_POINTS[point]},
         "breast_rule": BREAST_RULE, "views": views,
         "breasts": [{"breast": b["breast"], "views": b["views"],
+                     "missing_views": ", ".join(missing_views(b["breast"], b["views"])),
+                     "views_read": views_read(b["breast"], b["views"]),
                      **{f"{k}_{g}": _breast_value(b, g, k)
                         for g in GRIDS for k in ("call", "view", "p", "threshold")}}
                     for b in breast_summary(results, call_of)],

@@ -160,12 +160,18 @@ def breast_summary(results: Sequence[ViewResult],
     return rows
 
 
+def missing_views(breast: str, views: str) -> list[str]:
+    """The breast's standard views (CC, MLO) that ``views`` ("LCC, LMLO") does not hold."""
+    side = "R" if breast == "right" else "L"
+    read = {v.strip() for v in views.split(",")}
+    return [f"{side}{p}" for p in ("CC", "MLO") if f"{side}{p}" not in read]
+
+
 def views_read(breast: str, views: str) -> str:
     """Which of a breast's two views were read, naming the one missing: a breast read
     from one view is a weaker answer than one read from both, and a reader must see it."""
-    side = "R" if breast == "right" else "L"
     read = [v.strip() for v in views.split(",") if v.strip()]
-    missing = [f"{side}{p}" for p in ("CC", "MLO") if f"{side}{p}" not in read]
+    missing = missing_views(breast, views)
     if not read:
         return "none read"
     if not missing:
@@ -263,15 +269,11 @@ def routing_sentence(result: ViewResult, given_as: str | None = None,
 
 
 def finder_words(result: ViewResult) -> str:
-    """The finder's presence probability beside its threshold, worded so that the two
-    numbers never contradict its verdict (a 99.998 % below a 99.999 % threshold must not
-    read "100 %" beside "found none"); without a recorded threshold, the probability."""
+    """The finder's calibrated presence probability beside its threshold, worded so that
+    the two numbers never contradict its verdict (a 99.998 % below a 99.999 % threshold
+    must not read "100 %" beside "found none"). A proposal always carries both; a result
+    without them says so rather than show a number with no threshold to read it by."""
     if result.roi_probability is None or result.roi_threshold is None:
-        present = "" if result.roi else " that one is present"
-        return f"{_pct(result.roi_probability)}{present}"
+        return "no presence figure recorded"
     shown = shown_call(result.roi_probability, result.roi_threshold)
     return f"{shown.probability} {shown.relation} its threshold {shown.threshold}"
-
-
-def _pct(p: float | None) -> str:
-    return "–" if p is None else f"{100 * float(p):.0f} %"

@@ -19,11 +19,12 @@ Why a small U-Net (``segmentation-models-pytorch`` 0.6, ``Unet`` with timm's
   (24 × 24 at 96 px), a few cells per lesion; the U-Net's full-resolution map
   keeps boxes of small findings (VinDr calcification boxes) at their size for
   15 % more time.
-* **Presence** is whichever of the head's probability and the map's peak
-  probability has the higher AUC on the finder's validation carve (stored
-  as ``presence_source`` with both AUCs; a tie, or no carve, gives the map),
-  and its threshold is fitted on that carve too: the test split chooses
-  nothing.
+* **Presence** is the logit of whichever of the head and the map's peak has
+  the higher AUC on the finder's validation carve (stored as
+  ``presence_source`` with both AUCs; a tie, or no carve, gives the map),
+  Platt-scaled on that carve (``presence_calibration``) so that the served
+  probability and its threshold (fitted on that carve too) are readable
+  numbers, not 99.999 % against 99.9991 %: the test split chooses nothing.
 
 The modules: :mod:`~core.roifinder.model` (the network),
 :mod:`~core.roifinder.geometry` (input / crop / full-frame coordinates, boxes,

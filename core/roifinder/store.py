@@ -17,6 +17,7 @@ from core.runfolder import layout as runs
 ROI_DIR = "roi_model"
 RUN_KEY = "roi_model"  # run.json's entry: {"status", "sha256", "threshold", "size", ...}
 FORMAT = "mammoroute-roifinder-1"
+CALIBRATION_KEY = "presence_calibration"  # meta.json: the Platt scaling of the raw score
 
 
 def save_finder(model: FinderNet, folder: Path) -> str:
@@ -73,8 +74,8 @@ def load_run_finder(run_dir: Path, info: dict[str, Any]) -> tuple[FinderNet, dic
 
 
 def finished(run_dir: Path, expected_sha256: str | None) -> dict[str, Any] | None:
-    """The meta of a finished finder whose weights still hash as recorded, else None
-    (what ``--resume`` keeps)."""
+    """The meta of a finished finder whose weights still hash as recorded and whose presence
+    score is calibrated, else None (what ``--resume`` keeps; an older finder is retrained)."""
     from core.runfolder.integrity import file_sha256
 
     folder = run_dir / ROI_DIR
@@ -83,6 +84,6 @@ def finished(run_dir: Path, expected_sha256: str | None) -> dict[str, Any] | Non
     except CheckpointError:
         return None
     sha = meta.get("sha256")
-    if not sha or (expected_sha256 and sha != expected_sha256):
+    if not sha or (expected_sha256 and sha != expected_sha256) or CALIBRATION_KEY not in meta:
         return None
     return meta if file_sha256(folder / runs.WEIGHTS_FILE) == sha else None

@@ -11,17 +11,27 @@
   without it the validation loss of a short run from scratch jumped threefold
   from one epoch to the next.
 * **Selection**: the epoch with the lowest validation loss.
-* **Presence score**: the head's probability or the map's peak probability,
+* **Presence score**: the logit of the head or of the map's peak pixel,
   whichever has the higher ROC AUC on the validation carve at the selected
   epoch (:func:`choose_presence_source`; a tie goes to the map, the source
   fixed in advance: it learns from every pixel of every mask, the head from
   a few hundred image labels).  Both validation AUCs and the choice are
   stored (``presence_auc_val_by_source``, ``presence_source``,
-  ``presence_source_rule``); the test split plays no part in it.
-* **Threshold**: on the chosen score, the cut that maximises Youden's J on
-  the validation carve.  Without a usable carve: the last epoch, the map's
-  peak (the a priori source) and a threshold on the training images
-  (``threshold_source`` says ``train``: optimistic).
+  ``presence_source_rule``); the test split plays no part in it.  AUCs are
+  taken on logits: the sigmoid of a map's peak is 1.0 in float32 on most
+  images, and those ties cost AUC that the logits still have.
+* **Calibration**: the chosen logit is Platt-scaled on the same carve
+  (:func:`core.evaluate.calibration.fit_platt`, stored as
+  ``presence_calibration``).  Raw, a score can saturate near 1 (a demo run's
+  finder stored a Youden threshold of 0.999991, which no reader can use);
+  calibrated, the served probability is what share of validation images
+  with that score had an ROI.
+* **Threshold**: on the calibrated probability, the cut of maximum Youden's J
+  on the validation carve, placed halfway (in logit) between the lowest
+  score it calls ROI and the highest below (:func:`gap_threshold`).  Without
+  a usable carve: the last epoch, the map's peak (the a priori source), and
+  calibration and threshold on the training images (``threshold_source``
+  and ``presence_calibration.fitted_on`` say ``train``: optimistic).
 * **Box IoU on validation** is measured as the test split's is
   (:func:`core.evaluate.roifinder.box_iou`): the proposals taken back to
   each image's own pixels against :func:`core.roifinder.geometry.truth_boxes`.
@@ -44,15 +54,20 @@ from torch import nn
 from core.errors import TrainingError
 from core.roifinder.data import FinderData, build_data, carve
 from core.roifinder.geometry import full_shape, input_to_full, truth_boxes
-from core.roifinder.infer import PRESENCE_SOURCES, predict_maps, presence_scores
+from core.roifinder.infer import (
+    PRESENCE_SOURCES,
+    predict_maps,
+    presence_logits,
+    probability_map,
+)
 from core.roifinder.model import ARCH, MIN_MULTIPLE, FinderNet, create_finder
-from core.roifinder.store import ROI_DIR, RUN_KEY, finished, save_finder
+from core.roifinder.store import CALIBRATION_KEY, ROI_DIR, RUN_KEY, finished, save_finder
 from core.runfolder import layout as runs
 from core.runfolder.atomic import atomic_write_json
 from core.runfolder.splits import write_split
 
 __all__ = ["RUN_KEY", "FinderConfig", "choose_presence_source", "finder_config", "finder_loss",
-           "train_finder", "validation_box_iou"]
+           "gap_threshold", "train_finder", "validation_box_iou"]
 
 Emit = Callable[..., None]
 
@@ -174,15 +189,39 @@ def choose_presence_source(aucs: Mapping[str, float | None]) -> tuple[str, str]:
     return max(order, key=scored.__getitem__), "higher validation ROC AUC (a tie: the map)"
 
 
+CALIBRATION_METHOD = ("Platt scaling of the raw presence logit (Platt's smoothed targets): "
+                      "p = sigmoid((logit - offset) / temperature)")
+THRESHOLD_RULE = ("max Youden J on the calibrated probability, the cut placed halfway (in logit) "
+                  "between the lowest score it calls ROI and the highest below; ROI present iff "
+                  "p >= threshold")
+
+
+def gap_threshold(y: np.ndarray, probs: np.ndarray) -> float:
+    """The cut of maximum Youden's J on ``probs``, placed halfway (in logit) between the lowest
+    probability it calls ROI and the highest below it: the same images called as at the
+    Youden cut, without sitting on one image's score (which would call that image by a hair)."""
+    from scipy.special import expit, logit
+
+    from core.train.metrics import youden_threshold
+
+    probs = np.asarray(probs, np.float64)
+    cut = youden_threshold(y, probs)
+    below = probs[probs < cut]
+    if not below.size or cut >= 1.0:
+        return float(cut)
+    return float(expit((logit(cut) + logit(below.max())) / 2))
+
+
 def validation_box_iou(maps: np.ndarray, data: FinderData, rows: pd.DataFrame,
                        size: int) -> dict[str, Any]:
-    """Best-IoU of each annotated ROI of ``rows`` with the boxes proposed from ``maps``, in
+    """Best-IoU of each annotated ROI of ``rows`` with the boxes proposed from ``maps``
+    (logits), in
     each image's own pixels: the test split's measure on the validation carve."""
     from core.evaluate.roifinder import box_iou
     from core.roifinder.infer import map_boxes
 
     records = rows.to_dict("records")
-    proposed = [input_to_full(map_boxes(m)[0], crop, size, full_shape(r))
+    proposed = [input_to_full(map_boxes(probability_map(m))[0], crop, size, full_shape(r))
                 for m, crop, r in zip(maps, data.crops, records)]
     return box_iou(pd.DataFrame({"truth_boxes": [truth_boxes(r) for r in records],
                                  "boxes": proposed}))
@@ -259,7 +298,8 @@ def _finish(model: FinderNet, data: FinderData, vdata: FinderData, val: pd.DataF
             history: list[dict[str, Any]], counts: dict[str, dict[str, int]]) -> dict[str, Any]:
     """Presence source, threshold and validation metrics of the selected epoch, all
     decided on the validation carve ``val`` (``vdata``) when there is one."""
-    from core.train.metrics import auc_or_none, operating_point, youden_threshold
+    from core.evaluate.calibration import fit_platt
+    from core.train.metrics import auc_or_none, operating_point
 
     on_val = vdata.n > 0
     chosen = vdata if on_val else data
@@ -268,14 +308,19 @@ def _finish(model: FinderNet, data: FinderData, vdata: FinderData, val: pd.DataF
     aucs: dict[str, float | None] = {}
     if on_val:
         for name in PRESENCE_SOURCES:
-            aucs[name] = auc_or_none(y, presence_scores(heads, maps, name))
+            aucs[name] = auc_or_none(y, presence_logits(heads, maps, name))
     source, rule = choose_presence_source(aucs)
-    probs = presence_scores(heads, maps, source)
-    threshold = youden_threshold(y, probs)
+    logits = presence_logits(heads, maps, source)
+    calibration = fit_platt(logits, y)
+    probs = calibration.probability(logits)
+    threshold = gap_threshold(y, probs)
     return {
         "arch": ARCH, "size": config.size, "threshold": threshold,
         "threshold_source": "val" if on_val else "train",
-        "threshold_rule": "max Youden J; ROI present iff p >= threshold",
+        "threshold_rule": THRESHOLD_RULE,
+        CALIBRATION_KEY: {"temperature": calibration.temperature, "offset": calibration.offset,
+                          "method": CALIBRATION_METHOD,
+                          "fitted_on": "val" if on_val else "train"},
         "presence_source": source, "presence_source_rule": rule,
         "presence_auc_val": aucs.get(source), "presence_auc_val_by_source": aucs,
         **operating_point(y, probs, threshold),
