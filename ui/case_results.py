@@ -124,20 +124,20 @@ def show_results(results: list[ViewResult], views: list[CaseView], run: RunSumma
     opacity = c2.slider("Grad-CAM opacity", 0.0, 1.0, step=0.05, key="cam_opacity")
     c3.image(cam_scale_bar(), caption="Grad-CAM, scaled per view: low → high push towards "
              "malignant", width=240)
-    by_name = {v.name: v for v in views}
+    by_key = {v.key: v for v in views}
 
     def hide(text: str) -> str:
         return hide_names(text, views, show_ids)
 
-    waiting = [ViewResult(image=v.name, view=v.view) for v in changed]
+    waiting = [ViewResult(image=v.name, view=v.view, key=v.key) for v in changed]
     held = {id(r) for r in waiting}
     for row in hanging_order(results + waiting):
         for col, r in zip(st.columns(2, gap="small"), row):
             with col:
-                panel(r, by_name.get(r.image) if r else None, calls, CAM_SOURCES[source],
+                panel(r, by_key.get(r.key) if r else None, calls, CAM_SOURCES[source],
                       opacity, hide, changed=id(r) in held)
     for r in [r for r in results + waiting if r.view not in VIEWS]:
-        panel(r, by_name.get(r.image), calls, CAM_SOURCES[source], opacity, hide,
+        panel(r, by_key.get(r.key), calls, CAM_SOURCES[source], opacity, hide,
               changed=id(r) in held)
     st.subheader("Per breast")
     st.table(pd.DataFrame(breast_table(results, calls)).set_index("breast"))

@@ -76,6 +76,7 @@ class ViewResult:
     image: str
     view: str | None = None
     view_source: ViewSource | None = None
+    key: str = ""  # which image of the study it is (case review's CaseView.key), never its name
     roi: bool = False
     cell_roi_aware: str | None = None
     cell_baseline: str | None = None

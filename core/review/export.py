@@ -66,18 +66,18 @@ def export_record(results: Sequence[ViewResult], run: RunSummary, point: str,
     finder's threshold, and per view its size, how its view was found, its ROI (source and
     coordinates) and both grids' calls, probabilities unrounded (an auditor recomputes).
 
-    ``roi`` maps a result's ``image`` to ``(given_as, mask at the image's size)``;
-    ``about`` maps it to facts of the file (:func:`view_facts`); every text has the
-    names in ``scrub`` (file names) replaced by the view.
+    ``roi`` maps a result's ``key`` (its ``image`` when it has none) to ``(given_as, mask
+    at the image's size)``; ``about`` maps it to facts of the file (:func:`view_facts`);
+    every text has the names in ``scrub`` (file names) replaced by the view.
     """
     when = when or datetime.now().astimezone()
     views = []
     for r in results:
         label = r.view or "unknown view"
         names = [r.image, *scrub]
-        given_as, mask = roi.get(r.image, (None, None))
+        given_as, mask = roi.get(r.key or r.image, (None, None))
         row: dict[str, Any] = {
-            "view": label, **(about or {}).get(r.image, {}), "roi": bool(r.roi), "roi_source": r.roi_source,
+            "view": label, **(about or {}).get(r.key or r.image, {}), "roi": bool(r.roi), "roi_source": r.roi_source,
             "roi_given_as": given_as if r.roi_source == "mask" else None,
             "roi_probability": r.roi_probability, "roi_threshold": r.roi_threshold,
             "roi_boxes": roi_boxes(r, mask),
@@ -187,12 +187,12 @@ def study_downloads(results: Sequence[ViewResult], views: Sequence[CaseView], ru
     and is recorded.
     """
     when = when or datetime.now().astimezone()
-    by_name = {v.name: v for v in views}
-    roi = {r.image: (by_name[r.image].roi_choice, by_name[r.image].mask)
-           for r in results if r.image in by_name}
+    by_key = {v.key: v for v in views}
+    roi = {r.key: (by_key[r.key].roi_choice, by_key[r.key].mask)
+           for r in results if r.key in by_key}
     record = export_record(results, run, point, call_of, roi,
                            scrub=[v.name for v in views], when=when,
-                           about={v.name: view_facts(v) for v in views if v.error is None})
+                           about={v.key: view_facts(v) for v in views if v.error is None})
     if show_ids:
         ids = {v.study_id for v in views if v.study_id}
         study = ids.pop() if len(ids) == 1 else study
