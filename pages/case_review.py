@@ -132,7 +132,7 @@ except MammoError as err:
     show_error(err)
     st.stop()
 architecture_notice([run])
-top1, top2, top3 = st.columns([3, 3, 2])
+top1, top2, top3 = st.columns([4, 3.4, 1.9])
 keep("case_source", "dataset" if run.info.get("dataset_path") else "upload")
 SOURCES = {"dataset": "Test study of the run's dataset", "upload": "Upload a study",
            "pacs": "PACS"}
