@@ -567,3 +567,19 @@ def test_half_set_credentials_name_the_missing_variable_not_the_value(monkeypatc
     with pytest.raises(PacsError) as err:
         PacsClient("http://127.0.0.1:1/dicom-web")
     assert str(err.value) == f"{ENV_PASSWORD} is not set although {ENV_USER} is"
+
+
+@needs_orthanc
+def test_pacs_benchmark_times_open_to_four_predictions(tmp_path):
+    """``--review``: a one-study folder pushed, opened as case review opens it, predicted
+    with Grad-CAM by a demo-like run; each round's figures add up."""
+    write_phantom(tmp_path / "phantom", "vindr", 1, size=64, seed=2)
+    [folder] = {p.parent for p in (tmp_path / "phantom").rglob("*.dicom")}
+    done = subprocess.run([sys.executable, "-m", "benchmarks.pacs", "--review", str(folder), "--repeats", "1",
+                           "--img-size", "32", "--json"], cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = json.loads(done.stdout)
+    assert (data["stored"], data["refused"], data["views"], data["tags_added"]) == (4, 0, FOUR, [])
+    [r] = data["rounds"]
+    assert r["open_to_hung_s"] > 0 and r["predict_cam_s"] > 0
+    assert abs(r["open_to_hung_s"] + r["predict_cam_s"] - r["open_to_predictions_s"]) <= 0.02
