@@ -147,7 +147,7 @@ notice = st.empty()  # drawn once the study says what its images are
 if source_choice == "dataset":
     views = dataset_views(run, show_ids, spec)
 elif source_choice == "pacs":
-    views = pacs_views(spec, show_ids)
+    views = pacs_views(run, spec, show_ids)
 else:
     views = uploaded_views(spec, show_ids)
 # the run's own dataset is synthetic iff the run is; a PACS study iff its DICOMs say so

@@ -583,3 +583,49 @@ def test_pacs_benchmark_times_open_to_four_predictions(tmp_path):
     [r] = data["rounds"]
     assert r["open_to_hung_s"] > 0 and r["predict_cam_s"] > 0
     assert abs(r["open_to_hung_s"] + r["predict_cam_s"] - r["open_to_predictions_s"]) <= 0.02
+
+
+def _gone(pid: int, seconds: float = 15) -> bool:
+    deadline = time.monotonic() + seconds
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return not alive(pid)
+
+
+@needs_orthanc
+def test_demo_pacs_holds_the_phantoms_dicoms_and_never_outlives_the_app(tmp_path):
+    """The app's demo PACS: filled with a phantom's DICOMs (its CSV / JSON left out);
+    it stops when the app's process ends however it ends, and Orthanc stops when
+    ``serve`` is killed outright."""
+    from urllib.parse import urlsplit
+
+    from core.pacs.demo import fill, start_demo_pacs
+
+    write_phantom(tmp_path / "phantom", "vindr", 1, size=64, seed=1)
+    app = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"], start_new_session=True)
+    servers = []
+    try:
+        pacs = start_demo_pacs(tmp_path / "store", app.pid)
+        servers.append(pacs)
+        report = fill(pacs.url, (tmp_path / "phantom").rglob("*"))
+        assert (len(report.stored), report.refused, report.skipped) == (4, [], [])
+        assert len(PacsClient(pacs.url).find_studies()) == 1
+        [orthanc] = children(pacs.process.pid)
+        os.killpg(app.pid, signal.SIGKILL)  # the app killed outright
+        app.wait()
+        assert pacs.process.wait(15) == 0
+        assert _gone(orthanc) and port_free(urlsplit(pacs.url).port)
+
+        again = start_demo_pacs(tmp_path / "store", os.getpid())  # the same storage: studies kept
+        servers.append(again)
+        assert len(PacsClient(again.url).find_studies()) == 1
+        [orthanc] = children(again.process.pid)
+        os.killpg(again.process.pid, signal.SIGKILL)  # serve killed outright: Orthanc follows
+        again.process.wait()
+        assert _gone(orthanc) and port_free(urlsplit(again.url).port)
+    finally:
+        if app.poll() is None:
+            os.killpg(app.pid, signal.SIGKILL)
+            app.wait()
+        for server in servers:
+            server.stop()

@@ -2,27 +2,74 @@
 found studies, and the opened study with a picker where a view has more than one image."""
 from __future__ import annotations
 
+import atexit
 import os
 
 import pandas as pd
 import streamlit as st
 
-from core.errors import PacsError
+from core.errors import MammoError, PacsError
 from core.grid import VIEWS
 from core.pacs import ENV_URL, PacsClient
+from core.pacs.demo import DemoPacs, fill, start_demo_pacs
 from core.pixels.spec import PreprocessParams
 from core.review.case import CaseView
 from core.review.pacs_study import PacsStudy, image_label, open_study, study_option, study_table
+from core.runfolder.layout import RunSummary, data_root
 from core.wording import count
-from ui.common import keep
+from ui.common import keep, run_dataset_table
 
 URL = "pacs_url"
 FOUND = "pacs_found"  # (url, [StudyRow]) of the last search
 STUDY = "pacs_study"  # the opened PacsStudy
 ERROR = "pacs_error"  # the last PACS error, one line, shown until the next PACS action
+FILLED = "pacs_filled"  # what the demo PACS was filled with, in words
+DEMO_FOLDER = "pacs-demo"  # under the data root: the demo PACS's database and files
 
 
-def _fail(err: PacsError) -> None:
+@st.cache_resource(show_spinner=False)
+def _demo_servers() -> dict[str, DemoPacs]:
+    """The app server's demo PACS (one per app process, shared by its sessions)."""
+    return {}
+
+
+def _start_demo(run: RunSummary) -> None:
+    """Start the demo PACS if it is not running, store the run's test studies in it,
+    point the URL field at it and search it."""
+    state = st.session_state
+    state.pop(ERROR, None)
+    servers = _demo_servers()
+    try:
+        with st.spinner("Starting the local PACS and storing the phantom's test studies …"):
+            pacs = servers.get("demo")
+            if pacs is None or not pacs.running():
+                pacs = servers["demo"] = start_demo_pacs(data_root() / DEMO_FOLDER, os.getpid())
+                atexit.register(pacs.stop)  # and serve --stop-with: nothing outlives the app
+            df = run_dataset_table(run)
+            report = fill(pacs.url, df.loc[df["split"] == "test", "image_path"])
+    except (PacsError, MammoError) as err:
+        return _fail(err)
+    state[URL] = pacs.url
+    state[FILLED] = (f"Local PACS (loopback only, SYNTHETIC PHANTOM studies) at {pacs.url}: "
+                     f"{count(len(report.stored), 'test image')} of run {run.name} stored"
+                     + (f", {len(report.refused)} refused" if report.refused else "") + ".")
+    _search(pacs.url)
+
+
+def demo_button(run: RunSummary) -> None:
+    """Offered on a synthetic run whose phantom is on this computer."""
+    if not (run.synthetic and run.info.get("dataset_path")):
+        return
+    st.button("Start a local PACS with the phantom's test studies", icon=":material/dns:",
+              on_click=_start_demo, args=(run,),
+              help="Runs `python -m core pacs serve` (Orthanc, reachable from this computer "
+                   "only) and stores the DICOMs of this run's test split in it. It stops "
+                   "when the app stops.")
+    if FILLED in st.session_state:
+        st.caption(st.session_state[FILLED])
+
+
+def _fail(err: MammoError) -> None:
     st.session_state[ERROR] = str(err)
 
 
@@ -109,8 +156,9 @@ def image_pickers(study: PacsStudy) -> None:
                 st.error(str(err), icon=":material/error:")
 
 
-def pacs_views(spec: PreprocessParams, show_ids: bool) -> list[CaseView]:
+def pacs_views(run: RunSummary, spec: PreprocessParams, show_ids: bool) -> list[CaseView]:
     """The PACS source of case review: search, open, pick; the opened study's views."""
+    demo_button(run)
     search_form(spec, show_ids)
     study: PacsStudy | None = st.session_state.get(STUDY)
     if study is None:
