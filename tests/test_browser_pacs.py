@@ -1,5 +1,5 @@
 """Case review's PACS source in headless Chromium against a real Orthanc on 127.0.0.1:
-search, list (identifiers hidden), open a four-view study and predict it; a repeated
+search, list (identifiers hidden), open a four-view study ready to predict; a repeated
 view offered newest first; an unreachable PACS said in one line naming the URL.
 
 Orthanc and the app server are started here and stopped at the end of the module.
@@ -132,7 +132,7 @@ def _open(page, main, accession: str) -> None:
     _settled(page, main)
 
 
-def test_a_study_is_listed_without_identifiers_opened_hung_and_predicted(page, pacs, exam):
+def test_a_study_is_listed_without_identifiers_and_opened_in_its_hanging(page, pacs, exam):
     from playwright.sync_api import expect
 
     main = _search(page, pacs)
@@ -157,18 +157,10 @@ def test_a_study_is_listed_without_identifiers_opened_hung_and_predicted(page, p
                ).to_have_value(view)
     expect(main.get_by_text("More than one image for")).to_have_count(0)
     assert second["patient"] not in page.locator("body").inner_text()
-    start = time.monotonic()
-    main.get_by_role("button", name="Predict").click()
-    expect(main.get_by_role("heading", name="Results")).to_be_visible()
-    _settled(page, main)
-    calls = main.locator("[data-testid='stMarkdownContainer']",
-                         has_text=re.compile(r"ROI-aware: \d+(\.\d+)? %"))
-    expect(calls).to_have_count(4)
-    predicted_s = time.monotonic() - start
     main.get_by_role("heading", name="The study").scroll_into_view_if_needed()
     page.wait_for_timeout(1000)  # the thumbnails load
     page.screenshot(path=str(ARTIFACTS / "pacs-opened.png"))
-    assert predicted_s < 120
+    expect(main.get_by_role("button", name="Predict")).to_be_enabled()
 
     main.get_by_text("Show identifiers", exact=True).click()
     _settled(page, main)

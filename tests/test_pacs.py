@@ -629,3 +629,41 @@ def test_demo_pacs_holds_the_phantoms_dicoms_and_never_outlives_the_app(tmp_path
             app.wait()
         for server in servers:
             server.stop()
+
+
+@needs_orthanc
+def test_case_reviews_demo_button_fills_a_local_pacs_with_the_runs_test_studies(tmp_path, monkeypatch):
+    """Case review's PACS source on a synthetic run: the button starts the local PACS,
+    stores the run's test-split DICOMs, fills in the URL and lists those studies."""
+    from streamlit.testing.v1 import AppTest
+    from test_app import PAGES, write_run
+
+    from core.datasets import load_dataset
+
+    ck, data = tmp_path / "checkpoints", tmp_path / "data"
+    monkeypatch.setenv("MAMMOROUTE_CHECKPOINTS", str(ck))
+    monkeypatch.setenv("MAMMOROUTE_DATA", str(data))
+    monkeypatch.delenv(ENV_URL, raising=False)
+    write_phantom(data / "phantom-vindr", "vindr", 8, size=64, seed=1)
+    test = load_dataset(data / "phantom-vindr").query("split == 'test'")
+    write_run(ck, data / "phantom-vindr", (b"", "0" * 64), "demo-run")  # no model is loaded here
+    at = AppTest.from_file(str(PAGES / "case_review.py"), default_timeout=120)
+    at.session_state["run_name"], at.session_state["case_source"] = "demo-run", "pacs"
+    at.run()
+    [button] = [b for b in at.button if b.label == "Start a local PACS with the phantom's test studies"]
+    button.click().run()
+    try:
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        url = at.text_input(key="pacs_url").value
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/dicom-web")
+        captions = " ".join(c.value for c in at.caption)
+        assert f"{len(test)} test images of run demo-run stored" in captions
+        assert "SYNTHETIC PHANTOM" in captions
+        assert len(at.table[0].value) == test["study_id"].nunique() == len(PacsClient(url).find_studies())
+    finally:
+        from ui.pacs import _demo_servers
+
+        server = _demo_servers().pop("demo")
+        [orthanc] = children(server.process.pid)
+        server.stop()
+    assert _gone(orthanc)
