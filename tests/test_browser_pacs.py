@@ -159,7 +159,7 @@ def test_a_study_is_listed_without_identifiers_and_opened_in_its_hanging(page, p
     assert second["patient"] not in page.locator("body").inner_text()
     main.get_by_role("heading", name="The study").scroll_into_view_if_needed()
     page.wait_for_timeout(1000)  # the thumbnails load
-    page.screenshot(path=str(ARTIFACTS / "pacs-opened.png"))
+    page.screenshot(path=str(ARTIFACTS / "pacs-opened.png"), full_page=True)
     expect(main.get_by_role("button", name="Predict")).to_be_enabled()
 
     main.get_by_text("Show identifiers", exact=True).click()

@@ -2,8 +2,8 @@
 
 Uploads are written to a :class:`tempfile.TemporaryDirectory` only long enough
 to decode them (pydicom and OpenCV read files) and the folder is removed at
-once; what a :class:`CaseView` keeps is the decoded 8-bit rendering, never the
-file's bytes (an upload may be 200 MB).  Nothing exported carries a file
+once; what a :class:`CaseView` keeps is the decoded 8-bit rendering (and a DICOM's
+header without its pixel data), never the file's bytes (an upload may be 200 MB).  Nothing exported carries a file
 name, patient or study identifier.
 """
 from __future__ import annotations
