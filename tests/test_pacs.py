@@ -667,3 +667,27 @@ def test_case_reviews_demo_button_fills_a_local_pacs_with_the_runs_test_studies(
         [orthanc] = children(server.process.pid)
         server.stop()
     assert _gone(orthanc)
+
+
+@needs_orthanc
+def test_a_study_whose_tags_name_no_view_opens_with_its_images_placed_by_their_pixels(tmp_path):
+    """Images without ViewPosition (as some research exports) are opened with the study
+    and placed by laterality tag and pixels, as an upload would be."""
+    from core.pixels.spec import PreprocessParams
+    from core.review.pacs_study import open_study
+
+    write_phantom(tmp_path / "phantom", "vindr", 1, size=128, seed=2)
+    truth = {}
+    for path in (tmp_path / "phantom").rglob("*.dicom"):
+        ds = pydicom.dcmread(path)
+        truth[ds.SOPInstanceUID] = f"{ds.ImageLaterality}{ds.ViewPosition}"
+        del ds.ViewPosition
+        ds.save_as(path)
+    with local_pacs(free_port(), tmp_path / "store") as server:
+        client = PacsClient(server.url)
+        push_folder(tmp_path / "phantom", client)
+        study = open_study(client, client.find_studies()[0].study_uid, PreprocessParams(64))
+    assert set(study.picked.values()) == {None} and sorted(study.unplaced) == sorted(truth)
+    views = study.views()
+    assert {v.key: v.view for v in views} == truth
+    assert {v.view_source for v in views} == {"image"}

@@ -69,7 +69,9 @@ class PacsStudy:
     picked for each of the four places, and the images decoded so far (by SOP Instance UID).
 
     Images whose view is not one of the four (an extra view such as XCCL, or one the
-    tags do not name) are hung only when picked for a place.
+    tags do not name) hang when picked for a place; ``unplaced`` are images whose tags
+    name no view, opened with the study while places are free: the board places them
+    by their pixels or asks for their view, as it does for an upload.
     """
 
     url: str
@@ -78,6 +80,7 @@ class PacsStudy:
     spec: PreprocessParams
     picked: dict[str, str | None] = field(default_factory=dict)  # place -> SOP Instance UID
     decoded: dict[str, CaseView] = field(default_factory=dict)
+    unplaced: list[str] = field(default_factory=list)  # SOP Instance UIDs
 
     def others(self) -> list[ImageRef]:
         """Images of the study outside the four views (extra or unknown views)."""
@@ -95,7 +98,7 @@ class PacsStudy:
         """Retrieve and decode every picked image not decoded yet (all or nothing: a
         PacsError leaves the study as it was)."""
         refs = {im.sop_uid: im for im in self.images.images}
-        todo = [refs[uid] for uid in dict.fromkeys(self.picked.values())
+        todo = [refs[uid] for uid in dict.fromkeys([*self.picked.values(), *self.unplaced])
                 if uid and uid not in self.decoded]
         for ref, ds in zip(todo, client.retrieve_all(todo)):
             self.decoded[ref.sop_uid] = read_dataset(ds, f"instance {ref.sop_uid}", self.spec)
@@ -110,7 +113,9 @@ class PacsStudy:
                 if view.error is None and view.view != place:
                     set_view(view, place)
                 out.append(view)
-        return out
+        hung = {id(v) for v in out}
+        return out + [v for uid in self.unplaced
+                      if (v := self.decoded.get(uid)) is not None and id(v) not in hung]
 
 
 
@@ -122,12 +127,14 @@ def synthetic_views(views: Sequence[CaseView]) -> bool:
 
 
 def open_study(client: PacsClient, study_uid: str, spec: PreprocessParams) -> PacsStudy:
-    """List the study's mammograms, pick the newest image of each of the four views,
-    retrieve and decode them; one PacsError naming the URL if any step fails."""
+    """List the study's mammograms, pick the newest image of each of the four views (and
+    images of no named view while places are free), retrieve and decode them; one
+    PacsError naming the URL if any step fails."""
     images = client.study_images(study_uid)
     by_view = images.by_view()
-    study = PacsStudy(client.url, study_uid, images, spec,
-                      picked={place: by_view[place][0].sop_uid if by_view.get(place) else None
-                              for place in VIEWS})
+    picked = {place: by_view[place][0].sop_uid if by_view.get(place) else None for place in VIEWS}
+    free = sum(uid is None for uid in picked.values())
+    study = PacsStudy(client.url, study_uid, images, spec, picked,
+                      unplaced=[im.sop_uid for im in by_view.get("", [])][:free])
     study.fetch(client)
     return study
