@@ -157,9 +157,9 @@ def test_a_study_is_listed_without_identifiers_and_opened_in_its_hanging(page, p
                ).to_have_value(view)
     expect(main.get_by_text("More than one image for")).to_have_count(0)
     assert second["patient"] not in page.locator("body").inner_text()
-    main.get_by_role("heading", name="The study").scroll_into_view_if_needed()
+    main.locator(".st-key-card-LMLO").scroll_into_view_if_needed()  # the whole hanging
     page.wait_for_timeout(1000)  # the thumbnails load
-    page.screenshot(path=str(ARTIFACTS / "pacs-opened.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / "pacs-opened.png"))
     expect(main.get_by_role("button", name="Predict")).to_be_enabled()
 
     main.get_by_text("Show identifiers", exact=True).click()
