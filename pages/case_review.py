@@ -11,6 +11,7 @@ from core.errors import MammoError
 from core.pixels.preprocess import PreprocessParams
 from core.predict import Predictor
 from core.review.case import UPLOAD_TYPES, CaseView
+from core.review.pacs_study import synthetic_views
 from core.review.report import is_demonstration
 from core.review.study import (
     MAX_VIEWS,
@@ -38,6 +39,7 @@ from ui.common import (
     show_error,
     synthetic_notice,
 )
+from ui.pacs import pacs_views
 
 UPLOADS = "upload_study"  # an UploadedStudy: the study outlives the uploader
 RESULTS = "case_results"  # a StudyResults: each view's last result and what it was for
@@ -67,6 +69,8 @@ def uploaded_views(spec: PreprocessParams, show_ids: bool) -> list[CaseView]:
         study.detach()
     study.respec(files, spec)  # another run's spec: read again from the uploader
     views = study.study()
+    for line in study.repeated(show_ids):
+        st.info(line, icon=":material/content_copy:")
     if views and st.button("Clear study", icon=":material/delete:",
                            help="Forget these files and start a new study."):
         study.clear()
@@ -128,22 +132,30 @@ except MammoError as err:
     show_error(err)
     st.stop()
 architecture_notice([run])
-top1, top2, top3 = st.columns([3, 3, 2])
+top1, top2, top3 = st.columns([4, 3.4, 1.9])
 keep("case_source", "dataset" if run.info.get("dataset_path") else "upload")
-source_choice = top1.segmented_control(
-    "Study", ["dataset", "upload"], required=True,
-    format_func={"dataset": "Test study of the run's dataset", "upload": "Upload a study"}.get,
-    key="case_source")
+SOURCES = {"dataset": "Test study of the run's dataset", "upload": "Upload a study",
+           "pacs": "PACS"}
+source_choice = top1.segmented_control("Study", list(SOURCES), required=True,
+                                       format_func=SOURCES.get, key="case_source")
 point = operating_point_picker(top2)
 keep("show_ids", False)
 show_ids = top3.toggle("Show identifiers", key="show_ids",
                        help="File names, patient and study ids. Off by default; downloads "
                             "carry them only while this is on.")
-images_synthetic = source_choice == "dataset"  # the run's own dataset: synthetic iff the run is
+notice = st.empty()  # drawn once the study says what its images are
+if source_choice == "dataset":
+    views = dataset_views(run, show_ids, spec)
+elif source_choice == "pacs":
+    views = pacs_views(run, spec, show_ids)
+else:
+    views = uploaded_views(spec, show_ids)
+# the run's own dataset is synthetic iff the run is; a PACS study iff its DICOMs say so
+images_synthetic = source_choice == "dataset" or (source_choice == "pacs"
+                                                  and synthetic_views(views))
 if run.synthetic:
-    synthetic_notice(images="phantom" if images_synthetic else "yours")
-views = (dataset_views(run, show_ids, spec) if source_choice == "dataset"
-         else uploaded_views(spec, show_ids))
+    with notice.container():
+        synthetic_notice(images="phantom" if images_synthetic else "yours")
 if not views:
     st.stop()
 

@@ -108,6 +108,19 @@ def _copy(src: Path, dest: Path) -> Path:
     return dest
 
 
+def _another_image(src: Path, dest: Path) -> Path:
+    """Another image of the same view (a repeat): the pixels mirrored, a new SOP Instance UID."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    ds = pydicom.dcmread(src)
+    ds.PixelData = np.ascontiguousarray(ds.pixel_array[::-1]).tobytes()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(dest)
+    return dest
+
+
 def _blank_png(path: Path) -> Path:
     """A picture with no view in its name, tags or pixels (a centred disc)."""
     import core  # noqa: F401  (OpenCV's decode limit is set by core first)
@@ -194,11 +207,14 @@ def test_no_file_name_on_the_page_while_identifiers_are_hidden(page, studies, tm
     main = _upload_page(page)
     files = [_blank_png(tmp_path / "DOE_JOHN_123.png"),
              _copy(studies[0][0], tmp_path / "DOE_JOHN_456.dcm"),
-             _copy(studies[0][0], tmp_path / "DOE_JOHN_789.dcm")]  # one view twice
+             _another_image(studies[0][0], tmp_path / "DOE_JOHN_789.dcm"),  # one view twice
+             _copy(studies[0][0], tmp_path / "DOE_JOHN_000.dcm")]  # one image twice
     _upload(page, main, files)
     expect(main.get_by_text(re.compile(r"file 1: choose its view"))).to_be_visible()
     expect(main.get_by_text(re.compile(r"is assigned twice \(file 2 and file 3\)"))
            ).to_be_visible()
+    expect(main.get_by_text("A file is the same image as file 2 (same SOP Instance UID): it is "
+                            "used once.")).to_be_visible()
     assert "DOE_JO" not in page.locator("body").inner_text()
     page.screenshot(path=str(ARTIFACTS / "study-4a-names-hidden-top.png"))
     main.get_by_text(re.compile(r"file 1: choose its view")).scroll_into_view_if_needed()
@@ -207,6 +223,41 @@ def test_no_file_name_on_the_page_while_identifiers_are_hidden(page, studies, tm
     _settled(page, main)
     expect(main.get_by_text(re.compile(r"DOE_JOHN_123\.png: choose its view"))).to_be_visible()
     assert "DOE_JOHN_456.dcm" in page.locator("body").inner_text()
+
+
+def test_two_uploads_of_one_name_stay_two_views_with_their_own_results(page, studies, tmp_path):
+    """Two different images both called IM-0001.dcm: two cards, two result panels and two
+    export rows with their own view and probability (a view is its SOP Instance UID)."""
+    import json
+
+    from playwright.sync_api import expect
+
+    main = _upload_page(page)
+    files = [_copy(studies[0][0], tmp_path / "a" / "IM-0001.dcm"),
+             _copy(studies[0][1], tmp_path / "b" / "IM-0001.dcm")]
+    _upload(page, main, files)
+    boxes = main.get_by_role("combobox", name=VIEW_BOX)
+    expect(boxes).to_have_count(2)
+    views = sorted(boxes.nth(i).input_value() for i in range(2))
+    assert len(set(views)) == 2
+    _predict(page, main)
+    calls = main.locator("[data-testid='stMarkdownContainer']",
+                         has_text=re.compile(r"ROI-aware: \d+(\.\d+)? %"))
+    expect(calls).to_have_count(2)
+    cards = {boxes.nth(i).input_value(): boxes.nth(i).get_attribute("aria-label") for i in range(2)}
+    assert sorted(cards.values()) == ["View of file 1", "View of file 2"]
+    for view, label in cards.items():  # each result under its own file's label
+        panel = main.locator(f".st-key-result-{view}")
+        expect(panel.get_by_text("ROI-aware:")).to_have_count(1)
+        expect(panel.get_by_text(f"{view} · {label.removeprefix('View of ')}", exact=True)
+               ).to_be_visible()
+    with page.expect_download() as download:
+        main.get_by_role("button", name="Download JSON").click()
+    rows = json.loads(Path(download.value.path()).read_text())["views"]
+    assert sorted(r["view"] for r in rows) == views
+    assert rows[0]["p_malignant_roi_aware"] != rows[1]["p_malignant_roi_aware"]
+    main.get_by_role("heading", name="Results").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "study-8-same-name.png"))
 
 
 def test_a_view_set_by_hand_leaves_not_yet_placed_at_once(page, tmp_path):

@@ -567,3 +567,127 @@ def test_half_set_credentials_name_the_missing_variable_not_the_value(monkeypatc
     with pytest.raises(PacsError) as err:
         PacsClient("http://127.0.0.1:1/dicom-web")
     assert str(err.value) == f"{ENV_PASSWORD} is not set although {ENV_USER} is"
+
+
+@needs_orthanc
+def test_pacs_benchmark_times_open_to_four_predictions(tmp_path):
+    """``--review``: a one-study folder pushed, opened as case review opens it, predicted
+    with Grad-CAM by a demo-like run; each round's figures add up."""
+    write_phantom(tmp_path / "phantom", "vindr", 1, size=64, seed=2)
+    [folder] = {p.parent for p in (tmp_path / "phantom").rglob("*.dicom")}
+    done = subprocess.run([sys.executable, "-m", "benchmarks.pacs", "--review", str(folder), "--repeats", "1",
+                           "--img-size", "32", "--json"], cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = json.loads(done.stdout)
+    assert (data["stored"], data["refused"], data["views"], data["tags_added"]) == (4, 0, FOUR, [])
+    [r] = data["rounds"]
+    assert r["open_to_hung_s"] > 0 and r["predict_cam_s"] > 0
+    assert abs(r["open_to_hung_s"] + r["predict_cam_s"] - r["open_to_predictions_s"]) <= 0.02
+
+
+def _gone(pid: int, seconds: float = 15) -> bool:
+    deadline = time.monotonic() + seconds
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return not alive(pid)
+
+
+@needs_orthanc
+def test_demo_pacs_holds_the_phantoms_dicoms_and_never_outlives_the_app(tmp_path):
+    """The app's demo PACS: filled with a phantom's DICOMs (its CSV / JSON left out);
+    it stops when the app's process ends however it ends, and Orthanc stops when
+    ``serve`` is killed outright."""
+    from urllib.parse import urlsplit
+
+    from core.pacs.demo import fill, start_demo_pacs
+
+    write_phantom(tmp_path / "phantom", "vindr", 1, size=64, seed=1)
+    app = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"], start_new_session=True)
+    servers = []
+    try:
+        pacs = start_demo_pacs(tmp_path / "store", app.pid)
+        servers.append(pacs)
+        report = fill(pacs.url, (tmp_path / "phantom").rglob("*"))
+        assert (len(report.stored), report.refused, report.skipped) == (4, [], [])
+        assert len(PacsClient(pacs.url).find_studies()) == 1
+        [orthanc] = children(pacs.process.pid)
+        os.killpg(app.pid, signal.SIGKILL)  # the app killed outright
+        app.wait()
+        assert pacs.process.wait(15) == 0
+        assert _gone(orthanc) and port_free(urlsplit(pacs.url).port)
+
+        again = start_demo_pacs(tmp_path / "store", os.getpid())  # the same storage: studies kept
+        servers.append(again)
+        assert len(PacsClient(again.url).find_studies()) == 1
+        [orthanc] = children(again.process.pid)
+        os.killpg(again.process.pid, signal.SIGKILL)  # serve killed outright: Orthanc follows
+        again.process.wait()
+        assert _gone(orthanc) and port_free(urlsplit(again.url).port)
+    finally:
+        if app.poll() is None:
+            os.killpg(app.pid, signal.SIGKILL)
+            app.wait()
+        for server in servers:
+            server.stop()
+
+
+@needs_orthanc
+def test_case_reviews_demo_button_fills_a_local_pacs_with_the_runs_test_studies(tmp_path, monkeypatch):
+    """Case review's PACS source on a synthetic run: the button starts the local PACS,
+    stores the run's test-split DICOMs, fills in the URL and lists those studies."""
+    from streamlit.testing.v1 import AppTest
+    from test_app import PAGES, write_run
+
+    from core.datasets import load_dataset
+
+    ck, data = tmp_path / "checkpoints", tmp_path / "data"
+    monkeypatch.setenv("MAMMOROUTE_CHECKPOINTS", str(ck))
+    monkeypatch.setenv("MAMMOROUTE_DATA", str(data))
+    monkeypatch.delenv(ENV_URL, raising=False)
+    write_phantom(data / "phantom-vindr", "vindr", 8, size=64, seed=1)
+    test = load_dataset(data / "phantom-vindr").query("split == 'test'")
+    write_run(ck, data / "phantom-vindr", (b"", "0" * 64), "demo-run")  # no model is loaded here
+    at = AppTest.from_file(str(PAGES / "case_review.py"), default_timeout=120)
+    at.session_state["run_name"], at.session_state["case_source"] = "demo-run", "pacs"
+    at.run()
+    [button] = [b for b in at.button if b.label == "Start a local PACS with the phantom's test studies"]
+    button.click().run()
+    try:
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        url = at.text_input(key="pacs_url").value
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/dicom-web")
+        captions = " ".join(c.value for c in at.caption)
+        assert f"{len(test)} test images of run demo-run stored" in captions
+        assert "SYNTHETIC PHANTOM" in captions
+        assert len(at.table[0].value) == test["study_id"].nunique() == len(PacsClient(url).find_studies())
+    finally:
+        from ui.pacs import _demo_servers
+
+        server = _demo_servers().pop("demo")
+        [orthanc] = children(server.process.pid)
+        server.stop()
+    assert _gone(orthanc)
+
+
+@needs_orthanc
+def test_a_study_whose_tags_name_no_view_opens_with_its_images_placed_by_their_pixels(tmp_path):
+    """Images without ViewPosition (as some research exports) are opened with the study
+    and placed by laterality tag and pixels, as an upload would be."""
+    from core.pixels.spec import PreprocessParams
+    from core.review.pacs_study import open_study
+
+    write_phantom(tmp_path / "phantom", "vindr", 1, size=128, seed=2)
+    truth = {}
+    for path in (tmp_path / "phantom").rglob("*.dicom"):
+        ds = pydicom.dcmread(path)
+        truth[ds.SOPInstanceUID] = f"{ds.ImageLaterality}{ds.ViewPosition}"
+        del ds.ViewPosition
+        ds.save_as(path)
+    with local_pacs(free_port(), tmp_path / "store") as server:
+        client = PacsClient(server.url)
+        push_folder(tmp_path / "phantom", client)
+        study = open_study(client, client.find_studies()[0].study_uid, PreprocessParams(64))
+    assert set(study.picked.values()) == {None} and sorted(study.unplaced) == sorted(truth)
+    views = study.views()
+    assert {v.key: v.view for v in views} == truth
+    assert {v.view_source for v in views} == {"image"}

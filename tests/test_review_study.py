@@ -2,6 +2,7 @@
 makes a prediction out of date, the calls, the downloads and the result pictures."""
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -296,7 +297,7 @@ def _run(tmp_path: Path) -> RunSummary:
 
 
 def _result(**kw) -> ViewResult:
-    fields = dict(image="a.png", view="RCC", roi=True, roi_source="mask",
+    fields = dict(image="a.png", key="a", view="RCC", roi=True, roi_source="mask",
                   cell_roi_aware="roi-RCC", cell_baseline="all-RCC",
                   p_malignant_roi_aware=0.35, threshold_roi_aware=0.3,
                   p_malignant_baseline=0.55, threshold_baseline=0.6)
@@ -397,6 +398,46 @@ def test_downloads_let_an_auditor_check_sizes_code_finder_and_breasts(tmp_path, 
     assert (by_breast["right"]["missing_views"], by_breast["right"]["views_read"]) == (
         "RMLO", "RCC only; RMLO missing")
     assert breasts["mammoroute_version"].tolist() == [core.__version__] * 2
+
+
+def test_two_files_of_one_name_are_two_views_with_their_own_rows(tmp_path):
+    """Identity is the SOP Instance UID (else the bytes' SHA-256), never the file name:
+    two different IM-0001.dcm keep their own ROI and facts in the downloads."""
+    from core.review.case import read_upload
+    from helpers import RAMP, dicom_write
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = dicom_write(tmp_path / "a" / "IM-0001.dcm", RAMP, ImageLaterality="R", ViewPosition="CC")
+    b = dicom_write(tmp_path / "b" / "IM-0001.dcm", RAMP[:, ::-1].copy(), ImageLaterality="L",
+                    ViewPosition="CC")
+    va, vb = (read_upload("IM-0001.dcm", p.read_bytes(), SPEC) for p in (a, b))
+    assert va.key == va.sop_instance_uid and vb.key == vb.sop_instance_uid and va.key != vb.key
+    assert "PixelData" not in va.header and va.header.SOPInstanceUID == va.key
+    png = read_upload("IM-0001.png", _png("R"), SPEC)
+    assert png.key == hashlib.sha256(_png("R")).hexdigest() and png.header is None
+    vb.box = (2, 2, 10, 12)
+    choose_roi(vb, "box")
+    update_mask(vb)
+    model, results = CountingPredictor(), StudyResults()
+    results.predict(model, "/runs/r", [va, vb], True)
+    now = results.current("/runs/r", [va, vb], True)
+    assert [r.key for r in now] == [va.key, vb.key] and [r.image for r in now] == ["IM-0001.dcm"] * 2
+    run = _run(tmp_path)
+    _, js = study_downloads(now, [va, vb], run, "tuned", StudyCalls(run, "tuned"), "upload", False, WHEN)
+    rows = json.loads(js.text)["views"]
+    assert [r["roi_boxes"] for r in rows] == [[], [[2, 2, 10, 12]]]
+
+
+def test_the_same_image_uploaded_twice_is_one_view():
+    study = UploadedStudy()
+    one, again = FakeUpload("1", "x_RCC.png", _png("R")), FakeUpload("2", "copy.png", _png("R"))
+    study.sync([one, again], SPEC)
+    assert len(study.study()) == 1
+    assert study.repeated(False) == ["A file is the same image as file 1 (same bytes): it is used once."]
+    assert study.repeated(True) == ["copy.png is the same image as x_RCC.png (same bytes): it is used once."]
+    study.sync([again], SPEC)  # the first copy removed: the other one is the view now
+    assert [v.name for v in study.study()] == ["copy.png"] and study.repeated(True) == []
 
 
 def test_code_commit_is_none_outside_a_checkout(tmp_path, monkeypatch):

@@ -26,7 +26,7 @@ from core.review.report import (
     measured_calibration,
     routing_sentence,
 )
-from core.review.study import hanging_order, hide_names
+from core.review.study import file_label, hanging_order, hide_names
 from core.runfolder.layout import RunSummary
 from ui.case import show_roi
 from ui.case_outputs import report_button, store_button
@@ -69,14 +69,14 @@ def proposal_actions(v: CaseView, r: ViewResult) -> None:
 
 
 def panel(r: ViewResult | None, v: CaseView | None, calls: StudyCalls, cam_of: str | None,
-          opacity: float, hide: Callable[[str], str], changed: bool = False) -> None:
+          opacity: float, hide: Callable[[str], str], changed: bool = False, title: str = "") -> None:
     """One view's result; every text that may name a file goes through ``hide``; a view
-    changed since its result (``changed``) waits for Predict."""
+    changed since its result (``changed``) waits for Predict; ``title`` names its file."""
     with st.container(border=True, key=f"result-{r.view}" if r and r.view in VIEWS else None):
         if r is None:
             st.caption("—  not in this study")
             return
-        st.markdown(f"**{r.view or '?'}**" + (f" · {hide(v.name)}" if v else ""))
+        st.markdown(f"**{r.view or '?'}**" + (f" · {title}" if v and title else ""))
         if changed:
             st.info("Its view or ROI changed: press Predict to read it again.",
                     icon=":material/refresh:")
@@ -128,21 +128,22 @@ def show_results(results: list[ViewResult], views: list[CaseView], run: RunSumma
     opacity = c2.slider("Grad-CAM opacity", 0.0, 1.0, step=0.05, key="cam_opacity")
     c3.image(cam_scale_bar(), caption="Grad-CAM, scaled per view: low → high push towards "
              "malignant", width=240)
-    by_name = {v.name: v for v in views}
+    by_key = {v.key: v for v in views}
+    titles = {v.key: file_label(i, v.name, show_ids) for i, v in enumerate(views)}
 
     def hide(text: str) -> str:
         return hide_names(text, views, show_ids)
 
-    waiting = [ViewResult(image=v.name, view=v.view) for v in changed]
+    waiting = [ViewResult(image=v.name, view=v.view, key=v.key) for v in changed]
     held = {id(r) for r in waiting}
     for row in hanging_order(results + waiting):
         for col, r in zip(st.columns(2, gap="small"), row):
             with col:
-                panel(r, by_name.get(r.image) if r else None, calls, CAM_SOURCES[source],
-                      opacity, hide, changed=id(r) in held)
+                panel(r, by_key.get(r.key) if r else None, calls, CAM_SOURCES[source],
+                      opacity, hide, changed=id(r) in held, title=titles.get(r.key, "") if r else "")
     for r in [r for r in results + waiting if r.view not in VIEWS]:
-        panel(r, by_name.get(r.image), calls, CAM_SOURCES[source], opacity, hide,
-              changed=id(r) in held)
+        panel(r, by_key.get(r.key), calls, CAM_SOURCES[source], opacity, hide,
+              changed=id(r) in held, title=titles.get(r.key, ""))
     st.subheader("Per breast")
     st.table(pd.DataFrame(breast_table(results, calls)).set_index("breast"))
     st.caption(f"{BREAST_RULE} Probabilities are calibrated on validation images (a temperature "

@@ -7,8 +7,11 @@ STOW-RS and lists every refusal. The work is in :mod:`core.pacs`.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 from core.errors import PacsError
@@ -29,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                        "reachable from this machine only, in the foreground.")
     serve.add_argument("--port", type=int, default=8042, help="HTTP port on 127.0.0.1 (default 8042)")
     serve.add_argument("--storage", type=Path, required=True, help="folder for Orthanc's database and files")
+    serve.add_argument("--stop-with", type=int, default=None, metavar="PID",
+                       help="stop when process PID ends (the app that started this server)")
     serve.set_defaults(func=run_serve)
     push = sub.add_parser("push", help="store every DICOM file under a folder (STOW-RS)",
                           description="Store every DICOM file under DIR in a PACS; other files are skipped. "
@@ -50,6 +55,8 @@ def run_serve(args: argparse.Namespace) -> int:
         raise _Stop
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    if args.stop_with:
+        threading.Thread(target=_stop_with, args=(args.stop_with,), daemon=True).start()
     try:
         with local_pacs(args.port, args.storage) as pacs:
             print(f"local PACS (loopback only): {pacs.url}", flush=True)
@@ -62,6 +69,19 @@ def run_serve(args: argparse.Namespace) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _stop_with(pid: int, every: float = 1.0) -> None:
+    """SIGTERM this process (stopping Orthanc as Ctrl-C does) once ``pid`` is gone."""
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        except PermissionError:  # alive, another user's
+            pass
+        time.sleep(every)
 
 
 def run_push(args: argparse.Namespace) -> int:

@@ -143,14 +143,14 @@ def study_result(results: Sequence[ViewResult], sources: Mapping[str, Dataset], 
     done = [r for r in results if r.error is None and r.view is not None]
     views = []
     for r in done:
-        if r.image not in sources:
+        if r.identity not in sources:
             raise DicomOutError(f"{r.image}: no DICOM source to store its result against")
-        given_as, given = rois.get(r.image, (None, None))
-        views.append(view_outcome(r, str(sources[r.image].SOPInstanceUID), outcome_of=outcome_of,
-                                  roi_mask=routing_mask(r, sources[r.image], given),
-                                  cam_overlay=overlays.get(r.image), cam_grid=cam_grid,
+        given_as, given = rois.get(r.identity, (None, None))
+        views.append(view_outcome(r, str(sources[r.identity].SOPInstanceUID), outcome_of=outcome_of,
+                                  roi_mask=routing_mask(r, sources[r.identity], given),
+                                  cam_overlay=overlays.get(r.identity), cam_grid=cam_grid,
                                   given_as=given_as))
-    uid_of = {r.view: str(sources[r.image].SOPInstanceUID) for r in done}
+    uid_of = {r.view: str(sources[r.identity].SOPInstanceUID) for r in done}
     breasts = []
     for row in breast_summary(done, call_of):
         side = "R" if row["breast"] == "right" else "L"

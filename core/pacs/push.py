@@ -53,8 +53,13 @@ def push_folder(folder: str | Path, client: PacsClient) -> PushReport:
     folder = Path(folder)
     if not folder.is_dir():
         raise PacsError("not a folder", folder)
+    return push_files(sorted(p for p in folder.rglob("*") if p.is_file()), client)
+
+
+def push_files(paths: list[Path], client: PacsClient) -> PushReport:
+    """STOW-RS each of ``paths`` that is DICOM, as :func:`push_folder` does."""
     report = PushReport()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in map(Path, paths):
         try:
             ds = _read(path)
         except OSError as err:

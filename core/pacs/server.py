@@ -99,6 +99,17 @@ def _last_log_line(log: Path) -> str:
     return (errors or lines or ["empty log"])[-1].strip()
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the thread that started it ends (Linux
+    ``PR_SET_PDEATHSIG``), so an Orthanc whose owner was killed outright does not stay."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the owner's own stop has to do
+        pass
+
+
 def stop_process(proc: subprocess.Popen, seconds: float = STOP_SECONDS) -> None:
     """SIGTERM Orthanc's process group and wait; SIGKILL it if it lingers, so
     nothing is ever left running."""
@@ -142,7 +153,8 @@ def local_pacs(port: int, storage: str | Path, start_seconds: float = START_SECO
         config.write_text(json.dumps(orthanc_config(port, storage), indent=1))
         proc = subprocess.Popen([str(ORTHANC_BINARY), f"--logfile={log}", str(config)],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
+                                stderr=subprocess.DEVNULL, start_new_session=True,
+                                preexec_fn=_die_with_parent)
         try:
             _wait_ready(base, proc, log, start_seconds)
             yield LocalPacs(f"{base}/dicom-web", port, storage, log, proc)

@@ -76,6 +76,7 @@ class ViewResult:
     image: str
     view: str | None = None
     view_source: ViewSource | None = None
+    key: str = ""  # which image of the study it is (case review's CaseView.key), never its name
     roi: bool = False
     cell_roi_aware: str | None = None
     cell_baseline: str | None = None
@@ -98,6 +99,12 @@ class ViewResult:
     roi_boxes: list[list[float]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
+
+    @property
+    def identity(self) -> str:
+        """Which image this is: case review's ``key`` (SOP Instance UID or byte hash), else
+        the ``image`` the command line was given.  Tables of a study's results are keyed by it."""
+        return self.key or self.image
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready fields (no arrays), as ``--json`` prints them; ``cell`` is ROI-aware."""

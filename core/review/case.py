@@ -2,19 +2,20 @@
 
 Uploads are written to a :class:`tempfile.TemporaryDirectory` only long enough
 to decode them (pydicom and OpenCV read files) and the folder is removed at
-once; what a :class:`CaseView` keeps is the decoded 8-bit rendering, never the
-file's bytes (an upload may be 200 MB).  Nothing exported carries a file
+once; what a :class:`CaseView` keeps is the decoded 8-bit rendering (and a DICOM's
+header without its pixel data), never the file's bytes (an upload may be 200 MB).  Nothing exported carries a file
 name, patient or study identifier.
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,6 +27,9 @@ from core.pixels.sniff import looks_like_dicom, read_head
 from core.pixels.spec import PreprocessParams
 from core.pixels.views import ViewEvidence, contradictions, view_evidence
 from core.predict import ViewResult
+
+if TYPE_CHECKING:  # pydicom loads with the first DICOM
+    from pydicom import Dataset
 
 DISPLAY_SIDE = 512
 UPLOAD_TYPES: tuple[str, ...] = ("dcm", "dicom", "dic", "png", "jpg", "jpeg", "pgm", "tif",
@@ -42,7 +46,13 @@ Box = tuple[int, int, int, int]
 
 @dataclass
 class CaseView:
-    """One image of the study under review, decoded, with its view and optional ROI."""
+    """One image of the study under review, decoded, with its view and optional ROI.
+
+    ``key`` is the view's identity wherever a widget, a result or an export row
+    belongs to it: the SOP Instance UID of a DICOM, else the SHA-256 of the file's
+    bytes (a dataset's image: its path); never the file name, which two different
+    images can share.
+    """
 
     key: str
     name: str
@@ -66,8 +76,8 @@ class CaseView:
     label: str | None = None  # ground truth of a dataset study
     patient_id: str | None = None
     study_id: str | None = None
-    header: Any = None  # a DICOM file's pydicom header (no pixel data): results go back against it
-    sop_instance_uid: str | None = None
+    sop_instance_uid: str | None = None  # the DICOM's SOPInstanceUID
+    header: Dataset | None = None  # the DICOM's header without PixelData (results refer to it)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -84,15 +94,29 @@ def _problem(err: MammoError, name: str) -> str:
     return f"{name}: {getattr(err, 'problem', str(err))}"
 
 
+def _header(path: Path) -> Dataset | None:
+    """A rendered DICOM's header, without its pixel data (kept with the view)."""
+    import pydicom
+
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True, force=True)
+    except Exception:  # read once already; a header that fails now is simply not kept
+        return None
+
+
 def decode_file(key: str, name: str, path: Path, spec: PreprocessParams) -> CaseView:
     """A file rendered as the run's ``spec`` renders it, with its view from the DICOM tags,
-    the name or the pixels; a bad file becomes a view whose ``error`` says why."""
+    the name or the pixels; a bad file becomes a view whose ``error`` says why.  A DICOM
+    keeps its header (no pixel data) and SOP Instance UID."""
     view = CaseView(key=key, name=name)
     try:
         img = render_source(path, spec)
     except MammoError as err:
         view.error = _problem(err, name)
         return view
+    if img.tags.get("format") == "dicom" and (header := _header(path)) is not None:
+        view.header = header
+        view.sop_instance_uid = str(header.get("SOPInstanceUID", "") or "").strip() or None
     view.pixels, view.source_shape = img.pixels, tuple(img.source_shape)
     view.source_side = spec.source_side
     view.display = to_display(img.pixels, DISPLAY_SIDE)
@@ -113,14 +137,25 @@ def decode_file(key: str, name: str, path: Path, spec: PreprocessParams) -> Case
     return view
 
 
-def read_upload(name: str, data: bytes, spec: PreprocessParams,
-                key: str | None = None) -> CaseView:
-    """Decode one uploaded file as the run's spec renders it; the bytes are not kept."""
-    key = key or hashlib.sha256(data).hexdigest()[:16]
+def read_upload(name: str, data: bytes, spec: PreprocessParams) -> CaseView:
+    """Decode one uploaded file as the run's spec renders it; the bytes are not kept.
+    Its key is its SOP Instance UID, else the SHA-256 of its bytes."""
     with tempfile.TemporaryDirectory(prefix="mammoroute-") as tmp:
         path = Path(tmp) / _safe_name(name)
         path.write_bytes(data)
-        return decode_file(key, name, path, spec)
+        view = decode_file(hashlib.sha256(data).hexdigest(), name, path, spec)
+    view.key = view.sop_instance_uid or view.key
+    return view
+
+
+def read_dataset(ds: Dataset, name: str, spec: PreprocessParams) -> CaseView:
+    """A DICOM already in memory (retrieved from a PACS) decoded exactly as an upload of
+    the same file is: written out as a file's bytes and read by :func:`read_upload`."""
+    import pydicom
+
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+    return read_upload(name, buffer.getvalue(), spec)
 
 
 def read_mask_upload(name: str, data: bytes, shape: tuple[int, int]) -> np.ndarray:

@@ -68,18 +68,18 @@ def export_record(results: Sequence[ViewResult], run: RunSummary, point: str,
     finder's threshold, and per view its size, how its view was found, its ROI (source and
     coordinates) and both grids' calls, probabilities unrounded (an auditor recomputes).
 
-    ``roi`` maps a result's ``image`` to ``(given_as, mask at the image's size)``;
-    ``about`` maps it to facts of the file (:func:`view_facts`); every text has the
-    names in ``scrub`` (file names) replaced by the view.
+    ``roi`` maps a result's ``key`` (its ``image`` when it has none) to ``(given_as, mask
+    at the image's size)``; ``about`` maps it to facts of the file (:func:`view_facts`);
+    every text has the names in ``scrub`` (file names) replaced by the view.
     """
     when = when or datetime.now().astimezone()
     views = []
     for r in results:
         label = r.view or "unknown view"
         names = [r.image, *scrub]
-        given_as, mask = roi.get(r.image, (None, None))
+        given_as, mask = roi.get(r.identity, (None, None))
         row: dict[str, Any] = {
-            "view": label, **(about or {}).get(r.image, {}), "roi": bool(r.roi), "roi_source": r.roi_source,
+            "view": label, **(about or {}).get(r.identity, {}), "roi": bool(r.roi), "roi_source": r.roi_source,
             "roi_given_as": given_as if r.roi_source == "mask" else None,
             "roi_probability": r.roi_probability, "roi_threshold": r.roi_threshold,
             "roi_boxes": roi_boxes(r, mask),
@@ -183,10 +183,10 @@ class Download:
 def view_rois(results: Sequence[ViewResult], views: Sequence[CaseView]
               ) -> dict[str, tuple[str | None, np.ndarray | None]]:
     """Each result's ROI as case review keeps it: ``(how it was given, mask at the image's
-    size)``, keyed by the result's ``image``."""
-    by_name = {v.name: v for v in views}
-    return {r.image: (by_name[r.image].roi_choice, by_name[r.image].mask)
-            for r in results if r.image in by_name}
+    size)``, keyed by the view's identity (``key``: SOP Instance UID or byte hash)."""
+    by_key = {v.key: v for v in views}
+    return {r.identity: (by_key[r.identity].roi_choice, by_key[r.identity].mask)
+            for r in results if r.identity in by_key}
 
 
 def study_record(results: Sequence[ViewResult], views: Sequence[CaseView], run: RunSummary,
@@ -200,7 +200,7 @@ def study_record(results: Sequence[ViewResult], views: Sequence[CaseView], run: 
     when = when or datetime.now().astimezone()
     record = export_record(results, run, point, call_of, view_rois(results, views),
                            scrub=[v.name for v in views], when=when,
-                           about={v.name: view_facts(v) for v in views if v.error is None})
+                           about={v.key: view_facts(v) for v in views if v.error is None})
     study = study_name(views, study, show_ids)
     if show_ids:
         record["study_id"] = study

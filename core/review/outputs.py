@@ -38,9 +38,9 @@ def study_pdf(results: Sequence[ViewResult], views: Sequence[CaseView], run: Run
     file names only while ``show_ids`` is on."""
     record, _ = study_record(results, views, run, point, call_of, study, show_ids)
     grid, shown = cam_of or "roi_aware", opacity if cam_of else 0.0
-    by_name = {v.name: v for v in views}
-    names = {r.view or f"image {n}": by_name[r.image].name
-             for n, r in enumerate(results, 1) if r.image in by_name}
+    by_key = {v.key: v for v in views}
+    names = {r.view or f"image {n}": by_key[r.identity].name
+             for n, r in enumerate(results, 1) if r.identity in by_key}
     return write_report(
         record, hanging_image(result_pictures(results, grid, shown, PANEL_HEIGHT), PANEL_HEIGHT),
         notice, cam_of=grid, opacity=shown, scale_bar=cam_scale_bar() if shown > 0 else None,
@@ -57,9 +57,9 @@ def phantom_study(views: Sequence[CaseView]) -> bool:
 def storable(results: Sequence[ViewResult], views: Sequence[CaseView]) -> bool:
     """Whether the results can go back into a PACS: every predicted view is a DICOM file
     (its header is what the objects point at)."""
-    by_name = {v.name: v for v in views}
+    by_key = {v.key: v for v in views}
     done = [r for r in results if r.error is None]
-    return bool(done) and all(r.image in by_name and by_name[r.image].header is not None
+    return bool(done) and all(r.identity in by_key and by_key[r.identity].header is not None
                               for r in done)
 
 
@@ -72,19 +72,19 @@ def study_dicom(results: Sequence[ViewResult], views: Sequence[CaseView], run: R
     "synthetic" when ``synthetic`` or when every image is the phantom's."""
     if not storable(results, views):
         raise DicomOutError("only a study whose every view is a DICOM file can be stored")
-    by_name = {v.name: v for v in views}
+    by_key = {v.key: v for v in views}
     done = [r for r in results if r.error is None]
-    sources = {r.image: by_name[r.image].header for r in done}
+    sources = {r.identity: by_key[r.identity].header for r in done}
     rois = view_rois(done, views)
     grid = cam_of or "roi_aware"
     blend = opacity if cam_of and opacity > 0 else SC_OPACITY
     overlays = {}
     for r in done:
-        view = by_name[r.image]
+        view = by_key[r.identity]
         if getattr(r, f"cam_{grid}") is not None and view.pixels is not None:
-            mask = routing_mask(r, sources[r.image], rois.get(r.image, (None, None))[1])
-            overlays[r.image] = whole_image_overlay(r, view.pixels, grid, blend, mask)[0]
-    synthetic = synthetic or phantom_study([by_name[r.image] for r in done])
+            mask = routing_mask(r, sources[r.identity], rois.get(r.identity, (None, None))[1])
+            overlays[r.identity] = whole_image_overlay(r, view.pixels, grid, blend, mask)[0]
+    synthetic = synthetic or phantom_study([by_key[r.identity] for r in done])
     result = study_result(done, sources, run, call_of, rois=rois, overlays=overlays,
                           cam_grid=grid, synthetic=synthetic)
     return list(sources.values()), result

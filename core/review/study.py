@@ -43,12 +43,15 @@ class UploadedStudy:
     Only the decoded views are kept: the bytes are read from the uploader when
     a file arrives and dropped once decoded.  ``shown`` are the ids the uploader
     showed last; files it has not shown since the page was opened (a study kept
-    across a page switch) stay until :meth:`clear`.
+    across a page switch) stay until :meth:`clear`.  A file that is the same image
+    as one already in the study (same :attr:`CaseView.key`) is used once: ``same``
+    keeps its file id → ``(its name, the first file's id)``.
     """
 
     views: dict[str, CaseView] = field(default_factory=dict)
     shown: set[str] = field(default_factory=set)
     generation: int = 0  # a new uploader, empty, after each clear
+    same: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     @property
     def uploader_key(self) -> str:
@@ -61,9 +64,12 @@ class UploadedStudy:
         now = {f.file_id: f for f in files}
         for gone in self.shown - set(now):
             self.views.pop(gone, None)
+            self.same.pop(gone, None)
+        self.same = {fid: (name, first) for fid, (name, first) in self.same.items()
+                     if first in self.views}  # its first copy removed: read it again below
         for fid, f in now.items():
-            if fid not in self.views:
-                self.views[fid] = read_upload(f.name, f.getvalue(), spec, fid)
+            if fid not in self.views and fid not in self.same:
+                self._add(fid, read_upload(f.name, f.getvalue(), spec))
         if self.shown and not now:  # every file removed by hand: the browser would ignore
             self.generation += 1    # the same files chosen again, so a new uploader
         self.shown = set(now)
@@ -76,9 +82,9 @@ class UploadedStudy:
             if view.source_side is None or view.source_side == spec.source_side:
                 continue
             if fid in now:
-                self.views[fid] = read_upload(view.name, now[fid].getvalue(), spec, fid)
+                self.views[fid] = read_upload(view.name, now[fid].getvalue(), spec)
             else:
-                self.views[fid] = CaseView(key=fid, name=view.name, error=(
+                self.views[fid] = CaseView(key=view.key, name=view.name, error=(
                     f"{view.name}: read for another run's preprocessing; remove it and "
                     "upload it again"))
 
@@ -87,8 +93,29 @@ class UploadedStudy:
         study, and let the next files the uploader shows add to it."""
         self.shown = set()
 
+    def _add(self, fid: str, view: CaseView) -> None:
+        first = next((k for k, v in self.views.items() if v.key == view.key), None)
+        if first is None:
+            self.views[fid] = view
+        else:
+            self.same[fid] = (view.name, first)
+
+    def repeated(self, show_ids: bool) -> list[str]:
+        """One sentence per file that is an image already in the study."""
+        index = {fid: i for i, fid in enumerate(self.views)}
+        out = []
+        for name, first in self.same.values():
+            if first in index:
+                ident = name if show_ids else "A file"
+                what = "SOP Instance UID" if self.views[first].sop_instance_uid else "bytes"
+                out.append(f"{ident} is the same image as "
+                           f"{file_label(index[first], self.views[first].name, show_ids)} "
+                           f"(same {what}): it is used once.")
+        return out
+
     def clear(self) -> None:
         self.views.clear()
+        self.same.clear()
         self.shown = set()
         self.generation += 1
 
@@ -228,7 +255,7 @@ def to_inputs(views: Iterable[CaseView]) -> list[ViewInput]:
 
 def unreadable(views: Iterable[CaseView]) -> list[ViewResult]:
     """Results for the files that could not be read, so they show beside the others."""
-    return [ViewResult(image=v.name, error=v.error) for v in views if v.error]
+    return [ViewResult(image=v.name, key=v.key, error=v.error) for v in views if v.error]
 
 
 def prediction_key(run_path: str | Path, view: CaseView, propose: bool) -> str:
@@ -288,6 +315,7 @@ class StudyResults:
         present = {v.key for v in views}
         self.by_view = {k: kept for k, kept in self.by_view.items() if k in present}
         for v, r in zip(todo, results):
+            r.key = v.key  # results find their view by identity: two files may share a name
             self.by_view[v.key] = (prediction_key(run_path, v, propose), r)
         self.predicted = len(todo)
         self.kept = len(self.current(run_path, views, propose)) - len(todo)
