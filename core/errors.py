@@ -40,3 +40,8 @@ class TrainingError(MammoError):
 
 class PacsError(MammoError):
     """A PACS cannot be started, reached or read: ``str()`` is ``"<URL>: <problem>"``."""
+
+
+class ScaleError(MammoError):
+    """Ray cannot be used: not installed, an unreachable address, a cluster short of what a
+    task asks for; ``str()`` is ``"<address>: <problem>"`` where there is an address."""

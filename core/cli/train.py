@@ -23,7 +23,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train one model per grid cell, predict the test split, evaluate. "
                     "Ctrl-C / SIGTERM stops after the current step; --resume continues.")
     add_arguments(p)
+    add_executor_arguments(p)
     p.set_defaults(func=run)
+
+
+EXECUTOR_OPTIONS = ("executor", "ray_address", "gpus_per_cell", "cpus_per_cell")
+
+
+def add_executor_arguments(p: argparse.ArgumentParser) -> None:
+    """Where the run executes, not what it trains: not TrainConfig fields, not in run.json's
+    config (a run started on Ray may be resumed on one machine, and the other way round)."""
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: this process trains every model in turn (default); ray: each "
+                        "model is a Ray task (warm start, then cells and CV folds, the ROI "
+                        "finder), on a local Ray or on --ray-address")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="with --executor ray: join this Ray cluster (HEAD:6379, or "
+                        "ray://HEAD:10001); default: start a local Ray sized to this machine "
+                        "and stop it at the end")
+    p.add_argument("--gpus-per-cell", type=POSITIVE_FLOAT, metavar="F",
+                   help="with --executor ray: GPUs per task, fractions allowed (0.5: two cells "
+                        "share a GPU); default 1 where the cluster has GPUs, none otherwise")
+    p.add_argument("--cpus-per-cell", type=POSITIVE_INT, metavar="N",
+                   help="with --executor ray: CPUs per task, also its torch threads; default "
+                        "all CPUs of the smallest node without GPUs, or a GPU node's CPUs per "
+                        "GPU times --gpus-per-cell")
+
+
+def executor_args(options: Mapping[str, Any]) -> list[str]:
+    """Arguments for ``options`` named as :data:`EXECUTOR_OPTIONS` (None: left out), so a
+    page shows the command this parser reads."""
+    args: list[str] = []
+    for name in EXECUTOR_OPTIONS:
+        value = options.get(name)
+        if value is not None and not (name == "executor" and value == "local"):
+            args += ["--" + name.replace("_", "-"), str(value)]
+    return args
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -113,12 +148,33 @@ def command_args(dataset: str | Path, out: str | Path, options: Mapping[str, Any
     return args
 
 
+def _executor(args: argparse.Namespace) -> Any:
+    """The run's executor; Ray's is checked (installed, address answering) before the run
+    folder is touched, so a typo in the address leaves no failed run behind."""
+    from core.train.grid import train_serially
+
+    if args.executor != "ray":
+        given = [o for o in EXECUTOR_OPTIONS[1:] if getattr(args, o, None) is not None]
+        if given:
+            from core.errors import TrainingError
+
+            raise TrainingError(f"--{given[0].replace('_', '-')} needs --executor ray")
+        return train_serially
+    from core.scale.session import import_ray, probe
+    from core.scale.train import RayOptions, ray_executor
+
+    import_ray()
+    if args.ray_address:
+        probe(args.ray_address)
+    return ray_executor(RayOptions(args.ray_address, args.gpus_per_cell, args.cpus_per_cell))
+
+
 def run(args: argparse.Namespace) -> int:
     from core.train import TrainConfig, train_grid
 
     given = {k: getattr(args, k) for k in option_actions() if getattr(args, k) is not None}
     config = TrainConfig(**given)
-    summary = train_grid(args.dataset, args.out, config)
+    summary = train_grid(args.dataset, args.out, config, executor=_executor(args))
     cells = summary.info.get("cells", {})
     done = sum(1 for c in cells.values() if c.get("status") == "done")
     skipped = sum(1 for c in cells.values() if c.get("status") == "skipped")

@@ -1,0 +1,6 @@
+"""Scale-out on a Ray cluster: the session (:mod:`~core.scale.session`), the training
+tasks (:mod:`~core.scale.tasks`) and their driver (:mod:`~core.scale.train`).
+
+Ray is imported only inside these modules' functions, so the one-process path
+never needs it installed.
+"""
