@@ -14,6 +14,7 @@ then 2, ... when Ray retries a task whose worker died) and ``pid``.
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,6 +23,11 @@ from typing import Any
 import pandas as pd
 
 from core.runfolder import layout as runs
+
+CRASH_ENV = "MAMMOROUTE_RAY_CRASH"
+"""Fault injection for the retry test and benchmark: a task training this folder
+(``all-LCC``) SIGKILLs its own worker at the end of its first epoch, on its first
+attempt only, as a worker lost to the OOM killer or a dead node would end."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +87,13 @@ def _progress(ray: Any, sink: Any, part: Part, node: str, attempt: int, total: i
     """A :class:`Progress` whose events go to ``sink`` (nothing printed on the worker)."""
     from core.train.progress import Progress
 
-    progress = Progress(None, total, lambda event: sink.put.remote(part.folder, event),
+    def send(event: dict[str, Any]) -> None:
+        sink.put.remote(part.folder, event)
+        if os.environ.get(CRASH_ENV) == part.folder and attempt == 1 and event["event"] == "epoch":
+            ray.get(sink.put.remote(part.folder, {**event, "event": "worker_killed"}))
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    progress = Progress(None, total, send,
                         stream=open(os.devnull, "w"))  # noqa: SIM115 (lives as long as the task)
     progress.node, progress.attempt = node, attempt
     progress.context = {"node": node, "attempt": attempt, "pid": os.getpid(),

@@ -44,7 +44,7 @@ from core.train.checkpoint import done_result
 from core.train.config import CellResult, class_counts
 from core.train.cv import fold_dir, score_folds
 from core.train.data import steps_per_epoch
-from core.train.grid import Executor, RunWork, finder_steps, record_finder
+from core.train.grid import Executor, RunWork, close_run, finder_steps, record_finder
 from core.train.planned import PlannedCell, plan_cells
 from core.train.recipe import finish_recipe
 from core.train.runinfo import write_run
@@ -70,7 +70,14 @@ def ray_executor(options: RayOptions) -> Executor:
         with ray_session(options.address) as ray:
             resources = task_resources(ray, options, options.address)
             work.info["executor"] = {"kind": "ray", "address": options.address, **resources}
-            _Driver(ray, work, resources).run()
+            try:
+                _Driver(ray, work, resources).run()
+            except TrainingCancelled as err:
+                # before Ray's teardown, which takes seconds once a signal to the process
+                # group has stopped the local Ray too: the run reads cancelled at once
+                close_run(work.out_dir, work.info, "cancelled", work.reporter, str(err),
+                          "cancelled")
+                raise
     return execute
 
 

@@ -114,18 +114,22 @@ def train_grid(dataset: str | Path | pd.DataFrame, out_dir: str | Path,
         try:
             _run(df, out_dir, config, device, info, reporter, executor)
         except TrainingCancelled as err:
-            _close_run(out_dir, info, "cancelled", reporter, str(err), "cancelled")
+            close_run(out_dir, info, "cancelled", reporter, str(err), "cancelled")
             raise TrainingCancelled("training cancelled; continue it with --resume", out_dir) from None
         except BaseException as err:
             message = str(err) if isinstance(err, MammoError) else f"{type(err).__name__}: {err}"
-            _close_run(out_dir, info, "failed", reporter, message, "run_failed")
+            close_run(out_dir, info, "failed", reporter, message, "run_failed")
             raise
-        _close_run(out_dir, info, "complete", reporter, None, "run_done")
+        close_run(out_dir, info, "complete", reporter, None, "run_done")
     return runs.read_run(out_dir)
 
 
-def _close_run(out_dir: Path, info: dict[str, Any], status: str, reporter: Progress,
-               message: str | None, event: str) -> None:
+def close_run(out_dir: Path, info: dict[str, Any], status: str, reporter: Progress,
+              message: str | None, event: str) -> None:
+    """run.json's final status and the last event; a second call with the same status is a
+    no-op (an executor may close a cancelled run before its own slow teardown)."""
+    if info.get("status") == status and info.get("finished"):
+        return
     info.update(status=status, finished=now_iso())
     for entry in [*info["cells"].values(), info.get("roi_model") or {}]:
         if entry.get("status") == "running":
