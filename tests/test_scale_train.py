@@ -157,8 +157,9 @@ def test_ray_run_equals_one_process_and_a_killed_worker_is_retried(data, serial,
 
 
 def test_resume_after_the_driver_is_killed_keeps_finished_cells(data, serial, tmp_path, ray_tmp):
-    """SIGKILL to the command's process group once a cell is finished (its Ray processes die
-    with it), then ``--resume --executor ray``: the finished models are kept, not retrained.
+    """SIGKILL to the command's process group once a cell is finished (its local Ray's
+    processes end with it: at once, or after their connection timeout for a worker that was
+    still starting), then ``--resume --executor ray``: the finished models are kept, not retrained.
     Two CPUs per task, so the cells train one after the other and the second is unfinished."""
     out = tmp_path / "killed"
     one_at_a_time = ["--executor", "ray", "--cpus-per-cell", "2"]
@@ -178,12 +179,11 @@ def test_resume_after_the_driver_is_killed_keeps_finished_cells(data, serial, tm
         proc.wait(30)
         proc.stderr.close()
     finished = {e["cell"] for e in _events(out) if e["event"] == "cell_done"}
-    _no_ray_left(ray_tmp)
     assert runs.read_run(out).status == "running"  # killed: nobody closed it
     before = len(_events(out))
     done = _train(out, data, ray_tmp, *one_at_a_time, "--resume")
     assert done.returncode == 0, done.stderr[-3000:]
-    _no_ray_left(ray_tmp)
+    _no_ray_left(ray_tmp)  # neither the killed command's Ray nor the resumed one's
     restarted = {e["cell"] for e in _events(out)[before:] if e["event"] == "cell_start"}
     assert finished & set(CELLS) and restarted and not finished & restarted
     assert restarted == {"pooled", *CELLS} - finished
