@@ -28,6 +28,9 @@ INSTALL_HINT = "--executor ray needs Ray: pip install 'ray[data]==2.60.*'"
 PROBE_TIMEOUT_S = 10.0
 DEFAULT_GCS_PORT = 6379
 DEFAULT_CLIENT_PORT = 10001
+AUTH_REFUSED = "InvalidAuthToken"
+AUTH_HINT = ("the Ray cluster refused this machine's token: export RAY_AUTH_MODE=token, with "
+             "the head node's ~/.ray/auth_token copied here (or RAY_AUTH_TOKEN set to it)")
 
 
 def import_ray() -> ModuleType:
@@ -84,12 +87,13 @@ def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[Mo
     processes stop with it.  The caller's signal handlers are kept.
     """
     ray = import_ray()
+    held: list[str] = []
     if address:
         probe(address)
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         if address:  # the workers get this checkout's core package, not a shared path's
-            with _stderr_held_back():  # Ray's C++ client logs a line per retry on fd 2
+            with _stderr_held_back() as held:  # Ray's C++ client logs a line per retry on fd 2
                 ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING,
                          runtime_env={"py_modules": [str(Path(__file__).resolve().parents[1])]})
         else:
@@ -97,6 +101,8 @@ def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[Mo
                      log_to_driver=False, logging_level=logging.WARNING)
     except (Exception, SystemExit) as err:  # Ray raises many kinds (a dead GCS: SystemExit)
         ray.shutdown()
+        if address and AUTH_REFUSED in "".join(held) + str(err):
+            raise ScaleError(AUTH_HINT, address) from None
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise ScaleError(f"cannot start or join Ray ({first})", address) from None
     finally:
@@ -108,23 +114,23 @@ def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[Mo
 
 
 @contextmanager
-def _stderr_held_back() -> Iterator[None]:
+def _stderr_held_back() -> Iterator[list[str]]:
     """Hold back what is written to file descriptor 2 (C++ code included) inside the block;
-    it reaches stderr only when the block succeeds, so a failure is the one line we raise."""
+    it reaches stderr only when the block succeeds, so a failure is the one line we raise.
+    The yielded list gets the held text either way (to read why a join failed)."""
     sys.stderr.flush()
     saved = os.dup(2)
+    text: list[str] = []
     with tempfile.TemporaryFile() as held:
         os.dup2(held.fileno(), 2)
         try:
-            yield
-        except BaseException:
-            os.dup2(saved, 2)
-            raise
+            yield text
         finally:
             os.dup2(saved, 2)
             os.close(saved)
-        held.seek(0)
-        sys.stderr.write(held.read().decode(errors="replace"))
+            held.seek(0)
+            text.append(held.read().decode(errors="replace"))
+        sys.stderr.write(text[0])
 
 
 def _restore(handlers: dict[int, object]) -> None:
