@@ -6,7 +6,10 @@ demo's recipe (resnet10t, both grids, warm start, balanced, no CLAHE, no augment
 at the sizes given: one process, ``--executor ray``, and ``--executor ray`` again with one
 cell's worker SIGKILLed at the end of its first epoch (``MAMMOROUTE_RAY_CRASH``).  Each is
 timed from process start to exit, so Python's and Ray's start-up are in the figures; the
-preprocess cache is filled first (untimed) so no run pays for decoding.  The retry
+preprocess cache is filled first (untimed) so no run pays for decoding.  A fourth
+command, one process with the tasks' torch thread count (``MAMMOROUTE_THREADS``), checks
+that the answers are the same: with another thread count the float sums run in another
+order, and a few epochs carry that difference into the predictions.  The retry
 timeline is what a reader of ``progress.jsonl`` sees (polled every 20 ms; the driver
 relays events every 0.5 s, so each time may be up to that late).  Ray's own cost: a local
 Ray started (``ray.init``) and stopped (``ray.shutdown``) through
@@ -130,9 +133,13 @@ def main(argv: list[str] | None = None) -> None:
         ray_args = ("--executor", "ray", "--cpus-per-cell", str(args.cpus_per_cell))
         serial_s = _timed(_command(data, root / "serial", args), env)
         ray_s = _timed(_command(data, root / "ray", args, *ray_args), env)
+        threads = str(args.cpus_per_cell)  # one process with the tasks' thread count
+        serial_same_s = _timed(_command(data, root / "serial-same", args),
+                               {**env, "MAMMOROUTE_THREADS": threads})
         timeline = retry_timeline(_command(data, root / "retry", args, *ray_args), env,
                                   root / "retry", args.crash_cell)
-        a, b, c = (pd.read_csv(root / r / "predictions.csv") for r in ("serial", "ray", "retry"))
+        a, b, c, d = (pd.read_csv(root / r / "predictions.csv")
+                      for r in ("serial", "ray", "retry", "serial-same"))
         overhead = ray_overhead(args.repeats)
         info = json.loads((root / "serial" / "run.json").read_text())
         trained = sum(1 for x in info["cells"].values() if x["status"] == "done")
@@ -143,8 +150,11 @@ def main(argv: list[str] | None = None) -> None:
         "cpus": len(os.sched_getaffinity(0)), "cpus_per_cell": args.cpus_per_cell,
         "serial_s": rounded(serial_s, 1), "ray_s": rounded(ray_s, 1),
         "ray_over_serial": rounded(ray_s / serial_s, 2),
+        "serial_same_threads_s": rounded(serial_same_s, 1),
         "max_abs_diff_ray_vs_serial": float(np.abs(a["p_malignant"] - b["p_malignant"]).max()),
-        "max_abs_diff_retry_vs_serial": float(np.abs(a["p_malignant"] - c["p_malignant"]).max()),
+        "max_abs_diff_ray_vs_serial_same_threads": float(
+            np.abs(d["p_malignant"] - b["p_malignant"]).max()),
+        "max_abs_diff_retry_vs_ray": float(np.abs(b["p_malignant"] - c["p_malignant"]).max()),
         "retry": timeline, **overhead,
     }
     emit(result, args.json,
