@@ -191,6 +191,39 @@ def test_resume_after_the_driver_is_killed_keeps_finished_cells(data, serial, tm
     _same_predictions(serial, out)
 
 
+def test_cancel_reaches_the_run_folder_at_once_and_leaves_it_resumable(data, tmp_path, ray_tmp):
+    """SIGTERM to the command's process group (what the Train page's Cancel sends; it also
+    stops the local Ray): run.json reads ``cancelled`` within the page's 5 s grace, the
+    command exits as a cancelled one-process run does, and no Ray process is left."""
+    out = tmp_path / "cancelled"
+    cmd = [sys.executable, "-m", "core", "train", "--dataset", str(data), "--out", str(out),
+           *TRAIN_ARGS, *RAY_ARGS]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=_env(ray_tmp), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not any(e["event"] == "cell_start" and e.get("cell") in CELLS for e in _events(out)):
+            assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "no cell started in time"
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGTERM)
+        t0 = time.monotonic()
+        while runs.read_run(out).status != "cancelled" and time.monotonic() - t0 < 5:
+            time.sleep(0.05)
+        assert runs.read_run(out).status == "cancelled"
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+    assert proc.returncode == 2
+    assert err.decode().strip().splitlines()[-1] == (
+        f"error: {out}: training cancelled; continue it with --resume")
+    info = runs.read_run(out).info
+    assert not any(c["status"] == "running" for c in info["cells"].values())
+    _no_ray_left(ray_tmp, within_s=60)
+
+
 def test_a_failing_ray_run_is_one_line_and_leaves_no_ray_process(data, tmp_path, ray_tmp):
     """A request no node can meet fails after Ray started: one line, the run marked failed
     (resumable), and Ray shut down."""

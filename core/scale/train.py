@@ -52,6 +52,7 @@ from core.train.warmstart import POOLED
 
 TASK_RETRIES = 3
 WAIT_S = 0.5
+DRAIN_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -70,14 +71,17 @@ def ray_executor(options: RayOptions) -> Executor:
         with ray_session(options.address) as ray:
             resources = task_resources(ray, options, options.address)
             work.info["executor"] = {"kind": "ray", "address": options.address, **resources}
+            driver = _Driver(ray, work, resources)
             try:
-                _Driver(ray, work, resources).run()
+                driver.run()
             except TrainingCancelled as err:
-                # before Ray's teardown, which takes seconds once a signal to the process
-                # group has stopped the local Ray too: the run reads cancelled at once
+                # first, before any call into Ray: a signal to the process group stops a
+                # local Ray too, and Ray may then end this process within seconds
                 close_run(work.out_dir, work.info, "cancelled", work.reporter, str(err),
                           "cancelled")
                 raise
+            finally:
+                driver.cancel_pending()
     return execute
 
 
@@ -155,9 +159,10 @@ class _Driver:
             self._submit_finder()
         try:
             self._gather()
-        finally:
-            for ref in self.pending:  # cancel, a failure: nothing keeps running
-                self.ray.cancel(ref, force=True)
+        except Exception:
+            if CANCEL.is_set():  # a Ray call cut short by the cancel's own signal
+                raise TrainingCancelled("training cancelled by a signal") from None
+            raise
         for recipe in self.recipes:  # every cell is in: calibrate each recipe's grids
             finish_recipe(recipe.folder, recipe.results, recipe.info)
         if work.folds:
@@ -243,12 +248,20 @@ class _Driver:
 
     # ---------------------------------------------------------------- gather
 
+    def cancel_pending(self) -> None:
+        """Force-cancel every task not gathered yet (cancel, a failure: nothing keeps running)."""
+        for ref in self.pending:
+            try:
+                self.ray.cancel(ref, force=True)
+            except Exception:  # noqa: BLE001  (a local Ray already stopped by the signal)
+                return
+
     def _gather(self) -> None:
         ray = self.ray
         while self.pending:
+            ready, _ = ray.wait(list(self.pending), num_returns=1, timeout=WAIT_S)
             if CANCEL.is_set():
                 raise TrainingCancelled("training cancelled by a signal")
-            ready, _ = ray.wait(list(self.pending), num_returns=1, timeout=WAIT_S)
             self._relay()
             for ref in ready:
                 recipe, part = self.pending.pop(ref)
@@ -269,7 +282,7 @@ class _Driver:
 
     def _relay(self) -> None:
         """The tasks' events into progress.jsonl, counted into the run's steps and ETA."""
-        for folder, event in self.ray.get(self.sink.drain.remote()):
+        for folder, event in self.ray.get(self.sink.drain.remote(), timeout=DRAIN_TIMEOUT_S):
             if not event:
                 continue
             event = dict(event)
