@@ -20,8 +20,9 @@ resume rules), so each model is the same pure function of its inputs, then:
 
 A worker that dies is retried by Ray (:data:`TASK_RETRIES`); an error raised
 by the training code is not retried (it would fail again) and fails the run.
-Cancel (SIGTERM / Ctrl-C) force-cancels every task still pending; finished
-models stay in the run folder, so ``--resume`` continues with the rest.  A cell
+Cancel (SIGTERM / Ctrl-C) closes the run as ``cancelled`` first, then
+force-cancels every task still pending; finished models stay in the run folder,
+so ``--resume`` continues with the rest.  A cell
 interrupted on a worker starts again from its first epoch (its per-epoch
 checkpoints live on the worker), as a pure function of its seed.
 """
