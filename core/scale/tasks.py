@@ -75,11 +75,13 @@ class EventSink:
 def _where(sink: Any, part: Part) -> tuple[Any, str, int]:
     """``(ray, node, attempt)`` of this task; torch gets the task's CPU share as threads."""
     import ray
+    import torch
 
     from core.train.device import THREADS_ENV
 
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
-    os.environ[THREADS_ENV] = str(max(1, int(cpus)))
+    threads = max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
+    os.environ[THREADS_ENV] = str(threads)  # train_cell's own set-up reads it again
+    torch.set_num_threads(threads)
     return ray, ray.util.get_node_ip_address(), ray.get(sink.begin.remote(part.folder))
 
 
