@@ -43,4 +43,5 @@ class PacsError(MammoError):
 
 
 class ScaleError(MammoError):
-    """Ray cannot be imported, started or joined: ``str()`` names the address when one is given."""
+    """Ray cannot be used: not installed, an unreachable address, a cluster short of what a
+    task asks for; ``str()`` is ``"<address>: <problem>"`` where there is an address."""

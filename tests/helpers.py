@@ -211,3 +211,27 @@ def warm_start_config(**kw: Any) -> Any:
     base = dict(arch="resnet10t", img_size=32, epochs=1, batch_size=8, lr=1e-3, seed=0,
                 device="cpu", mode="baseline", warm_start=1, augment=False, log_every=50)
     return TrainConfig(**{**base, **kw})
+
+
+def write_two_view_blobs(root: Path, n_train: int = 16, n_test: int = 4, seed: int = 0) -> Path:
+    """RCC and LCC images (smooth noise; malignant ones carry stripes): two baseline cells."""
+    import cv2
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for view in ("RCC", "LCC"):
+        for i in range(n_train + n_test):
+            malignant = i % 2 == 1
+            img = cv2.GaussianBlur(rng.normal(110, 40, (64, 64)), (0, 0), 3)
+            if malignant:
+                img[(np.arange(64) + int(rng.integers(0, 8))) % 8 < 3, :] += 90
+            name = f"{view}_{i:03d}.png"
+            cv2.imwrite(str(root / name), np.clip(img, 0, 255).astype(np.uint8))
+            rows.append({"image_path": name, "patient_id": f"p{view}{i // 2}",
+                         "study_id": f"s{view}{i // 2}", "laterality": view[0], "view": view[1:],
+                         "label": "malignant" if malignant else "benign", "mask_path": "",
+                         "split": "train" if i < n_train else "test"})
+    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+    return root

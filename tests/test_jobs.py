@@ -101,3 +101,19 @@ def test_cancel_marks_the_record_it_retired(root):
     last = jobs.last_job(root)
     assert last.id == job.id and last.cancelled
     assert jobs.current_job(root) is None
+
+
+def test_resume_continues_where_the_run_was_trained():
+    """Resume keeps a Ray run on Ray at its address, and a one-process run in one process."""
+    from core.__main__ import build_parser
+
+    info = {"config": {"arch": "resnet10t", "epochs": 2}, "dataset_path": "data/d",
+            "executor": {"kind": "ray", "address": "head:6379", "num_cpus": 2}}
+    args = jobs.resume_args(info, "checkpoints/r")
+    parsed = build_parser().parse_args(args)
+    assert (parsed.resume, parsed.epochs, parsed.executor, parsed.ray_address) == (
+        True, 2, "ray", "head:6379")
+    local = jobs.resume_args({**info, "executor": {"kind": "local"}}, "checkpoints/r")
+    assert "--executor" not in local and "--resume" in local
+    assert jobs.resume_args({k: v for k, v in info.items() if k != "executor"},
+                            "checkpoints/r") == local

@@ -33,7 +33,7 @@ from core.pixels.spec import PreprocessParams
 from core.runfolder import jobs
 from core.runfolder import layout as runs
 from core.train import TrainConfig, run_lock, train_grid
-from helpers import record_figures, write_meta
+from helpers import record_figures, write_meta, write_two_view_blobs
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "tests" / "artifacts"
@@ -47,27 +47,6 @@ TRAIN_ARGS = ["--arch", "convnextv2_atto", "--img-size", str(SIZE), "--epochs", 
 
 def _record(name: str, figures: dict) -> None:
     record_figures("reliability-training.json", name, figures)
-
-
-def write_two_view_blobs(root: Path, n_train: int = 16, n_test: int = 4, seed: int = 0) -> Path:
-    """RCC and LCC images (smooth noise; malignant ones carry stripes): two baseline cells."""
-    rng = np.random.default_rng(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for view in ("RCC", "LCC"):
-        for i in range(n_train + n_test):
-            malignant = i % 2 == 1
-            img = cv2.GaussianBlur(rng.normal(110, 40, (64, 64)), (0, 0), 3)
-            if malignant:
-                img[(np.arange(64) + int(rng.integers(0, 8))) % 8 < 3, :] += 90
-            name = f"{view}_{i:03d}.png"
-            cv2.imwrite(str(root / name), np.clip(img, 0, 255).astype(np.uint8))
-            rows.append({"image_path": name, "patient_id": f"p{view}{i // 2}",
-                         "study_id": f"s{view}{i // 2}", "laterality": view[0], "view": view[1:],
-                         "label": "malignant" if malignant else "benign", "mask_path": "",
-                         "split": "train" if i < n_train else "test"})
-    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
-    return root
 
 
 @pytest.fixture(scope="module")

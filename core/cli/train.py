@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from core.cli.argtypes import NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT
+from core.cli.scale_args import EXECUTOR_OPTIONS, add_executor_arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,6 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train one model per grid cell, predict the test split, evaluate. "
                     "Ctrl-C / SIGTERM stops after the current step; --resume continues.")
     add_arguments(p)
+    add_executor_arguments(
+        p, "local: this process trains every model in turn (default); ray: each model is a Ray "
+           "task (warm start, then cells and CV folds, the ROI finder), on a local Ray or on "
+           "--ray-address", per_task=True)
     p.set_defaults(func=run)
 
 
@@ -113,12 +118,33 @@ def command_args(dataset: str | Path, out: str | Path, options: Mapping[str, Any
     return args
 
 
+def _executor(args: argparse.Namespace) -> Any:
+    """The run's executor; Ray's is checked (installed, address answering) before the run
+    folder is touched, so a typo in the address leaves no failed run behind."""
+    from core.train.grid import train_serially
+
+    if args.executor != "ray":
+        given = [o for o in EXECUTOR_OPTIONS[1:] if getattr(args, o, None) is not None]
+        if given:
+            from core.errors import TrainingError
+
+            raise TrainingError(f"--{given[0].replace('_', '-')} needs --executor ray")
+        return train_serially
+    from core.scale.session import import_ray, probe
+    from core.scale.train import RayOptions, ray_executor
+
+    import_ray()
+    if args.ray_address:
+        probe(args.ray_address)
+    return ray_executor(RayOptions(args.ray_address, args.gpus_per_cell, args.cpus_per_cell))
+
+
 def run(args: argparse.Namespace) -> int:
     from core.train import TrainConfig, train_grid
 
     given = {k: getattr(args, k) for k in option_actions() if getattr(args, k) is not None}
     config = TrainConfig(**given)
-    summary = train_grid(args.dataset, args.out, config)
+    summary = train_grid(args.dataset, args.out, config, executor=_executor(args))
     cells = summary.info.get("cells", {})
     done = sum(1 for c in cells.values() if c.get("status") == "done")
     skipped = sum(1 for c in cells.values() if c.get("status") == "skipped")

@@ -15,18 +15,22 @@ import torch
 
 from core.pixels.cache import load_preprocessed_with_box
 from core.pixels.crop import CropBox
-from core.roifinder.geometry import row_input_mask
+from core.roifinder.geometry import full_shape, row_input_mask, truth_boxes
 
 
 @dataclass
 class FinderData:
     """uint8 images ``(N, 1, S, S)``, 0/1 masks ``(N, 1, S, S)``, presence ``(N,)`` float,
-    and each image's crop box (to take its proposals back to its own pixels)."""
+    each image's crop box, full-frame shape and annotated boxes (to score its proposals in
+    its own pixels).  Everything training needs, read once: a Ray task gets it through the
+    object store and opens no file."""
 
     images: torch.Tensor
     masks: torch.Tensor
     present: torch.Tensor
     crops: list[CropBox] = field(default_factory=list)
+    shapes: list[tuple[int, int]] = field(default_factory=list)
+    truths: list[list[list[float]]] = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -38,14 +42,16 @@ def build_data(df: pd.DataFrame, params) -> FinderData:
     size = int(params.size)
     images = torch.empty((len(df), 1, size, size), dtype=torch.uint8)
     masks = torch.zeros((len(df), 1, size, size), dtype=torch.uint8)
-    crops = []
+    crops, shapes, truths = [], [], []
     for i, row in enumerate(df.to_dict("records")):
         image, box = load_preprocessed_with_box(row["image_path"], params)
         images[i, 0] = torch.from_numpy(np.ascontiguousarray(image))
         masks[i, 0] = torch.from_numpy(row_input_mask(row, box, size))
         crops.append(box)
+        shapes.append(full_shape(row))
+        truths.append(truth_boxes(row))
     present = (masks.flatten(1).amax(1) > 0).float()
-    return FinderData(images, masks, present, crops)
+    return FinderData(images, masks, present, crops, shapes, truths)
 
 
 def carve(df: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:

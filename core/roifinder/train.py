@@ -53,7 +53,7 @@ from torch import nn
 
 from core.errors import TrainingError
 from core.roifinder.data import FinderData, build_data, carve
-from core.roifinder.geometry import full_shape, input_to_full, truth_boxes
+from core.roifinder.geometry import input_to_full
 from core.roifinder.infer import (
     PRESENCE_SOURCES,
     predict_maps,
@@ -66,8 +66,9 @@ from core.runfolder import layout as runs
 from core.runfolder.atomic import atomic_write_json
 from core.runfolder.splits import write_split
 
-__all__ = ["RUN_KEY", "FinderConfig", "choose_presence_source", "finder_config", "finder_loss",
-           "gap_threshold", "train_finder", "validation_box_iou"]
+__all__ = ["RUN_KEY", "FinderConfig", "FinderInputs", "choose_presence_source", "finder_config",
+           "finder_inputs", "finder_loss", "gap_threshold", "kept_entry", "skipped_entry",
+           "train_finder", "validation_box_iou"]
 
 Emit = Callable[..., None]
 
@@ -212,44 +213,73 @@ def gap_threshold(y: np.ndarray, probs: np.ndarray) -> float:
     return float(expit((logit(cut) + logit(below.max())) / 2))
 
 
-def validation_box_iou(maps: np.ndarray, data: FinderData, rows: pd.DataFrame,
-                       size: int) -> dict[str, Any]:
-    """Best-IoU of each annotated ROI of ``rows`` with the boxes proposed from ``maps``
+def validation_box_iou(maps: np.ndarray, data: FinderData, size: int) -> dict[str, Any]:
+    """Best-IoU of each annotated ROI of ``data`` with the boxes proposed from ``maps``
     (logits), in
     each image's own pixels: the test split's measure on the validation carve."""
     from core.evaluate.roifinder import box_iou
     from core.roifinder.infer import map_boxes
 
-    records = rows.to_dict("records")
-    proposed = [input_to_full(map_boxes(probability_map(m))[0], crop, size, full_shape(r))
-                for m, crop, r in zip(maps, data.crops, records)]
-    return box_iou(pd.DataFrame({"truth_boxes": [truth_boxes(r) for r in records],
-                                 "boxes": proposed}))
+    proposed = [input_to_full(map_boxes(probability_map(m))[0], crop, size, shape)
+                for m, crop, shape in zip(maps, data.crops, data.shapes)]
+    return box_iou(pd.DataFrame({"truth_boxes": data.truths, "boxes": proposed}))
 
 
-def train_finder(train_df: pd.DataFrame, run_dir: str | Path, config: FinderConfig,
-                 device: torch.device | str = "cpu", resume: bool = False,
-                 expected_sha256: str | None = None, emit: Emit | None = None) -> dict[str, Any]:
-    """Train the finder on ``train_df`` (the training split) into ``run_dir/roi_model``.
+@dataclass
+class FinderInputs:
+    """The finder's carve and its data, read from the files once (:func:`finder_inputs`)."""
 
-    Returns run.json's ``roi_model`` entry: ``done`` with its SHA-256, or
-    ``skipped`` with a reason (no image with an ROI, or none without).
-    """
-    config.check()
-    run_dir, device = Path(run_dir), torch.device(device)
-    if resume:
-        meta = finished(run_dir, expected_sha256)
-        if meta is not None and meta.get("size") == config.size:
-            return _entry(meta)
+    fit: pd.DataFrame
+    val: pd.DataFrame
+    data: FinderData
+    vdata: FinderData
+
+
+def finder_inputs(train_df: pd.DataFrame, config: FinderConfig) -> FinderInputs:
+    """The patient-grouped carve of ``train_df`` and both sides' images, masks and boxes."""
+    fit, val = carve(train_df, config.val_fraction, config.seed)
+    params = _params(config)
+    return FinderInputs(fit, val, build_data(fit, params), build_data(val, params))
+
+
+def skipped_entry(train_df: pd.DataFrame, config: FinderConfig) -> dict[str, Any] | None:
+    """run.json's ``skipped`` entry when ``train_df`` cannot train a finder, else None."""
     n_roi = int(train_df["roi"].astype(bool).sum())
     if n_roi < 2 or n_roi > len(train_df) - 2:
         return {"status": "skipped", "size": config.size,
                 "reason": f"{n_roi} of {len(train_df)} training images have an ROI; the finder "
                           "needs at least 2 with and 2 without"}
+    return None
+
+
+def kept_entry(run_dir: Path, config: FinderConfig, expected_sha256: str | None
+               ) -> dict[str, Any] | None:
+    """A finished finder of this size whose weights still hash as recorded (resume), else None."""
+    meta = finished(run_dir, expected_sha256)
+    return _entry(meta) if meta is not None and meta.get("size") == config.size else None
+
+
+def train_finder(train_df: pd.DataFrame, run_dir: str | Path, config: FinderConfig,
+                 device: torch.device | str = "cpu", resume: bool = False,
+                 expected_sha256: str | None = None, emit: Emit | None = None,
+                 inputs: FinderInputs | None = None) -> dict[str, Any]:
+    """Train the finder on ``train_df`` (the training split) into ``run_dir/roi_model``.
+
+    Returns run.json's ``roi_model`` entry: ``done`` with its SHA-256, or
+    ``skipped`` with a reason (no image with an ROI, or none without).
+    ``inputs`` (:func:`finder_inputs`) spares reading the files again.
+    """
+    config.check()
+    run_dir, device = Path(run_dir), torch.device(device)
+    kept = kept_entry(run_dir, config, expected_sha256) if resume else None
+    if kept is not None:
+        return kept
+    skipped = skipped_entry(train_df, config)
+    if skipped is not None:
+        return skipped
     t0 = time.perf_counter()
-    fit, val = carve(train_df, config.val_fraction, config.seed)
-    params = _params(config)
-    data, vdata = build_data(fit, params), build_data(val, params)
+    inputs = inputs or finder_inputs(train_df, config)
+    fit, val, data, vdata = inputs.fit, inputs.val, inputs.data, inputs.vdata
     from core.train.config import derive_seed, seed_everything
 
     seed_everything(derive_seed(config.seed, "roi_model", "init"))
@@ -277,7 +307,7 @@ def train_finder(train_df: pd.DataFrame, run_dir: str | Path, config: FinderConf
                  val_loss=history[-1]["val_loss"])
     assert best is not None
     model.load_state_dict(best[2])
-    meta = _finish(model, data, vdata, val, config, device, best[1], history,
+    meta = _finish(model, data, vdata, config, device, best[1], history,
                    {"fit": _counts(fit), "val": _counts(val)})
     meta["seconds"] = round(time.perf_counter() - t0, 2)
     folder = run_dir / ROI_DIR
@@ -293,11 +323,11 @@ def _counts(df: pd.DataFrame) -> dict[str, int]:
     return {"roi": int(roi.sum()), "noroi": int((~roi).sum())}
 
 
-def _finish(model: FinderNet, data: FinderData, vdata: FinderData, val: pd.DataFrame,
-            config: FinderConfig, device: torch.device, best_epoch: int,
+def _finish(model: FinderNet, data: FinderData, vdata: FinderData, config: FinderConfig,
+            device: torch.device, best_epoch: int,
             history: list[dict[str, Any]], counts: dict[str, dict[str, int]]) -> dict[str, Any]:
     """Presence source, threshold and validation metrics of the selected epoch, all
-    decided on the validation carve ``val`` (``vdata``) when there is one."""
+    decided on the validation carve (``vdata``) when there is one."""
     from core.evaluate.calibration import fit_platt
     from core.train.metrics import auc_or_none, operating_point
 
@@ -324,7 +354,7 @@ def _finish(model: FinderNet, data: FinderData, vdata: FinderData, val: pd.DataF
         "presence_source": source, "presence_source_rule": rule,
         "presence_auc_val": aucs.get(source), "presence_auc_val_by_source": aucs,
         **operating_point(y, probs, threshold),
-        "box_iou_val": validation_box_iou(maps, vdata, val, config.size)["value"] if on_val
+        "box_iou_val": validation_box_iou(maps, vdata, config.size)["value"] if on_val
         else None,
         "n_fit": data.n, "n_val": vdata.n, "counts": counts, "best_epoch": best_epoch,
         "selection": "val_loss" if on_val else "last_epoch",

@@ -100,8 +100,11 @@ def resume_args(info: Mapping[str, Any], run_dir: str | Path) -> list[str]:
     """The command that continues an interrupted run: its recorded options and ``--resume``.
 
     The options come from ``run.json`` (``config``, ``dataset_path``), not from
-    the page, so a resume cannot drift from the run it continues.
+    the page, so a resume cannot drift from the run it continues.  A run trained on Ray
+    resumes on Ray at the same address (its GPU and CPU shares are sized again, for the
+    cluster as it is now).
     """
+    from core.cli.scale_args import executor_args
     from core.cli.train import option_actions
 
     config, dataset = info.get("config"), info.get("dataset_path")
@@ -111,7 +114,9 @@ def resume_args(info: Mapping[str, Any], run_dir: str | Path) -> list[str]:
                             Path(run_dir) / "run.json")
     known = option_actions()
     options = {k: v for k, v in config.items() if k in known}
-    return train_args(dataset, run_dir, {**options, "resume": True})
+    executor = info.get("executor") if isinstance(info.get("executor"), Mapping) else {}
+    where = executor_args(str(executor.get("kind", "local")), executor.get("address"))
+    return train_args(dataset, run_dir, {**options, "resume": True}) + where
 
 
 def demo_args(tiny: bool = False) -> list[str]:

@@ -72,7 +72,8 @@ The modules, from the bottom up:
   calibration), for the run and for each CV fold.
 - :mod:`~core.train.cv`: patient-grouped K-fold cross-validation of that recipe.
 - :mod:`~core.train.grid`: the grid runner: :func:`train_grid`, then prediction and
-  evaluation of the test split.
+  evaluation of the test split; its executor trains the parts in this process
+  (:func:`~core.train.grid.train_serially`) or as Ray tasks (:mod:`core.scale.train`).
 """
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from core.evaluate.cv import RECIPE_KEY
 from core.grid import Mode, modes_for, serve
 from core.models import create_model, load_weights
 from core.runfolder import layout as runs
-from core.train.config import TrainConfig, label_targets
+from core.train.config import CellResult, TrainConfig, label_targets
 from core.train.data import ImageBank
 from core.train.loop import predict_logits
 from core.train.progress import Progress
@@ -77,6 +77,11 @@ def serving_groups(held: pd.DataFrame, mode: Mode, trained: Collection[str]
     return groups, sum(r.fallback for r in routes), int(cells.isna().sum())
 
 
+def fold_dir(out_dir: Path, k: int) -> Path:
+    """Where fold ``k`` (0-based) keeps its models: ``cv/fold-<k+1>``."""
+    return out_dir / "cv" / f"fold-{k + 1}"
+
+
 def cross_validate(folds: list[tuple[int, pd.DataFrame, pd.DataFrame]], out_dir: Path,
                    config: TrainConfig, bank: ImageBank, progress: Progress,
                    device: torch.device) -> dict[str, Any]:
@@ -85,38 +90,52 @@ def cross_validate(folds: list[tuple[int, pd.DataFrame, pd.DataFrame]], out_dir:
 
     Each fold trains the served recipe on the other folds
     (:func:`core.train.recipe.train_recipe`: warm start when the run has
-    one, the cells, per-grid calibration), predicts its held-out rows at the
-    serving cell's threshold and is scored with :mod:`core.evaluate`'s
-    metric functions.  An image whose cell was skipped is served by its
-    stand-in (:func:`serving_groups`, counted in ``n_fallback``), as on the
-    test split; one no model can serve is counted in ``n_unserved`` and left
-    out, as the test split leaves it out.  Fold weights are deleted
-    afterwards; their meta.json and split.json stay.
+    one, the cells, per-grid calibration), then :func:`score_folds` scores it.
     """
-    from core.train.recipe import describe_recipe, train_recipe
+    from core.train.recipe import train_recipe
 
-    result: dict[str, Any] = {m: [] for m in modes_for(config.mode)}
-    for k, fit, held in folds:
-        fold_dir = out_dir / "cv" / f"fold-{k + 1}"
+    trained = {}
+    for k, fit, _ in folds:
         progress.context = {"fold": k + 1}  # a fold's events are not its grid cell's
         try:
-            trained = train_recipe(fit, fold_dir, config, progress, bank, None)
+            trained[k] = train_recipe(fit, fold_dir(out_dir, k), config, progress, bank, None)
         finally:
             progress.context = {}
-        done = {name for name, res in trained.items() if res.status == "done"}
+    return score_folds(folds, trained, out_dir, config, bank, device)
+
+
+def score_folds(folds: list[tuple[int, pd.DataFrame, pd.DataFrame]],
+                trained: dict[int, dict[str, CellResult]], out_dir: Path, config: TrainConfig,
+                bank: ImageBank, device: torch.device) -> dict[str, Any]:
+    """cv.json from the folds' trained recipes (``trained[k]``: fold k's cell results).
+
+    Each fold predicts its held-out rows at the serving cell's threshold and
+    is scored with :mod:`core.evaluate`'s metric functions.  An image whose
+    cell was skipped is served by its stand-in (:func:`serving_groups`,
+    counted in ``n_fallback``), as on the test split; one no model can serve
+    is counted in ``n_unserved`` and left out, as the test split leaves it
+    out.  Fold weights are deleted afterwards; their meta.json and
+    split.json stay.
+    """
+    from core.train.recipe import describe_recipe
+
+    result: dict[str, Any] = {m: [] for m in modes_for(config.mode)}
+    for k, _, held in folds:
+        folder = fold_dir(out_dir, k)
+        done = {name for name, res in trained[k].items() if res.status == "done"}
         for mode in modes_for(config.mode):
             ys, ps, ts = [], [], []
             groups, fallback, unserved = serving_groups(held, mode, done)
             for name, rows in groups.items():
-                res = trained[name]
+                res = trained[k][name]
                 model = create_model(config.arch, config.img_size).to(device)
-                load_weights(model, fold_dir / name / runs.WEIGHTS_FILE, res.sha256)
+                load_weights(model, folder / name / runs.WEIGHTS_FILE, res.sha256)
                 served = Calibration(res.temperature or 1.0, res.logit_offset or 0.0)
                 p = served.probability(predict_logits(model, bank.take(rows["image_path"]), device))
                 ys.append(label_targets(rows)), ps.append(p), ts.append(np.full(len(p), res.threshold))
             result[mode].append(_fold_metrics(_cat(ys).astype(int), _cat(ps), _cat(ts), k + 1,
                                               unserved, fallback))
-        for weights in fold_dir.glob(f"*/{runs.WEIGHTS_FILE}"):
+        for weights in folder.glob(f"*/{runs.WEIGHTS_FILE}"):
             weights.unlink()
     result[RECIPE_KEY] = describe_recipe(config)
     return result

@@ -31,11 +31,16 @@ def cell_scope(device: torch.device) -> Iterator[None]:
             random.setstate(py_state)
 
 
+THREADS_ENV = "MAMMOROUTE_THREADS"
+
+
 def setup_threads(device: torch.device) -> None:
-    """On CPU, use every core this process may run on (torch's default can be fewer)."""
+    """On CPU, use every core this process may run on (torch's default can be fewer), or
+    ``$MAMMOROUTE_THREADS``: a Ray task's CPU share, so cells sharing a node do not
+    oversubscribe it."""
     if device.type == "cpu":
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        torch.set_num_threads(max(1, int(cores or 1)))
+        torch.set_num_threads(max(1, int(os.environ.get(THREADS_ENV) or cores or 1)))
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device

@@ -1,7 +1,8 @@
 """The grid runner: :func:`train_grid`, then prediction and evaluation of the test split."""
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,13 +59,47 @@ def _predict_and_evaluate(out_dir: Path, test_df: pd.DataFrame, info: dict[str, 
     info["evaluation"] = "complete"
 
 
+@dataclass
+class RunWork:
+    """Everything a run trains, as :func:`train_grid` planned it, for an :data:`Executor`."""
+
+    train_df: pd.DataFrame
+    folds: list[tuple[int, pd.DataFrame, pd.DataFrame]]  # CV folds still to train (none: no CV)
+    out_dir: Path
+    config: TrainConfig
+    reporter: Progress
+    bank: ImageBank
+    info: dict[str, Any]  # run.json's dict, written as parts finish
+    device: torch.device
+
+
+Executor = Callable[[RunWork], None]
+"""Trains a run's parts (CV folds, warm start, cells, ROI finder) into its folder and
+run.json: :func:`train_serially` here, or :func:`core.scale.train.ray_executor`'s tasks."""
+
+
+def train_serially(work: RunWork) -> None:
+    """One process, in order: the CV folds (cv.json), the run's recipe, the ROI finder."""
+    work.info["executor"] = {"kind": "local"}
+    if work.folds:
+        atomic_write_json(work.out_dir / runs.CV_FILE,
+                          cross_validate(work.folds, work.out_dir, work.config, work.bank,
+                                         work.reporter, work.device))
+    train_recipe(work.train_df, work.out_dir, work.config, work.reporter, work.bank, work.info)
+    if work.config.roi_model:
+        _train_roi_model(work.train_df, work.out_dir, work.config, work.device, work.info,
+                         work.reporter)
+
+
 def train_grid(dataset: str | Path | pd.DataFrame, out_dir: str | Path,
-               config: TrainConfig, progress: ProgressCallback | None = None) -> runs.RunSummary:
+               config: TrainConfig, progress: ProgressCallback | None = None,
+               executor: Executor = train_serially) -> runs.RunSummary:
     """Train a whole run (CV first when asked), predict its test split, evaluate it.
 
     Holds the run folder's lock throughout.  On SIGTERM/SIGINT the run is
     marked ``cancelled``, on any error ``failed`` (both resumable with
-    ``config.resume``), and the exception propagates.
+    ``config.resume``), and the exception propagates.  ``executor`` trains the
+    parts (one process by default); prediction and evaluation run here.
     """
     config.check()
     config = replace(config, pretrained_sha256=pretrained_digest(config.pretrained))
@@ -77,20 +112,24 @@ def train_grid(dataset: str | Path | pd.DataFrame, out_dir: str | Path,
         write_run(out_dir, info)
         reporter = Progress(out_dir, 1, progress)
         try:
-            _run(df, out_dir, config, device, info, reporter)
+            _run(df, out_dir, config, device, info, reporter, executor)
         except TrainingCancelled as err:
-            _close_run(out_dir, info, "cancelled", reporter, str(err), "cancelled")
+            close_run(out_dir, info, "cancelled", reporter, str(err), "cancelled")
             raise TrainingCancelled("training cancelled; continue it with --resume", out_dir) from None
         except BaseException as err:
             message = str(err) if isinstance(err, MammoError) else f"{type(err).__name__}: {err}"
-            _close_run(out_dir, info, "failed", reporter, message, "run_failed")
+            close_run(out_dir, info, "failed", reporter, message, "run_failed")
             raise
-        _close_run(out_dir, info, "complete", reporter, None, "run_done")
+        close_run(out_dir, info, "complete", reporter, None, "run_done")
     return runs.read_run(out_dir)
 
 
-def _close_run(out_dir: Path, info: dict[str, Any], status: str, reporter: Progress,
-               message: str | None, event: str) -> None:
+def close_run(out_dir: Path, info: dict[str, Any], status: str, reporter: Progress,
+              message: str | None, event: str) -> None:
+    """run.json's final status and the last event; a second call with the same status is a
+    no-op (an executor may close a cancelled run before its own slow teardown)."""
+    if info.get("status") == status and info.get("finished"):
+        return
     info.update(status=status, finished=now_iso())
     for entry in [*info["cells"].values(), info.get("roi_model") or {}]:
         if entry.get("status") == "running":
@@ -102,7 +141,7 @@ def _close_run(out_dir: Path, info: dict[str, Any], status: str, reporter: Progr
 
 
 def _run(df: pd.DataFrame, out_dir: Path, config: TrainConfig, device: torch.device,
-         info: dict[str, Any], reporter: Progress) -> None:
+         info: dict[str, Any], reporter: Progress, executor: Executor) -> None:
     setup_threads(device)
     train_df = df[df["split"] == "train"].reset_index(drop=True)
     test_df = df[df["split"] == "test"].reset_index(drop=True)
@@ -112,18 +151,13 @@ def _run(df: pd.DataFrame, out_dir: Path, config: TrainConfig, device: torch.dev
     folds = cv_plan(train_df, config) if config.cv and not cv_complete(out_dir, config) else []
     reporter.total = max(1, recipe_steps(train_df, config)
                          + sum(recipe_steps(fit, config) for _, fit, _ in folds)
-                         + _finder_steps(train_df, config))
+                         + finder_steps(train_df, config))
     bank = ImageBank(list(train_df["image_path"]), config.preprocess_params(), config.workers)
-    if folds:
-        atomic_write_json(out_dir / runs.CV_FILE,
-                          cross_validate(folds, out_dir, config, bank, reporter, device))
     for name, res in info["cells"].items():  # a done cell is kept only if its hashes still hold
         if res.get("status") == "done" and done_result(
                 Cell.parse(name), out_dir / name, res.get("sha256"), res.get("meta_sha256")) is None:
             res["status"] = "pending"
-    train_recipe(train_df, out_dir, config, reporter, bank, info)
-    if config.roi_model:
-        _train_roi_model(train_df, out_dir, config, device, info, reporter)
+    executor(RunWork(train_df, folds, out_dir, config, reporter, bank, info, device))
     _predict_and_evaluate(out_dir, test_df, info, device)
 
 
@@ -136,7 +170,8 @@ def _train_roi_model(train_df: pd.DataFrame, out_dir: Path, config: TrainConfig,
     previous = info.get(RUN_KEY) or {}
     info[RUN_KEY] = {**previous, "status": "running"}
     write_run(out_dir, info)
-    planned = _finder_steps(train_df, config)
+    reporter.start(RUN_KEY, RUN_KEY)
+    planned = finder_steps(train_df, config)
     per_epoch, until = planned // config.roi_epochs, reporter.done + planned
 
     def emit(event: str, **fields: Any) -> None:
@@ -147,12 +182,19 @@ def _train_roi_model(train_df: pd.DataFrame, out_dir: Path, config: TrainConfig,
     info[RUN_KEY] = train_finder(train_df, out_dir, finder_config(config), device, config.resume,
                                  previous.get("sha256"), emit)
     reporter.skip(max(0, until - reporter.done))  # a kept or skipped finder: nothing left
+    record_finder(out_dir, info, reporter)
+
+
+def record_finder(out_dir: Path, info: dict[str, Any], reporter: Progress) -> None:
+    """run.json and ``roi_model_done`` once the ROI finder's entry is in ``info``."""
+    from core.roifinder.train import RUN_KEY
+
     write_run(out_dir, info)
     reporter.emit("roi_model_done", cell=RUN_KEY, status=info[RUN_KEY]["status"],
                   threshold=info[RUN_KEY].get("threshold"), reason=info[RUN_KEY].get("reason"))
 
 
-def _finder_steps(train_df: pd.DataFrame, config: TrainConfig) -> int:
+def finder_steps(train_df: pd.DataFrame, config: TrainConfig) -> int:
     """The ROI finder's optimiser steps (0 without ``--roi-model``), so the ETA waits for it."""
     if not config.roi_model:
         return 0

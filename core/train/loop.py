@@ -191,6 +191,7 @@ def train_cell(cell: Cell, train_df: pd.DataFrame, val_df: pd.DataFrame, config:
     device = pick_device(config.device)
     setup_threads(device)
     cell_dir.mkdir(parents=True, exist_ok=True)
+    progress.start(cell.name, cell.mode)
     with cell_scope(device):
         return _train_cell_scoped(cell, train_df, val_df, config, cell_dir, progress, bank,
                                   device, counts)

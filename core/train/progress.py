@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -22,6 +23,9 @@ class Progress:
     Every event carries ``steps_done`` / ``steps_total`` of the whole run (steps
     kept from an earlier process included) and the fields of ``context`` (the
     CV fold being trained), so a reader can tell the run's parts apart.
+    ``node`` and ``attempt`` say where and on which try a part trains: this
+    machine's hostname and 1 in one process; a Ray task sets its own
+    (:mod:`core.scale.tasks`), and puts ``node`` in ``context`` too.
     """
 
     def __init__(self, run_dir: Path | None, total_steps: int,
@@ -36,6 +40,12 @@ class Progress:
         self.session_done = 0
         self.window = (time.perf_counter(), 0)
         self.context: dict[str, Any] = {}
+        self.node = socket.gethostname()
+        self.attempt = 1
+
+    def start(self, cell: str, mode: str) -> None:
+        """``cell_start``: a part begins training here (the Train page's node / attempt columns)."""
+        self.emit("cell_start", cell=cell, mode=mode, node=self.node, attempt=self.attempt)
 
     def advance(self, steps: int, images: int) -> float:
         """Count finished steps; returns images/s since the last call."""

@@ -51,10 +51,17 @@ def train_recipe(train_df: pd.DataFrame, out_dir: Path, config: TrainConfig, pro
         if info is not None:
             write_run(out_dir, info)
     results = train_planned(planned, out_dir, config, progress, bank, info)
+    finish_recipe(out_dir, results, info)
+    return results
+
+
+def finish_recipe(out_dir: Path, results: dict[str, CellResult], info: dict[str, Any] | None
+                  ) -> None:
+    """Calibrate each grid of a recipe whose cells are all trained, and record it in ``info``
+    (run.json's dict; None for a CV fold)."""
     calibration = calibrate_grids(out_dir, results)
     if info is not None:
         info["calibration"] = calibration
         for name, result in results.items():
             info["cells"][name] = result.to_json()
         write_run(out_dir, info)
-    return results
