@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -24,3 +25,27 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def page(app, request):
+    """A new page, so a new Streamlit session, on the module's ``app`` server (a module
+    fixture yielding ``(page, url)``; the URL is kept as ``page.app_url``): the tests of a
+    module share one server yet each starts fresh.  Its last state is saved, whatever
+    happens, as ``tests/artifacts/<module>-last-<test>.png``."""
+    from playwright.sync_api import expect
+
+    first, url = app
+    page = first.context.browser.new_page(viewport={"width": 1400, "height": 1800},
+                                          accept_downloads=True)
+    page.set_default_timeout(60_000)
+    expect.set_options(timeout=30_000)  # a wrong state fails fast
+    page.app_url = url
+    artifacts = Path(__file__).resolve().parent / "artifacts"
+    module = request.module.__name__.removeprefix("test_browser_")
+    try:
+        yield page
+    finally:
+        artifacts.mkdir(exist_ok=True)
+        page.screenshot(path=str(artifacts / f"{module}-last-{request.node.name}.png"))
+        page.close()

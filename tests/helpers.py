@@ -147,6 +147,54 @@ def app_in_chromium(env: dict[str, str], log: Path, width: int = 1400, height: i
         stop(server)
 
 
+def open_upload(page: Any, url: str) -> Any:
+    """Case review at ``url`` with "Upload a study" chosen; returns the page's main area."""
+    page.goto(f"{url}/case_review")
+    main = page.locator("[data-testid='stMain']")
+    main.get_by_text("Upload a study", exact=True).click()
+    return main
+
+
+def choose_files(main: Any, files: list[Path]) -> None:
+    """Hand ``files`` to the study uploader (the first on the page), as a file dialog does."""
+    main.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files(
+        [str(f) for f in files])
+
+
+def upload_study(page: Any, url: str, files: list[Path], images: int = 4) -> Any:
+    """Case review at ``url`` with ``files`` uploaded, once their ``images`` thumbnails are
+    hung; returns the page's main area."""
+    from playwright.sync_api import expect
+
+    main = open_upload(page, url)
+    choose_files(main, files)
+    expect(main.locator("[data-testid='stImage'] img")).to_have_count(images)
+    return main
+
+
+def type_box(page: Any, card: Any, box: tuple[int, int, int, int]) -> None:
+    """Type the corners ``(x0, y0, x1, y1)`` into a view card's box fields, each confirmed
+    with Enter and given time to rerun (a field typed during a rerun may be lost)."""
+    for name, value in zip(("x min", "y min", "x max", "y max"), box):
+        field = card.get_by_role("spinbutton", name=name)
+        field.fill(str(value))
+        field.press("Enter")
+        page.wait_for_timeout(300)
+
+
+def case_review_upload(run_name: str, files: list[tuple[str, bytes, str]]) -> Any:
+    """Case review in AppTest on run ``run_name`` with ``files`` (name, bytes, MIME type)
+    in its study uploader."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(REPO / "pages" / "case_review.py"), default_timeout=120)
+    at.session_state["run_name"] = run_name
+    at.run()
+    at.get("button_group")[0].set_value("upload").run()
+    at.file_uploader[0].set_value(files).run()
+    return at
+
+
 def record_figures(file: str, name: str, figures: dict) -> None:
     """Merge one test's measured figures into ``tests/artifacts/<file>`` (for docs/performance.md)."""
     import json

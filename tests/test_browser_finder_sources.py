@@ -24,7 +24,7 @@ from test_browser_roi_edits import ARTIFACTS, ONE_VIEW, _card, _predict_again, _
 from test_reliability_inputs import write_run
 from test_roifinder import add_finder
 
-from helpers import app_env, app_in_chromium
+from helpers import app_env, app_in_chromium, choose_files, type_box
 
 pytestmark = [
     pytest.mark.browser,
@@ -94,8 +94,7 @@ def test_the_finder_reads_uploads_as_it_reads_dataset_studies(review):
     _result(review, "RCC").screenshot(path=str(ARTIFACTS / "finder-dataset-rcc.png"))
 
     main.get_by_text(UPLOAD, exact=True).click()
-    main.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files(
-        [str(f) for f in review["files"]])
+    choose_files(main, review["files"])
     expect(main.locator("[data-testid='stImage'] img")).to_have_count(4)
     _predict_all(review)
     for view in ("RCC", "LCC", "RMLO", "LMLO"):
@@ -111,11 +110,7 @@ def test_draw_a_box_instead_routes_the_view_by_the_drawn_box(review):
     card = _card(review, "RCC")
     expect(card.get_by_role("radio", name="Draw box")).to_be_checked()
     _settle(review)
-    for name, value in (("x min", 10), ("y min", 20), ("x max", 100), ("y max", 120)):
-        field = card.get_by_role("spinbutton", name=name)
-        field.fill(str(value))
-        field.press("Enter")
-        review["page"].wait_for_timeout(300)
+    type_box(review["page"], card, (10, 20, 100, 120))
     expect(card.get_by_text("Box 90 × 100 px (image pixels)")).to_be_visible()
     _predict_again(review, "RCC", "An ROI was given (a drawn box): read by the model for RCC "
                    "views with a finding.", "Draw box", "draw-instead")

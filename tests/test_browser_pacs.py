@@ -78,28 +78,13 @@ def pacs(exam, work) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def app(work, pacs) -> Iterator[tuple[Any, str]]:
+    """The module's server; conftest's ``page`` opens a new session on it per test."""
     env, ck, _ = app_env(work)
     env.pop("MAMMOROUTE_DICOMWEB_URL", None)
     write_run(ck / "pacs-run")
     ARTIFACTS.mkdir(exist_ok=True)
     with app_in_chromium(env, work / "streamlit.log", 1400, 1800) as (page, url):
         yield page, url
-
-
-@pytest.fixture
-def page(app, request) -> Iterator[Any]:
-    from playwright.sync_api import expect
-
-    first, url = app
-    page = first.context.browser.new_page(viewport={"width": 1400, "height": 1800})
-    page.set_default_timeout(60_000)
-    expect.set_options(timeout=30_000)
-    page.app_url = url
-    try:
-        yield page
-    finally:
-        page.screenshot(path=str(ARTIFACTS / f"pacs-last-{request.node.name}.png"))
-        page.close()
 
 
 def _settled(page, main) -> None:

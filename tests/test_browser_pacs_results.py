@@ -21,7 +21,7 @@ from test_predict import make_run
 
 from core.pacs import PacsClient, local_pacs, missing_orthanc, push_folder
 from core.phantom import SYNTHETIC_TEXT, write_phantom
-from helpers import app_env, app_in_chromium, free_port
+from helpers import app_env, app_in_chromium, free_port, upload_study
 
 pytestmark = [
     pytest.mark.browser,
@@ -52,12 +52,7 @@ def test_store_results_and_download_the_pdf_report(tmp_path):
         info = json.loads((run / "run.json").read_text())
         (run / "run.json").write_text(json.dumps({**info, "status": "complete"}))
         with app_in_chromium(env, tmp_path / "streamlit.log", 1400, 1800) as (page, url):
-            page.goto(f"{url}/case_review")
-            main = page.locator("[data-testid='stMain']")
-            main.get_by_text("Upload a study", exact=True).click()
-            main.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files(
-                [str(f) for f in files])
-            expect(main.locator("[data-testid='stImage'] img")).to_have_count(4)
+            main = upload_study(page, url, files)
             main.get_by_role("button", name="Predict").click()
             calls = main.locator("[data-testid='stMarkdownContainer']", has_text=CALL)
             expect(calls).to_have_count(4)

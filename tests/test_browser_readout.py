@@ -18,7 +18,7 @@ import pytest
 from test_browser_review import REAL
 from test_reliability_inputs import write_run
 
-from helpers import app_env, app_in_chromium
+from helpers import app_env, app_in_chromium, upload_study
 
 pytestmark = [
     pytest.mark.browser,
@@ -54,12 +54,7 @@ def test_a_phantom_run_on_a_real_exam_makes_no_call_and_states_its_calibration(t
                                                                   "baseline": block}}))
     ARTIFACTS.mkdir(exist_ok=True)
     with app_in_chromium(env, tmp_path / "streamlit.log", 1400, 1800) as (page, url):
-        page.goto(f"{url}/case_review")
-        main = page.locator("[data-testid='stMain']")
-        main.get_by_text("Upload a study", exact=True).click()
-        main.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files(
-            [str(f) for f in sorted(REAL.glob("*.dcm"))])
-        expect(main.locator("[data-testid='stImage'] img")).to_have_count(4)
+        main = upload_study(page, url, sorted(REAL.glob("*.dcm")))
         main.get_by_role("button", name="Predict").click()
         results = main.locator("[data-testid='stMarkdownContainer']",
                                has_text=re.compile(r"ROI-aware: \d+(\.\d+)? %"))

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from test_reliability_inputs import write_run
 
-from helpers import app_env, app_in_chromium, record_figures
+from helpers import app_env, app_in_chromium, choose_files, open_upload, record_figures
 
 pytestmark = [
     pytest.mark.browser,
@@ -61,12 +61,9 @@ def test_upload_see_correct_predict_download_return(source, tmp_path):
     shots = ARTIFACTS / f"review-{source}"
     ARTIFACTS.mkdir(exist_ok=True)
     with app_in_chromium(env, tmp_path / "streamlit.log", 1400, 1800) as (page, url):
-        page.goto(f"{url}/case_review")
-        main = page.locator("[data-testid='stMain']")
-        main.get_by_text("Upload a study", exact=True).click()
-        uploader = main.locator("[data-testid='stFileUploaderDropzoneInput']").first
+        main = open_upload(page, url)
         t0 = time.perf_counter()
-        uploader.set_input_files([str(f) for f in files])
+        choose_files(main, files)
         images = main.locator("[data-testid='stImage'] img")
         # 1. the four views hung before anything is predicted
         expect(images).to_have_count(4)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from test_reliability_inputs import write_run
 
-from helpers import app_env, app_in_chromium
+from helpers import app_env, app_in_chromium, choose_files, open_upload
 
 pytestmark = [
     pytest.mark.browser,
@@ -48,6 +48,7 @@ def studies(work) -> list[list[Path]]:
 
 @pytest.fixture(scope="module")
 def app(work) -> Iterator[tuple[Any, str]]:
+    """The module's server; conftest's ``page`` opens a new session on it per test."""
     env, ck, _ = app_env(work)
     write_run(ck / "review-run")
     ARTIFACTS.mkdir(exist_ok=True)
@@ -55,34 +56,8 @@ def app(work) -> Iterator[tuple[Any, str]]:
         yield page, url
 
 
-@pytest.fixture
-def page(app, request) -> Iterator[Any]:
-    """A new session on the module's server; its last state is saved for a failing test."""
-    from playwright.sync_api import expect
-
-    first, url = app
-    page = first.context.browser.new_page(viewport={"width": 1400, "height": 1800},
-                                          accept_downloads=True)
-    page.set_default_timeout(60_000)
-    expect.set_options(timeout=30_000)  # a wrong state fails fast
-    page.app_url = url
-    try:
-        yield page
-    finally:
-        page.screenshot(path=str(ARTIFACTS / f"study-last-{request.node.name}.png"))
-        page.close()
-
-
-def _upload_page(page):
-    page.goto(f"{page.app_url}/case_review")
-    main = page.locator("[data-testid='stMain']")
-    main.get_by_text("Upload a study", exact=True).click()
-    return main
-
-
 def _upload(page, main, files: list[Path]) -> None:
-    main.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files(
-        [str(f) for f in files])
+    choose_files(main, files)
     _settled(page, main)
 
 
@@ -136,7 +111,7 @@ def test_clear_study_empties_the_uploader_and_the_next_study_is_used_alone(page,
     breast read from one view names the view missing."""
     from playwright.sync_api import expect
 
-    main = _upload_page(page)
+    main = open_upload(page, page.app_url)
     _upload(page, main, studies[0])
     images = main.locator("[data-testid='stImage'] img")
     expect(images).to_have_count(4)
@@ -169,7 +144,7 @@ def test_two_patients_files_wait_for_removal_or_confirmation(page, studies):
     import pydicom
     from playwright.sync_api import expect
 
-    main = _upload_page(page)
+    main = open_upload(page, page.app_url)
     tags = {f: pydicom.dcmread(f, stop_before_pixels=True) for s in studies for f in s}
     side = {f: str(ds.ImageLaterality) for f, ds in tags.items()}
     mixed = ([f for f in studies[0] if side[f] == "R"]
@@ -204,7 +179,7 @@ def test_no_file_name_on_the_page_while_identifiers_are_hidden(page, studies, tm
     Show identifiers is on."""
     from playwright.sync_api import expect
 
-    main = _upload_page(page)
+    main = open_upload(page, page.app_url)
     files = [_blank_png(tmp_path / "DOE_JOHN_123.png"),
              _copy(studies[0][0], tmp_path / "DOE_JOHN_456.dcm"),
              _another_image(studies[0][0], tmp_path / "DOE_JOHN_789.dcm"),  # one view twice
@@ -232,7 +207,7 @@ def test_two_uploads_of_one_name_stay_two_views_with_their_own_results(page, stu
 
     from playwright.sync_api import expect
 
-    main = _upload_page(page)
+    main = open_upload(page, page.app_url)
     files = [_copy(studies[0][0], tmp_path / "a" / "IM-0001.dcm"),
              _copy(studies[0][1], tmp_path / "b" / "IM-0001.dcm")]
     _upload(page, main, files)
@@ -263,7 +238,7 @@ def test_two_uploads_of_one_name_stay_two_views_with_their_own_results(page, stu
 def test_a_view_set_by_hand_leaves_not_yet_placed_at_once(page, tmp_path):
     from playwright.sync_api import expect
 
-    main = _upload_page(page)
+    main = open_upload(page, page.app_url)
     _upload(page, main, [_blank_png(tmp_path / "scan.png")])
     expect(main.get_by_text("Not yet placed")).to_be_visible()
     main.get_by_role("combobox", name=VIEW_BOX).click()
@@ -279,7 +254,7 @@ def test_a_fresh_upload_is_not_out_of_date_and_removed_files_can_be_added_again(
     to "press Predict again"; B removed and chosen again: the study is whole again."""
     from playwright.sync_api import expect
 
-    main = _upload_page(page)
+    main = open_upload(page, page.app_url)
     _upload(page, main, studies[0])
     _predict(page, main)
 
@@ -303,7 +278,7 @@ def test_a_fresh_upload_is_not_out_of_date_and_removed_files_can_be_added_again(
 def test_a_refused_mask_keeps_the_view_waiting(page, studies, tmp_path):
     from playwright.sync_api import expect
 
-    main = _upload_page(page)
+    main = open_upload(page, page.app_url)
     _upload(page, main, studies[0])
     main.get_by_text("Mask file", exact=True).first.click()
     _settled(page, main)

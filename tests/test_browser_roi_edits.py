@@ -22,7 +22,7 @@ from test_browser_review import _phantom_study
 from test_reliability_inputs import write_run
 from test_roifinder import add_finder
 
-from helpers import app_env, app_in_chromium
+from helpers import app_env, app_in_chromium, type_box, upload_study
 
 pytestmark = [
     pytest.mark.browser,
@@ -44,12 +44,7 @@ def review(tmp_path_factory) -> Iterator[dict[str, Any]]:
     add_finder(write_run(ck / "review-run"), 6.0)
     ARTIFACTS.mkdir(exist_ok=True)
     with app_in_chromium(env, tmp / "streamlit.log", 1400, 1800) as (page, url):
-        page.goto(f"{url}/case_review")
-        main = page.locator("[data-testid='stMain']")
-        main.get_by_text("Upload a study", exact=True).click()
-        main.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files(
-            [str(f) for f in files])
-        expect(main.locator("[data-testid='stImage'] img")).to_have_count(4)
+        main = upload_study(page, url, files)
         main.get_by_role("button", name="Predict").click()
         expect(main.get_by_role("button", name="Reject")).to_have_count(4)
         review = {"page": page, "main": main, "tmp": tmp, "files": files}
@@ -164,11 +159,7 @@ def test_a_box_dragged_on_the_image_fills_the_corners_and_routes(review):
 def test_typed_corners_route(review):
     _choose(review, "LMLO", "Draw box")
     card = _card(review, "LMLO")
-    for name, value in (("x min", 10), ("y min", 20), ("x max", 100), ("y max", 120)):
-        field = card.get_by_role("spinbutton", name=name)
-        field.fill(str(value))
-        field.press("Enter")
-        review["page"].wait_for_timeout(300)
+    type_box(review["page"], card, (10, 20, 100, 120))
     from playwright.sync_api import expect
 
     expect(card.get_by_text("Box 90 × 100 px (image pixels)")).to_be_visible()

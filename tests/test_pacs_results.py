@@ -32,7 +32,7 @@ from core.dicomout.sr import CALL_NAME, CELL_NAME, GRID_METHOD, ROI_SOURCE_NAME,
 from core.pacs import PacsClient, local_pacs, missing_orthanc, push_folder
 from core.phantom import write_phantom
 from core.review.readout import shown_call
-from helpers import free_port
+from helpers import case_review_upload, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "tests" / "artifacts"
@@ -257,7 +257,6 @@ def test_the_newest_image_of_a_view_is_read_and_the_others_named():
 
 def test_the_store_button_says_a_dead_pacs_in_one_line(tmp_path, monkeypatch):
     from pydicom.uid import generate_uid
-    from streamlit.testing.v1 import AppTest
     from test_reliability_inputs import dicom_bytes, write_run
 
     ck = tmp_path / "checkpoints"
@@ -269,11 +268,7 @@ def test_the_store_button_says_a_dead_pacs_in_one_line(tmp_path, monkeypatch):
     files = [(f"view{k}.dcm", dicom_bytes(laterality=v[0], position=v[1:], StudyInstanceUID=study,
                                            SeriesInstanceUID=generate_uid(), PatientID="P-1"),
               "application/dicom") for k, v in enumerate(("RCC", "LCC", "RMLO", "LMLO"))]
-    at = AppTest.from_file(str(REPO / "pages" / "case_review.py"), default_timeout=120)
-    at.session_state["run_name"] = "tiny-run"
-    at.run()
-    at.get("button_group")[0].set_value("upload").run()
-    at.file_uploader[0].set_value(files).run()
+    at = case_review_upload("tiny-run", files)
     [b for b in at.button if b.label == "Predict"][0].click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert "Store results in the PACS" not in [b.label for b in at.button]  # no PACS set

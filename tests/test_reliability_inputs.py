@@ -35,7 +35,7 @@ from core.errors import ManifestError, MaskError
 from core.grid import plan
 from core.models import create_model, save_weights
 from core.pixels.spec import PreprocessParams
-from helpers import write_meta
+from helpers import case_review_upload, write_meta
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "tests" / "artifacts"
@@ -453,8 +453,6 @@ def test_dataset_paths_typed_in_the_browser_stay_in_the_data_root(typed, words, 
 # --------------------------------------------------------------------------- the page itself
 
 def test_case_review_page_with_one_broken_dicom_view(tmp_path, monkeypatch):
-    from streamlit.testing.v1 import AppTest
-
     ck = tmp_path / "checkpoints"
     ck.mkdir()
     write_run(ck / "tiny-run")
@@ -464,11 +462,7 @@ def test_case_review_page_with_one_broken_dicom_view(tmp_path, monkeypatch):
              for v in ("RCC", "LCC", "RMLO")]
     files.append(("anon_LMLO.dcm", dicom_bytes(laterality="L", position="MLO")[:3000],
                   "application/dicom"))
-    at = AppTest.from_file(str(REPO / "pages" / "case_review.py"), default_timeout=120)
-    at.session_state["run_name"] = "tiny-run"
-    at.run()
-    at.get("button_group")[0].set_value("upload").run()
-    at.file_uploader[0].set_value(files).run()
+    at = case_review_upload("tiny-run", files)
     assert not at.exception
     assert any("file 4" in e.value and "truncated" in e.value for e in at.error), \
         [e.value for e in at.error]

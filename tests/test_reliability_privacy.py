@@ -18,6 +18,8 @@ from pathlib import Path
 from pypdf import PdfReader
 from test_reliability_inputs import dicom_bytes, write_run
 
+from helpers import case_review_upload
+
 REPO = Path(__file__).resolve().parent.parent
 SECRETS = (b"DOE^JANE", b"DOE", b"JANE", b"ID-SECRET-42")
 
@@ -41,7 +43,6 @@ def _hits(folder: Path) -> list[str]:
 
 def test_identifiers_never_reach_disk_or_downloads(tmp_path, monkeypatch):
     from streamlit.delta_generator import DeltaGenerator
-    from streamlit.testing.v1 import AppTest
 
     ck, cache, tmp = tmp_path / "checkpoints", tmp_path / "cache", tmp_path / "tmp"
     for d in (ck, cache, tmp):
@@ -69,11 +70,7 @@ def test_identifiers_never_reach_disk_or_downloads(tmp_path, monkeypatch):
              for v in ("RCC", "LCC", "RMLO", "LMLO")]
     assert all(b"ID-SECRET-42" in f[1] and b"DOE^JANE" in f[1] for f in files)
 
-    at = AppTest.from_file(str(REPO / "pages" / "case_review.py"), default_timeout=120)
-    at.session_state["run_name"] = "tiny-run"
-    at.run()
-    at.get("button_group")[0].set_value("upload").run()
-    at.file_uploader[0].set_value(files).run()
+    at = case_review_upload("tiny-run", files)
     [b for b in at.button if b.label == "Predict"][0].click().run()
     assert not at.exception, [e.value for e in at.exception]
     shown = "\n".join(str(m.value) for m in list(at.markdown) + list(at.caption))
