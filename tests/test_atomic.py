@@ -41,3 +41,17 @@ def test_png_round_trips_and_a_bad_folder_is_one_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(CheckpointError, match=r"file/b\.png: cannot write"):
         atomic_write_png(tmp_path / "file" / "b.png", img)
+
+
+def test_a_killed_writers_leftovers_are_swept_and_nothing_else(tmp_path):
+    """What SIGKILL leaves of an atomic write (the temp file, never renamed) goes; the
+    files it was replacing, and files that only look alike, stay."""
+    from core.runfolder.atomic import atomic_write_json, sweep_partial_writes
+
+    atomic_write_json(tmp_path / "cell" / "meta.json", {"a": 1})
+    (tmp_path / "cell" / ".meta.json.x1y2.tmp").write_text('{"a": ')  # killed mid-write
+    (tmp_path / ".run.json.abc.tmp").write_text("")
+    (tmp_path / "notes.tmp").write_text("kept: not a temp file of an atomic write")
+    assert sweep_partial_writes(tmp_path) == 2
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["meta.json", "notes.tmp"]
+    assert (tmp_path / "cell" / "meta.json").read_text().strip().startswith("{")

@@ -123,7 +123,8 @@ def _contract(run: Path) -> None:
         (run / name / "split.json").read_text()
         if name != "pooled":
             verify_meta(run / name / runs.META_FILE, entry["meta_sha256"])
-    assert not list(run.rglob("*.tmp")) and not list(run.rglob(runs.LAST_WEIGHTS_FILE))
+    left = [*run.rglob("*.tmp"), *run.rglob(runs.LAST_WEIGHTS_FILE)]
+    assert not left, f"left in the run folder: {left}"
     assert (run / runs.METRICS_FILE).is_file()
 
 

@@ -46,6 +46,16 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
+def sweep_partial_writes(folder: str | Path) -> int:
+    """Delete what a killed writer left of :func:`atomic_write_bytes` under ``folder`` (its
+    ``.<name>.*.tmp`` files, never renamed into place, so never read); their count.  Only
+    for a folder whose lock is held, where no other writer can be half-way."""
+    leftovers = [p for p in Path(folder).rglob(".*.tmp") if p.is_file()]
+    for p in leftovers:
+        p.unlink(missing_ok=True)
+    return len(leftovers)
+
+
 def atomic_write_png(path: str | Path, img: np.ndarray) -> None:
     """``img`` (gray, or BGR as OpenCV orders colour) as a PNG, encoded before anything is written."""
     import cv2  # only the writers of pictures pay for OpenCV

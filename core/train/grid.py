@@ -13,7 +13,7 @@ from core.errors import MammoError
 from core.grid import Cell
 from core.models import pick_device
 from core.runfolder import layout as runs
-from core.runfolder.atomic import atomic_write_bytes, atomic_write_json
+from core.runfolder.atomic import atomic_write_bytes, atomic_write_json, sweep_partial_writes
 from core.train.cancel import TrainingCancelled, cancel_on_signals
 from core.train.checkpoint import done_result
 from core.train.config import TrainConfig, now_iso, pretrained_digest
@@ -107,6 +107,7 @@ def train_grid(dataset: str | Path | pd.DataFrame, out_dir: str | Path,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(out_dir), cancel_on_signals():
+        sweep_partial_writes(out_dir)  # a process killed mid-write (SIGKILL, power) left them
         device = pick_device(config.device)
         info = open_run(out_dir, df, source, config, device)
         write_run(out_dir, info)
