@@ -88,8 +88,10 @@ def test_upload_see_correct_predict_download_return(source, tmp_path):
         # the file moved out of the hanging (two RCC) and its box was drawn anew, still
         # focused: a first click may only close its list
         expect(page.locator("[data-testid='stStatusWidget']")).to_have_count(0)
+        box = main.get_by_role("combobox", name=name, exact=True)
+        expect(box).to_have_count(1)  # the rerun's stale copy of the card is gone
         for _ in range(3):
-            main.get_by_role("combobox", name=name, exact=True).click()
+            box.click()
             try:
                 page.get_by_role("option", name="LCC", exact=True).click(timeout=5000)
                 break
