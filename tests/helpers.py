@@ -283,3 +283,29 @@ def write_two_view_blobs(root: Path, n_train: int = 16, n_test: int = 4, seed: i
                          "split": "train" if i < n_train else "test"})
     pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
     return root
+
+
+def ray_processes(ray_tmp: str) -> list[int]:
+    """Live processes (zombies aside) whose environment holds ``RAY_TMPDIR=ray_tmp``: the
+    Ray a command started under a private ``RAY_TMPDIR``, told from any other Ray on the
+    machine (workers, whose command line Ray rewrites, inherit the variable too)."""
+    tag = f"RAY_TMPDIR={ray_tmp}".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if tag in (proc / "environ").read_bytes().split(b"\0") and \
+                    (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX":
+                found.append(int(proc.name))
+        except (OSError, IndexError):
+            continue
+    return found
+
+
+def assert_no_ray_left(ray_tmp: str, within_s: float = 15.0) -> None:
+    """No process of that Ray is left ``within_s`` seconds from now."""
+    deadline = time.monotonic() + within_s
+    while ray_processes(ray_tmp) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert ray_processes(ray_tmp) == [], "Ray processes outlived the command"

@@ -296,7 +296,7 @@ def test_train_shows_progress_of_a_run(dirs, weights):
     cells = at.dataframe[0].value  # per cell; events without a node: this machine
     assert cells.to_dict("records") == [{"cell": "all-RCC", "status": "running",
                                          "node": socket.gethostname(), "epoch": "1/2",
-                                         "attempt": 1}]
+                                         "attempt": "1"}]
     assert "no process is working on it" in texts(at)
     assert [b.label for b in at.button] == ["Start training", "Resume"]  # killed: resumable
 

@@ -24,7 +24,7 @@ def test_cells_from_two_nodes_with_a_retry_and_a_skip():
         _ev("cell_start", "all-LCC", node="10.0.0.1", attempt=2),
         _ev("epoch", "all-LCC", node="10.0.0.1", epoch=3, epochs=3),
         _ev("cell_done", "all-LCC", node="10.0.0.1"),
-        _ev("cell_skipped", "roi-LMLO", node="10.0.0.2", reason="3 images"),
+        _ev("cell_skipped", "roi-LMLO", reason="3 images"),  # decided by the driver
         _ev("cell_start", "noroi-RCC", fold=1, node="10.0.0.2", attempt=1),
     ]
     rows = cell_table(events, this_node="here")
@@ -32,7 +32,7 @@ def test_cells_from_two_nodes_with_a_retry_and_a_skip():
         CellRow("pooled", "done", "10.0.0.1", 2, 2, 1),
         CellRow("all-RCC", "running", "10.0.0.1", 1, 3, 1),
         CellRow("all-LCC", "done", "10.0.0.1", 3, 3, 2),
-        CellRow("roi-LMLO", "skipped", "10.0.0.2", None, None, 1),
+        CellRow("roi-LMLO", "skipped", None, None, None, None),  # trained nowhere
         CellRow("CV fold 1 · noroi-RCC", "running", "10.0.0.2", None, None, 1),
     ]
     stopped = cell_table(events, this_node="here", running=False)

@@ -30,7 +30,7 @@ from core.models import create_model, load_weights
 from core.runfolder import layout as runs
 from core.runfolder.integrity import file_sha256, verify_meta
 from core.train import TrainConfig, train_grid
-from helpers import write_two_view_blobs
+from helpers import assert_no_ray_left, write_two_view_blobs
 
 REPO = Path(__file__).resolve().parent.parent
 TRAIN_ARGS = ["--arch", "resnet10t", "--img-size", "32", "--epochs", "2", "--warm-start", "1",
@@ -67,29 +67,6 @@ def ray_tmp():
 def _env(ray_tmp: str, **extra: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1",
             "RAY_TMPDIR": ray_tmp, **extra}
-
-
-def _ours(ray_tmp: str) -> list[int]:
-    """Live processes (zombies aside) whose environment holds our RAY_TMPDIR."""
-    tag = f"RAY_TMPDIR={ray_tmp}".encode()
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            if tag in (proc / "environ").read_bytes().split(b"\0") and \
-                    (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX":
-                found.append(int(proc.name))
-        except (OSError, IndexError):
-            continue
-    return found
-
-
-def _no_ray_left(ray_tmp: str, within_s: float = 15.0) -> None:
-    deadline = time.monotonic() + within_s
-    while _ours(ray_tmp) and time.monotonic() < deadline:
-        time.sleep(0.3)
-    assert _ours(ray_tmp) == [], "Ray processes outlived the command"
 
 
 def _train(out: Path, data: Path, ray_tmp: str, *extra: str, **env: str
@@ -136,7 +113,7 @@ def test_ray_run_equals_one_process_and_a_killed_worker_is_retried(data, serial,
     out = tmp_path / "ray"
     done = _train(out, data, ray_tmp, *RAY_ARGS, MAMMOROUTE_RAY_CRASH="all-LCC")
     assert done.returncode == 0, done.stderr[-3000:]
-    _no_ray_left(ray_tmp)
+    assert_no_ray_left(ray_tmp)
     _contract(out)
     _same_predictions(serial, out)
     events = _events(out)
@@ -184,7 +161,7 @@ def test_resume_after_the_driver_is_killed_keeps_finished_cells(data, serial, tm
     before = len(_events(out))
     done = _train(out, data, ray_tmp, *one_at_a_time, "--resume")
     assert done.returncode == 0, done.stderr[-3000:]
-    _no_ray_left(ray_tmp)  # neither the killed command's Ray nor the resumed one's
+    assert_no_ray_left(ray_tmp)  # neither the killed command's Ray nor the resumed one's
     restarted = {e["cell"] for e in _events(out)[before:] if e["event"] == "cell_start"}
     assert finished & set(CELLS) and restarted and not finished & restarted
     assert restarted == {"pooled", *CELLS} - finished
@@ -222,7 +199,7 @@ def test_cancel_reaches_the_run_folder_at_once_and_leaves_it_resumable(data, tmp
         f"error: {out}: training cancelled; continue it with --resume")
     info = runs.read_run(out).info
     assert not any(c["status"] == "running" for c in info["cells"].values())
-    _no_ray_left(ray_tmp, within_s=60)
+    assert_no_ray_left(ray_tmp, within_s=60)
 
 
 def test_a_failing_ray_run_is_one_line_and_leaves_no_ray_process(data, tmp_path, ray_tmp):
@@ -235,7 +212,7 @@ def test_a_failing_ray_run_is_one_line_and_leaves_no_ray_process(data, tmp_path,
     assert errors == [done.stderr.strip().splitlines()[-1]]
     assert "--cpus-per-cell 64" in errors[0] and "Traceback" not in done.stderr
     assert runs.read_run(out).status == "failed"
-    _no_ray_left(ray_tmp)
+    assert_no_ray_left(ray_tmp)
 
 
 def test_an_unreachable_ray_address_is_one_line_within_30_s(data, tmp_path, ray_tmp):

@@ -118,9 +118,10 @@ def render_progress(run: RunSummary, compact: bool = False) -> None:
 
 def cells_frame(rows: list[CellRow]) -> pd.DataFrame:
     """The per-cell table as shown: cell, status, node, epoch/of, attempt."""
-    return pd.DataFrame([{"cell": r.cell, "status": r.status, "node": r.node,
+    return pd.DataFrame([{"cell": r.cell, "status": r.status, "node": r.node or "–",
                           "epoch": f"{r.epoch}/{r.epochs}" if r.epoch else "–",
-                          "attempt": r.attempt} for r in rows],
+                          "attempt": "–" if r.attempt is None else str(r.attempt)}
+                         for r in rows],
                         columns=["cell", "status", "node", "epoch", "attempt"])
 
 

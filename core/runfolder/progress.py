@@ -211,10 +211,10 @@ class CellRow:
 
     cell: str
     status: str  # running | done | skipped | stopped (the run ended while it ran)
-    node: str
+    node: str | None  # None: never started (skipped)
     epoch: int | None
     epochs: int | None
-    attempt: int
+    attempt: int | None
 
 
 def cell_table(events: Iterable[dict[str, Any]], this_node: str | None = None,
@@ -225,7 +225,8 @@ def cell_table(events: Iterable[dict[str, Any]], this_node: str | None = None,
     ``cell_done`` / ``cell_skipped``; a later ``cell_start`` (a retry, a resume)
     opens it again.  Its node is the latest event's ``"node"``; events without one
     (written before they carried it, or by one process) name ``this_node`` (default:
-    this machine's host name, which is what a one-process run names).  The attempt
+    this machine's host name, which is what a one-process run names); a part that never
+    started (skipped) has neither node nor attempt.  The attempt
     is ``cell_start``'s ``"attempt"``, else how many times it started.  With
     ``running`` False (the run ended), a part still running reads ``stopped``.
     """
@@ -247,7 +248,11 @@ def cell_table(events: Iterable[dict[str, Any]], this_node: str | None = None,
             row["status"] = str(ev.get("status") or END_STATUS[kind])
         else:
             row.update(status="running", epoch=ev.get("epoch"), epochs=ev.get("epochs"))
-    return [CellRow(key, "stopped" if r["status"] == "running" and not running else r["status"],
-                    r["node"] or local, r["epoch"], r["epochs"],
-                    int(r["attempt"] or max(1, r["starts"])))
-            for key, r in state.items()]
+    rows = []
+    for key, r in state.items():
+        trained = r["starts"] or r["epoch"] or r["node"]  # a skipped cell ran nowhere
+        rows.append(CellRow(
+            key, "stopped" if r["status"] == "running" and not running else r["status"],
+            (r["node"] or local) if trained else None, r["epoch"], r["epochs"],
+            int(r["attempt"] or max(1, r["starts"])) if trained else None))
+    return rows
