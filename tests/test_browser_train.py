@@ -16,7 +16,10 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,27 +34,42 @@ pytestmark = [
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 
+@contextmanager
+def _train_page(tmp_path: Path, **env: str) -> Iterator[tuple[Any, Any, Path]]:
+    """The Train page on a 12-study phantom: ``(page, main area, checkpoints folder)``."""
+    from core.phantom import write_phantom
+
+    app, ck, data = app_env(tmp_path, **env)
+    write_phantom(data / "phantom-vindr", "vindr", 12, 192, 0)
+    ARTIFACTS.mkdir(exist_ok=True)
+    with app_in_chromium(app, tmp_path / "streamlit.log") as (page, url):
+        page.goto(f"{url}/train")
+        yield page, page.locator("[data-testid='stMain']"), ck
+
+
+def _cancel(page, main, ck: Path) -> None:
+    """Press Cancel until the job has ended: the monitor redraws every 2 s, so a click can
+    miss, and a Ray run's teardown takes seconds more than one process's."""
+    for _ in range(20):
+        job = jobs.current_job(ck)
+        if job is None:
+            return
+        main.get_by_role("button", name="Cancel").click()
+        page.wait_for_timeout(3000)
+    assert jobs.current_job(ck) is None, jobs.log_tail(job)
+
+
 def test_cancel_a_training_then_resume_it_from_the_button(tmp_path):
     from playwright.sync_api import expect
 
-    from core.phantom import write_phantom
-
-    env, ck, data = app_env(tmp_path)
-    write_phantom(data / "phantom-vindr", "vindr", 12, 192, 0)
-    ARTIFACTS.mkdir(exist_ok=True)
+    ck = tmp_path / "checkpoints"
     try:
-        with app_in_chromium(env, tmp_path / "streamlit.log") as (page, url):
-            page.goto(f"{url}/train")
-            main = page.locator("[data-testid='stMain']")
+        with _train_page(tmp_path) as (page, main, ck):
             main.get_by_role("button", name="Start training").click()
             running = main.get_by_text(re.compile(r"Train job running"))
             expect(running).to_be_visible()
             expect(main.get_by_text(re.compile(r"^phantom-vindr-.* · running$"))).to_be_visible()
-            for _ in range(10):  # the monitor redraws every 2 s: a click can miss
-                main.get_by_role("button", name="Cancel").click()
-                page.wait_for_timeout(3000)
-                if jobs.current_job(ck) is None:
-                    break
+            _cancel(page, main, ck)
             paused = main.get_by_text(re.compile(r"^Cancelled, \d+ of \d+ cells finished"))
             expect(paused).to_be_visible()
             expect(main.locator("[data-testid='stAlertContentError']")).to_have_count(0)
@@ -76,17 +94,12 @@ def test_a_ray_run_started_from_the_page_shows_its_nodes_and_cancels_cleanly(tmp
     resumable and no process of its local Ray behind."""
     from playwright.sync_api import expect
 
-    from core.phantom import write_phantom
     from core.runfolder import layout as runs
 
     with tempfile.TemporaryDirectory(prefix="rt", dir="/tmp") as ray_tmp:
-        env, ck, data = app_env(tmp_path, RAY_TMPDIR=ray_tmp)
-        write_phantom(data / "phantom-vindr", "vindr", 12, 192, 0)
-        ARTIFACTS.mkdir(exist_ok=True)
+        ck = tmp_path / "checkpoints"
         try:
-            with app_in_chromium(env, tmp_path / "streamlit.log") as (page, url):
-                page.goto(f"{url}/train")
-                main = page.locator("[data-testid='stMain']")
+            with _train_page(tmp_path, RAY_TMPDIR=ray_tmp) as (page, main, ck):
                 main.get_by_text("Ray cluster", exact=True).click()
                 cpus = main.get_by_role("spinbutton", name="CPUs per cell")
                 cpus.fill("1")
@@ -111,14 +124,7 @@ def test_a_ray_run_started_from_the_page_shows_its_nodes_and_cancels_cleanly(tmp
                        ).to_be_visible(timeout=30_000)
                 page.wait_for_timeout(1500)
                 page.screenshot(path=str(ARTIFACTS / "train-ray-running.png"), full_page=True)
-                for _ in range(20):  # the monitor redraws every 2 s: a click can miss, and
-                    # Ray's teardown after a cancel takes seconds more than one process's
-                    if jobs.current_job(ck) is not None:
-                        main.get_by_role("button", name="Cancel").click()
-                    page.wait_for_timeout(3000)
-                    if jobs.current_job(ck) is None:
-                        break
-                assert jobs.current_job(ck) is None, jobs.log_tail(job)
+                _cancel(page, main, ck)
                 expect(main.get_by_text(re.compile(r"^Cancelled, \d+ of \d+ cells finished"))
                        ).to_be_visible(timeout=60_000)
                 info = json.loads((run / runs.RUN_FILE).read_text())
