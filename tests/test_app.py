@@ -902,9 +902,9 @@ def test_study_picker_belongs_to_its_run(dirs, weights):
     assert picker(at).value == 1  # each run keeps the study it was left on
 
 
-def test_case_review_offers_the_runs_own_test_studies_in_its_image_type(dirs, weights):
-    """A run trained on subtracted CDD-CESM images with split seed 3 is offered its own
-    held-out studies, in subtracted images; never the defaults' split of low-energy ones."""
+def _cesm_run(dirs, weights):
+    """A run trained on a CDD-CESM phantom's subtracted images with split seed 3: the
+    dataset as that run read it."""
     from core.datasets import load_dataset
     from core.phantom import write_phantom
 
@@ -915,7 +915,13 @@ def test_case_review_offers_the_runs_own_test_studies_in_its_image_type(dirs, we
     info = json.loads((run / "run.json").read_text())
     info["dataset_options"] = {"split_seed": 3, "cdd_type": "CESM"}
     (run / "run.json").write_text(json.dumps(info))
-    trained = load_dataset(cdd, split_seed=3, cdd_type="CESM")
+    return load_dataset(cdd, split_seed=3, cdd_type="CESM")
+
+
+def test_case_review_offers_the_runs_own_test_studies_in_its_image_type(dirs, weights):
+    """A run trained on subtracted CDD-CESM images with split seed 3 is offered its own
+    held-out studies, in subtracted images; never the defaults' split of low-energy ones."""
+    trained = _cesm_run(dirs, weights)
     held_out = sorted(set(trained.loc[trained["split"] == "test", "study_id"].astype(str)))
     at = page("case_review.py").run()
     no_exception(at)
@@ -929,20 +935,12 @@ def test_case_review_offers_the_runs_own_test_studies_in_its_image_type(dirs, we
 def test_data_page_reads_a_runs_dataset_as_the_run_did(dirs, weights):
     from core.datasets import load_dataset
     from core.datasets.describe import describe, tables
-    from core.phantom import write_phantom
 
-    ck, data = dirs
-    cdd = data / "cdd"
-    write_phantom(cdd, "cddcesm", 8, size=IMG, seed=1, workers=1)
-    run = write_run(ck, cdd, weights)
-    info = json.loads((run / "run.json").read_text())
-    info["dataset_options"] = {"split_seed": 3, "cdd_type": "CESM"}
-    (run / "run.json").write_text(json.dumps(info))
-    trained = load_dataset(cdd, split_seed=3, cdd_type="CESM")
+    trained = _cesm_run(dirs, weights)
     at = page("data.py").run()
     no_exception(at)
     assert f"The dataset of run {RUN_NAME}. Read as this run read it (CDD-CESM images CESM, " \
            "split seed 3)." in texts(at)
     expected = tables(describe(trained))["split"]
-    assert not expected.equals(tables(describe(load_dataset(cdd)))["split"])  # seeds differ
+    assert not expected.equals(tables(describe(load_dataset(dirs[1] / "cdd")))["split"])  # seeds differ
     pd.testing.assert_frame_equal(at.table[0].value, expected)
