@@ -117,10 +117,16 @@ class StudyImages:
 
     def by_view(self) -> dict[str, list[ImageRef]]:
         """View → its images, newest first; images of unknown view under ``""``."""
-        out: dict[str, list[ImageRef]] = {}
-        for image in self.images:
-            out.setdefault(image.view, []).append(image)
-        return out
+        return by_view(self.images)
+
+
+def by_view(images: Sequence[ImageRef]) -> dict[str, list[ImageRef]]:
+    """View → its images in their given order (newest first after :func:`hanging_order`);
+    images of unknown view under ``""``."""
+    out: dict[str, list[ImageRef]] = {}
+    for image in images:
+        out.setdefault(image.view, []).append(image)
+    return out
 
 
 def _text(ds: Dataset, keyword: str) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.pacs.client import ImageRef, PacsClient
+from core.pacs.client import ImageRef, PacsClient, by_view
 
 if TYPE_CHECKING:
     from pydicom import Dataset
@@ -45,13 +45,10 @@ def newest_per_view(images: tuple[ImageRef, ...]) -> tuple[list[ImageRef], list[
     whose view the tags do not name are all kept: the predictor reads their view."""
     chosen: list[ImageRef] = []
     notes: list[str] = []
-    by_view: dict[str, list[ImageRef]] = {}
-    for image in images:
-        if image.view:
-            by_view.setdefault(image.view, []).append(image)
-        else:
-            chosen.append(image)
-    for view, repeats in by_view.items():
+    for view, repeats in by_view(images).items():
+        if not view:
+            chosen += repeats
+            continue
         chosen.append(repeats[0])
         if len(repeats) > 1:
             notes.append(f"{view}: {len(repeats)} images; the newest ({repeats[0].sop_uid}) is read, "
