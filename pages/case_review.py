@@ -11,7 +11,7 @@ from core.errors import MammoError
 from core.pixels.preprocess import PreprocessParams
 from core.predict import Predictor
 from core.review.case import UPLOAD_TYPES, CaseView
-from core.review.pacs_study import synthetic_views
+from core.review.outputs import phantom_study
 from core.review.report import is_demonstration
 from core.review.study import (
     MAX_VIEWS,
@@ -152,7 +152,7 @@ else:
     views = uploaded_views(spec, show_ids)
 # the run's own dataset is synthetic iff the run is; a PACS study iff its DICOMs say so
 images_synthetic = source_choice == "dataset" or (source_choice == "pacs"
-                                                  and synthetic_views(views))
+                                                  and phantom_study(views))
 if run.synthetic:
     with notice.container():
         synthetic_notice(images="phantom" if images_synthetic else "yours")

@@ -14,7 +14,6 @@ from typing import Any
 
 from core.grid import VIEWS
 from core.pacs.client import ImageRef, PacsClient, StudyImages, StudyRow
-from core.phantom.profiles import SYNTHETIC_NAME
 from core.pixels.spec import PreprocessParams
 from core.review.case import CaseView, read_dataset, set_view
 from core.wording import count
@@ -116,14 +115,6 @@ class PacsStudy:
         hung = {id(v) for v in out}
         return out + [v for uid in self.unplaced
                       if (v := self.decoded.get(uid)) is not None and id(v) not in hung]
-
-
-
-def synthetic_views(views: Sequence[CaseView]) -> bool:
-    """Whether every view is a phantom's image (its DICOM header carries the phantom's
-    label): only then are a synthetic run's calls on it more than a demonstration."""
-    return bool(views) and all(v.header is not None and str(v.header.get("Manufacturer", ""))
-                               == SYNTHETIC_NAME for v in views)
 
 
 def open_study(client: PacsClient, study_uid: str, spec: PreprocessParams) -> PacsStudy:
