@@ -232,12 +232,11 @@ def store_study(fetched: FetchedStudy, predictor: Predictor, inputs: list[ViewIn
     states them: an SR, a SEG of the ROIs that routed views, the ROI-aware grid's
     Grad-CAM over each whole image as a Secondary Capture."""
     from core.datasets.roi import read_mask
-    from core.dicomout.from_predict import routing_mask, study_result
+    from core.dicomout.from_predict import cam_overlays, study_result
     from core.dicomout.store import store_results
     from core.pacs import PacsClient
     from core.phantom import synthetic_header
     from core.pixels.preprocess import render_source
-    from core.review.picture import whole_image_overlay
     from core.review.report import StudyCalls, is_demonstration
 
     run_summary = predictor.run
@@ -245,12 +244,10 @@ def store_study(fetched: FetchedStudy, predictor: Predictor, inputs: list[ViewIn
     calls = StudyCalls(run_summary, "tuned", is_demonstration(run_summary.synthetic, images_synthetic))
     header = {i.label: h for i, h in zip(inputs, fetched.headers)}
     rois = {i.label: ("mask", read_mask(i.mask_path)) for i in inputs if i.mask_path}
-    overlays = {}
-    for item, r in zip(inputs, results):
-        if r.error is None and r.cam_roi_aware is not None:
-            grey = render_source(item.path, predictor.params).pixels
-            mask = routing_mask(r, header[item.label], rois.get(item.label, (None, None))[1])
-            overlays[item.label] = whole_image_overlay(r, grey, "roi_aware", CAM_OPACITY, mask)[0]
+    path = {i.label: i.path for i in inputs}
+    overlays = cam_overlays(results, header,
+                            lambda key: render_source(path[key], predictor.params).pixels,
+                            rois, "roi_aware", CAM_OPACITY)
     result = study_result(results, header, run_summary, calls, rois=rois, overlays=overlays,
                           synthetic=run_summary.synthetic or images_synthetic)
     return store_results(PacsClient(fetched.url), fetched.headers, result)

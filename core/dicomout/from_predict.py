@@ -125,6 +125,26 @@ def routing_mask(result: ViewResult, source: Dataset, given: np.ndarray | None) 
     return None if given is None else np.asarray(given) > 0
 
 
+def cam_overlays(results: Sequence[ViewResult], sources: Mapping[str, Dataset],
+                 grey_of: Callable[[str], np.ndarray | None],
+                 rois: Mapping[str, tuple[str | None, np.ndarray | None]], grid: str,
+                 opacity: float) -> dict[str, np.ndarray]:
+    """Each predicted view's ``grid`` Grad-CAM over its whole image (``grey_of(identity)``,
+    None: no picture) with its routing ROI outlined: the Secondary Captures' pixels, keyed
+    by :attr:`ViewResult.identity`.  The app and the command line store through here."""
+    from core.review.picture import whole_image_overlay
+
+    out = {}
+    for r in results:
+        if r.error is not None or getattr(r, f"cam_{grid}") is None:
+            continue
+        grey = grey_of(r.identity)
+        if grey is not None:
+            mask = routing_mask(r, sources[r.identity], rois.get(r.identity, (None, None))[1])
+            out[r.identity] = whole_image_overlay(r, grey, grid, opacity, mask)[0]
+    return out
+
+
 def study_result(results: Sequence[ViewResult], sources: Mapping[str, Dataset], run: RunSummary,
                  call_of: Callable[[ViewResult, str], Call | None], *,
                  rois: Mapping[str, tuple[str | None, np.ndarray | None]] | None = None,

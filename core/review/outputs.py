@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pydicom import Dataset
 
 from core.dicomout import DicomOutError, StudyResult
-from core.dicomout.from_predict import routing_mask, study_result
+from core.dicomout.from_predict import cam_overlays, study_result
 from core.phantom import synthetic_header
 from core.predict import ViewResult
 from core.review.board import empty_cams, hanging_image, result_pictures
@@ -21,7 +21,6 @@ from core.review.case import CaseView
 from core.review.export import study_record, view_rois
 from core.review.overlay import cam_scale_bar
 from core.review.pdf import write_report
-from core.review.picture import whole_image_overlay
 from core.review.report import Call
 from core.runfolder.layout import RunSummary
 
@@ -78,12 +77,7 @@ def study_dicom(results: Sequence[ViewResult], views: Sequence[CaseView], run: R
     rois = view_rois(done, views)
     grid = cam_of or "roi_aware"
     blend = opacity if cam_of and opacity > 0 else SC_OPACITY
-    overlays = {}
-    for r in done:
-        view = by_key[r.identity]
-        if getattr(r, f"cam_{grid}") is not None and view.pixels is not None:
-            mask = routing_mask(r, sources[r.identity], rois.get(r.identity, (None, None))[1])
-            overlays[r.identity] = whole_image_overlay(r, view.pixels, grid, blend, mask)[0]
+    overlays = cam_overlays(done, sources, lambda key: by_key[key].pixels, rois, grid, blend)
     synthetic = synthetic or phantom_study([by_key[r.identity] for r in done])
     result = study_result(done, sources, run, call_of, rois=rois, overlays=overlays,
                           cam_grid=grid, synthetic=synthetic)
